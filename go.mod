@@ -1,0 +1,3 @@
+module github.com/warden-mqtt/warden
+
+go 1.26
