@@ -1,0 +1,18 @@
+// Package store owns the persistence of warden's model: users, roles with
+// their permissions, login-token records, registry requests and settings
+// (CA, signing keys, registry state), together with a change feed (Watch)
+// that tells every node about every write, and snapshot/restore of the
+// whole model.
+//
+// Two implementations stand behind the one Store interface: an embedded
+// bbolt file (OpenBolt, the default) and Redis (OpenRedis, for several
+// nodes sharing one model). Both run the same model logic over a small
+// transactional key-value backend, so uniqueness, cascades and atomicity
+// are written once and proven once by the contract suite in
+// store/storetest.
+//
+// The store holds data and enforces invariants that need atomicity
+// (unique names, no half-written records, no role deleted while held). It
+// does not hash passwords, apply password policy or decide access: those
+// belong to credential and acl.
+package store

@@ -1,0 +1,794 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/warden-mqtt/warden/acl"
+)
+
+// model implements Store over a backend. All invariants live here, once,
+// for every backend.
+type model struct {
+	be   backend
+	feed *feed
+	now  func() time.Time
+}
+
+func newModel(be backend, f *feed) *model {
+	return &model{be: be, feed: f, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// NewID returns a random identifier in UUID v4 form.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("store: crypto/rand failed: " + err.Error())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// validName rejects names that cannot be stored as keys or shown safely.
+func validName(what, name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: %s is empty", ErrInvalid, what)
+	case len(name) > 1024:
+		return fmt.Errorf("%w: %s is longer than 1024 bytes", ErrInvalid, what)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, what)
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("%w: %s contains NUL", ErrInvalid, what)
+	}
+	return nil
+}
+
+func validPermissions(perms []acl.Permission) error {
+	for i, p := range perms {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("%w: permission %d: %w", ErrInvalid, i, err)
+		}
+	}
+	return nil
+}
+
+// ---- users ----
+
+func (m *model) CreateUser(ctx context.Context, u User) (User, error) {
+	if err := validName("username", u.Username); err != nil {
+		return User{}, err
+	}
+	now := m.now()
+	if u.ID == "" {
+		u.ID = NewID()
+	}
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = now
+	}
+	u.UpdatedAt = now
+	if u.PasswordHash != "" && u.PasswordVersion == 0 {
+		u.PasswordVersion = 1
+	}
+	err := m.be.update(ctx, func(tx txn) error {
+		if err := m.checkUser(tx, u, ""); err != nil {
+			return err
+		}
+		if raw, err := tx.get(bucketUsers, u.ID); err != nil {
+			return err
+		} else if raw != nil {
+			return fmt.Errorf("%w: user id %q exists", ErrConflict, u.ID)
+		}
+		return m.writeUser(tx, u, "")
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", u.Username, err)
+	}
+	return u, nil
+}
+
+// checkUser enforces the username's uniqueness and that roles exist.
+func (m *model) checkUser(tx txn, u User, oldUsername string) error {
+	if u.Username != oldUsername {
+		id, err := tx.get(bucketUsernames, u.Username)
+		if err != nil {
+			return err
+		}
+		if id != nil {
+			return fmt.Errorf("%w: username %q is taken", ErrConflict, u.Username)
+		}
+	}
+	for _, rid := range u.Roles {
+		raw, err := tx.get(bucketRoles, rid)
+		if err != nil {
+			return err
+		}
+		if raw == nil {
+			return fmt.Errorf("%w: role %q", ErrNotFound, rid)
+		}
+	}
+	return nil
+}
+
+func (m *model) writeUser(tx txn, u User, oldUsername string) error {
+	if oldUsername != "" && oldUsername != u.Username {
+		if err := tx.del(bucketUsernames, oldUsername); err != nil {
+			return err
+		}
+	}
+	if err := tx.put(bucketUsernames, u.Username, []byte(u.ID)); err != nil {
+		return err
+	}
+	if err := putJSON(tx, bucketUsers, u.ID, u); err != nil {
+		return err
+	}
+	tx.emit(Event{Kind: KindUser, Op: OpPut, ID: u.ID})
+	return nil
+}
+
+func (m *model) User(ctx context.Context, id string) (User, error) {
+	var u User
+	err := m.be.view(ctx, func(tx txn) error { return getJSON(tx, bucketUsers, id, &u) })
+	if err != nil {
+		return User{}, fmt.Errorf("user %q: %w", id, err)
+	}
+	return u, nil
+}
+
+func (m *model) UserByUsername(ctx context.Context, username string) (User, error) {
+	var u User
+	err := m.be.view(ctx, func(tx txn) error {
+		id, err := tx.get(bucketUsernames, username)
+		if err != nil {
+			return err
+		}
+		if id == nil {
+			return ErrNotFound
+		}
+		return getJSON(tx, bucketUsers, string(id), &u)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("user %q: %w", username, err)
+	}
+	return u, nil
+}
+
+func (m *model) Users(ctx context.Context) ([]User, error) {
+	var users []User
+	err := m.be.view(ctx, func(tx txn) (err error) {
+		users, err = listJSON[User](tx, bucketUsers)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	sort.Slice(users, func(i, j int) bool { return users[i].Username < users[j].Username })
+	return users, nil
+}
+
+func (m *model) UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error) {
+	var out User
+	err := m.be.update(ctx, func(tx txn) error {
+		var old User
+		if err := getJSON(tx, bucketUsers, id, &old); err != nil {
+			return err
+		}
+		u := cloneUser(old)
+		if err := fn(&u); err != nil {
+			return err
+		}
+		u.ID, u.CreatedAt = old.ID, old.CreatedAt
+		if err := validName("username", u.Username); err != nil {
+			return err
+		}
+		if u.PasswordHash != old.PasswordHash {
+			u.PasswordVersion = old.PasswordVersion + 1
+		}
+		u.UpdatedAt = m.now()
+		if err := m.checkUser(tx, u, old.Username); err != nil {
+			return err
+		}
+		out = u
+		return m.writeUser(tx, u, old.Username)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("update user %q: %w", id, err)
+	}
+	return out, nil
+}
+
+// cloneUser deep-copies the slices so fn cannot alias the stored record
+// across retries.
+func cloneUser(u User) User {
+	u.GrantTypes = append([]GrantType(nil), u.GrantTypes...)
+	u.Certificates = append([]Certificate(nil), u.Certificates...)
+	u.Roles = append([]string(nil), u.Roles...)
+	return u
+}
+
+func (m *model) DeleteUser(ctx context.Context, id string) error {
+	err := m.be.update(ctx, func(tx txn) error {
+		var u User
+		if err := getJSON(tx, bucketUsers, id, &u); err != nil {
+			return err
+		}
+		if err := tx.del(bucketUsers, id); err != nil {
+			return err
+		}
+		if err := tx.del(bucketUsernames, u.Username); err != nil {
+			return err
+		}
+		if _, err := m.deleteUserTokens(tx, id); err != nil {
+			return err
+		}
+		for _, rid := range u.Roles {
+			var r Role
+			if err := getJSON(tx, bucketRoles, rid, &r); errors.Is(err, ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if r.AutoGenerated && r.OwnerID == id {
+				if err := m.deleteRole(tx, r); err != nil {
+					return err
+				}
+			}
+		}
+		tx.emit(Event{Kind: KindUser, Op: OpDelete, ID: id})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete user %q: %w", id, err)
+	}
+	return nil
+}
+
+// ---- roles ----
+
+func (m *model) CreateRole(ctx context.Context, r Role) (Role, error) {
+	if err := validName("role name", r.Name); err != nil {
+		return Role{}, err
+	}
+	if err := validPermissions(r.Permissions); err != nil {
+		return Role{}, err
+	}
+	now := m.now()
+	if r.ID == "" {
+		r.ID = NewID()
+	}
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = now
+	}
+	r.UpdatedAt = now
+	r.Permissions = withPermissionIDs(r.Permissions)
+	err := m.be.update(ctx, func(tx txn) error {
+		if raw, err := tx.get(bucketRoles, r.ID); err != nil {
+			return err
+		} else if raw != nil {
+			return fmt.Errorf("%w: role id %q exists", ErrConflict, r.ID)
+		}
+		return m.writeRole(tx, r, "")
+	})
+	if err != nil {
+		return Role{}, fmt.Errorf("create role %q: %w", r.Name, err)
+	}
+	return r, nil
+}
+
+// withPermissionIDs gives every permission without an ID a new one.
+func withPermissionIDs(perms []acl.Permission) []acl.Permission {
+	out := append([]acl.Permission(nil), perms...)
+	for i := range out {
+		if out[i].ID == "" {
+			out[i].ID = NewID()
+		}
+	}
+	return out
+}
+
+func (m *model) writeRole(tx txn, r Role, oldName string) error {
+	if r.Name != oldName {
+		id, err := tx.get(bucketRoleNames, r.Name)
+		if err != nil {
+			return err
+		}
+		if id != nil {
+			return fmt.Errorf("%w: role name %q is taken", ErrConflict, r.Name)
+		}
+		if oldName != "" {
+			if err := tx.del(bucketRoleNames, oldName); err != nil {
+				return err
+			}
+		}
+		if err := tx.put(bucketRoleNames, r.Name, []byte(r.ID)); err != nil {
+			return err
+		}
+	}
+	if err := putJSON(tx, bucketRoles, r.ID, r); err != nil {
+		return err
+	}
+	tx.emit(Event{Kind: KindRole, Op: OpPut, ID: r.ID})
+	return nil
+}
+
+func (m *model) Role(ctx context.Context, id string) (Role, error) {
+	var r Role
+	err := m.be.view(ctx, func(tx txn) error { return getJSON(tx, bucketRoles, id, &r) })
+	if err != nil {
+		return Role{}, fmt.Errorf("role %q: %w", id, err)
+	}
+	return r, nil
+}
+
+func (m *model) RoleByName(ctx context.Context, name string) (Role, error) {
+	var r Role
+	err := m.be.view(ctx, func(tx txn) error {
+		id, err := tx.get(bucketRoleNames, name)
+		if err != nil {
+			return err
+		}
+		if id == nil {
+			return ErrNotFound
+		}
+		return getJSON(tx, bucketRoles, string(id), &r)
+	})
+	if err != nil {
+		return Role{}, fmt.Errorf("role %q: %w", name, err)
+	}
+	return r, nil
+}
+
+func (m *model) Roles(ctx context.Context) ([]Role, error) {
+	var roles []Role
+	err := m.be.view(ctx, func(tx txn) (err error) {
+		roles, err = listJSON[Role](tx, bucketRoles)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list roles: %w", err)
+	}
+	sort.Slice(roles, func(i, j int) bool { return roles[i].Name < roles[j].Name })
+	return roles, nil
+}
+
+func (m *model) UpdateRole(ctx context.Context, id string, fn func(*Role) error) (Role, error) {
+	var out Role
+	err := m.be.update(ctx, func(tx txn) error {
+		var old Role
+		if err := getJSON(tx, bucketRoles, id, &old); err != nil {
+			return err
+		}
+		r := old
+		r.Permissions = append([]acl.Permission(nil), old.Permissions...)
+		if err := fn(&r); err != nil {
+			return err
+		}
+		r.ID, r.CreatedAt = old.ID, old.CreatedAt
+		if err := validName("role name", r.Name); err != nil {
+			return err
+		}
+		if err := validPermissions(r.Permissions); err != nil {
+			return err
+		}
+		r.Permissions = withPermissionIDs(r.Permissions)
+		r.UpdatedAt = m.now()
+		out = r
+		return m.writeRole(tx, r, old.Name)
+	})
+	if err != nil {
+		return Role{}, fmt.Errorf("update role %q: %w", id, err)
+	}
+	return out, nil
+}
+
+func (m *model) DeleteRole(ctx context.Context, id string) error {
+	err := m.be.update(ctx, func(tx txn) error {
+		var r Role
+		if err := getJSON(tx, bucketRoles, id, &r); err != nil {
+			return err
+		}
+		// Scanning users inside the transaction makes the check atomic with
+		// the delete: a concurrent grant of this role retries or fails.
+		holders := 0
+		err := tx.forEach(bucketUsers, func(_ string, val []byte) error {
+			if strings.Contains(string(val), `"`+id+`"`) {
+				holders++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if holders > 0 {
+			users, err := listJSON[User](tx, bucketUsers)
+			if err != nil {
+				return err
+			}
+			for _, u := range users {
+				for _, rid := range u.Roles {
+					if rid == id {
+						return fmt.Errorf("%w: role %q is held by user %q", ErrConflict, r.Name, u.Username)
+					}
+				}
+			}
+		}
+		return m.deleteRole(tx, r)
+	})
+	if err != nil {
+		return fmt.Errorf("delete role %q: %w", id, err)
+	}
+	return nil
+}
+
+func (m *model) deleteRole(tx txn, r Role) error {
+	if err := tx.del(bucketRoles, r.ID); err != nil {
+		return err
+	}
+	if err := tx.del(bucketRoleNames, r.Name); err != nil {
+		return err
+	}
+	tx.emit(Event{Kind: KindRole, Op: OpDelete, ID: r.ID})
+	return nil
+}
+
+// ---- tokens ----
+
+func (m *model) CreateToken(ctx context.Context, t Token) (Token, error) {
+	if err := validName("token id", t.ID); err != nil {
+		return Token{}, err
+	}
+	if t.CreatedAt.IsZero() {
+		t.CreatedAt = m.now()
+	}
+	err := m.be.update(ctx, func(tx txn) error {
+		if raw, err := tx.get(bucketUsers, t.UserID); err != nil {
+			return err
+		} else if raw == nil {
+			return fmt.Errorf("%w: user %q", ErrNotFound, t.UserID)
+		}
+		if raw, err := tx.get(bucketTokens, t.ID); err != nil {
+			return err
+		} else if raw != nil {
+			return fmt.Errorf("%w: token exists", ErrConflict)
+		}
+		if err := putJSON(tx, bucketTokens, t.ID, t); err != nil {
+			return err
+		}
+		if err := tx.put(userTokensBucket(t.UserID), t.ID, []byte{1}); err != nil {
+			return err
+		}
+		tx.emit(Event{Kind: KindToken, Op: OpPut, ID: t.ID})
+		return nil
+	})
+	if err != nil {
+		return Token{}, fmt.Errorf("create token: %w", err)
+	}
+	return t, nil
+}
+
+func (m *model) Token(ctx context.Context, id string) (Token, error) {
+	var t Token
+	err := m.be.view(ctx, func(tx txn) error { return getJSON(tx, bucketTokens, id, &t) })
+	if err != nil {
+		return Token{}, fmt.Errorf("token: %w", err)
+	}
+	return t, nil
+}
+
+func (m *model) UserTokens(ctx context.Context, userID string) ([]Token, error) {
+	var out []Token
+	err := m.be.view(ctx, func(tx txn) error {
+		return tx.forEach(userTokensBucket(userID), func(id string, _ []byte) error {
+			var t Token
+			if err := getJSON(tx, bucketTokens, id, &t); errors.Is(err, ErrNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tokens of user %q: %w", userID, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+func (m *model) DeleteToken(ctx context.Context, id string) error {
+	err := m.be.update(ctx, func(tx txn) error {
+		var t Token
+		if err := getJSON(tx, bucketTokens, id, &t); err != nil {
+			return err
+		}
+		if err := tx.del(bucketTokens, id); err != nil {
+			return err
+		}
+		if err := tx.del(userTokensBucket(t.UserID), id); err != nil {
+			return err
+		}
+		tx.emit(Event{Kind: KindToken, Op: OpDelete, ID: id})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete token: %w", err)
+	}
+	return nil
+}
+
+func (m *model) DeleteUserTokens(ctx context.Context, userID string) (int, error) {
+	var n int
+	err := m.be.update(ctx, func(tx txn) (err error) {
+		n, err = m.deleteUserTokens(tx, userID)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete tokens of user %q: %w", userID, err)
+	}
+	return n, nil
+}
+
+func (m *model) deleteUserTokens(tx txn, userID string) (int, error) {
+	var ids []string
+	err := tx.forEach(userTokensBucket(userID), func(id string, _ []byte) error {
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		if err := tx.del(bucketTokens, id); err != nil {
+			return 0, err
+		}
+		tx.emit(Event{Kind: KindToken, Op: OpDelete, ID: id})
+	}
+	if len(ids) > 0 {
+		if err := tx.drop(userTokensBucket(userID)); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+// ---- registry requests ----
+
+func (m *model) CreateRegistryRequest(ctx context.Context, r RegistryRequest) (RegistryRequest, error) {
+	if err := validName("username", r.Username); err != nil {
+		return RegistryRequest{}, err
+	}
+	if err := validPermissions(r.Permissions); err != nil {
+		return RegistryRequest{}, err
+	}
+	if r.Timestamp.IsZero() {
+		r.Timestamp = m.now()
+	}
+	err := m.be.update(ctx, func(tx txn) error {
+		if raw, err := tx.get(bucketRegistry, r.Username); err != nil {
+			return err
+		} else if raw != nil {
+			return fmt.Errorf("%w: a request for %q is pending", ErrConflict, r.Username)
+		}
+		return m.writeRegistryRequest(tx, r)
+	})
+	if err != nil {
+		return RegistryRequest{}, fmt.Errorf("create registry request: %w", err)
+	}
+	return r, nil
+}
+
+func (m *model) writeRegistryRequest(tx txn, r RegistryRequest) error {
+	if err := putJSON(tx, bucketRegistry, r.Username, r); err != nil {
+		return err
+	}
+	tx.emit(Event{Kind: KindRegistry, Op: OpPut, ID: r.Username})
+	return nil
+}
+
+func (m *model) RegistryRequest(ctx context.Context, username string) (RegistryRequest, error) {
+	var r RegistryRequest
+	err := m.be.view(ctx, func(tx txn) error { return getJSON(tx, bucketRegistry, username, &r) })
+	if err != nil {
+		return RegistryRequest{}, fmt.Errorf("registry request %q: %w", username, err)
+	}
+	return r, nil
+}
+
+func (m *model) RegistryRequests(ctx context.Context) ([]RegistryRequest, error) {
+	var out []RegistryRequest
+	err := m.be.view(ctx, func(tx txn) (err error) {
+		out, err = listJSON[RegistryRequest](tx, bucketRegistry)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list registry requests: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Timestamp.Before(out[j].Timestamp) })
+	return out, nil
+}
+
+func (m *model) UpdateRegistryRequest(ctx context.Context, username string, fn func(*RegistryRequest) error) (RegistryRequest, error) {
+	var out RegistryRequest
+	err := m.be.update(ctx, func(tx txn) error {
+		var old RegistryRequest
+		if err := getJSON(tx, bucketRegistry, username, &old); err != nil {
+			return err
+		}
+		r := old
+		r.Roles = append([]string(nil), old.Roles...)
+		r.Permissions = append([]acl.Permission(nil), old.Permissions...)
+		if err := fn(&r); err != nil {
+			return err
+		}
+		r.Username = old.Username
+		if err := validPermissions(r.Permissions); err != nil {
+			return err
+		}
+		out = r
+		return m.writeRegistryRequest(tx, r)
+	})
+	if err != nil {
+		return RegistryRequest{}, fmt.Errorf("update registry request %q: %w", username, err)
+	}
+	return out, nil
+}
+
+func (m *model) DeleteRegistryRequest(ctx context.Context, username string) error {
+	err := m.be.update(ctx, func(tx txn) error {
+		if raw, err := tx.get(bucketRegistry, username); err != nil {
+			return err
+		} else if raw == nil {
+			return ErrNotFound
+		}
+		if err := tx.del(bucketRegistry, username); err != nil {
+			return err
+		}
+		tx.emit(Event{Kind: KindRegistry, Op: OpDelete, ID: username})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete registry request %q: %w", username, err)
+	}
+	return nil
+}
+
+func (m *model) ClearRegistryRequests(ctx context.Context) error {
+	err := m.be.update(ctx, func(tx txn) error {
+		var names []string
+		if err := tx.forEach(bucketRegistry, func(k string, _ []byte) error {
+			names = append(names, k)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(names) == 0 {
+			return nil
+		}
+		for _, n := range names {
+			tx.emit(Event{Kind: KindRegistry, Op: OpDelete, ID: n})
+		}
+		return tx.drop(bucketRegistry)
+	})
+	if err != nil {
+		return fmt.Errorf("clear registry requests: %w", err)
+	}
+	return nil
+}
+
+// ---- settings ----
+
+func (m *model) Setting(ctx context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := m.be.view(ctx, func(tx txn) error {
+		raw, err := tx.get(bucketSettings, key)
+		if err != nil {
+			return err
+		}
+		if raw == nil {
+			return ErrNotFound
+		}
+		v = raw
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting %q: %w", key, err)
+	}
+	return v, nil
+}
+
+func (m *model) PutSetting(ctx context.Context, key string, value []byte) error {
+	return m.putSetting(ctx, key, value, false)
+}
+
+func (m *model) CreateSetting(ctx context.Context, key string, value []byte) error {
+	return m.putSetting(ctx, key, value, true)
+}
+
+func (m *model) putSetting(ctx context.Context, key string, value []byte, create bool) error {
+	if err := validName("setting key", key); err != nil {
+		return err
+	}
+	err := m.be.update(ctx, func(tx txn) error {
+		if create {
+			if raw, err := tx.get(bucketSettings, key); err != nil {
+				return err
+			} else if raw != nil {
+				return ErrConflict
+			}
+		}
+		if err := tx.put(bucketSettings, key, value); err != nil {
+			return err
+		}
+		tx.emit(Event{Kind: KindSetting, Op: OpPut, ID: key})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put setting %q: %w", key, err)
+	}
+	return nil
+}
+
+// ---- feed, snapshot ----
+
+func (m *model) Watch(ctx context.Context) (<-chan Event, error) { return m.feed.subscribe(ctx) }
+
+func (m *model) Version(ctx context.Context) (uint64, error) { return m.be.version(ctx) }
+
+func (m *model) Snapshot(ctx context.Context) (Snapshot, error) {
+	data, ver, err := m.be.dump(ctx)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	s := Snapshot{Version: ver, Settings: map[string][]byte{}}
+	if err := decodeBucket(data[bucketUsers], &s.Users); err != nil {
+		return Snapshot{}, err
+	}
+	if err := decodeBucket(data[bucketRoles], &s.Roles); err != nil {
+		return Snapshot{}, err
+	}
+	if err := decodeBucket(data[bucketTokens], &s.Tokens); err != nil {
+		return Snapshot{}, err
+	}
+	if err := decodeBucket(data[bucketRegistry], &s.RegistryRequests); err != nil {
+		return Snapshot{}, err
+	}
+	for k, v := range data[bucketSettings] {
+		s.Settings[k] = v
+	}
+	sort.Slice(s.Users, func(i, j int) bool { return s.Users[i].Username < s.Users[j].Username })
+	sort.Slice(s.Roles, func(i, j int) bool { return s.Roles[i].Name < s.Roles[j].Name })
+	sort.Slice(s.Tokens, func(i, j int) bool { return s.Tokens[i].ID < s.Tokens[j].ID })
+	sort.Slice(s.RegistryRequests, func(i, j int) bool {
+		return s.RegistryRequests[i].Username < s.RegistryRequests[j].Username
+	})
+	return s, nil
+}
+
+// Restore validates the whole snapshot first, so a bad one changes nothing.
+func (m *model) Restore(ctx context.Context, s Snapshot) error {
+	data, err := snapshotBuckets(s)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := m.be.load(ctx, data); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	return nil
+}
+
+func (m *model) Ping(ctx context.Context) error { return m.be.ping(ctx) }
+
+func (m *model) Close() error {
+	m.feed.close()
+	return m.be.close()
+}
