@@ -1,0 +1,725 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis layout. Every key carries the hash tag {warden}, so on a Cluster
+// all of them live in one slot and a Lua script can touch them atomically.
+//
+//	{warden}:b:<bucket>  hash: the bucket's keys and values
+//	{warden}:r:<bucket>  counter: bumped by every write to the bucket
+//	{warden}:buckets     set: names of buckets that may hold data
+//	{warden}:version     counter: the model version, +1 per commit
+//	{warden}:events      pub/sub channel: {"v":<version>,"e":[events]}
+const redisPrefix = "{warden}:"
+
+// Feed tuning. pollInterval bounds how long a node that silently lost
+// pub/sub messages takes to notice (two polls) and reset its caches.
+const (
+	pollInterval = 2 * time.Second
+	maxAttempts  = 200
+)
+
+// OpenRedis connects to Redis and returns a Store on it. The URL is
+// redis:// or rediss:// as go-redis parses it; `?master_name=NAME` (with
+// `addr=` for more sentinels) selects Sentinel, `addr=` alone selects a
+// Cluster. The connection is checked before OpenRedis returns.
+func OpenRedis(ctx context.Context, rawURL string) (Store, error) {
+	client, err := redisClient(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newRedisStore(ctx, client, true)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewRedis returns a Store on an existing client (single server, Sentinel
+// or Cluster). Closing the Store does not close the client.
+func NewRedis(ctx context.Context, client redis.UniversalClient) (Store, error) {
+	return newRedisStore(ctx, client, false)
+}
+
+// RedisURLKind reports which deployment a URL selects ("server",
+// "sentinel" or "cluster"), or an error that says what is wrong with it.
+func RedisURLKind(rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("redis url: %w", err)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return "", fmt.Errorf("redis url: scheme must be redis:// or rediss://, got %q", u.Scheme)
+	}
+	q := u.Query()
+	switch {
+	case q.Has("master_name"):
+		return "sentinel", nil
+	case q.Has("addr"):
+		return "cluster", nil
+	}
+	return "server", nil
+}
+
+func redisClient(rawURL string) (redis.UniversalClient, error) {
+	kind, err := RedisURLKind(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	// Short timeouts: an unreachable Redis must surface as ErrUnavailable
+	// within seconds, not hang CONNECT handling.
+	fix := func(dial, read, write *time.Duration) {
+		for _, d := range []*time.Duration{dial, read, write} {
+			if *d == 0 {
+				*d = 2 * time.Second
+			}
+		}
+	}
+	switch kind {
+	case "sentinel":
+		o, err := redis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		fix(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		return redis.NewFailoverClient(o), nil
+	case "cluster":
+		o, err := redis.ParseClusterURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		fix(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		return redis.NewClusterClient(o), nil
+	}
+	o, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	fix(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+	return redis.NewClient(o), nil
+}
+
+// redisBackend implements backend with optimistic transactions: reads go
+// to Redis and are remembered; writes are buffered; the commit is one Lua
+// script that checks nothing read has changed, applies the writes, bumps
+// the version and publishes the events, or does nothing so the
+// transaction reruns.
+type redisBackend struct {
+	client    redis.UniversalClient
+	ownClient bool
+	feed      *feed
+	closed    atomic.Bool
+	cancel    context.CancelFunc
+	ps        *redis.PubSub
+	done      chan struct{}
+
+	mu   sync.Mutex // orders delivery to the feed
+	last uint64     // version of the last delivered commit
+	pend uint64     // version seen by a poll but not yet delivered
+}
+
+func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool) (Store, error) {
+	if err := client.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("open redis store: %w", wrapRedis(err))
+	}
+	f := newFeed()
+	b := &redisBackend{client: client, ownClient: own, feed: f, done: make(chan struct{})}
+	lctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	ps := client.Subscribe(lctx, redisPrefix+"events")
+	// Subscribe first, then read the version: every commit after that
+	// version reaches us as a message.
+	if _, err := ps.Receive(ctx); err != nil {
+		cancel()
+		_ = ps.Close()
+		return nil, fmt.Errorf("open redis store: subscribe: %w", wrapRedis(err))
+	}
+	v, err := b.version(ctx)
+	if err != nil {
+		cancel()
+		_ = ps.Close()
+		return nil, fmt.Errorf("open redis store: %w", err)
+	}
+	b.last = v
+	b.ps = ps
+	go b.listen(lctx, ps)
+	return newModel(b, f), nil
+}
+
+// ---- transactions ----
+
+type redisCheck struct{ kind, bucket, key, val string }
+
+type redisOp struct{ kind, bucket, key, val string }
+
+type redisTxn struct {
+	ctx    context.Context
+	b      *redisBackend
+	checks []redisCheck
+	ops    []redisOp
+	events []Event
+	// reads caches what this transaction saw, so it reads one state.
+	fields  map[string]map[string]*string // bucket -> key -> value (nil: absent)
+	buckets map[string]map[string]string  // bucket -> whole content
+	// overlay holds buffered writes: key -> value (nil: deleted).
+	overlay map[string]map[string]*string
+	dropped map[string]bool
+}
+
+func (b *redisBackend) newTxn(ctx context.Context) *redisTxn {
+	return &redisTxn{
+		ctx: ctx, b: b,
+		fields:  map[string]map[string]*string{},
+		buckets: map[string]map[string]string{},
+		overlay: map[string]map[string]*string{},
+		dropped: map[string]bool{},
+	}
+}
+
+// stored reads a key as committed, remembering it for the commit check.
+func (t *redisTxn) stored(bucket, key string) (*string, error) {
+	if all, ok := t.buckets[bucket]; ok {
+		if v, ok := all[key]; ok {
+			return &v, nil
+		}
+		return nil, nil
+	}
+	if f, ok := t.fields[bucket]; ok {
+		if v, ok := f[key]; ok {
+			return v, nil
+		}
+	}
+	raw, err := t.b.client.HGet(t.ctx, redisPrefix+"b:"+bucket, key).Result()
+	var v *string
+	switch {
+	case errors.Is(err, redis.Nil):
+		t.checks = append(t.checks, redisCheck{kind: "a", bucket: bucket, key: key})
+	case err != nil:
+		return nil, wrapRedis(err)
+	default:
+		v = &raw
+		t.checks = append(t.checks, redisCheck{kind: "v", bucket: bucket, key: key, val: raw})
+	}
+	if t.fields[bucket] == nil {
+		t.fields[bucket] = map[string]*string{}
+	}
+	t.fields[bucket][key] = v
+	return v, nil
+}
+
+func (t *redisTxn) get(bucket, key string) ([]byte, error) {
+	if o, ok := t.overlay[bucket]; ok {
+		if v, ok := o[key]; ok {
+			if v == nil {
+				return nil, nil
+			}
+			return []byte(*v), nil
+		}
+	}
+	if t.dropped[bucket] {
+		return nil, nil
+	}
+	v, err := t.stored(bucket, key)
+	if err != nil || v == nil {
+		return nil, err
+	}
+	return []byte(*v), nil
+}
+
+// storedBucket reads a whole bucket and its revision in one MULTI, and
+// remembers the revision: any later write to the bucket fails the commit.
+func (t *redisTxn) storedBucket(bucket string) (map[string]string, error) {
+	if all, ok := t.buckets[bucket]; ok {
+		return all, nil
+	}
+	var all *redis.MapStringStringCmd
+	var rev *redis.StringCmd
+	_, err := t.b.client.TxPipelined(t.ctx, func(p redis.Pipeliner) error {
+		all = p.HGetAll(t.ctx, redisPrefix+"b:"+bucket)
+		rev = p.Get(t.ctx, redisPrefix+"r:"+bucket)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrapRedis(err)
+	}
+	r, err := rev.Result()
+	if errors.Is(err, redis.Nil) {
+		r = "0"
+	} else if err != nil {
+		return nil, wrapRedis(err)
+	}
+	m, err := all.Result()
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	t.checks = append(t.checks, redisCheck{kind: "r", bucket: bucket, val: r})
+	t.buckets[bucket] = m
+	return m, nil
+}
+
+func (t *redisTxn) forEach(bucket string, fn func(string, []byte) error) error {
+	merged := map[string]string{}
+	if !t.dropped[bucket] {
+		all, err := t.storedBucket(bucket)
+		if err != nil {
+			return err
+		}
+		for k, v := range all {
+			merged[k] = v
+		}
+	}
+	for k, v := range t.overlay[bucket] {
+		if v == nil {
+			delete(merged, k)
+		} else {
+			merged[k] = *v
+		}
+	}
+	keys := make([]string, 0, len(merged))
+	for k := range merged {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := fn(k, []byte(merged[k])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *redisTxn) put(bucket, key string, val []byte) error {
+	s := string(val)
+	if t.overlay[bucket] == nil {
+		t.overlay[bucket] = map[string]*string{}
+	}
+	t.overlay[bucket][key] = &s
+	t.ops = append(t.ops, redisOp{kind: "p", bucket: bucket, key: key, val: s})
+	return nil
+}
+
+func (t *redisTxn) del(bucket, key string) error {
+	if t.overlay[bucket] == nil {
+		t.overlay[bucket] = map[string]*string{}
+	}
+	t.overlay[bucket][key] = nil
+	t.ops = append(t.ops, redisOp{kind: "d", bucket: bucket, key: key})
+	return nil
+}
+
+func (t *redisTxn) drop(bucket string) error {
+	t.dropped[bucket] = true
+	delete(t.overlay, bucket)
+	t.ops = append(t.ops, redisOp{kind: "x", bucket: bucket})
+	return nil
+}
+
+func (t *redisTxn) emit(e Event) { t.events = append(t.events, e) }
+
+// commitScript checks the transaction's reads, applies its writes, and
+// publishes its events under a new version. It returns 0 when a read no
+// longer holds, -1 when nothing was to be published, else the version.
+var commitScript = redis.NewScript(`
+local p = ARGV[1]
+local i = 2
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local t, b, k, v = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]; i = i + 4
+  if t == 'a' then
+    if redis.call('HEXISTS', p..'b:'..b, k) == 1 then return 0 end
+  elseif t == 'v' then
+    if redis.call('HGET', p..'b:'..b, k) ~= v then return 0 end
+  else
+    if (redis.call('GET', p..'r:'..b) or '0') ~= v then return 0 end
+  end
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  local t, b, k, v = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]; i = i + 4
+  if t == 'p' then
+    redis.call('HSET', p..'b:'..b, k, v)
+    redis.call('SADD', p..'buckets', b)
+  elseif t == 'd' then
+    redis.call('HDEL', p..'b:'..b, k)
+  else
+    redis.call('DEL', p..'b:'..b)
+    redis.call('SREM', p..'buckets', b)
+  end
+  redis.call('INCR', p..'r:'..b)
+end
+local ev = ARGV[i]
+if ev == '' then return -1 end
+local ver = redis.call('INCR', p..'version')
+redis.call('PUBLISH', p..'events', '{"v":'..ver..',"e":'..ev..'}')
+return ver
+`)
+
+// commit runs commitScript; ok is false when the transaction must rerun.
+func (t *redisTxn) commit() (ver int64, ok bool, err error) {
+	args := make([]any, 0, 4+4*len(t.checks)+4*len(t.ops))
+	args = append(args, redisPrefix, len(t.checks))
+	for _, c := range t.checks {
+		args = append(args, c.kind, c.bucket, c.key, c.val)
+	}
+	args = append(args, len(t.ops))
+	for _, o := range t.ops {
+		args = append(args, o.kind, o.bucket, o.key, o.val)
+	}
+	ev := ""
+	if len(t.events) > 0 {
+		raw, err := json.Marshal(t.events)
+		if err != nil {
+			return 0, false, err
+		}
+		ev = string(raw)
+	}
+	args = append(args, ev)
+	res, err := commitScript.Run(t.ctx, t.b.client, []string{redisPrefix + "version"}, args...).Int64()
+	if err != nil {
+		return 0, false, wrapRedis(err)
+	}
+	return res, res != 0, nil
+}
+
+func (b *redisBackend) check(ctx context.Context) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// retry runs one transaction attempt until it commits, backing off with
+// jitter so contending writers spread out.
+func (b *redisBackend) retry(ctx context.Context, attempt func() (bool, error)) error {
+	for i := 0; i < maxAttempts; i++ {
+		if err := b.check(ctx); err != nil {
+			return err
+		}
+		ok, err := attempt()
+		if err != nil || ok {
+			return err
+		}
+		d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(i, 5)))
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("%w: transaction still contended after %d attempts", ErrUnavailable, maxAttempts)
+}
+
+func (b *redisBackend) view(ctx context.Context, fn func(txn) error) error {
+	return b.retry(ctx, func() (bool, error) {
+		t := b.newTxn(ctx)
+		if err := fn(t); err != nil {
+			return false, err
+		}
+		// One read is consistent by itself; several are checked together
+		// so a view never mixes two states (e.g. an index and a record).
+		if len(t.checks) < 2 {
+			return true, nil
+		}
+		t.ops, t.events = nil, nil
+		_, ok, err := t.commit()
+		return ok, err
+	})
+}
+
+func (b *redisBackend) update(ctx context.Context, fn func(txn) error) error {
+	return b.retry(ctx, func() (bool, error) {
+		t := b.newTxn(ctx)
+		if err := fn(t); err != nil {
+			return false, err
+		}
+		if len(t.ops) == 0 && len(t.events) == 0 {
+			return true, nil
+		}
+		ver, ok, err := t.commit()
+		if ok && ver > 0 {
+			for i := range t.events {
+				t.events[i].Version = uint64(ver)
+			}
+			b.deliver(uint64(ver), t.events, false)
+		}
+		return ok, err
+	})
+}
+
+// ---- change feed ----
+
+// deliver hands a commit's events to this node's consumers, in version
+// order. Our own commits are delivered at once when they are next in
+// line; otherwise the pub/sub message delivers them. fromFeed marks
+// messages from pub/sub, which may also reveal a gap.
+func (b *redisBackend) deliver(ver uint64, events []Event, fromFeed bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case ver <= b.last:
+		return
+	case ver == b.last+1:
+		for i := range events {
+			events[i].Version = ver
+		}
+		b.feed.publish(events...)
+	case !fromFeed:
+		return
+	default:
+		b.feed.publish(Event{Kind: KindReset, Version: ver})
+	}
+	b.last = ver
+	b.pend = 0
+}
+
+// resync compares the stored version with the last delivered one and
+// resets consumers when they differ: called after a (re)subscription,
+// when messages may have been lost.
+func (b *redisBackend) resync(ctx context.Context) {
+	v, err := b.version(ctx)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if v != b.last {
+		b.feed.publish(Event{Kind: KindReset, Version: v})
+		b.last = v
+	}
+	b.pend = 0
+}
+
+// poll catches messages lost without a reconnect: a version ahead of the
+// delivered one on two polls in a row means its message is not coming.
+func (b *redisBackend) poll(ctx context.Context) {
+	v, err := b.version(ctx)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case v <= b.last:
+		b.pend = 0
+	case b.pend != 0 && b.last < b.pend:
+		b.feed.publish(Event{Kind: KindReset, Version: v})
+		b.last = v
+		b.pend = 0
+	default:
+		b.pend = v
+	}
+}
+
+type feedMessage struct {
+	V uint64  `json:"v"`
+	E []Event `json:"e"`
+}
+
+func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
+	defer close(b.done)
+	defer ps.Close()
+	backoff := 50 * time.Millisecond
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, pollInterval)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Quiet channel: check the connection and the version.
+				_ = ps.Ping(ctx)
+				b.poll(ctx)
+				continue
+			}
+			// go-redis reconnects on the next receive; the resubscription
+			// arrives as a *redis.Subscription and triggers resync.
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, pollInterval)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				b.resync(ctx)
+			}
+		case *redis.Message:
+			var fm feedMessage
+			if err := json.Unmarshal([]byte(m.Payload), &fm); err != nil || fm.V == 0 {
+				continue
+			}
+			b.deliver(fm.V, fm.E, true)
+		}
+	}
+}
+
+// ---- whole-model operations ----
+
+var dumpScript = redis.NewScript(`
+local p = ARGV[1]
+local out = {redis.call('GET', p..'version') or '0'}
+for _, b in ipairs(redis.call('SMEMBERS', p..'buckets')) do
+  local all = redis.call('HGETALL', p..'b:'..b)
+  if #all > 0 then
+    table.insert(out, b)
+    table.insert(out, all)
+  end
+end
+return out
+`)
+
+func (b *redisBackend) dump(ctx context.Context) (map[string]map[string][]byte, uint64, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, 0, err
+	}
+	res, err := dumpScript.Run(ctx, b.client, []string{redisPrefix + "version"}, redisPrefix).Slice()
+	if err != nil {
+		return nil, 0, wrapRedis(err)
+	}
+	if len(res) == 0 || len(res)%2 != 1 {
+		return nil, 0, fmt.Errorf("dump: unexpected reply of %d elements", len(res))
+	}
+	verStr, _ := res[0].(string)
+	ver, err := strconv.ParseUint(verStr, 10, 64)
+	if err != nil {
+		return nil, 0, fmt.Errorf("dump: version %q: %w", verStr, err)
+	}
+	data := map[string]map[string][]byte{}
+	for i := 1; i+1 < len(res); i += 2 {
+		name, _ := res[i].(string)
+		kv, _ := res[i+1].([]any)
+		m := make(map[string][]byte, len(kv)/2)
+		for j := 0; j+1 < len(kv); j += 2 {
+			k, _ := kv[j].(string)
+			v, _ := kv[j+1].(string)
+			m[k] = []byte(v)
+		}
+		data[name] = m
+	}
+	return data, ver, nil
+}
+
+// loadScript replaces every bucket at once. Revisions of old and new
+// buckets are bumped so that any transaction that read them reruns.
+var loadScript = redis.NewScript(`
+local p = ARGV[1]
+for _, b in ipairs(redis.call('SMEMBERS', p..'buckets')) do
+  redis.call('DEL', p..'b:'..b)
+  redis.call('INCR', p..'r:'..b)
+end
+redis.call('DEL', p..'buckets')
+local i = 2
+while i <= #ARGV do
+  local b, n = ARGV[i], tonumber(ARGV[i+1]); i = i + 2
+  redis.call('SADD', p..'buckets', b)
+  redis.call('INCR', p..'r:'..b)
+  local chunk = {}
+  for _ = 1, n do
+    table.insert(chunk, ARGV[i]); table.insert(chunk, ARGV[i+1]); i = i + 2
+    if #chunk >= 1000 then
+      redis.call('HSET', p..'b:'..b, unpack(chunk)); chunk = {}
+    end
+  end
+  if #chunk > 0 then redis.call('HSET', p..'b:'..b, unpack(chunk)) end
+end
+local ver = redis.call('INCR', p..'version')
+redis.call('PUBLISH', p..'events', '{"v":'..ver..',"e":[{"kind":"reset"}]}')
+return ver
+`)
+
+func (b *redisBackend) load(ctx context.Context, data map[string]map[string][]byte) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	args := []any{redisPrefix}
+	for name, kv := range data {
+		if len(kv) == 0 {
+			continue
+		}
+		args = append(args, name, len(kv))
+		for k, v := range kv {
+			args = append(args, k, string(v))
+		}
+	}
+	ver, err := loadScript.Run(ctx, b.client, []string{redisPrefix + "version"}, args...).Int64()
+	if err != nil {
+		return wrapRedis(err)
+	}
+	b.deliver(uint64(ver), []Event{{Kind: KindReset}}, false)
+	return nil
+}
+
+func (b *redisBackend) version(ctx context.Context) (uint64, error) {
+	if err := b.check(ctx); err != nil {
+		return 0, err
+	}
+	v, err := b.client.Get(ctx, redisPrefix+"version").Uint64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, wrapRedis(err)
+	}
+	return v, nil
+}
+
+func (b *redisBackend) ping(ctx context.Context) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	return wrapRedis(b.client.Ping(ctx).Err())
+}
+
+func (b *redisBackend) close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	b.cancel()
+	// Closing the subscription interrupts a receive blocked on the socket.
+	_ = b.ps.Close()
+	<-b.done
+	if b.ownClient {
+		return b.client.Close()
+	}
+	return nil
+}
+
+// wrapRedis marks failures to reach Redis as ErrUnavailable; errors Redis
+// itself replied with (a script error, say) are passed on as they are.
+func wrapRedis(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
