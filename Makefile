@@ -1,0 +1,39 @@
+# warden — see README.md.
+GO ?= go
+
+.PHONY: test deps vet build run bench fuzz fmt
+
+## test: install what the tests need when missing, then vet and run every test with the race detector
+test: deps vet
+	$(GO) test -race ./...
+
+## deps: install redis-server and mosquitto-clients when missing (apt-get)
+deps:
+	@bash scripts/install-test-deps.sh
+
+vet:
+	$(GO) vet ./...
+
+## build: a static warden binary in bin/
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/warden ./cmd/warden
+
+## run: start warden with the embedded store in ./data
+run:
+	$(GO) run ./cmd/warden
+
+## bench: the micro-benchmarks recorded in docs/benchmarks.md
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./acl/ ./credential/
+
+## fuzz: run each fuzz target for a short while (FUZZTIME=30s by default)
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+fmt:
+	gofmt -l -w .
