@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -61,8 +62,9 @@ func (t *boltTxn) get(bucket, key string) ([]byte, error) {
 	if v == nil {
 		return nil, nil
 	}
-	// bbolt's memory is valid only during the transaction.
-	return append([]byte(nil), v...), nil
+	// bbolt's memory is valid only during the transaction. bytes.Clone
+	// keeps an empty value non-nil: nil means absent.
+	return bytes.Clone(v), nil
 }
 
 func (t *boltTxn) forEach(bucket string, fn func(string, []byte) error) error {
@@ -71,7 +73,7 @@ func (t *boltTxn) forEach(bucket string, fn func(string, []byte) error) error {
 		return nil
 	}
 	return b.ForEach(func(k, v []byte) error {
-		return fn(string(k), append([]byte(nil), v...))
+		return fn(string(k), bytes.Clone(v))
 	})
 }
 
@@ -79,6 +81,10 @@ func (t *boltTxn) put(bucket, key string, val []byte) error {
 	b, err := t.tx.CreateBucketIfNotExists([]byte(bucket))
 	if err != nil {
 		return err
+	}
+	if val == nil {
+		// Stored as empty, not nil, so it reads back as present.
+		val = []byte{}
 	}
 	return b.Put([]byte(key), val)
 }
@@ -176,7 +182,7 @@ func (b *boltBackend) dump(ctx context.Context) (map[string]map[string][]byte, u
 			}
 			m := map[string][]byte{}
 			if err := bk.ForEach(func(k, v []byte) error {
-				m[string(k)] = append([]byte(nil), v...)
+				m[string(k)] = bytes.Clone(v)
 				return nil
 			}); err != nil {
 				return err
