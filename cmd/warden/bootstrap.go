@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+	"unicode"
+
+	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/store"
+)
+
+// Names of the built-in records (Connectware's defaults, notes/connectware.md §1-2).
+const (
+	roleAdmin     = "connectware-admin"
+	roleMinimum   = "minimum-access"
+	adminUsername = "admin"
+	// bootstrapSetting marks a store whose first start has completed.
+	bootstrapSetting = "bootstrap"
+	// generatedPasswordLength is long enough for ~150 bits of entropy
+	// whatever the policy's alphabet, short enough to type once.
+	generatedPasswordLength = 24
+)
+
+// builtinRoles are the shared roles every warden store starts with.
+//
+// connectware-admin: everything, over HTTP and MQTT (DESIGN.md).
+//
+// minimum-access: DESIGN.md says it "lets a user log in and read its own
+// session"; Connectware documents only that it "can log into the Admin-UI"
+// with limited pages, not its permission list. We give it exactly read on
+// /api/session (the seed's "Return the session of the current user"). The
+// admin API lets every user read its own session anyway, so the role grants
+// nothing beyond that floor: it is the explicit, least-privilege marker for
+// "may log in", and operators can add to it.
+func builtinRoles() []store.Role {
+	return []store.Role{
+		{
+			Name:     roleAdmin,
+			IsShared: true,
+			Permissions: []acl.Permission{
+				{Resource: "/#", Operation: acl.OpReadWrite, Context: acl.ContextHTTP},
+				{Resource: "#", Operation: acl.OpReadWrite, Context: acl.ContextMQTT},
+			},
+		},
+		{
+			Name:     roleMinimum,
+			IsShared: true,
+			Permissions: []acl.Permission{
+				{Resource: "/api/session", Operation: acl.OpRead, Context: acl.ContextHTTP},
+			},
+		},
+	}
+}
+
+// bootstrapRecord is stored under bootstrapSetting; it is informational
+// (its presence is what matters).
+type bootstrapRecord struct {
+	CompletedAt time.Time `json:"completedAt"`
+	AdminUserID string    `json:"adminUserId,omitempty"`
+}
+
+// bootstrap initialises a new store: the built-in roles and the admin user
+// holding connectware-admin, with adminPassword or, when it is empty, a
+// generated password that is logged once at WARN.
+//
+// It never overwrites: existing roles and an existing admin are left as
+// they are (a changed adminPassword does not reset the admin's password).
+// Once it has completed it records so in the store and does nothing on
+// later starts, so records an operator deleted on purpose (even the admin)
+// are not resurrected.
+//
+// Several nodes may run it at once against one Redis store: creates are
+// conditional, and a node that loses a race (store.ErrConflict) uses the
+// winner's record; only the node whose create of the admin succeeded logs
+// a generated password.
+func bootstrap(ctx context.Context, s store.Store, adminPassword string, log *slog.Logger) error {
+	done, err := bootstrapped(ctx, s)
+	if err != nil {
+		return err
+	}
+	if done {
+		if adminPassword != "" {
+			log.Info("admin password setting ignored: the store was initialised before, change the password through the API instead",
+				"user", adminUsername)
+		}
+		return nil
+	}
+
+	roleIDs := map[string]string{}
+	for _, r := range builtinRoles() {
+		got, err := ensureRole(ctx, s, r, log)
+		if err != nil {
+			return err
+		}
+		roleIDs[r.Name] = got.ID
+	}
+
+	admin, err := ensureAdmin(ctx, s, roleIDs[roleAdmin], adminPassword, log)
+	if err != nil {
+		return err
+	}
+
+	rec, err := json.Marshal(bootstrapRecord{CompletedAt: time.Now().UTC(), AdminUserID: admin.ID})
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := s.CreateSetting(ctx, bootstrapSetting, rec); err != nil && !errors.Is(err, store.ErrConflict) {
+		// ErrConflict: another node finished first; same outcome.
+		return fmt.Errorf("bootstrap: record completion: %w", err)
+	}
+	return nil
+}
+
+// bootstrapped reports whether a previous start completed the bootstrap.
+func bootstrapped(ctx context.Context, s store.Store) (bool, error) {
+	_, err := s.Setting(ctx, bootstrapSetting)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("bootstrap: %w", err)
+}
+
+// ensureRole returns the role named r.Name, creating it from r when it
+// does not exist. An existing role is returned untouched, even if its
+// permissions differ from r's: an operator may have changed it.
+func ensureRole(ctx context.Context, s store.Store, r store.Role, log *slog.Logger) (store.Role, error) {
+	got, err := s.RoleByName(ctx, r.Name)
+	if err == nil {
+		return got, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return store.Role{}, fmt.Errorf("bootstrap: role %s: %w", r.Name, err)
+	}
+	got, err = s.CreateRole(ctx, r)
+	switch {
+	case err == nil:
+		log.Info("created built-in role", "role", r.Name)
+		return got, nil
+	case errors.Is(err, store.ErrConflict):
+		// Another node created it between our read and our create.
+		got, err = s.RoleByName(ctx, r.Name)
+		if err == nil {
+			return got, nil
+		}
+	}
+	return store.Role{}, fmt.Errorf("bootstrap: role %s: %w", r.Name, err)
+}
+
+// ensureAdmin returns the admin user, creating it with password (or a
+// generated one) when it does not exist.
+func ensureAdmin(ctx context.Context, s store.Store, adminRoleID, password string, log *slog.Logger) (store.User, error) {
+	u, err := s.UserByUsername(ctx, adminUsername)
+	if err == nil {
+		if password != "" {
+			log.Info("admin password setting ignored: the admin user exists", "user", adminUsername)
+		}
+		return u, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return store.User{}, fmt.Errorf("bootstrap: admin user: %w", err)
+	}
+
+	generated := password == ""
+	if generated {
+		password, err = generatePassword()
+		if err != nil {
+			return store.User{}, fmt.Errorf("bootstrap: generate admin password: %w", err)
+		}
+	}
+	hash, err := credential.Hash(password, credential.DefaultParams)
+	if err != nil {
+		return store.User{}, fmt.Errorf("bootstrap: hash admin password: %w", err)
+	}
+	u, err = s.CreateUser(ctx, store.User{
+		Username:         adminUsername,
+		PasswordHash:     hash,
+		IdentityProvider: "local",
+		GrantTypes:       []store.GrantType{{Method: store.GrantPassword}},
+		Roles:            []string{adminRoleID},
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrConflict):
+		// Another node created the admin first. Its password is the one
+		// that counts; ours was never stored, so it must not be logged.
+		u, err = s.UserByUsername(ctx, adminUsername)
+		if err != nil {
+			return store.User{}, fmt.Errorf("bootstrap: admin user: %w", err)
+		}
+		return u, nil
+	default:
+		return store.User{}, fmt.Errorf("bootstrap: create admin user: %w", err)
+	}
+
+	if generated {
+		// The one place a secret is logged, on purpose: the operator has no
+		// other way to learn it. It goes in the message, not in an
+		// attribute, so a handler that drops sensitive keys keeps it.
+		log.Warn(generatedPasswordMsg+password, "user", adminUsername)
+	} else {
+		log.Info("created admin user with the configured admin password", "user", adminUsername)
+	}
+	return u, nil
+}
+
+// generatePassword returns a random admin password that satisfies the
+// default policy and survives being logged: slog's text and JSON handlers
+// show '"' and '\' escaped, and an operator copying the password from the
+// log would copy the escapes. Drawing again is cheap and keeps the
+// policy's alphabet otherwise intact; if the policy somehow forces those
+// characters, the last draw is used (still correct, only escaped in logs).
+func generatePassword() (string, error) {
+	var pw string
+	for range 64 {
+		var err error
+		pw, err = credential.Generate(credential.DefaultPolicy(), generatedPasswordLength)
+		if err != nil {
+			return "", err
+		}
+		if logSafe(pw) {
+			break
+		}
+	}
+	return pw, nil
+}
+
+// logSafe reports whether s is printed verbatim inside a quoted slog value.
+func logSafe(s string) bool {
+	for _, r := range s {
+		if r == '"' || r == '\\' || !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// generatedPasswordMsg starts the one log line that carries the generated
+// admin password.
+const generatedPasswordMsg = "generated admin password; change it after the first login: "

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/warden-mqtt/warden/credential"
+)
+
+// Config is every setting of the warden binary (DESIGN.md, "Configuration").
+// Each field has a flag and an environment variable; a flag beats the
+// variable, the variable beats the default. An empty listener address
+// turns that listener off.
+type Config struct {
+	// MQTTAddr is the MQTT-over-TCP listen address.
+	MQTTAddr string
+	// MQTTSAddr is the MQTT-over-TLS listen address; empty: off.
+	MQTTSAddr string
+	// WSAddr is the MQTT-over-WebSocket listen address; empty: off.
+	WSAddr string
+	// HTTPAddr is the admin HTTP API listen address; empty: off.
+	HTTPAddr string
+	// DataDir holds the embedded store file, the internal CA and the JWT
+	// signing key.
+	DataDir string
+	// RedisURL selects the Redis store (redis:// or rediss://); empty
+	// selects the embedded store in DataDir.
+	RedisURL string
+	// AdminPassword is the initial password of the admin user, used only
+	// when the admin is created; empty: a random one is generated and
+	// logged once. It is a secret: never print it.
+	AdminPassword string
+	// TLSCert and TLSKey are the server certificate and key (PEM files);
+	// empty: the internal CA issues one.
+	TLSCert string
+	TLSKey  string
+	// ClientCA is a PEM bundle of extra CAs trusted for client
+	// certificates, beside the internal CA and /api/certificates.
+	ClientCA string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// ShutdownTimeout bounds how long a clean shutdown may take.
+	ShutdownTimeout time.Duration
+}
+
+// option describes one setting: its flag, its environment variable, its
+// default and where it lands in Config. The one table drives parsing, the
+// environment fallback and the --help text, so they cannot disagree.
+type option struct {
+	flag, env, def, arg, usage string
+	// secret options never have their value echoed in errors or help.
+	secret bool
+	// bind registers the flag on fs, pointing into c, with def as default.
+	bind func(fs *flag.FlagSet, c *Config, o option)
+}
+
+func stringOpt(field func(*Config) *string) func(*flag.FlagSet, *Config, option) {
+	return func(fs *flag.FlagSet, c *Config, o option) { fs.StringVar(field(c), o.flag, o.def, o.usage) }
+}
+
+func durationOpt(field func(*Config) *time.Duration) func(*flag.FlagSet, *Config, option) {
+	return func(fs *flag.FlagSet, c *Config, o option) {
+		d, err := time.ParseDuration(o.def)
+		if err != nil {
+			panic("warden: bad default for --" + o.flag + ": " + err.Error())
+		}
+		fs.DurationVar(field(c), o.flag, d, o.usage)
+	}
+}
+
+// options lists the settings in the order --help shows them.
+var options = []option{
+	{flag: "mqtt-addr", env: "WARDEN_MQTT_ADDR", def: ":1883", arg: "addr",
+		usage: "MQTT over TCP listen address (host:port; port 0 picks a free port; empty: off)",
+		bind:  stringOpt(func(c *Config) *string { return &c.MQTTAddr })},
+	{flag: "mqtts-addr", env: "WARDEN_MQTTS_ADDR", def: "", arg: "addr",
+		usage: "MQTT over TLS listen address, with --tls-cert/--tls-key or a certificate from the internal CA (empty: off)",
+		bind:  stringOpt(func(c *Config) *string { return &c.MQTTSAddr })},
+	{flag: "ws-addr", env: "WARDEN_WS_ADDR", def: "", arg: "addr",
+		usage: "MQTT over WebSocket listen address (empty: off)",
+		bind:  stringOpt(func(c *Config) *string { return &c.WSAddr })},
+	{flag: "http-addr", env: "WARDEN_HTTP_ADDR", def: ":8080", arg: "addr",
+		usage: "admin HTTP API listen address (empty: off)",
+		bind:  stringOpt(func(c *Config) *string { return &c.HTTPAddr })},
+	{flag: "data-dir", env: "WARDEN_DATA_DIR", def: "./data", arg: "dir",
+		usage: "directory of the embedded store file (warden.db), the internal CA and the JWT key",
+		bind:  stringOpt(func(c *Config) *string { return &c.DataDir })},
+	{flag: "redis-url", env: "WARDEN_REDIS_URL", def: "", arg: "url",
+		usage: "Redis store shared by several nodes, redis://[user:pass@]host:port/db or rediss://... (empty: embedded store in --data-dir)",
+		bind:  stringOpt(func(c *Config) *string { return &c.RedisURL })},
+	{flag: "admin-password", env: "WARDEN_ADMIN_PASSWORD", def: "", arg: "password", secret: true,
+		usage: "password of the admin user, used only when the admin is first created (empty: a random one is generated and logged once)",
+		bind:  stringOpt(func(c *Config) *string { return &c.AdminPassword })},
+	{flag: "tls-cert", env: "WARDEN_TLS_CERT", def: "", arg: "file",
+		usage: "server certificate, PEM; needs --tls-key (empty: the internal CA issues one)",
+		bind:  stringOpt(func(c *Config) *string { return &c.TLSCert })},
+	{flag: "tls-key", env: "WARDEN_TLS_KEY", def: "", arg: "file",
+		usage: "private key of --tls-cert, PEM",
+		bind:  stringOpt(func(c *Config) *string { return &c.TLSKey })},
+	{flag: "client-ca", env: "WARDEN_CLIENT_CA", def: "", arg: "file",
+		usage: "extra CA bundle trusted for client certificates, PEM (always trusted: the internal CA and certificates added via /api/certificates)",
+		bind:  stringOpt(func(c *Config) *string { return &c.ClientCA })},
+	{flag: "log-level", env: "WARDEN_LOG_LEVEL", def: "info", arg: "level",
+		usage: "log level: debug, info, warn or error",
+		bind:  stringOpt(func(c *Config) *string { return &c.LogLevel })},
+	{flag: "shutdown-timeout", env: "WARDEN_SHUTDOWN_TIMEOUT", def: "10s", arg: "duration",
+		usage: "how long a shutdown may take before warden gives up waiting",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+}
+
+// loadConfig builds the Config from args (without the program name) and
+// the environment, then validates it. It returns flag.ErrHelp when --help
+// (or -h) was asked for; the caller prints usage(). Every problem found,
+// in the arguments, the environment or the values, is reported at once.
+func loadConfig(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("warden", flag.ContinueOnError)
+	// The flag package would print its own error and usage; run prints
+	// ours, once, so silence it.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	for _, o := range options {
+		o.bind(fs, &c, o)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, flag.ErrHelp
+		}
+		return Config{}, err
+	}
+	var errs []error
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected argument %q: warden takes only flags", fs.Arg(0)))
+	}
+
+	// Flags given on the command line win; for the others, a non-empty
+	// environment variable replaces the default. Going through fs.Set
+	// parses env values exactly like flag values.
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, o := range options {
+		if given[o.flag] {
+			continue
+		}
+		v := getenv(o.env)
+		if v == "" {
+			continue
+		}
+		if err := fs.Set(o.flag, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s", o.env, valueProblem(o, v, err)))
+		}
+	}
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// valueProblem describes why v could not be set, without echoing a
+// secret (flag errors quote the value).
+func valueProblem(o option, v string, err error) string {
+	if o.secret {
+		return "invalid value"
+	}
+	return fmt.Sprintf("invalid value %q for --%s (want a %s, e.g. %q)", v, o.flag, o.arg, o.def)
+}
+
+// Validate reports every problem with c at once, joined, so an operator
+// fixes the configuration in one round. Messages name the flag and its
+// environment variable and never contain the admin password.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(flagName, format string, args ...any) {
+		env := ""
+		for _, o := range options {
+			if o.flag == flagName {
+				env = o.env
+			}
+		}
+		errs = append(errs, fmt.Errorf("--%s (%s): %s", flagName, env, fmt.Sprintf(format, args...)))
+	}
+
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		add("log-level", "%v", err)
+	}
+
+	listeners := []struct{ flag, addr string }{
+		{"mqtt-addr", c.MQTTAddr}, {"mqtts-addr", c.MQTTSAddr}, {"ws-addr", c.WSAddr}, {"http-addr", c.HTTPAddr},
+	}
+	for _, l := range listeners {
+		if l.addr == "" {
+			continue
+		}
+		if err := checkAddr(l.addr); err != nil {
+			add(l.flag, "%v", err)
+		}
+	}
+	if c.MQTTAddr == "" && c.MQTTSAddr == "" && c.WSAddr == "" {
+		// A broker sidecar without any MQTT listener is a
+		// misconfiguration, not a mode.
+		add("mqtt-addr", "no MQTT listener: set at least one of --mqtt-addr, --mqtts-addr, --ws-addr")
+	}
+
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		add("tls-key", "missing: --tls-cert is set, so its key is needed too")
+	case c.TLSKey != "" && c.TLSCert == "":
+		add("tls-cert", "missing: --tls-key is set, so its certificate is needed too")
+	}
+
+	if c.RedisURL != "" {
+		if err := checkRedisURL(c.RedisURL); err != nil {
+			add("redis-url", "%v", err)
+		}
+	} else if strings.TrimSpace(c.DataDir) == "" {
+		add("data-dir", "empty: the embedded store needs a directory (or set --redis-url)")
+	}
+
+	if c.AdminPassword != "" {
+		// The policy's error names the failed rule; it is a credential
+		// error and does not quote the password (tested).
+		if err := credential.DefaultPolicy().Check(c.AdminPassword); err != nil {
+			add("admin-password", "does not satisfy the password policy: %v", err)
+		}
+	}
+
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// parseLevel accepts the four slog level names, case-insensitively.
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown level %q: want debug, info, warn or error", s)
+}
+
+// checkAddr accepts host:port with a numeric port (0 allowed: tests bind
+// free ports) and an empty host (all interfaces). Service names are
+// refused: they depend on /etc/services and hide typos.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		why := err.Error()
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			why = ae.Err // without the address, which we quote already
+		}
+		return fmt.Errorf("%q is not host:port: %s", addr, why)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
+}
+
+// checkRedisURL checks what can be checked without connecting. The URL
+// may hold a password, so it is never quoted in the error.
+func checkRedisURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("not a valid URL (want redis://host:port/db or rediss://host:port/db)")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("scheme must be redis:// or rediss://, got %q", u.Scheme)
+	}
+	if u.Host == "" {
+		return errors.New("no host (want redis://host:port/db)")
+	}
+	return nil
+}
+
+// usage is the --help text: one entry per option with its flag, its
+// environment variable and its default.
+func usage() string {
+	var b strings.Builder
+	b.WriteString(`Usage: warden [flags]
+
+warden runs an MQTT broker whose every connect, subscribe, publish and
+delivery is checked against its user and permission model, with an admin
+HTTP API to manage that model.
+
+Each flag may also be set by its environment variable; a flag given on the
+command line beats the variable, the variable beats the default.
+
+Flags:
+`)
+	for _, o := range options {
+		def := strconv.Quote(o.def)
+		if o.def == "" {
+			def = "empty"
+		}
+		fmt.Fprintf(&b, "  --%s %s\n", o.flag, o.arg)
+		fmt.Fprintf(&b, "        env %s, default %s\n", o.env, def)
+		fmt.Fprintf(&b, "        %s\n", o.usage)
+	}
+	b.WriteString(`
+Exit status: 0 after a clean shutdown (SIGINT, SIGTERM), 1 when startup or
+shutdown fails, 2 when the configuration is invalid.
+`)
+	return b.String()
+}

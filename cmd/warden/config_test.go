@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warden-mqtt/warden/credential"
+)
+
+// env returns a getenv over a fixed map, so tests never see the real
+// environment.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func defaultConfig() Config {
+	return Config{
+		MQTTAddr:        ":1883",
+		HTTPAddr:        ":8080",
+		DataDir:         "./data",
+		LogLevel:        "info",
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(*Config)
+	}{
+		{
+			name: "nothing set gives the defaults",
+			want: func(*Config) {},
+		},
+		{
+			name: "an environment variable beats the default",
+			env:  map[string]string{"WARDEN_MQTT_ADDR": "127.0.0.1:1884", "WARDEN_LOG_LEVEL": "debug", "WARDEN_SHUTDOWN_TIMEOUT": "3s"},
+			want: func(c *Config) {
+				c.MQTTAddr = "127.0.0.1:1884"
+				c.LogLevel = "debug"
+				c.ShutdownTimeout = 3 * time.Second
+			},
+		},
+		{
+			name: "a flag beats the environment variable",
+			args: []string{"--mqtt-addr", "127.0.0.1:1885", "-log-level=warn", "--shutdown-timeout=1m"},
+			env:  map[string]string{"WARDEN_MQTT_ADDR": "127.0.0.1:1884", "WARDEN_LOG_LEVEL": "debug", "WARDEN_SHUTDOWN_TIMEOUT": "3s"},
+			want: func(c *Config) { c.MQTTAddr = "127.0.0.1:1885"; c.LogLevel = "warn"; c.ShutdownTimeout = time.Minute },
+		},
+		{
+			name: "a flag set to empty beats the environment variable and turns the listener off",
+			args: []string{"--http-addr="},
+			env:  map[string]string{"WARDEN_HTTP_ADDR": ":9090"},
+			want: func(c *Config) { c.HTTPAddr = "" },
+		},
+		{
+			name: "an empty environment variable counts as unset",
+			env:  map[string]string{"WARDEN_DATA_DIR": ""},
+			want: func(*Config) {},
+		},
+		{
+			name: "flags and variables mix per setting",
+			args: []string{"--data-dir", "/flag/dir"},
+			env:  map[string]string{"WARDEN_DATA_DIR": "/env/dir", "WARDEN_WS_ADDR": ":8083", "WARDEN_MQTTS_ADDR": ":8883"},
+			want: func(c *Config) { c.DataDir = "/flag/dir"; c.WSAddr = ":8083"; c.MQTTSAddr = ":8883" },
+		},
+		{
+			name: "every setting has a variable",
+			env: map[string]string{
+				"WARDEN_MQTT_ADDR": ":1", "WARDEN_MQTTS_ADDR": ":2", "WARDEN_WS_ADDR": ":3", "WARDEN_HTTP_ADDR": ":4",
+				"WARDEN_DATA_DIR": "/d", "WARDEN_REDIS_URL": "redis://r:6379/1",
+				"WARDEN_TLS_CERT": "c.pem", "WARDEN_TLS_KEY": "k.pem", "WARDEN_CLIENT_CA": "ca.pem",
+				"WARDEN_LOG_LEVEL": "error", "WARDEN_SHUTDOWN_TIMEOUT": "2s",
+			},
+			want: func(c *Config) {
+				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
+					RedisURL: "redis://r:6379/1", TLSCert: "c.pem", TLSKey: "k.pem", ClientCA: "ca.pem",
+					LogLevel: "error", ShutdownTimeout: 2 * time.Second}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := loadConfig(tt.args, env(tt.env))
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			want := defaultConfig()
+			tt.want(&want)
+			if got != want {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigAdminPasswordFromEnvAndFlag(t *testing.T) {
+	pEnv := validPassword(t)
+	pFlag := validPassword(t)
+	got, err := loadConfig(nil, env(map[string]string{"WARDEN_ADMIN_PASSWORD": pEnv}))
+	if err != nil || got.AdminPassword != pEnv {
+		t.Fatalf("env: got err %v, password taken: %v", err, got.AdminPassword == pEnv)
+	}
+	got, err = loadConfig([]string{"--admin-password", pFlag}, env(map[string]string{"WARDEN_ADMIN_PASSWORD": pEnv}))
+	if err != nil || got.AdminPassword != pFlag {
+		t.Fatalf("flag: got err %v, flag password taken: %v", err, got.AdminPassword == pFlag)
+	}
+}
+
+func TestLoadConfigRejectsBadInput(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{"an unknown flag", []string{"--nope"}, nil, "flag provided but not defined"},
+		{"a bad duration flag", []string{"--shutdown-timeout", "soon"}, nil, "shutdown-timeout"},
+		{"a bad duration variable names the variable", nil, map[string]string{"WARDEN_SHUTDOWN_TIMEOUT": "soon"}, "WARDEN_SHUTDOWN_TIMEOUT"},
+		{"a positional argument", []string{"serve"}, nil, `unexpected argument "serve"`},
+		{"a non-positive shutdown timeout", []string{"--shutdown-timeout=0s"}, nil, "must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(tt.args, env(tt.env))
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLoadConfigHelpReturnsErrHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "-help"} {
+		if _, err := loadConfig([]string{arg}, env(nil)); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s: got %v, want flag.ErrHelp", arg, err)
+		}
+	}
+}
+
+func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
+	weak := "a"
+	if credential.DefaultPolicy().Check(weak) == nil {
+		t.Fatalf("test assumption broken: %q satisfies the default policy", weak)
+	}
+	c := defaultConfig()
+	c.LogLevel = "loud"
+	c.TLSCert = "server.pem"         // without a key
+	c.RedisURL = "http://redis:6379" // wrong scheme
+	c.MQTTAddr = "1883"              // no colon
+	c.HTTPAddr = "localhost:http"    // not a numeric port
+	c.AdminPassword = weak
+	c.ShutdownTimeout = -time.Second
+
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a broken config")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"--log-level (WARDEN_LOG_LEVEL)",
+		"--tls-key (WARDEN_TLS_KEY): missing",
+		"--redis-url (WARDEN_REDIS_URL): scheme must be redis:// or rediss://",
+		"--mqtt-addr (WARDEN_MQTT_ADDR)",
+		"--http-addr (WARDEN_HTTP_ADDR)",
+		"--admin-password (WARDEN_ADMIN_PASSWORD): does not satisfy the password policy",
+		"--shutdown-timeout (WARDEN_SHUTDOWN_TIMEOUT)",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q; got:\n%s", want, msg)
+		}
+	}
+	if n := strings.Count(msg, "\n") + 1; n != 7 {
+		t.Errorf("got %d problems, want 7:\n%s", n, msg)
+	}
+}
+
+func TestValidateNeverQuotesTheAdminPassword(t *testing.T) {
+	// Short enough to fail any sane policy, distinctive enough to find.
+	secret := "Zq9"
+	c := defaultConfig()
+	c.AdminPassword = secret
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("a 3-character admin password passed validation")
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("error quotes the admin password: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		change  func(*Config)
+		wantErr string // empty: valid
+	}{
+		{"the defaults are valid", func(*Config) {}, ""},
+		{"port 0 is valid", func(c *Config) { c.MQTTAddr = "127.0.0.1:0"; c.HTTPAddr = "[::1]:0" }, ""},
+		{"a key without a certificate", func(c *Config) { c.TLSKey = "k.pem" }, "--tls-cert (WARDEN_TLS_CERT): missing"},
+		{"a certificate with its key", func(c *Config) { c.TLSCert = "c.pem"; c.TLSKey = "k.pem" }, ""},
+		{"a port out of range", func(c *Config) { c.WSAddr = ":70000" }, "--ws-addr"},
+		{"an empty data dir with the embedded store", func(c *Config) { c.DataDir = "" }, "--data-dir (WARDEN_DATA_DIR): empty"},
+		{"an empty data dir with Redis", func(c *Config) { c.DataDir = ""; c.RedisURL = "redis://localhost:6379/0" }, ""},
+		{"rediss is accepted", func(c *Config) { c.RedisURL = "rediss://user:pw@localhost:6380/2" }, ""},
+		{"a redis URL without a host", func(c *Config) { c.RedisURL = "redis:///0" }, "no host"},
+		{"an unparsable redis URL", func(c *Config) { c.RedisURL = "redis://h:port:x/%zz" }, "not a valid URL"},
+		{"no MQTT listener at all", func(c *Config) { c.MQTTAddr = "" }, "no MQTT listener"},
+		{"only a WebSocket listener", func(c *Config) { c.MQTTAddr = ""; c.WSAddr = ":8083" }, ""},
+		{"log levels ignore case", func(c *Config) { c.LogLevel = "DEBUG" }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := defaultConfig()
+			tt.change(&c)
+			err := c.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("got %v, want valid", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestValidateRedisURLErrorHidesThePassword(t *testing.T) {
+	c := defaultConfig()
+	c.RedisURL = "http://user:s3cretPW@redis:6379"
+	err := c.Validate()
+	if err == nil || strings.Contains(err.Error(), "s3cretPW") {
+		t.Fatalf("got %v, want an error without the URL's password", err)
+	}
+}
+
+func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
+	var out bytes.Buffer
+	code := run(t.Context(), []string{"--help"}, env(nil), &out)
+	if code != exitOK {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	help := out.String()
+	want := []struct{ flag, env, def string }{
+		{"--mqtt-addr", "WARDEN_MQTT_ADDR", `":1883"`},
+		{"--mqtts-addr", "WARDEN_MQTTS_ADDR", "empty"},
+		{"--ws-addr", "WARDEN_WS_ADDR", "empty"},
+		{"--http-addr", "WARDEN_HTTP_ADDR", `":8080"`},
+		{"--data-dir", "WARDEN_DATA_DIR", `"./data"`},
+		{"--redis-url", "WARDEN_REDIS_URL", "empty"},
+		{"--admin-password", "WARDEN_ADMIN_PASSWORD", "empty"},
+		{"--tls-cert", "WARDEN_TLS_CERT", "empty"},
+		{"--tls-key", "WARDEN_TLS_KEY", "empty"},
+		{"--client-ca", "WARDEN_CLIENT_CA", "empty"},
+		{"--log-level", "WARDEN_LOG_LEVEL", `"info"`},
+		{"--shutdown-timeout", "WARDEN_SHUTDOWN_TIMEOUT", `"10s"`},
+	}
+	for _, w := range want {
+		if !strings.Contains(help, "  "+w.flag+" ") {
+			t.Errorf("help lacks flag %s", w.flag)
+		}
+		if !strings.Contains(help, "env "+w.env+", default "+w.def+"\n") {
+			t.Errorf("help lacks %q with default %s", w.env, w.def)
+		}
+	}
+	if len(want) != len(options) {
+		t.Errorf("test covers %d options, config has %d", len(want), len(options))
+	}
+}
+
+func TestRunExitsTwoOnConfigErrors(t *testing.T) {
+	var out bytes.Buffer
+	code := run(t.Context(), []string{"--log-level", "loud", "--tls-cert", "c.pem"}, env(nil), &out)
+	if code != exitConfig {
+		t.Fatalf("exit code %d, want %d; output:\n%s", code, exitConfig, out.String())
+	}
+	for _, want := range []string{"invalid configuration", "--log-level", "--tls-key", "warden --help"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// validPassword returns a fresh password that satisfies the default policy.
+func validPassword(t *testing.T) string {
+	t.Helper()
+	p, err := credential.Generate(credential.DefaultPolicy(), 20)
+	if err != nil {
+		t.Fatalf("generate password: %v", err)
+	}
+	return p
+}

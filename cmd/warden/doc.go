@@ -1,0 +1,42 @@
+// Command warden runs the warden MQTT broker auth sidecar: an embedded MQTT
+// broker whose every connect, subscribe, publish and delivery is decided
+// against warden's permission model, and the admin HTTP API that manages it.
+//
+// This package is the binary only: configuration (flags with environment
+// fallbacks), logging, opening the store, first-start bootstrap, wiring
+// and signals. Logic lives in the packages it wires; nothing here decides
+// access.
+//
+// Usage:
+//
+//	warden [flags]
+//
+// Every flag has an environment variable; a flag beats its variable, the
+// variable beats the default:
+//
+//	--mqtt-addr         WARDEN_MQTT_ADDR         ":1883"
+//	--mqtts-addr        WARDEN_MQTTS_ADDR        off
+//	--ws-addr           WARDEN_WS_ADDR           off
+//	--http-addr         WARDEN_HTTP_ADDR         ":8080"
+//	--data-dir          WARDEN_DATA_DIR          "./data"
+//	--redis-url         WARDEN_REDIS_URL         empty: embedded store in --data-dir
+//	--admin-password    WARDEN_ADMIN_PASSWORD    empty: generated and logged once
+//	--tls-cert          WARDEN_TLS_CERT          empty: issued by the internal CA
+//	--tls-key           WARDEN_TLS_KEY           empty
+//	--client-ca         WARDEN_CLIENT_CA         empty: internal CA and /api/certificates
+//	--log-level         WARDEN_LOG_LEVEL         "info"
+//	--shutdown-timeout  WARDEN_SHUTDOWN_TIMEOUT  "10s"
+//
+// `warden --help` prints the full descriptions.
+//
+// On the first start against an empty store warden creates the built-in
+// roles connectware-admin and minimum-access and the user admin holding
+// connectware-admin. Without --admin-password the admin's password is
+// generated and logged once, at WARN ("generated admin password; ...").
+// Later starts never change these records, whatever --admin-password says.
+//
+// Logs are slog text lines on stderr. warden stops on SIGINT or SIGTERM.
+// Exit status: 0 after a clean shutdown, 1 when startup or shutdown fails
+// (for example the store file is in use by another process, or Redis is
+// unreachable), 2 when the configuration is invalid.
+package main

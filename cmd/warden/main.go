@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/warden-mqtt/warden/store"
+)
+
+// Exit codes (also in usage()).
+const (
+	exitOK     = 0
+	exitFail   = 1 // startup or shutdown failed
+	exitConfig = 2 // invalid flags, environment or values
+)
+
+// storeFile is the embedded store's file name inside --data-dir.
+const storeFile = "warden.db"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal, restore the default handling so a second
+	// Ctrl-C kills a shutdown that hangs.
+	context.AfterFunc(ctx, stop)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program: it returns when ctx is done (a signal) or
+// startup fails, with the process exit code. Everything it prints goes to
+// stderr, so tests run it in-process or as a binary alike.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, err := loadConfig(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, usage())
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "warden: invalid configuration:\n%s\nRun 'warden --help' for the flags.\n", indent(err.Error()))
+		return exitConfig
+	}
+
+	level, _ := parseLevel(cfg.LogLevel) // validated by loadConfig
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	s, kind, err := openStore(ctx, cfg)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		return exitFail
+	}
+	// Close the store on every path from here; on the clean path within
+	// the shutdown timeout.
+	closeStore := func() error { return closeWithin(s, cfg.ShutdownTimeout) }
+
+	if err := bootstrap(ctx, s, cfg.AdminPassword, log); err != nil {
+		log.Error("startup failed", "err", err)
+		_ = closeStore()
+		return exitFail
+	}
+
+	// The broker (broker/) and the admin HTTP server (admin/) are wired in
+	// here by later issues; until then warden opens and initialises its
+	// store, reports ready and waits for a signal.
+	attrs := []any{"store", kind}
+	if kind == "bolt" {
+		// Absolute, so an operator sees which ./data was meant.
+		dir, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			dir = cfg.DataDir
+		}
+		attrs = append(attrs, "data_dir", dir)
+	} else {
+		attrs = append(attrs, "redis", redactURL(cfg.RedisURL))
+	}
+	log.Info("warden ready", attrs...)
+
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	if err := closeStore(); err != nil {
+		log.Error("shutdown failed", "err", err)
+		return exitFail
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+// openStore opens Redis when a URL is configured, else the bolt file in
+// the data directory. kind names the store for the logs.
+func openStore(ctx context.Context, cfg Config) (s store.Store, kind string, err error) {
+	if cfg.RedisURL != "" {
+		s, err = store.OpenRedis(ctx, cfg.RedisURL)
+		if err != nil {
+			// go-redis errors name the address, never the password.
+			return nil, "", fmt.Errorf("redis store at %s: %w", redactURL(cfg.RedisURL), err)
+		}
+		return s, "redis", nil
+	}
+	s, err = store.OpenBolt(filepath.Join(cfg.DataDir, storeFile))
+	if err != nil {
+		return nil, "", err
+	}
+	return s, "bolt", nil
+}
+
+// closeWithin closes s, giving up after d: a Redis store whose server
+// vanished must not keep the process from exiting.
+func closeWithin(s store.Store, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("close store: %w", err)
+		}
+		return nil
+	case <-time.After(d):
+		return fmt.Errorf("close store: still closing after %s (--shutdown-timeout)", d)
+	}
+}
+
+// redactURL returns the URL with its password masked, for logs: the
+// userinfo password and any query parameter that looks like one.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "pass") {
+			q.Set(k, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.Redacted()
+}
+
+// indent prefixes each line of a joined error with "  - ".
+func indent(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = "  - " + l
+	}
+	return strings.Join(lines, "\n")
+}
