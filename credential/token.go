@@ -1,0 +1,339 @@
+package credential
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/warden-mqtt/warden/store"
+)
+
+// SettingSigningKey is the store setting holding the Ed25519 key that signs
+// tokens, as a PKCS#8 PEM block. Every node of a cluster uses this one key.
+const SettingSigningKey = "jwt/signing-key"
+
+// MaxTokenLen bounds the tokens Parse looks at, in bytes. Our tokens are
+// about 300 bytes; anything much longer is not ours and is refused before
+// any decoding.
+const MaxTokenLen = 8 << 10
+
+// Token kinds issued by warden. Issue accepts any non-empty kind; these are
+// the ones the rest of warden uses.
+const (
+	KindLogin       = "login"
+	KindApplication = "application"
+	KindDevice      = "device"
+)
+
+// tokenLeeway is the clock skew tolerated on exp and iat. Tokens are issued
+// by one node and checked by others, and both times have one-second
+// precision; 5 s covers NTP-synchronised clocks and costs nothing against
+// lifetimes measured in minutes or days.
+const tokenLeeway = 5 * time.Second
+
+// Errors returned by Parse and Verify, always wrapped with a fixed reason
+// (never the token or any part of it), so they can be logged as they are.
+var (
+	// ErrTokenInvalid: not a token we issued, or not one we accept:
+	// malformed, bad signature, algorithm other than EdDSA, wrong issuer,
+	// missing claims, issued in the future, too long.
+	ErrTokenInvalid = errors.New("credential: invalid token")
+	// ErrTokenExpired: a genuine token past its expiry.
+	ErrTokenExpired = errors.New("credential: token expired")
+	// ErrTokenRevoked: a genuine, unexpired token whose record is gone
+	// (revoked, or its user deleted).
+	ErrTokenRevoked = errors.New("credential: token revoked")
+)
+
+// Claims is what a valid token says.
+type Claims struct {
+	TokenID   string // jti; the ID of the store.Token record
+	UserID    string // sub
+	Username  string // at issue time; the user may have been renamed since
+	Kind      string // login, application, device, ...
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// jwtClaims is the token payload: registered claims plus our two.
+type jwtClaims struct {
+	jwt.RegisteredClaims
+	Username string `json:"username"`
+	Kind     string `json:"kind"`
+}
+
+// Validate is called by the jwt validator after the registered-claims
+// checks: every claim warden relies on must be present.
+func (c *jwtClaims) Validate() error {
+	if c.ID == "" || c.Subject == "" || c.Username == "" || c.Kind == "" || c.IssuedAt == nil {
+		return jwt.ErrTokenRequiredClaimMissing
+	}
+	return nil
+}
+
+// Tokens issues and checks warden's signed tokens (JWT, EdDSA). Parse
+// checks signature, algorithm, issuer and expiry without the store, for
+// the MQTT connect path; Verify also checks that the token's record still
+// exists, which is how revocation works. Exp and iat are checked with a
+// leeway of 5 s for clock skew between nodes.
+type Tokens struct {
+	store  store.Store
+	issuer string
+	key    ed25519.PrivateKey
+	pub    ed25519.PublicKey
+	parser *jwt.Parser
+	now    func() time.Time // replaced in tests
+}
+
+// NewTokens loads the cluster's signing key from the store, creating it if
+// the store has none. Nodes racing to create it agree on the first one
+// stored. A store error is returned, never papered over with a fresh key
+// (nodes would then sign with different keys). issuer is the iss claim
+// written and required.
+func NewTokens(ctx context.Context, s store.Store, issuer string) (*Tokens, error) {
+	if issuer == "" {
+		// jwt.WithIssuer("") would silently disable the issuer check.
+		return nil, errors.New("credential: token issuer is empty")
+	}
+	key, err := loadSigningKey(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tokens{
+		store:  s,
+		issuer: issuer,
+		key:    key,
+		pub:    key.Public().(ed25519.PublicKey),
+		now:    time.Now,
+	}
+	t.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithIssuer(issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(tokenLeeway),
+		// Strict base64: a token has exactly one accepted spelling (the
+		// unused low bits of a segment's last character must be zero).
+		jwt.WithStrictDecoding(),
+		jwt.WithTimeFunc(func() time.Time { return t.now() }),
+	)
+	return t, nil
+}
+
+// loadSigningKey reads the key setting, creating it when absent.
+func loadSigningKey(ctx context.Context, s store.Store) (ed25519.PrivateKey, error) {
+	raw, err := s.Setting(ctx, SettingSigningKey)
+	if errors.Is(err, store.ErrNotFound) {
+		raw, err = createSigningKey(ctx, s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("credential: load token signing key: %w", err)
+	}
+	return decodeSigningKey(raw)
+}
+
+// createSigningKey stores a fresh key, or, if another node stored one
+// first, returns that one.
+func createSigningKey(ctx context.Context, s store.Store) ([]byte, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	raw := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	err = s.CreateSetting(ctx, SettingSigningKey, raw)
+	if errors.Is(err, store.ErrConflict) {
+		return s.Setting(ctx, SettingSigningKey)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+func decodeSigningKey(raw []byte) (ed25519.PrivateKey, error) {
+	block, _ := pem.Decode(raw)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("credential: setting %q is not a PKCS#8 PEM block", SettingSigningKey)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("credential: setting %q: %w", SettingSigningKey, err)
+	}
+	key, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("credential: setting %q holds a %T, not an Ed25519 key", SettingSigningKey, k)
+	}
+	return key, nil
+}
+
+// PublicKey returns (a copy of) the key that verifies tokens, for services
+// that check them offline.
+func (t *Tokens) PublicKey() ed25519.PublicKey {
+	return append(ed25519.PublicKey(nil), t.pub...)
+}
+
+// Issue signs a token of the kind for u, valid for ttl (rounded up to a
+// whole second, the precision of exp), and records it in the store; label
+// is kept in the record only. It returns the token and its record. The
+// store's ErrNotFound is returned (wrapped) if u does not exist.
+func (t *Tokens) Issue(ctx context.Context, u store.User, kind, label string, ttl time.Duration) (string, store.Token, error) {
+	switch {
+	case ttl <= 0:
+		return "", store.Token{}, fmt.Errorf("credential: token lifetime %v is not positive", ttl)
+	case kind == "":
+		return "", store.Token{}, errors.New("credential: token kind is empty")
+	case u.ID == "" || u.Username == "":
+		return "", store.Token{}, errors.New("credential: token user has no ID or username")
+	}
+	now := t.now().UTC()
+	iat := now.Truncate(time.Second)
+	exp := now.Add(ttl)
+	if e := exp.Truncate(time.Second); !e.Equal(exp) {
+		exp = e.Add(time.Second)
+	}
+	var id [16]byte
+	rand.Read(id[:]) // never fails (crypto/rand crashes the program instead)
+	jti := base64.RawURLEncoding.EncodeToString(id[:])
+
+	signed, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, &jwtClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    t.issuer,
+			Subject:   u.ID,
+			IssuedAt:  jwt.NewNumericDate(iat),
+			ExpiresAt: jwt.NewNumericDate(exp),
+			ID:        jti,
+		},
+		Username: u.Username,
+		Kind:     kind,
+	}).SignedString(t.key)
+	if err != nil {
+		return "", store.Token{}, fmt.Errorf("credential: sign token: %w", err)
+	}
+	rec, err := t.store.CreateToken(ctx, store.Token{
+		ID: jti, UserID: u.ID, Kind: kind, Label: label, CreatedAt: iat, ExpiresAt: exp,
+	})
+	if err != nil {
+		return "", store.Token{}, fmt.Errorf("credential: issue token: %w", err)
+	}
+	return signed, rec, nil
+}
+
+// Parse checks signature, algorithm, issuer, expiry and required claims,
+// without the store: a revoked token still parses. Use it to recognise a
+// token quickly; use Verify to accept one.
+func (t *Tokens) Parse(token string) (Claims, error) {
+	if len(token) > MaxTokenLen {
+		return Claims{}, fmt.Errorf("%w: longer than %d bytes", ErrTokenInvalid, MaxTokenLen)
+	}
+	var c jwtClaims
+	tok, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.pub, nil })
+	if err != nil {
+		return Claims{}, classify(tok, err)
+	}
+	return Claims{
+		TokenID:   c.ID,
+		UserID:    c.Subject,
+		Username:  c.Username,
+		Kind:      c.Kind,
+		IssuedAt:  c.IssuedAt.UTC(),
+		ExpiresAt: c.ExpiresAt.UTC(),
+	}, nil
+}
+
+// classify maps a jwt error to ours with a fixed reason: jwt's own text
+// can quote pieces of the token (JSON syntax errors).
+func classify(tok *jwt.Token, err error) error {
+	reason := "invalid claims"
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		reason = "malformed"
+	case tok != nil && tok.Method != nil && tok.Method.Alg() != jwt.SigningMethodEdDSA.Alg():
+		reason = "algorithm not allowed"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		reason = "unknown algorithm"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		reason = "bad signature"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		reason = "wrong issuer"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		reason = "missing claim"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		reason = "issued in the future"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		reason = "not valid yet"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		// Only when expiry is the sole fault of a genuine token.
+		return ErrTokenExpired
+	}
+	return fmt.Errorf("%w: %s", ErrTokenInvalid, reason)
+}
+
+// Verify is Parse plus the store: the token's record must still exist and
+// belong to the token's user, else ErrTokenRevoked. Other store errors are
+// returned wrapped (errors.Is(err, store.ErrUnavailable) tells an outage
+// from a bad token).
+func (t *Tokens) Verify(ctx context.Context, token string) (Claims, error) {
+	c, err := t.Parse(token)
+	if err != nil {
+		return Claims{}, err
+	}
+	rec, err := t.store.Token(ctx, c.TokenID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Claims{}, ErrTokenRevoked
+	}
+	if err != nil {
+		return Claims{}, fmt.Errorf("credential: verify token: %w", err)
+	}
+	if rec.UserID != c.UserID {
+		return Claims{}, fmt.Errorf("%w: record belongs to another user", ErrTokenRevoked)
+	}
+	return c, nil
+}
+
+// Revoke deletes the token's record, so Verify refuses the token from now
+// on (Parse still accepts it until it expires). ErrNotFound (wrapped) if
+// there is no such record.
+func (t *Tokens) Revoke(ctx context.Context, tokenID string) error {
+	if err := t.store.DeleteToken(ctx, tokenID); err != nil {
+		return fmt.Errorf("credential: revoke token: %w", err)
+	}
+	return nil
+}
+
+// LooksLikeToken reports whether s has the shape of a JWT: three non-empty
+// base64url segments joined by dots, the first starting with "eyJ" (the
+// encoding of `{"`). It does not allocate, so the broker can use it to
+// decide whether an MQTT password is a token before doing real work.
+func LooksLikeToken(s string) bool {
+	if len(s) < 3 || s[:3] != "eyJ" {
+		return false
+	}
+	dots, segLen := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '.':
+			if segLen == 0 {
+				return false
+			}
+			dots++
+			segLen = 0
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			segLen++
+		default:
+			return false
+		}
+	}
+	return dots == 2 && segLen > 0
+}
