@@ -1,0 +1,289 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Listener IDs, as seen by hooks in cl.Net.Listener.
+const (
+	// ListenerTCP is the ID of the plain MQTT over TCP listener.
+	ListenerTCP = "tcp"
+	// ListenerTLS is the ID of the MQTT over TLS listener.
+	ListenerTLS = "tls"
+	// ListenerWS is the ID of the MQTT over WebSocket listener, plain or
+	// secure (Config.WSTLS).
+	ListenerWS = "ws"
+)
+
+// DefaultConnectTimeout is the connect deadline used when
+// Config.ConnectTimeout is zero.
+const DefaultConnectTimeout = 10 * time.Second
+
+// ErrClosed is returned by Start after Close.
+var ErrClosed = errors.New("broker: closed")
+
+// Config configures the embedded MQTT server. At least one listener address
+// must be set.
+type Config struct {
+	// TCPAddr is the address of the plain MQTT listener ("" = off). Port 0
+	// picks a free port; see Broker.Addr.
+	TCPAddr string
+	// TLSAddr is the address of the MQTT over TLS listener ("" = off). It
+	// requires TLS.
+	TLSAddr string
+	// WSAddr is the address of the MQTT over WebSocket listener ("" = off):
+	// plain WebSocket, or WSS when WSTLS is true. Any request path is
+	// accepted.
+	WSAddr string
+	// WSTLS serves WSAddr as WSS with TLS. It requires TLS and is ignored
+	// when WSAddr is empty.
+	WSTLS bool
+	// TLS is the server TLS configuration built by the caller (certificates,
+	// ClientCAs with VerifyClientCertIfGiven or RequireAndVerifyClientCert,
+	// ...). It is used as is by the TLS listener; the WSS listener uses a
+	// clone whose NextProtos is forced to "http/1.1" (callbacks such as
+	// GetCertificate or GetConfigForClient are shared by the clone, so use
+	// them for anything that changes at run time, e.g. the trusted client
+	// CAs). Required when TLSAddr is set or WSTLS is true.
+	TLS *tls.Config
+	// ConnectTimeout is the deadline, from accept, for the TLS handshake,
+	// the WebSocket upgrade and the CONNECT packet of a fresh connection;
+	// a connection that has not sent CONNECT by then is closed. Zero means
+	// DefaultConnectTimeout; negative is an error.
+	ConnectTimeout time.Duration
+	// Logger receives the server's and the listeners' logs; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Broker is the embedded MQTT server with its listeners. Create it with New,
+// then Start it; Close stops it.
+type Broker struct {
+	server *mqtt.Server
+	log    *slog.Logger
+	addrs  map[string]string // listener ID -> bound address; read-only after New
+	order  []string          // listener IDs in a fixed order, for logs
+
+	mu      sync.Mutex // guards started and closed; held across Serve and Close
+	started bool
+	closed  bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New builds the Mochi server, adds hooks in the order given (each with
+// AddHook(h, nil), which calls the hook's Init) and creates the configured
+// listeners. The listeners are bound here, so Addr reports real addresses
+// (port 0 resolved) before Start; nothing is accepted before Start.
+//
+// Exactly one hook must provide OnConnectAuthenticate and at most one may
+// provide OnACLCheck: Mochi combines these with OR across hooks, so a second
+// provider (such as auth.AllowHook) would open the broker.
+//
+// Server options: capabilities from mqtt.NewDefaultServerCapabilities() with
+// MaximumMessageExpiryInterval 0 (no forced expiry of retained and in-flight
+// messages; messages with their own MQTT 5 expiry still expire), topic
+// aliases and session expiry left at their defaults, PassiveClientDisconnect
+// false, no inline client.
+//
+// On error nothing stays bound and every hook already initialised is
+// stopped.
+func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
+	timeout, err := validate(cfg, hooks)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+
+	lns, err := buildListeners(cfg, timeout)
+	if err != nil {
+		return nil, err
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumMessageExpiryInterval = 0
+	caps.Compatibilities.PassiveClientDisconnect = false
+
+	server := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		InlineClient: false,
+		Logger:       log,
+	})
+
+	b := &Broker{
+		server: server,
+		log:    log,
+		addrs:  make(map[string]string, len(lns)),
+	}
+
+	for i, l := range lns {
+		if err := server.AddListener(l); err != nil {
+			for _, rest := range lns[i:] {
+				rest.Close(func(string) {})
+			}
+			_ = server.Close() // closes the listeners already added
+			return nil, fmt.Errorf("broker: add listener %q: %w", l.ID(), err)
+		}
+		b.addrs[l.ID()] = l.Address()
+		b.order = append(b.order, l.ID())
+	}
+
+	for _, h := range hooks {
+		if err := server.AddHook(h, nil); err != nil {
+			_ = server.Close() // closes the listeners, stops the hooks added so far
+			return nil, fmt.Errorf("broker: add hook %q: %w", h.ID(), err)
+		}
+	}
+
+	return b, nil
+}
+
+// validate checks cfg and hooks and returns the effective connect timeout.
+func validate(cfg Config, hooks []mqtt.Hook) (time.Duration, error) {
+	if cfg.TCPAddr == "" && cfg.TLSAddr == "" && cfg.WSAddr == "" {
+		return 0, errors.New("broker: no listener configured (TCPAddr, TLSAddr and WSAddr are all empty)")
+	}
+	needTLS := cfg.TLSAddr != "" || (cfg.WSAddr != "" && cfg.WSTLS)
+	if needTLS {
+		if cfg.TLS == nil {
+			return 0, errors.New("broker: TLSAddr and WSTLS require Config.TLS")
+		}
+		if len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil && cfg.TLS.GetConfigForClient == nil {
+			return 0, errors.New("broker: Config.TLS has no server certificate (Certificates, GetCertificate or GetConfigForClient)")
+		}
+	}
+	if cfg.ConnectTimeout < 0 {
+		return 0, fmt.Errorf("broker: negative ConnectTimeout %v", cfg.ConnectTimeout)
+	}
+	timeout := cfg.ConnectTimeout
+	if timeout == 0 {
+		timeout = DefaultConnectTimeout
+	}
+
+	var authn, acl []string
+	for i, h := range hooks {
+		if h == nil {
+			return 0, fmt.Errorf("broker: hook %d is nil", i)
+		}
+		if h.Provides(mqtt.OnConnectAuthenticate) {
+			authn = append(authn, h.ID())
+		}
+		if h.Provides(mqtt.OnACLCheck) {
+			acl = append(acl, h.ID())
+		}
+	}
+	switch {
+	case len(authn) == 0:
+		return 0, errors.New("broker: no hook provides OnConnectAuthenticate; every CONNECT would be refused")
+	case len(authn) > 1:
+		return 0, fmt.Errorf("broker: several hooks provide OnConnectAuthenticate %q; Mochi ORs them, so only one is allowed", authn)
+	case len(acl) > 1:
+		return 0, fmt.Errorf("broker: several hooks provide OnACLCheck %q; Mochi ORs them, so only one is allowed", acl)
+	}
+	return timeout, nil
+}
+
+// buildListeners binds the configured listeners. On error, the ones already
+// bound are closed.
+func buildListeners(cfg Config, timeout time.Duration) ([]listeners.Listener, error) {
+	var out []listeners.Listener
+	fail := func(err error) ([]listeners.Listener, error) {
+		for _, l := range out {
+			l.Close(func(string) {})
+		}
+		return nil, err
+	}
+
+	if cfg.TCPAddr != "" {
+		l, err := newNetListener(ListenerTCP, cfg.TCPAddr, nil, timeout)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, l)
+	}
+	if cfg.TLSAddr != "" {
+		l, err := newNetListener(ListenerTLS, cfg.TLSAddr, cfg.TLS, timeout)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, l)
+	}
+	if cfg.WSAddr != "" {
+		var tc *tls.Config
+		if cfg.WSTLS {
+			tc = cfg.TLS
+		}
+		l, err := newWSListener(ListenerWS, cfg.WSAddr, tc, timeout)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// Server returns the underlying Mochi server, e.g. for Clients and
+// DisconnectClient. Do not call its Serve or Close; use Start and Close. The
+// inline client is off, so Server().Publish and Server().Subscribe are not
+// available.
+func (b *Broker) Server() *mqtt.Server {
+	return b.server
+}
+
+// Start starts serving: it calls the Mochi server's Serve, which does not
+// block, and logs the bound addresses. It returns an error when called a
+// second time, and ErrClosed after Close.
+func (b *Broker) Start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if b.started {
+		return errors.New("broker: already started")
+	}
+	b.started = true
+	if err := b.server.Serve(); err != nil {
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	for _, id := range b.order {
+		b.log.Info("mqtt listener started", "listener", id, "addr", b.addrs[id])
+	}
+	return nil
+}
+
+// Addr returns the bound address ("host:port", port 0 resolved) of the
+// listener with the given ID (ListenerTCP, ListenerTLS or ListenerWS), or ""
+// when that listener is off or the ID is unknown. The host is the one bound:
+// an address such as ":0" reports the unspecified host (e.g. "[::]:40123"),
+// which Go dials as the local host.
+func (b *Broker) Addr(listener string) string {
+	return b.addrs[listener]
+}
+
+// Close stops the server: it sends every connected client a DISCONNECT
+// (reason 0x8B "server shutting down" for MQTT 5), closes the listeners and every
+// connection they accepted, waits for the connection goroutines, then calls
+// the hooks' OnStopped and Stop. It may be called before Start, and more
+// than once: later calls return the first call's result.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.closed = true
+		b.closeErr = b.server.Close()
+	})
+	return b.closeErr
+}

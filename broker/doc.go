@@ -1,0 +1,70 @@
+// Package broker builds and runs warden's embedded Mochi MQTT server
+// (github.com/mochi-mqtt/server/v2): its options, its listeners (TCP, TLS
+// with optional client certificates, WebSocket or secure WebSocket) and its
+// lifecycle (New, Start, Close).
+//
+// It holds no authentication or authorization logic. The caller passes the
+// auth hook to New; Mochi combines OnConnectAuthenticate and OnACLCheck over
+// hooks with OR, so New refuses a second hook that provides either of them,
+// and refuses a hook list in which no hook provides OnConnectAuthenticate
+// (Mochi would then refuse every CONNECT).
+//
+// # Listeners
+//
+// Up to three listeners, with fixed IDs that the auth hook reads from
+// cl.Net.Listener: ListenerTCP ("tcp"), ListenerTLS ("tls") and ListenerWS
+// ("ws", plain WebSocket, or WSS when Config.WSTLS is set). Every listener is
+// bound in New with net.Listen, so port 0 works and Broker.Addr reports the
+// real port before Start.
+//
+// A client's TLS state is reachable through TLSStater on cl.Net.Conn for
+// both TLS transports: *tls.Conn on the "tls" listener, and this package's
+// WebSocket connection on the "ws" listener (the zero ConnectionState on
+// plain WebSocket).
+//
+// # Connect deadline
+//
+// Mochi sets no deadline before CONNECT: reading the CONNECT packet and the
+// (lazy) TLS handshake can wait forever. Every accepted socket therefore gets
+// a deadline of accept time + Config.ConnectTimeout (default 10 s), covering
+// the TLS handshake, the WebSocket upgrade and the CONNECT packet.
+//
+// Mochi replaces that deadline once CONNECT is read and OnConnect has
+// returned: attachClient calls cl.refreshDeadline(keepalive) just before
+// OnConnectAuthenticate, and the read loop calls it again before every
+// packet. refreshDeadline calls SetDeadline(now + 1.5 × keepalive) or, when
+// keepalive is 0, SetDeadline(time.Time{}), which clears the deadline. So a
+// client connected with keepalive 0 is not cut off after ConnectTimeout, and
+// no extra clearing step is needed (the tests guard this on all three
+// listeners). The deadline is a socket deadline: it limits I/O, not hooks.
+// OnConnect runs between reading CONNECT and the refresh and does no I/O
+// itself (a CONNACK it sends with SendConnack is written under the connect
+// deadline); OnConnectAuthenticate runs after the refresh, so a hook that
+// waits on a store must bound that wait itself.
+//
+// On the WebSocket listener, net/http clears the connection's deadlines when
+// the upgrade hijacks it, so the handler sets the deadline again (accept time
+// + ConnectTimeout) before handing the connection to Mochi. The HTTP server's
+// ReadHeaderTimeout is ConnectTimeout, which also bounds the WSS handshake.
+// gorilla/websocket resets the socket's write deadline to its own value on
+// every message it writes, so the WebSocket connection keeps the deadline
+// Mochi sets and hands it to gorilla before each write.
+//
+// # Shutdown
+//
+// Mochi's Close disconnects the clients it knows (those past CONNECT) and
+// then waits for every connection goroutine, including those still waiting
+// for CONNECT. The listeners therefore close every connection they accepted
+// when they are closed, so Close does not wait for connect deadlines.
+//
+// # Options
+//
+// Capabilities start from mqtt.NewDefaultServerCapabilities() (a hand-built
+// Capabilities has dangerous zero values). Topic aliases stay enabled (the
+// auth hook resolves them); MaximumMessageExpiryInterval is 0, so messages
+// without an expiry of their own (retained and in flight) are kept until
+// consumed instead of being force-deleted after Mochi's default 24 h;
+// messages that carry an MQTT 5 expiry still expire. Compatibilities stay at
+// their zero values; in particular PassiveClientDisconnect is false, so
+// Server().DisconnectClient really closes the connection (revocation).
+package broker

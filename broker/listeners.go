@@ -1,0 +1,424 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// TLSStater is implemented by a client connection (cl.Net.Conn) that can
+// report its TLS state. Both *tls.Conn (the "tls" listener) and this
+// package's WebSocket connection (the "ws" listener, plain or WSS) satisfy
+// it, so a hook reads client certificates the same way on both:
+//
+//	if st, ok := cl.Net.Conn.(broker.TLSStater); ok {
+//		certs := st.ConnectionState().PeerCertificates
+//	}
+//
+// Over plain WebSocket the state is the zero tls.ConnectionState
+// (HandshakeComplete false, no certificates). Mochi completes the TLS
+// handshake while reading CONNECT, so the state is final by the time
+// OnConnect and OnConnectAuthenticate run.
+type TLSStater interface {
+	ConnectionState() tls.ConnectionState
+}
+
+var (
+	_ TLSStater = (*tls.Conn)(nil)
+	_ TLSStater = (*wsConn)(nil)
+	_ net.Conn  = (*wsConn)(nil)
+
+	_ listeners.Listener = (*wsListener)(nil)
+)
+
+// errNotBinary is returned by wsConn.Read for a text message: MQTT over
+// WebSocket uses binary messages only, and the connection must be closed
+// otherwise (MQTT 3.1.1 section 6, MQTT 5 section 6).
+var errNotBinary = errors.New("broker: websocket message is not binary")
+
+// newNetListener binds addr and returns a Mochi listener for it: plain TCP,
+// or TLS when tc is not nil. Every accepted connection gets the connect
+// deadline (see trackingListener).
+func newNetListener(id, addr string, tc *tls.Config, timeout time.Duration) (*listeners.Net, error) {
+	raw, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
+	}
+	var ln net.Listener = newTrackingListener(raw, timeout)
+	if tc != nil {
+		// The handshake is lazy (first Read, i.e. while Mochi reads CONNECT),
+		// so it runs under the deadline set on the raw connection at accept.
+		ln = tls.NewListener(ln, tc)
+	}
+	return listeners.NewNet(id, ln), nil
+}
+
+// trackingListener wraps a bound net.Listener. On Accept it sets the
+// connect deadline on the new connection and remembers it until it is
+// closed; Close closes the listener and every connection still open, so a
+// server shutdown does not wait for clients that never sent CONNECT (Mochi
+// waits for every connection goroutine but only disconnects clients past
+// CONNECT). Accept retries transient errors (e.g. EMFILE) with a back-off
+// instead of returning them, because Mochi's listeners.Net stops serving for
+// good on the first Accept error.
+type trackingListener struct {
+	net.Listener
+	timeout time.Duration
+
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
+	done   chan struct{} // closed by Close; wakes Accept's back-off
+}
+
+func newTrackingListener(ln net.Listener, timeout time.Duration) *trackingListener {
+	return &trackingListener{
+		Listener: ln,
+		timeout:  timeout,
+		conns:    make(map[*trackedConn]struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// Accept waits for the next connection, sets its deadline to now + the
+// connect timeout and returns it wrapped so that its Close is tracked.
+func (l *trackingListener) Accept() (net.Conn, error) {
+	var delay time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || l.isClosed() {
+				return nil, err
+			}
+			// Transient failure (descriptor exhaustion, aborted handshake,
+			// ...): back off as net/http does, up to 1 s.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			select {
+			case <-time.After(delay):
+				continue
+			case <-l.done:
+				return nil, net.ErrClosed
+			}
+		}
+		_ = c.SetDeadline(time.Now().Add(l.timeout))
+		tc := &trackedConn{Conn: c, l: l}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			_ = c.Close()
+			return nil, net.ErrClosed
+		}
+		l.conns[tc] = struct{}{}
+		l.mu.Unlock()
+		return tc, nil
+	}
+}
+
+func (l *trackingListener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// Close stops accepting and closes every accepted connection that is still
+// open. It is idempotent.
+func (l *trackingListener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.done)
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+
+	err := l.Listener.Close()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+	return err
+}
+
+func (l *trackingListener) forget(c *trackedConn) {
+	l.mu.Lock()
+	delete(l.conns, c) // no-op on the nil map after Close
+	l.mu.Unlock()
+}
+
+// trackedConn is an accepted connection that leaves its listener's set when
+// closed. Everything else is the underlying connection's.
+type trackedConn struct {
+	net.Conn
+	l    *trackingListener
+	once sync.Once
+}
+
+// Close closes the connection and forgets it.
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.forget(c) })
+	return err
+}
+
+// wsListener is a Mochi listener serving MQTT over WebSocket (or WSS) on a
+// net.Listener bound by newWSListener. Unlike Mochi's own listeners.Websocket
+// it binds before Serve (so port 0 and bind errors are known in New), applies
+// the connect deadline, and gives hooks the TLS state through TLSStater.
+type wsListener struct {
+	id      string
+	ln      net.Listener // tracking listener, wrapped by tls.NewListener for WSS
+	secure  bool
+	timeout time.Duration
+	srv     *http.Server
+
+	upgrader websocket.Upgrader
+
+	log       *slog.Logger
+	establish listeners.EstablishFn // set by Serve before the HTTP server starts
+
+	closeOnce sync.Once
+	closing   atomic.Bool
+}
+
+// acceptedAtKey is the request-context key holding the time a connection
+// was accepted.
+type acceptedAtKey struct{}
+
+func newWSListener(id, addr string, tc *tls.Config, timeout time.Duration) (*wsListener, error) {
+	raw, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
+	}
+	var ln net.Listener = newTrackingListener(raw, timeout)
+	if tc != nil {
+		tc = tc.Clone()
+		// WebSocket needs HTTP/1.1; never negotiate h2 even if the shared
+		// config offers it.
+		tc.NextProtos = []string{"http/1.1"}
+		ln = tls.NewListener(ln, tc)
+	}
+	return &wsListener{
+		id:      id,
+		ln:      ln,
+		secure:  tc != nil,
+		timeout: timeout,
+		upgrader: websocket.Upgrader{
+			Subprotocols: []string{"mqtt"},
+			// Accept every origin: MQTT clients authenticate in CONNECT (or
+			// with a client certificate), not with ambient browser
+			// credentials such as cookies, so a cross-origin page gains
+			// nothing it could not do by connecting directly.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+		log: slog.Default(),
+	}, nil
+}
+
+// ID returns the listener ID.
+func (l *wsListener) ID() string { return l.id }
+
+// Address returns the bound address.
+func (l *wsListener) Address() string { return l.ln.Addr().String() }
+
+// Protocol returns "wss" or "ws".
+func (l *wsListener) Protocol() string {
+	if l.secure {
+		return "wss"
+	}
+	return "ws"
+}
+
+// Init prepares the HTTP server; the socket is already bound. Mochi passes
+// a logger that already carries the listener ID.
+func (l *wsListener) Init(log *slog.Logger) error {
+	if log != nil {
+		l.log = log
+	}
+	l.srv = &http.Server{
+		Handler: l,
+		// Bounds the WSS handshake (net/http uses it as the TLS handshake
+		// timeout) and the upgrade request's headers.
+		ReadHeaderTimeout: l.timeout,
+		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelWarn),
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, acceptedAtKey{}, time.Now())
+		},
+		// A non-nil empty map disables HTTP/2.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	return nil
+}
+
+// Serve serves WebSocket upgrades until Close, handing each upgraded
+// connection to establish.
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.establish = establish
+	err := l.srv.Serve(l.ln)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !l.closing.Load() {
+		l.log.Error("websocket listener stopped", "error", err)
+	}
+}
+
+// ServeHTTP upgrades the request (any path) and runs the MQTT connection on
+// it until it ends.
+func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ws, err := l.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered with an HTTP error
+	}
+	// net/http cleared the connection's deadlines when hijacking it: set the
+	// connect deadline again, counted from accept.
+	start, ok := r.Context().Value(acceptedAtKey{}).(time.Time)
+	if !ok {
+		start = time.Now()
+	}
+	var state tls.ConnectionState
+	if r.TLS != nil {
+		state = *r.TLS
+	}
+	c := newWSConn(ws, state)
+	_ = c.SetDeadline(start.Add(l.timeout))
+
+	if err := l.establish(l.id, c); err != nil {
+		l.log.Warn("websocket connection ended", "remote", r.RemoteAddr, "error", err)
+	}
+	_ = c.Close()
+}
+
+// Close disconnects the listener's clients (closeClients), then stops the
+// HTTP server and closes every connection accepted by it, upgraded or not.
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	l.closeOnce.Do(func() {
+		l.closing.Store(true)
+		closeClients(l.id)
+		if l.srv != nil {
+			_ = l.srv.Close()
+		}
+		_ = l.ln.Close() // when Serve never ran; closes tracked (hijacked) conns
+	})
+}
+
+// wsConn adapts a WebSocket connection to net.Conn for Mochi: Read returns
+// the payload of binary messages as one byte stream (an MQTT packet may span
+// messages and a message may hold several packets), each Write sends one
+// binary message. The embedded net.Conn is the underlying connection
+// (*tls.Conn for WSS) and provides the addresses and deadlines.
+type wsConn struct {
+	net.Conn
+	ws    *websocket.Conn
+	state tls.ConnectionState
+
+	r io.Reader // current message; used by the single reader only
+
+	wmu sync.Mutex   // serialises writes (gorilla allows one writer)
+	wdl atomic.Int64 // write deadline in Unix ns; 0 = none
+}
+
+func newWSConn(ws *websocket.Conn, state tls.ConnectionState) *wsConn {
+	return &wsConn{Conn: ws.UnderlyingConn(), ws: ws, state: state}
+}
+
+// ConnectionState returns the TLS state of a WSS connection, the zero value
+// for plain WebSocket.
+func (c *wsConn) ConnectionState() tls.ConnectionState {
+	return c.state
+}
+
+// Read reads from the current binary message, moving to the next message
+// when it is exhausted. A text message is an error.
+func (c *wsConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if c.r == nil {
+			typ, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				return 0, errNotBinary
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if err != nil {
+			// io.EOF ends this message; any other error ends the stream
+			// (gorilla's reader errors are permanent).
+			c.r = nil
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// Write sends p as one binary message.
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	// gorilla sets the socket's write deadline to its own value on every
+	// write: hand it the deadline last set through SetDeadline or
+	// SetWriteDeadline (Mochi's keepalive deadline).
+	var dl time.Time
+	if ns := c.wdl.Load(); ns != 0 {
+		dl = time.Unix(0, ns)
+	}
+	_ = c.ws.SetWriteDeadline(dl)
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close closes the underlying connection (no WebSocket close frame; Mochi
+// sends an MQTT DISCONNECT where it applies).
+func (c *wsConn) Close() error {
+	return c.ws.Close()
+}
+
+// SetDeadline sets the read and write deadlines.
+func (c *wsConn) SetDeadline(t time.Time) error {
+	c.storeWriteDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline of the underlying connection.
+func (c *wsConn) SetReadDeadline(t time.Time) error {
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline: on the underlying connection
+// now (for a write in progress) and for every later message.
+func (c *wsConn) SetWriteDeadline(t time.Time) error {
+	c.storeWriteDeadline(t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *wsConn) storeWriteDeadline(t time.Time) {
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	c.wdl.Store(ns)
+}
