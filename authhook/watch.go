@@ -1,0 +1,221 @@
+package authhook
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/store"
+)
+
+// resyncInterval is how often a node retries after a failed refresh (store
+// down) and sweeps stale state.
+const resyncInterval = 2 * time.Second
+
+// watch applies the change feed until the hook stops.
+func (h *Hook) watch(events <-chan store.Event) {
+	defer close(h.done)
+	tick := time.NewTicker(resyncInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			h.apply(ev)
+		case now := <-tick.C:
+			if h.dirty.Load() {
+				h.resync()
+			}
+			h.users.prune(now)
+			h.ips.prune(now)
+			h.sweep()
+		}
+	}
+}
+
+// apply carries one change out on the cache and on connected clients.
+func (h *Hook) apply(ev store.Event) {
+	h.epoch.Add(1)
+	switch ev.Kind {
+	case store.KindUser:
+		h.refreshUser(ev.ID)
+	case store.KindRole:
+		r, err := h.st.Role(h.ctx, ev.ID)
+		var holders []string
+		switch {
+		case err == nil:
+			holders = h.model.setRole(ev.ID, r, true)
+		case errors.Is(err, store.ErrNotFound):
+			holders = h.model.setRole(ev.ID, store.Role{}, false)
+		default:
+			h.dirty.Store(true)
+			return
+		}
+		for _, id := range holders {
+			h.refreshUser(id)
+		}
+	case store.KindToken:
+		if ev.Op == store.OpDelete {
+			h.conns.Range(func(_, v any) bool {
+				if c := v.(*conn); c.tokenID == ev.ID {
+					h.revoke(c, "token revoked")
+				}
+				return true
+			})
+		}
+	case store.KindReset:
+		h.resync()
+	}
+}
+
+// refreshUser reloads one cached user and re-evaluates its clients.
+func (h *Hook) refreshUser(id string) {
+	old := h.model.cachedID(id)
+	if old == nil {
+		return // nothing on this node depends on it
+	}
+	u, err := h.st.User(h.ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		h.model.drop(id)
+		for _, c := range h.connsOf(old.user.Username) {
+			h.revoke(c, "user deleted")
+		}
+		return
+	}
+	if err != nil {
+		h.dirty.Store(true)
+		return
+	}
+	e, err := h.model.build(h.ctx, u, h.epoch.Load())
+	if errors.Is(err, errBrokenModel) {
+		h.log.Error("user's permissions do not compile; revoking its clients", "user", u.Username, "error", err)
+		h.model.drop(id)
+		for _, c := range h.connsOf(old.user.Username) {
+			h.revoke(c, "broken permissions")
+		}
+		return
+	}
+	if err != nil {
+		h.dirty.Store(true)
+		return
+	}
+	e = h.model.put(e)
+	for _, c := range h.connsOf(old.user.Username) {
+		h.reevaluate(c, e)
+	}
+}
+
+// reevaluate checks that c's way of authenticating still holds for the
+// user as it is now, then swaps in a snapshot of its current permissions
+// and drops subscriptions they no longer cover.
+func (h *Hook) reevaluate(c *conn, e *entry) {
+	u := e.user
+	now := time.Now()
+	allowed, required := grants(u)
+	switch {
+	case u.ID != c.userID || u.Username != c.username:
+		h.revoke(c, "user replaced or renamed")
+	case u.Suspended:
+		h.revoke(c, "user suspended")
+	case c.password && u.PasswordVersion != c.pwVersion:
+		h.revoke(c, "password changed")
+	case (c.password || c.tokenID != "") && !allowed[store.GrantPassword]:
+		h.revoke(c, "password grant removed")
+	case c.certFP != "" && (!allowed[store.GrantCertificate] || !certPinned(u, c.certFP, now)):
+		h.revoke(c, "certificate removed")
+	case required[store.GrantPassword] && !c.password && c.tokenID == "":
+		h.revoke(c, "password now required")
+	case required[store.GrantCertificate] && c.certFP == "":
+		h.revoke(c, "certificate now required")
+	}
+	if c.revoked.Load() {
+		return
+	}
+	next := &session{prefix: u.MQTTPublishPrefix, bound: e.matcher.Bind(c.username, c.clientID), epoch: e.epoch}
+	for {
+		cur := c.sess.Load()
+		if cur == nil {
+			return // revoked meanwhile
+		}
+		if cur.epoch > next.epoch {
+			return // a newer snapshot is already in place
+		}
+		if c.sess.CompareAndSwap(cur, next) {
+			break
+		}
+	}
+	h.prune(c, next)
+}
+
+// prune removes the client's subscriptions its permissions no longer
+// cover (deliveries are checked anyway; this also frees broker state and
+// mirrors what the client could subscribe to now), and clears a will it
+// may no longer publish.
+func (h *Hook) prune(c *conn, s *session) {
+	srv := h.server.Load()
+	if srv == nil {
+		return
+	}
+	for filter := range c.cl.State.Subscriptions.GetAll() {
+		if s.bound.Covers(filter) {
+			continue
+		}
+		if srv.Topics.Unsubscribe(filter, c.cl.ID) {
+			atomic.AddInt64(&srv.Info.Subscriptions, -1)
+		}
+		c.cl.State.Subscriptions.Delete(filter)
+		h.log.Info("mqtt subscription removed: no longer permitted", "user", c.username, "client", c.clientID, "filter", filter)
+	}
+	if atomic.LoadUint32(&c.cl.Properties.Will.Flag) == 1 && c.willTopic != "" && !s.bound.Allows(c.willTopic, acl.OpWrite) {
+		atomic.StoreUint32(&c.cl.Properties.Will.Flag, 0)
+		h.log.Info("mqtt will cleared: topic no longer permitted", "user", c.username, "client", c.clientID)
+	}
+}
+
+// resync reloads every cached role and user (after a reset or a failed
+// refresh) and re-checks token-authenticated clients.
+func (h *Hook) resync() {
+	h.dirty.Store(false)
+	h.epoch.Add(1)
+	h.model.clearRoles()
+	for _, id := range h.model.userIDs() {
+		h.refreshUser(id)
+	}
+	h.conns.Range(func(_, v any) bool {
+		c := v.(*conn)
+		if c.tokenID == "" || c.revoked.Load() {
+			return true
+		}
+		_, err := h.st.Token(h.ctx, c.tokenID)
+		if errors.Is(err, store.ErrNotFound) {
+			h.revoke(c, "token revoked")
+		} else if err != nil {
+			h.dirty.Store(true)
+		}
+		return true
+	})
+}
+
+// sweep forgets connections Mochi dropped without calling OnDisconnect (a
+// CONNACK that could not be written) and that hold no session.
+func (h *Hook) sweep() {
+	srv := h.server.Load()
+	if srv == nil {
+		return
+	}
+	h.conns.Range(func(k, v any) bool {
+		c := v.(*conn)
+		if !c.cl.Closed() {
+			return true
+		}
+		if cur, ok := srv.Clients.Get(c.cl.ID); !ok || cur != c.cl {
+			h.forget(c.cl)
+		}
+		return true
+	})
+}
