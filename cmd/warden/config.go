@@ -45,6 +45,20 @@ type Config struct {
 	// ClientCA is a PEM bundle of extra CAs trusted for client
 	// certificates, beside the internal CA and /api/certificates.
 	ClientCA string
+	// TLSHosts are extra names and addresses for the certificate the
+	// internal CA issues to the MQTT TLS listeners.
+	TLSHosts string
+	// WSTLS serves the WebSocket listener as WSS.
+	WSTLS bool
+	// ConnectTimeout closes a connection that has not completed its TLS
+	// handshake and CONNECT in time.
+	ConnectTimeout time.Duration
+	// AuthMaxFailuresUser and AuthMaxFailuresIP failed CONNECTs within
+	// AuthFailureWindow block that username or address for AuthBackoff.
+	AuthMaxFailuresUser int
+	AuthMaxFailuresIP   int
+	AuthFailureWindow   time.Duration
+	AuthBackoff         time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// ShutdownTimeout bounds how long a clean shutdown may take.
@@ -73,6 +87,22 @@ func durationOpt(field func(*Config) *time.Duration) func(*flag.FlagSet, *Config
 			panic("warden: bad default for --" + o.flag + ": " + err.Error())
 		}
 		fs.DurationVar(field(c), o.flag, d, o.usage)
+	}
+}
+
+func intOpt(field func(*Config) *int) func(*flag.FlagSet, *Config, option) {
+	return func(fs *flag.FlagSet, c *Config, o option) {
+		n, err := strconv.Atoi(o.def)
+		if err != nil {
+			panic("warden: bad default for --" + o.flag + ": " + err.Error())
+		}
+		fs.IntVar(field(c), o.flag, n, o.usage)
+	}
+}
+
+func boolOpt(field func(*Config) *bool) func(*flag.FlagSet, *Config, option) {
+	return func(fs *flag.FlagSet, c *Config, o option) {
+		fs.BoolVar(field(c), o.flag, o.def == "true", o.usage)
 	}
 }
 
@@ -108,6 +138,27 @@ var options = []option{
 	{flag: "client-ca", env: "WARDEN_CLIENT_CA", def: "", arg: "file",
 		usage: "extra CA bundle trusted for client certificates, PEM (always trusted: the internal CA and certificates added via /api/certificates)",
 		bind:  stringOpt(func(c *Config) *string { return &c.ClientCA })},
+	{flag: "tls-hosts", env: "WARDEN_TLS_HOSTS", def: "", arg: "names",
+		usage: "comma-separated extra DNS names and IPs for the server certificate the internal CA issues (always: localhost, 127.0.0.1, ::1, the host name)",
+		bind:  stringOpt(func(c *Config) *string { return &c.TLSHosts })},
+	{flag: "ws-tls", env: "WARDEN_WS_TLS", def: "false", arg: "bool",
+		usage: "serve --ws-addr as WebSocket over TLS (wss), with the same certificates as --mqtts-addr",
+		bind:  boolOpt(func(c *Config) *bool { return &c.WSTLS })},
+	{flag: "connect-timeout", env: "WARDEN_CONNECT_TIMEOUT", def: "10s", arg: "duration",
+		usage: "close an MQTT connection that has not finished its TLS handshake and CONNECT within this time",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
+	{flag: "auth-max-failures-user", env: "WARDEN_AUTH_MAX_FAILURES_USER", def: "10", arg: "count",
+		usage: "failed MQTT CONNECTs for one username within --auth-failure-window that block it for --auth-backoff (negative: no limit)",
+		bind:  intOpt(func(c *Config) *int { return &c.AuthMaxFailuresUser })},
+	{flag: "auth-max-failures-ip", env: "WARDEN_AUTH_MAX_FAILURES_IP", def: "100", arg: "count",
+		usage: "failed MQTT CONNECTs from one IP address within --auth-failure-window that block it for --auth-backoff (negative: no limit)",
+		bind:  intOpt(func(c *Config) *int { return &c.AuthMaxFailuresIP })},
+	{flag: "auth-failure-window", env: "WARDEN_AUTH_FAILURE_WINDOW", def: "5m", arg: "duration",
+		usage: "window in which failed CONNECTs are counted",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.AuthFailureWindow })},
+	{flag: "auth-backoff", env: "WARDEN_AUTH_BACKOFF", def: "5m", arg: "duration",
+		usage: "how long a blocked username or address is refused without checking its password",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.AuthBackoff })},
 	{flag: "log-level", env: "WARDEN_LOG_LEVEL", def: "info", arg: "level",
 		usage: "log level: debug, info, warn or error",
 		bind:  stringOpt(func(c *Config) *string { return &c.LogLevel })},
@@ -233,6 +284,21 @@ func (c Config) Validate() error {
 		if err := credential.DefaultPolicy().Check(c.AdminPassword); err != nil {
 			add("admin-password", "does not satisfy the password policy: %v", err)
 		}
+	}
+
+	if c.WSTLS && c.WSAddr == "" {
+		add("ws-tls", "set, but --ws-addr is empty")
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"connect-timeout", c.ConnectTimeout}, {"auth-failure-window", c.AuthFailureWindow}, {"auth-backoff", c.AuthBackoff}} {
+		if d.v <= 0 {
+			add(d.flag, "must be positive, got %s", d.v)
+		}
+	}
+	if c.AuthMaxFailuresUser == 0 || c.AuthMaxFailuresIP == 0 {
+		add("auth-max-failures-user", "a limit of 0 would block every login; use a negative value for no limit")
 	}
 
 	if c.ShutdownTimeout <= 0 {

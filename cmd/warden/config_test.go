@@ -24,6 +24,12 @@ func defaultConfig() Config {
 		DataDir:         "./data",
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
+
+		ConnectTimeout:      10 * time.Second,
+		AuthMaxFailuresUser: 10,
+		AuthMaxFailuresIP:   100,
+		AuthFailureWindow:   5 * time.Minute,
+		AuthBackoff:         5 * time.Minute,
 	}
 }
 
@@ -77,11 +83,16 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_DATA_DIR": "/d", "WARDEN_REDIS_URL": "redis://r:6379/1",
 				"WARDEN_TLS_CERT": "c.pem", "WARDEN_TLS_KEY": "k.pem", "WARDEN_CLIENT_CA": "ca.pem",
 				"WARDEN_LOG_LEVEL": "error", "WARDEN_SHUTDOWN_TIMEOUT": "2s",
+				"WARDEN_TLS_HOSTS": "mqtt.example.com", "WARDEN_WS_TLS": "true", "WARDEN_CONNECT_TIMEOUT": "3s",
+				"WARDEN_AUTH_MAX_FAILURES_USER": "5", "WARDEN_AUTH_MAX_FAILURES_IP": "-1",
+				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
 					RedisURL: "redis://r:6379/1", TLSCert: "c.pem", TLSKey: "k.pem", ClientCA: "ca.pem",
-					LogLevel: "error", ShutdownTimeout: 2 * time.Second}
+					LogLevel: "error", ShutdownTimeout: 2 * time.Second,
+					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
+					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second}
 			},
 		},
 	}
@@ -257,6 +268,13 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--tls-cert", "WARDEN_TLS_CERT", "empty"},
 		{"--tls-key", "WARDEN_TLS_KEY", "empty"},
 		{"--client-ca", "WARDEN_CLIENT_CA", "empty"},
+		{"--tls-hosts", "WARDEN_TLS_HOSTS", "empty"},
+		{"--ws-tls", "WARDEN_WS_TLS", `"false"`},
+		{"--connect-timeout", "WARDEN_CONNECT_TIMEOUT", `"10s"`},
+		{"--auth-max-failures-user", "WARDEN_AUTH_MAX_FAILURES_USER", `"10"`},
+		{"--auth-max-failures-ip", "WARDEN_AUTH_MAX_FAILURES_IP", `"100"`},
+		{"--auth-failure-window", "WARDEN_AUTH_FAILURE_WINDOW", `"5m"`},
+		{"--auth-backoff", "WARDEN_AUTH_BACKOFF", `"5m"`},
 		{"--log-level", "WARDEN_LOG_LEVEL", `"info"`},
 		{"--shutdown-timeout", "WARDEN_SHUTDOWN_TIMEOUT", `"10s"`},
 	}

@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	level, _ := parseLevel(cfg.LogLevel) // validated by loadConfig
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	brokerLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: redactPackets}))
 
 	s, kind, err := openStore(ctx, cfg)
 	if err != nil {
@@ -70,9 +71,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return exitFail
 	}
 
-	// The broker (broker/) and the admin HTTP server (admin/) are wired in
-	// here by later issues; until then warden opens and initialises its
-	// store, reports ready and waits for a signal.
+	b, err := startBroker(ctx, cfg, s, log, brokerLog)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		_ = closeStore()
+		return exitFail
+	}
+	// The admin HTTP server (admin/) is wired in here by a later issue.
 	attrs := []any{"store", kind}
 	if kind == "bolt" {
 		// Absolute, so an operator sees which ./data was meant.
@@ -88,6 +93,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	// Clients are told "server shutting down" before the store goes away.
+	if err := b.Close(); err != nil {
+		log.Warn("broker close", "err", err)
+	}
 	if err := closeStore(); err != nil {
 		log.Error("shutdown failed", "err", err)
 		return exitFail

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/warden-mqtt/warden/authhook"
+	"github.com/warden-mqtt/warden/broker"
+	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/pki"
+	"github.com/warden-mqtt/warden/store"
+)
+
+// tokenIssuer is the JWT "iss" of every token warden issues; all nodes
+// must agree on it.
+const tokenIssuer = "warden"
+
+// serverCertLifetime: the internal CA re-issues the server certificate at
+// every start, so a year is plenty.
+const serverCertLifetime = 365 * 24 * time.Hour
+
+// caCertFile is where the internal CA's certificate is written in
+// --data-dir, for devices to trust.
+const caCertFile = "ca.pem"
+
+// startBroker wires the auth hook and the embedded broker and starts
+// serving MQTT.
+func startBroker(ctx context.Context, cfg Config, s store.Store, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
+	tokens, err := credential.NewTokens(ctx, s, tokenIssuer)
+	if err != nil {
+		return nil, err
+	}
+	var tlsCfg *tls.Config
+	if cfg.MQTTSAddr != "" || cfg.WSTLS {
+		tlsCfg, err = serverTLS(ctx, cfg, s, log)
+		if err != nil {
+			return nil, err
+		}
+	}
+	hook, err := authhook.New(ctx, authhook.Options{
+		Store:              s,
+		Tokens:             tokens,
+		Logger:             log,
+		MaxFailuresPerUser: cfg.AuthMaxFailuresUser,
+		MaxFailuresPerIP:   cfg.AuthMaxFailuresIP,
+		FailureWindow:      cfg.AuthFailureWindow,
+		Backoff:            cfg.AuthBackoff,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b, err := broker.New(broker.Config{
+		TCPAddr:        cfg.MQTTAddr,
+		TLSAddr:        cfg.MQTTSAddr,
+		WSAddr:         cfg.WSAddr,
+		WSTLS:          cfg.WSTLS,
+		TLS:            tlsCfg,
+		ConnectTimeout: cfg.ConnectTimeout,
+		Logger:         brokerLog,
+	}, hook)
+	if err != nil {
+		_ = hook.Stop()
+		return nil, err
+	}
+	hook.Attach(b.Server())
+	if err := b.Start(); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	for _, l := range []struct{ id, name string }{{broker.ListenerTCP, "mqtt"}, {broker.ListenerTLS, "mqtts"}, {broker.ListenerWS, "ws"}} {
+		if a := b.Addr(l.id); a != "" {
+			log.Info("listening", "listener", l.name, "addr", a)
+		}
+	}
+	return b, nil
+}
+
+// serverTLS builds the MQTT listeners' TLS configuration: the operator's
+// certificate or one from the internal CA, and client certificates
+// verified (when sent) against the internal CA plus --client-ca.
+func serverTLS(ctx context.Context, cfg Config, s store.Store, log *slog.Logger) (*tls.Config, error) {
+	ca, err := pki.LoadOrCreateCA(ctx, s, "warden internal CA")
+	if err != nil {
+		return nil, err
+	}
+	// Devices need the CA certificate (public) to trust the server's
+	// certificate; put it where an operator finds it.
+	if cfg.DataDir != "" {
+		path := filepath.Join(cfg.DataDir, caCertFile)
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err == nil {
+			if err := os.WriteFile(path, ca.CertPEM(), 0o644); err != nil {
+				log.Warn("cannot write the internal CA certificate", "path", path, "err", err)
+			} else {
+				log.Info("internal CA certificate written", "path", path, "fingerprint", ca.Fingerprint())
+			}
+		}
+	}
+	var cert tls.Certificate
+	if cfg.TLSCert != "" {
+		cert, err = tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	} else {
+		var hosts []string
+		for _, h := range strings.Split(cfg.TLSHosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hosts = append(hosts, h)
+			}
+		}
+		cert, err = ca.IssueServer(hosts, serverCertLifetime)
+		if err != nil {
+			return nil, err
+		}
+	}
+	pool := ca.Pool()
+	if cfg.ClientCA != "" {
+		pem, err := os.ReadFile(cfg.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		certs, err := pki.ParseCertificatesPEM(pem)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca %s: %w", cfg.ClientCA, err)
+		}
+		for _, c := range certs {
+			pool.AddCert(c)
+		}
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		// Certificates are optional: password devices share the listener.
+		// A certificate that is sent must verify, else the handshake fails.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+	}, nil
+}
+
+// redactPackets drops the "packet" attribute Mochi attaches to some log
+// records: it holds whole publishes, payloads and CONNECT passwords
+// included, and secrets never go to logs.
+func redactPackets(_ []string, a slog.Attr) slog.Attr {
+	if a.Key == "packet" {
+		return slog.String("packet", "[redacted]")
+	}
+	return a
+}
