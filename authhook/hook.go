@@ -77,8 +77,9 @@ type Hook struct {
 
 	// epoch counts change-feed events begun; a CONNECT that loaded a user
 	// before an event rechecks after registering (see OnConnect).
-	epoch  atomic.Uint64
-	dirty  atomic.Bool // a refresh failed (store down): resync on the next tick
+	epoch   atomic.Uint64
+	settled atomic.Uint64 // the epoch whose processing finished last
+	dirty   atomic.Bool   // a refresh failed (store down): resync on the next tick
 	server atomic.Pointer[mqtt.Server]
 
 	conns  sync.Map // *mqtt.Client -> *conn: read lock-free by OnACLCheck
@@ -236,7 +237,8 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 // isFilter tells a SUBSCRIBE filter from a delivery topic: Mochi asks
 // both with write=false.
 func isFilter(s string) bool {
-	return strings.ContainsAny(s, "+#") || (len(s) > 7 && strings.EqualFold(s[:7], "$share/"))
+	return strings.IndexByte(s, '+') >= 0 || strings.IndexByte(s, '#') >= 0 ||
+		(len(s) > 7 && s[0] == '$' && strings.EqualFold(s[:7], "$share/"))
 }
 
 // OnPublish applies the publish prefix to the real (alias-resolved) topic
@@ -503,6 +505,12 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		return fail(r, why)
 	}
 
+	// A recheck after registering is needed only if a change was being
+	// processed while we authenticate; an older cached entry is current
+	// (the feed keeps it so), and must not cost a store call, which would
+	// stall every reconnect while the store is down.
+	ep0 := h.epoch.Load()
+	busy := h.settled.Load() != ep0 || h.dirty.Load()
 	fromCache := true
 	e := h.model.cached(username)
 	if e == nil {
@@ -600,7 +608,7 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	// An event may have changed this user while we authenticated; the
 	// feed goroutine sees c from now on, and anything it did before is
 	// picked up by reloading here.
-	if h.epoch.Load() != e.epoch {
+	if busy || h.epoch.Load() != ep0 {
 		if ne, err := h.model.load(ctx, username, h.epoch.Load()); errors.Is(err, store.ErrNotFound) {
 			h.revoke(c, "user deleted")
 		} else if err == nil {

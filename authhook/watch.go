@@ -27,9 +27,11 @@ func (h *Hook) watch(events <-chan store.Event) {
 				return
 			}
 			h.apply(ev)
+			h.settled.Store(h.epoch.Load())
 		case now := <-tick.C:
 			if h.dirty.Load() {
 				h.resync()
+				h.settled.Store(h.epoch.Load())
 			}
 			h.users.prune(now)
 			h.ips.prune(now)
