@@ -80,7 +80,7 @@ type Hook struct {
 	epoch   atomic.Uint64
 	settled atomic.Uint64 // the epoch whose processing finished last
 	dirty   atomic.Bool   // a refresh failed (store down): resync on the next tick
-	server atomic.Pointer[mqtt.Server]
+	server  atomic.Pointer[mqtt.Server]
 
 	conns  sync.Map // *mqtt.Client -> *conn: read lock-free by OnACLCheck
 	mu     sync.Mutex
