@@ -35,9 +35,9 @@ const (
 
 // tokenLeeway is the clock skew tolerated on exp and iat. Tokens are issued
 // by one node and checked by others, and both times have one-second
-// precision; 5 s covers NTP-synchronised clocks and costs nothing against
-// lifetimes measured in minutes or days.
-const tokenLeeway = 5 * time.Second
+// precision; 1 s covers NTP-synchronised clocks and keeps the promise that
+// an expired token is refused everywhere within a second.
+const tokenLeeway = time.Second
 
 // Errors returned by Parse and Verify, always wrapped with a fixed reason
 // (never the token or any part of it), so they can be logged as they are.
@@ -83,7 +83,7 @@ func (c *jwtClaims) Validate() error {
 // checks signature, algorithm, issuer and expiry without the store, for
 // the MQTT connect path; Verify also checks that the token's record still
 // exists, which is how revocation works. Exp and iat are checked with a
-// leeway of 5 s for clock skew between nodes.
+// leeway of 1 s for clock skew between nodes.
 type Tokens struct {
 	store  store.Store
 	issuer string
