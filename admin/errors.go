@@ -1,0 +1,88 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/store"
+)
+
+// apiError is an error with the HTTP status and message a client sees.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// errorf builds an apiError.
+func errorf(status int, format string, args ...any) error {
+	return &apiError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// errorBody is the JSON shape of every error (DESIGN.md).
+type errorBody struct {
+	Error string `json:"error"`
+	Code  int    `json:"code"`
+}
+
+// status maps an error to the status and message a client may see. It is
+// the one place where domain errors become HTTP statuses; internal error
+// text never reaches a client.
+func status(err error) (int, string) {
+	var ae *apiError
+	var pe *credential.PolicyError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		return ae.status, ae.msg
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
+	case errors.As(err, &pe):
+		return http.StatusUnprocessableEntity, pe.Error()
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, "not found"
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict, clientText(err, "conflict")
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, acl.ErrInvalidPermission), errors.Is(err, acl.ErrInvalidFilter):
+		return http.StatusBadRequest, clientText(err, "invalid request")
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable, "store unavailable; try again"
+	case errors.Is(err, credential.ErrTokenExpired), errors.Is(err, credential.ErrTokenInvalid), errors.Is(err, credential.ErrTokenRevoked):
+		return http.StatusUnauthorized, "invalid or expired token"
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+// clientText returns err's text for errors whose text is written for
+// clients (validation and conflicts name the field, never a secret).
+func clientText(err error, fallback string) string {
+	if err == nil {
+		return fallback
+	}
+	return err.Error()
+}
+
+// writeError renders err; 5xx are logged with their cause.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	code, msg := status(err)
+	if code >= 500 {
+		log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+	}
+	writeJSON(w, code, errorBody{Error: msg, Code: code})
+}
+
+// writeJSON renders v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if v != nil {
+		_ = json.NewEncoder(w).Encode(v)
+	}
+}

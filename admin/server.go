@@ -1,0 +1,254 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/store"
+)
+
+// Built-in names shared with the bootstrap in cmd/warden.
+const (
+	// RoleAdmin is the built-in administrator role; it cannot be deleted
+	// and its last holder cannot lose it.
+	RoleAdmin = "connectware-admin"
+	// RoleMinimum lets a user log in and read its own session.
+	RoleMinimum = "minimum-access"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultTokenTTL         = 24 * time.Hour
+	DefaultMaxTokenTTL      = 365 * 24 * time.Hour
+	DefaultLoginMaxFailures = 5
+	DefaultLoginBackoff     = 5 * time.Minute
+)
+
+// Options configure the API server.
+type Options struct {
+	Store  store.Store
+	Tokens *credential.Tokens
+	Logger *slog.Logger
+	// Policy is the password policy (GET /api/policy/password).
+	Policy credential.Policy
+	// Params are the argon2id parameters for new password hashes.
+	Params credential.Params
+	// TokenTTL is the lifetime of a login token without
+	// expireTimeInHours; MaxTokenTTL caps expireTimeInHours.
+	TokenTTL    time.Duration
+	MaxTokenTTL time.Duration
+	// LoginMaxFailures failed logins lock an account for LoginBackoff.
+	LoginMaxFailures int
+	LoginBackoff     time.Duration
+	// MFAEnabled is reported by GET /api/auth/mfa.
+	MFAEnabled bool
+}
+
+// Server is the admin HTTP API.
+type Server struct {
+	opts   Options
+	st     store.Store
+	tokens *credential.Tokens
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes []route
+
+	// dummyHash is verified when a login names an unknown user, so the
+	// answer takes as long as for a wrong password.
+	dummyHash string
+
+	mu       sync.Mutex
+	failures map[string]*loginFailures // username -> recent failures
+	now      func() time.Time
+}
+
+type loginFailures struct {
+	count       int
+	first       time.Time
+	lockedUntil time.Time
+}
+
+// route is one registered endpoint, listed by the OpenAPI test.
+type route struct {
+	method, path string
+	access       access
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	// public: no token (login, logout, registry register/status).
+	public access = iota
+	// self: any valid token (own session, permissions, password).
+	self
+	// permitted: a token whose http permissions allow method and path.
+	permitted
+)
+
+// New builds the server and registers every route.
+func New(o Options) (*Server, error) {
+	if o.Store == nil || o.Tokens == nil {
+		return nil, errors.New("admin: Options.Store and Options.Tokens are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Policy == (credential.Policy{}) {
+		o.Policy = credential.DefaultPolicy()
+	}
+	if err := o.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Params == (credential.Params{}) {
+		o.Params = credential.DefaultParams
+	}
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = DefaultTokenTTL
+	}
+	if o.MaxTokenTTL <= 0 {
+		o.MaxTokenTTL = DefaultMaxTokenTTL
+	}
+	if o.LoginMaxFailures == 0 {
+		o.LoginMaxFailures = DefaultLoginMaxFailures
+	}
+	if o.LoginBackoff <= 0 {
+		o.LoginBackoff = DefaultLoginBackoff
+	}
+	dummy, err := credential.Hash("warden-dummy-password", o.Params)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts: o, st: o.Store, tokens: o.Tokens, log: o.Logger, mux: http.NewServeMux(),
+		dummyHash: dummy, failures: map[string]*loginFailures{}, now: time.Now,
+	}
+	s.registerSessions()
+	s.registerUsers()
+	s.registerRoles()
+	s.registerPermissions()
+	s.registerOpenAPI()
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such endpoint", Code: http.StatusNotFound})
+	})
+	return s, nil
+}
+
+// Handler returns the API's http.Handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// caller is the authenticated user of a request.
+type caller struct {
+	user   store.User
+	claims credential.Claims
+	token  string
+	perms  []acl.Permission // effective permissions (all contexts)
+	http   *acl.Bound
+}
+
+// handlerFunc is an endpoint: it renders its answer or returns an error,
+// which is rendered by status(). c is nil on public routes.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, c *caller) error
+
+// handle registers pattern ("METHOD /path") with its access rule.
+func (s *Server) handle(pattern string, a access, h handlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	s.routes = append(s.routes, route{method: method, path: path, access: a})
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		var c *caller
+		if a != public {
+			var err error
+			c, err = s.authenticate(r)
+			if err != nil {
+				writeError(w, r, s.log, err)
+				return
+			}
+			if a == permitted && !c.allowed(r) {
+				writeError(w, r, s.log, errorf(http.StatusForbidden, "missing permission for %s %s", r.Method, r.URL.Path))
+				return
+			}
+		}
+		if err := h(w, r, c); err != nil {
+			writeError(w, r, s.log, err)
+		}
+	})
+}
+
+// allowed: GET and HEAD need read, other methods write, on the request path.
+func (c *caller) allowed(r *http.Request) bool {
+	op := acl.OpWrite
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		op = acl.OpRead
+	}
+	return c.http.Allows(r.URL.Path, op)
+}
+
+// bearer extracts the token of "Authorization: Bearer <token>".
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// authenticate verifies the bearer token (signature, expiry, revocation)
+// and loads the caller with its effective permissions.
+func (s *Server) authenticate(r *http.Request) (*caller, error) {
+	tok := bearer(r)
+	if tok == "" {
+		return nil, errorf(http.StatusUnauthorized, "missing bearer token")
+	}
+	claims, err := s.tokens.Verify(r.Context(), tok)
+	if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			return nil, err
+		}
+		return nil, errorf(http.StatusUnauthorized, "invalid, expired or revoked token")
+	}
+	if claims.Kind != credential.KindLogin && claims.Kind != credential.KindApplication {
+		return nil, errorf(http.StatusUnauthorized, "this token cannot be used for the API")
+	}
+	u, err := s.st.User(r.Context(), claims.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(http.StatusUnauthorized, "invalid, expired or revoked token")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.Suspended {
+		return nil, errorf(http.StatusUnauthorized, "account suspended")
+	}
+	perms, err := s.effectivePermissions(r.Context(), u)
+	if err != nil {
+		return nil, err
+	}
+	m, err := acl.Compile(acl.ContextHTTP, perms)
+	if err != nil {
+		return nil, err
+	}
+	return &caller{user: u, claims: claims, token: tok, perms: perms, http: m.Bind(u.Username, "")}, nil
+}
+
+// effectivePermissions is the union of the user's roles' permissions.
+func (s *Server) effectivePermissions(ctx context.Context, u store.User) ([]acl.Permission, error) {
+	perms := []acl.Permission{}
+	for _, id := range u.Roles {
+		r, err := s.st.Role(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		perms = append(perms, r.Permissions...)
+	}
+	return perms, nil
+}
