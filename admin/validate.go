@@ -1,0 +1,224 @@
+package admin
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/store"
+)
+
+// Limits on names the API accepts.
+const (
+	minUsernameLen = 3
+	maxNameLen     = 256
+	maxPrefixLen   = 1024
+)
+
+// validUsername: at least 3 characters, no control characters, no
+// surrounding space, and none of '/', '+', '#', which would make the
+// {username} placeholder unusable in topic permissions.
+func validUsername(name string) error {
+	switch {
+	case utf8.RuneCountInString(name) < minUsernameLen:
+		return errorf(http.StatusBadRequest, "username must be at least %d characters", minUsernameLen)
+	case len(name) > maxNameLen:
+		return errorf(http.StatusBadRequest, "username must be at most %d bytes", maxNameLen)
+	case strings.ContainsAny(name, "/+#"):
+		return errorf(http.StatusBadRequest, "username must not contain '/', '+' or '#'")
+	}
+	return validText("username", name)
+}
+
+// validRoleName: not empty, at most maxNameLen bytes, printable.
+func validRoleName(name string) error {
+	if name == "" {
+		return errorf(http.StatusBadRequest, "name is required")
+	}
+	if len(name) > maxNameLen {
+		return errorf(http.StatusBadRequest, "name must be at most %d bytes", maxNameLen)
+	}
+	return validText("name", name)
+}
+
+func validText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return errorf(http.StatusBadRequest, "%s is not valid UTF-8", field)
+	}
+	if strings.TrimSpace(s) != s {
+		return errorf(http.StatusBadRequest, "%s must not start or end with white space", field)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return errorf(http.StatusBadRequest, "%s must not contain control characters", field)
+		}
+	}
+	return nil
+}
+
+// validPrefix: the publish prefix is concatenated to topics, so it must be
+// valid topic text without wildcards, and may not reach into $ topics.
+func validPrefix(p string) error {
+	switch {
+	case len(p) > maxPrefixLen:
+		return errorf(http.StatusBadRequest, "mqttPublishPrefix must be at most %d bytes", maxPrefixLen)
+	case strings.ContainsAny(p, "+#\x00"):
+		return errorf(http.StatusBadRequest, "mqttPublishPrefix must not contain '+', '#' or NUL")
+	case strings.HasPrefix(p, "$"):
+		return errorf(http.StatusBadRequest, "mqttPublishPrefix must not start with '$'")
+	case !utf8.ValidString(p):
+		return errorf(http.StatusBadRequest, "mqttPublishPrefix is not valid UTF-8")
+	}
+	return nil
+}
+
+// validIdentityProvider accepts "local" (or empty, meaning local): other
+// providers (LDAP) do not exist yet.
+func validIdentityProvider(p string) error {
+	if p != "" && p != "local" {
+		return errorf(http.StatusBadRequest, "identityProvider must be \"local\"")
+	}
+	return nil
+}
+
+// validGrantTypes: known methods, each at most once.
+func validGrantTypes(gts []store.GrantType) error {
+	seen := map[string]bool{}
+	for _, g := range gts {
+		if g.Method != store.GrantPassword && g.Method != store.GrantCertificate {
+			return errorf(http.StatusBadRequest, "grantTypes: method must be %q or %q", store.GrantPassword, store.GrantCertificate)
+		}
+		if seen[g.Method] {
+			return errorf(http.StatusBadRequest, "grantTypes: method %q listed twice", g.Method)
+		}
+		seen[g.Method] = true
+	}
+	return nil
+}
+
+// normalizeFingerprint accepts a SHA-256 fingerprint as 64 hex digits,
+// with or without ':' separators, in either case; it returns lowercase hex.
+func normalizeFingerprint(fp string) (string, error) {
+	f := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(fp), ":", ""))
+	if b, err := hex.DecodeString(f); err != nil || len(b) != 32 {
+		return "", errorf(http.StatusBadRequest, "fingerprint must be a SHA-256 fingerprint: 64 hex digits, optionally ':'-separated")
+	}
+	return f, nil
+}
+
+// checkPermissions validates each permission (400) and refuses one
+// declared twice, by resource, operation and context (409).
+func checkPermissions(perms []acl.Permission) error {
+	seen := map[[3]string]bool{}
+	for i, p := range perms {
+		if err := p.Validate(); err != nil {
+			return errorf(http.StatusBadRequest, "permission %d: %v", i, err)
+		}
+		k := permKey(p)
+		if seen[k] {
+			return errorf(http.StatusConflict, "permission %s %s %s is declared twice", p.Context, p.Operation, p.Resource)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+func permKey(p acl.Permission) [3]string {
+	return [3]string{p.Resource, string(p.Operation), string(p.Context)}
+}
+
+// withoutIDs drops client-sent permission IDs: the store assigns them, so
+// a client cannot make two permissions share one.
+func withoutIDs(perms []acl.Permission) []acl.Permission {
+	out := make([]acl.Permission, len(perms))
+	for i, p := range perms {
+		p.ID = ""
+		out[i] = p
+	}
+	return out
+}
+
+// boolQuery reads an optional boolean query parameter.
+func boolQuery(r *http.Request, name string) (*bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "%s must be true or false", name)
+	}
+	return &b, nil
+}
+
+// listQuery reads a list parameter given repeated (names=a&names=b) or
+// with brackets (names[]=a). Values are not split on commas: names may
+// contain them.
+func listQuery(r *http.Request, name string) []string {
+	q := r.URL.Query()
+	var out []string
+	for _, v := range append(q[name], q[name+"[]"]...) {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// rolesExist returns a 404 naming the first role ID that does not exist.
+func (s *Server) rolesExist(ctx context.Context, ids []string) error {
+	for _, id := range ids {
+		if _, err := s.st.Role(ctx, id); errors.Is(err, store.ErrNotFound) {
+			return errorf(http.StatusNotFound, "role %q does not exist", id)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// adminRoleID returns the ID of the built-in admin role ("" if missing).
+func (s *Server) adminRoleID(ctx context.Context) (string, error) {
+	r, err := s.st.RoleByName(ctx, RoleAdmin)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	return r.ID, err
+}
+
+// keepsAnAdmin refuses a change after which no user would hold the admin
+// role: removed lists the users that would lose it.
+func (s *Server) keepsAnAdmin(ctx context.Context, removed map[string]bool) error {
+	rid, err := s.adminRoleID(ctx)
+	if err != nil || rid == "" {
+		return err
+	}
+	users, err := s.st.Users(ctx)
+	if err != nil {
+		return err
+	}
+	holders, left := 0, 0
+	for _, u := range users {
+		if u.Suspended { // cannot log in, so does not count
+			continue
+		}
+		for _, r := range u.Roles {
+			if r == rid {
+				holders++
+				if !removed[u.ID] {
+					left++
+				}
+			}
+		}
+	}
+	if holders > 0 && left == 0 {
+		return errorf(http.StatusConflict, "the last user holding %s cannot lose it", RoleAdmin)
+	}
+	return nil
+}
