@@ -10,14 +10,15 @@ import (
 	"unicode"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
 )
 
 // Names of the built-in records (Connectware's defaults, notes/connectware.md §1-2).
 const (
-	roleAdmin     = "connectware-admin"
-	roleMinimum   = "minimum-access"
+	roleAdmin     = admin.RoleAdmin
+	roleMinimum   = admin.RoleMinimum
 	adminUsername = "admin"
 	// bootstrapSetting marks a store whose first start has completed.
 	bootstrapSetting = "bootstrap"

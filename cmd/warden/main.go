@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -71,13 +72,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return exitFail
 	}
 
-	b, err := startBroker(ctx, cfg, s, log, brokerLog)
+	tokens, err := credential.NewTokens(ctx, s, tokenIssuer)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()
 		return exitFail
 	}
-	// The admin HTTP server (admin/) is wired in here by a later issue.
+	b, err := startBroker(ctx, cfg, s, tokens, log, brokerLog)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		_ = closeStore()
+		return exitFail
+	}
+	httpSrv, err := startHTTP(cfg, s, tokens, log)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		_ = b.Close()
+		_ = closeStore()
+		return exitFail
+	}
 	attrs := []any{"store", kind}
 	if kind == "bolt" {
 		// Absolute, so an operator sees which ./data was meant.
@@ -93,7 +106,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-	// Clients are told "server shutting down" before the store goes away.
+	// Stop taking requests and let in-flight ones finish, tell MQTT
+	// clients "server shutting down", then close the store.
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			log.Warn("admin HTTP shutdown", "err", err)
+		}
+		cancel()
+	}
 	if err := b.Close(); err != nil {
 		log.Warn("broker close", "err", err)
 	}

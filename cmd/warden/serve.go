@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
@@ -31,11 +35,8 @@ const caCertFile = "ca.pem"
 
 // startBroker wires the auth hook and the embedded broker and starts
 // serving MQTT.
-func startBroker(ctx context.Context, cfg Config, s store.Store, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
-	tokens, err := credential.NewTokens(ctx, s, tokenIssuer)
-	if err != nil {
-		return nil, err
-	}
+func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
+	var err error
 	var tlsCfg *tls.Config
 	if cfg.MQTTSAddr != "" || cfg.WSTLS {
 		tlsCfg, err = serverTLS(ctx, cfg, s, log)
@@ -79,6 +80,36 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, log *slog.Logge
 		}
 	}
 	return b, nil
+}
+
+// startHTTP serves the admin API on --http-addr (nil, nil when off).
+func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, log *slog.Logger) (*http.Server, error) {
+	if cfg.HTTPAddr == "" {
+		return nil, nil
+	}
+	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--http-addr: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin HTTP server stopped", "err", err)
+		}
+	}()
+	log.Info("listening", "listener", "http", "addr", ln.Addr().String())
+	return srv, nil
 }
 
 // serverTLS builds the MQTT listeners' TLS configuration: the operator's
