@@ -134,6 +134,8 @@ func New(o Options) (*Server, error) {
 	s.registerUsers()
 	s.registerRoles()
 	s.registerPermissions()
+	s.registerCertificates()
+	s.registerRegistry()
 	s.registerOpenAPI()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such endpoint", Code: http.StatusNotFound})

@@ -1,0 +1,4 @@
+package admin
+
+// registerRegistry serves /api/client-registry.
+func (s *Server) registerRegistry() {}
