@@ -11,29 +11,23 @@ import (
 	"unicode/utf8"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
 )
 
 // Limits on names the API accepts.
 const (
-	minUsernameLen = 3
-	maxNameLen     = 256
-	maxPrefixLen   = 1024
+	maxNameLen   = 256
+	maxPrefixLen = 1024
 )
 
-// validUsername: at least 3 characters, no control characters, no
-// surrounding space, and none of '/', '+', '#', which would make the
-// {username} placeholder unusable in topic permissions.
+// validUsername applies credential.ValidUsername (400 here; the client
+// registry answers 422, as its contract says).
 func validUsername(name string) error {
-	switch {
-	case utf8.RuneCountInString(name) < minUsernameLen:
-		return errorf(http.StatusBadRequest, "username must be at least %d characters", minUsernameLen)
-	case len(name) > maxNameLen:
-		return errorf(http.StatusBadRequest, "username must be at most %d bytes", maxNameLen)
-	case strings.ContainsAny(name, "/+#"):
-		return errorf(http.StatusBadRequest, "username must not contain '/', '+' or '#'")
+	if err := credential.ValidUsername(name); err != nil {
+		return errorf(http.StatusBadRequest, "%s", strings.TrimPrefix(err.Error(), credential.ErrUsername.Error()+": "))
 	}
-	return validText("username", name)
+	return nil
 }
 
 // validRoleName: not empty, at most maxNameLen bytes, printable.
