@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,6 +17,17 @@ const MaxBodyBytes = 1 << 20
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	return decodeJSON(r.Body, v)
+}
+
+// decodeOptional is decode for a body that may be absent (then v is left
+// as it is).
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	br := bufio.NewReader(r.Body)
+	if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+		return nil
+	}
+	return decodeJSON(br, v)
 }
 
 // decodeJSON is decode without the HTTP parts (fuzzed directly).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -45,6 +46,18 @@ func status(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
 	case errors.As(err, &pe):
 		return http.StatusUnprocessableEntity, pe.Error()
+	case errors.Is(err, registry.ErrLocked):
+		return http.StatusLocked, clientText(err, "locked")
+	case errors.Is(err, registry.ErrInvalid):
+		return http.StatusBadRequest, clientText(err, "invalid request")
+	case errors.Is(err, registry.ErrPolicy):
+		return http.StatusUnprocessableEntity, clientText(err, "policy violation")
+	case errors.Is(err, registry.ErrConflict):
+		return http.StatusConflict, clientText(err, "conflict")
+	case errors.Is(err, registry.ErrFull):
+		return http.StatusTooManyRequests, clientText(err, "too many requests")
+	case errors.Is(err, registry.ErrBusy):
+		return http.StatusServiceUnavailable, "busy; try again"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not found"
 	case errors.Is(err, store.ErrConflict):

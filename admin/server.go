@@ -11,6 +11,8 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/pki"
+	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -49,16 +51,20 @@ type Options struct {
 	LoginBackoff     time.Duration
 	// MFAEnabled is reported by GET /api/auth/mfa.
 	MFAEnabled bool
+	// Registry is the client registry; nil builds one on Store with the
+	// internal CA and default options.
+	Registry *registry.Registry
 }
 
 // Server is the admin HTTP API.
 type Server struct {
-	opts   Options
-	st     store.Store
-	tokens *credential.Tokens
-	log    *slog.Logger
-	mux    *http.ServeMux
-	routes []route
+	opts     Options
+	st       store.Store
+	tokens   *credential.Tokens
+	registry *registry.Registry
+	log      *slog.Logger
+	mux      *http.ServeMux
+	routes   []route
 
 	// dummyHash is verified when a login names an unknown user, so the
 	// answer takes as long as for a wrong password.
@@ -126,8 +132,17 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Registry == nil {
+		ca, err := pki.LoadOrCreateCA(context.Background(), o.Store, pki.DefaultCAName)
+		if err != nil {
+			return nil, err
+		}
+		if o.Registry, err = registry.New(registry.Options{Store: o.Store, CA: ca, Logger: o.Logger, Policy: o.Policy, Params: o.Params}); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{
-		opts: o, st: o.Store, tokens: o.Tokens, log: o.Logger, mux: http.NewServeMux(),
+		opts: o, st: o.Store, tokens: o.Tokens, registry: o.Registry, log: o.Logger, mux: http.NewServeMux(),
 		dummyHash: dummy, failures: map[string]*loginFailures{}, now: time.Now,
 	}
 	s.registerSessions()
