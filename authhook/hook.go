@@ -20,6 +20,7 @@ import (
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/pki"
+	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -59,6 +60,18 @@ type Options struct {
 	VerifyWait    time.Duration
 	// CacheSize bounds the cache of successful password verifications.
 	CacheSize int
+	// Registry, when set, sees every CONNECT naming an unknown user, so
+	// the client registry can record it while open (the implicit flow).
+	Registry Registrar
+}
+
+// Registrar is the client registry as the hook sees it (registry.Registry).
+type Registrar interface {
+	// ConnectAttempt records a CONNECT of an unknown username. It returns
+	// registry.Pending (1) when the attempt is recorded or matches a
+	// pending request, registry.Granted (2) when the user now exists, and
+	// 0 otherwise.
+	ConnectAttempt(ctx context.Context, username string, password []byte, cert *x509.Certificate) registry.Attempt
 }
 
 // Hook is warden's Mochi auth hook. Create it with New, add it to the
@@ -518,6 +531,19 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		var err error
 		e, err = h.model.load(ctx, username, h.epoch.Load())
 		switch {
+		case errors.Is(err, store.ErrNotFound) && h.opts.Registry != nil:
+			switch h.opts.Registry.ConnectAttempt(ctx, username, pk.Connect.Password, cert) {
+			case registry.Granted:
+				e, err = h.model.load(ctx, username, h.epoch.Load())
+				if err != nil {
+					return fail(refuseNotAuthorized, "registered, not yet loadable")
+				}
+			case registry.Pending:
+				// Not a failure to count: the device waits for an admin.
+				return fail(refuseNotAuthorized, "registration pending")
+			default:
+				return failed(refuseBadCredentials, "unknown user")
+			}
 		case errors.Is(err, store.ErrNotFound):
 			return failed(refuseBadCredentials, "unknown user")
 		case errors.Is(err, errBrokenModel):
