@@ -59,6 +59,15 @@ type Config struct {
 	AuthMaxFailuresIP   int
 	AuthFailureWindow   time.Duration
 	AuthBackoff         time.Duration
+	// RegistryMaxOpen caps how long POST /api/client-registry/open opens
+	// the registry.
+	RegistryMaxOpen time.Duration
+	// RegistryAutoGrantRoles (comma-separated role names), when set,
+	// grants every registration on arrival while the registry is open.
+	RegistryAutoGrantRoles string
+	// ClientCertValidity is the lifetime of client certificates the
+	// registry issues from CSRs.
+	ClientCertValidity time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// ShutdownTimeout bounds how long a clean shutdown may take.
@@ -159,6 +168,15 @@ var options = []option{
 	{flag: "auth-backoff", env: "WARDEN_AUTH_BACKOFF", def: "5m", arg: "duration",
 		usage: "how long a blocked username or address is refused without checking its password",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.AuthBackoff })},
+	{flag: "registry-max-open", env: "WARDEN_REGISTRY_MAX_OPEN", def: "1h", arg: "duration",
+		usage: "longest time POST /api/client-registry/open may open the client registry (longer requests are cut to it)",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.RegistryMaxOpen })},
+	{flag: "registry-auto-grant-roles", env: "WARDEN_REGISTRY_AUTO_GRANT_ROLES", def: "", arg: "roles",
+		usage: "comma-separated role names: while the registry is open, grant every registration on arrival with these roles (for trusted production lines only; empty: an admin confirms each)",
+		bind:  stringOpt(func(c *Config) *string { return &c.RegistryAutoGrantRoles })},
+	{flag: "client-cert-validity", env: "WARDEN_CLIENT_CERT_VALIDITY", def: "8760h", arg: "duration",
+		usage: "lifetime of the client certificates the registry issues for CSRs",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ClientCertValidity })},
 	{flag: "log-level", env: "WARDEN_LOG_LEVEL", def: "info", arg: "level",
 		usage: "log level: debug, info, warn or error",
 		bind:  stringOpt(func(c *Config) *string { return &c.LogLevel })},
@@ -292,7 +310,8 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"connect-timeout", c.ConnectTimeout}, {"auth-failure-window", c.AuthFailureWindow}, {"auth-backoff", c.AuthBackoff}} {
+	}{{"connect-timeout", c.ConnectTimeout}, {"auth-failure-window", c.AuthFailureWindow}, {"auth-backoff", c.AuthBackoff},
+		{"registry-max-open", c.RegistryMaxOpen}, {"client-cert-validity", c.ClientCertValidity}} {
 		if d.v <= 0 {
 			add(d.flag, "must be positive, got %s", d.v)
 		}

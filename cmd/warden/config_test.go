@@ -26,6 +26,8 @@ func defaultConfig() Config {
 		ShutdownTimeout: 10 * time.Second,
 
 		ConnectTimeout:      10 * time.Second,
+		RegistryMaxOpen:     time.Hour,
+		ClientCertValidity:  365 * 24 * time.Hour,
 		AuthMaxFailuresUser: 10,
 		AuthMaxFailuresIP:   100,
 		AuthFailureWindow:   5 * time.Minute,
@@ -86,13 +88,15 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_TLS_HOSTS": "mqtt.example.com", "WARDEN_WS_TLS": "true", "WARDEN_CONNECT_TIMEOUT": "3s",
 				"WARDEN_AUTH_MAX_FAILURES_USER": "5", "WARDEN_AUTH_MAX_FAILURES_IP": "-1",
 				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
+				"WARDEN_REGISTRY_MAX_OPEN": "10m", "WARDEN_REGISTRY_AUTO_GRANT_ROLES": "line-a", "WARDEN_CLIENT_CERT_VALIDITY": "720h",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
 					RedisURL: "redis://r:6379/1", TLSCert: "c.pem", TLSKey: "k.pem", ClientCA: "ca.pem",
 					LogLevel: "error", ShutdownTimeout: 2 * time.Second,
 					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
-					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second}
+					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second,
+					RegistryMaxOpen: 10 * time.Minute, RegistryAutoGrantRoles: "line-a", ClientCertValidity: 720 * time.Hour}
 			},
 		},
 	}
@@ -275,6 +279,9 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--auth-max-failures-ip", "WARDEN_AUTH_MAX_FAILURES_IP", `"100"`},
 		{"--auth-failure-window", "WARDEN_AUTH_FAILURE_WINDOW", `"5m"`},
 		{"--auth-backoff", "WARDEN_AUTH_BACKOFF", `"5m"`},
+		{"--registry-max-open", "WARDEN_REGISTRY_MAX_OPEN", `"1h"`},
+		{"--registry-auto-grant-roles", "WARDEN_REGISTRY_AUTO_GRANT_ROLES", "empty"},
+		{"--client-cert-validity", "WARDEN_CLIENT_CERT_VALIDITY", `"8760h"`},
 		{"--log-level", "WARDEN_LOG_LEVEL", `"info"`},
 		{"--shutdown-timeout", "WARDEN_SHUTDOWN_TIMEOUT", `"10s"`},
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/pki"
+	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -35,7 +36,7 @@ const caCertFile = "ca.pem"
 
 // startBroker wires the auth hook and the embedded broker and starts
 // serving MQTT.
-func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
+func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
 	var err error
 	var tlsCfg *tls.Config
 	if cfg.MQTTSAddr != "" || cfg.WSTLS {
@@ -52,6 +53,7 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 		MaxFailuresPerIP:   cfg.AuthMaxFailuresIP,
 		FailureWindow:      cfg.AuthFailureWindow,
 		Backoff:            cfg.AuthBackoff,
+		Registry:           reg,
 	})
 	if err != nil {
 		return nil, err
@@ -83,11 +85,11 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 }
 
 // startHTTP serves the admin API on --http-addr (nil, nil when off).
-func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, log *slog.Logger) (*http.Server, error) {
+func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, log *slog.Logger) (*http.Server, error) {
 	if cfg.HTTPAddr == "" {
 		return nil, nil
 	}
-	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Logger: log})
+	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Logger: log})
 	if err != nil {
 		return nil, err
 	}
