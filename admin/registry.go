@@ -87,6 +87,10 @@ func (s *Server) registryStatus(w http.ResponseWriter, r *http.Request, _ *calle
 	return nil
 }
 
+// maxOpenMillis bounds a requested duration before it becomes a
+// time.Duration; Registry.Open caps it further at its MaxOpen.
+const maxOpenMillis = int64(365 * 24 * time.Hour / time.Millisecond)
+
 type openRequest struct {
 	// Duration in milliseconds.
 	Duration *int64 `json:"duration"`
@@ -101,10 +105,12 @@ func (s *Server) registryOpen(w http.ResponseWriter, r *http.Request, c *caller)
 	}
 	var d time.Duration
 	if req.Duration != nil {
-		if *req.Duration <= 0 || *req.Duration > int64(365*24*time.Hour/time.Millisecond) {
+		if *req.Duration <= 0 {
 			return errorf(http.StatusBadRequest, "duration must be a positive number of milliseconds")
 		}
-		d = time.Duration(*req.Duration) * time.Millisecond
+		// A longer duration is capped (by Registry.Open), not refused;
+		// clamping first keeps the conversion from overflowing.
+		d = time.Duration(min(*req.Duration, maxOpenMillis)) * time.Millisecond
 	}
 	st, err := s.registry.Open(r.Context(), d)
 	if err != nil {

@@ -336,15 +336,24 @@ func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 		q.Fingerprint = keyFingerprint(csr)
 	}
 	if _, err := r.st.CreateRegistryRequest(ctx, q); err != nil {
-		if errors.Is(err, store.ErrConflict) { // a concurrent first request
-			return Result{}, fmt.Errorf("%w: a request for %q is pending", ErrConflict, req.Username)
+		if errors.Is(err, store.ErrConflict) {
+			// A concurrent first request won (a device's retry, or
+			// another device): answer as a poll of the stored one.
+			won, gerr := r.st.RegistryRequest(ctx, req.Username)
+			if gerr != nil {
+				return Result{}, fmt.Errorf("%w: a request for %q is pending", ErrConflict, req.Username)
+			}
+			return r.poll(ctx, won, req, csr)
 		}
 		return Result{}, err
 	}
 	r.log.Info("client registry request", "user", q.Username, "flow", q.Flow, "credential", q.CredentialType)
 	if len(r.o.AutoGrantRoles) > 0 {
 		if _, err := r.Confirm(ctx, q.Username, Grant{RoleNames: r.o.AutoGrantRoles}); err != nil {
-			return Result{}, err
+			// As in ConnectAttempt: the request stays pending for an
+			// admin; the device is not told about our configuration.
+			r.log.Warn("client registry auto-grant failed", "user", q.Username, "err", err)
+			return Result{}, nil
 		}
 		q, err = r.st.RegistryRequest(ctx, q.Username)
 		if err != nil {
