@@ -320,34 +320,55 @@ func newSerial() (*big.Int, error) {
 	}
 }
 
+// CertificateError reports why certificate input (a PEM bundle uploaded
+// as trusted certificates, or a --client-ca file) was refused. The reason
+// is written for the person who supplied the input and names no secret,
+// so callers can map every *CertificateError to a 400 with errors.As.
+type CertificateError struct {
+	Reason string
+}
+
+// Error returns "invalid certificate input: " followed by the reason.
+func (e *CertificateError) Error() string { return "invalid certificate input: " + e.Reason }
+
+func certErrorf(format string, args ...any) *CertificateError {
+	return &CertificateError{Reason: fmt.Sprintf(format, args...)}
+}
+
 // ParseCertificatesPEM parses every certificate in a PEM bundle, such as
 // an extra trusted CA uploaded through /api/certificates. Text between
 // blocks (comments in CA bundles) is ignored, but any PEM block that is
 // not a certificate is an error, so a private key pasted by mistake is
-// refused rather than stored.
+// refused rather than stored, and so is a block cut short (a truncated
+// copy and paste), which would otherwise be skipped as text. Every
+// refusal is a *CertificateError.
 func ParseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("pki: no certificate: input is empty")
+		return nil, certErrorf("no certificate: input is empty")
 	}
 	var certs []*x509.Certificate
 	rest := data
-	for n := 1; ; n++ {
+	n := 1
+	for ; ; n++ {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
 			break
 		}
 		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("pki: PEM block %d is %q, not a CERTIFICATE", n, block.Type)
+			return nil, certErrorf("PEM block %d is %q, not a CERTIFICATE", n, block.Type)
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("pki: PEM block %d: %w", n, err)
+			return nil, certErrorf("PEM block %d: %v", n, err)
 		}
 		certs = append(certs, cert)
 	}
+	if bytes.Contains(rest, []byte("-----BEGIN")) {
+		return nil, certErrorf("PEM block %d is incomplete or malformed", n)
+	}
 	if len(certs) == 0 {
-		return nil, errors.New("pki: no PEM certificate found")
+		return nil, certErrorf("no PEM certificate found")
 	}
 	return certs, nil
 }

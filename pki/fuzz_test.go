@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"testing"
@@ -34,6 +35,40 @@ func FuzzParseCSR(f *testing.F) {
 		}
 		if reason := checkPublicKey(csr.PublicKey); reason != "" {
 			t.Fatalf("accepted a CSR with a refused key: %s", reason)
+		}
+	})
+}
+
+// FuzzParseCertificatesPEM checks that ParseCertificatesPEM never panics on
+// uploaded input, refuses only with *CertificateError, and returns only
+// certificates that parse again from their own DER.
+func FuzzParseCertificatesPEM(f *testing.F) {
+	ca := newTestCA(f)
+	f.Add(ca.CertPEM())
+	f.Add(append([]byte("# bundle\n"), append(ca.CertPEM(), newTestCA(f).CertPEM()...)...))
+	f.Add(append(ca.CertPEM(), ca.KeyPEM()...))
+	f.Add(ca.CertPEM()[:len(ca.CertPEM())/2])
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		certs, err := ParseCertificatesPEM(data)
+		if err != nil {
+			var ce *CertificateError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v (%T) is not a *CertificateError", err, err)
+			}
+			if certs != nil {
+				t.Fatal("ParseCertificatesPEM returned both certificates and an error")
+			}
+			return
+		}
+		if len(certs) == 0 {
+			t.Fatal("no error and no certificate")
+		}
+		for i, c := range certs {
+			if _, err := x509.ParseCertificate(c.Raw); err != nil {
+				t.Fatalf("certificate %d does not parse from its DER: %v", i, err)
+			}
 		}
 	})
 }
