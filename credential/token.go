@@ -9,6 +9,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -16,9 +19,16 @@ import (
 	"github.com/warden-mqtt/warden/store"
 )
 
-// SettingSigningKey is the store setting holding the Ed25519 key that signs
-// tokens, as a PKCS#8 PEM block. Every node of a cluster uses this one key.
+// SettingSigningKey is the store setting of earlier releases holding the
+// one Ed25519 key that signed tokens, as a PKCS#8 PEM block. It is still
+// created on a new store and read once on an old one: its key becomes the
+// first entry of the key set (SettingKeySet), which is what signs and
+// verifies now. Tokens without a kid header verify against that key only.
 const SettingSigningKey = "jwt/signing-key"
+
+// DefaultMaxTokenTTL is TokenOptions.MaxTTL when zero: a year, the
+// longest lifetime the admin API grants by default.
+const DefaultMaxTokenTTL = 365 * 24 * time.Hour
 
 // MaxTokenLen bounds the tokens Parse looks at, in bytes. Our tokens are
 // about 300 bytes; anything much longer is not ours and is refused before
@@ -84,39 +94,94 @@ func (c *jwtClaims) Validate() error {
 // the MQTT connect path; Verify also checks that the token's record still
 // exists, which is how revocation works. Exp and iat are checked with a
 // leeway of 1 s for clock skew between nodes.
+//
+// Tokens are signed by the current key of a key set shared through the
+// store and name it in their kid header; Rotate makes a new current key
+// and older keys keep verifying until every token they signed has expired.
+// The key set is held in memory behind an atomic pointer (Parse reads no
+// store) and reloaded when the store's change feed reports a rotation, or
+// when a token names a kid this node does not know yet.
 type Tokens struct {
 	store  store.Store
 	issuer string
-	key    ed25519.PrivateKey
-	pub    ed25519.PublicKey
+	maxTTL time.Duration
+	log    *slog.Logger
+	keys   atomic.Pointer[keySet]
 	parser *jwt.Parser
 	now    func() time.Time // replaced in tests
+
+	// mu serializes reloads and rotations of this node, so a reload that
+	// read an older key set never replaces one that read a newer one.
+	mu       sync.Mutex
+	lastMiss time.Time // last reload for an unknown kid; guarded by mu
 }
 
-// NewTokens loads the cluster's signing key from the store, creating it if
-// the store has none. Nodes racing to create it agree on the first one
-// stored. A store error is returned, never papered over with a fresh key
-// (nodes would then sign with different keys). issuer is the iss claim
-// written and required.
+// TokenOptions configure Tokens.
+type TokenOptions struct {
+	// Issuer is the iss claim written and required; required.
+	Issuer string
+	// MaxTTL is the longest lifetime Issue grants, and so how long a
+	// retired key keeps verifying after a rotation; zero means
+	// DefaultMaxTokenTTL.
+	MaxTTL time.Duration
+	// Logger receives key reload failures and rotations; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for expiry and key retirement; nil means time.Now.
+	// Tests set it to issue tokens that are already expired.
+	Now func() time.Time
+}
+
+// NewTokens is NewTokensWith with the issuer and default options.
 func NewTokens(ctx context.Context, s store.Store, issuer string) (*Tokens, error) {
-	if issuer == "" {
+	return NewTokensWith(ctx, s, TokenOptions{Issuer: issuer})
+}
+
+// NewTokensWith loads the cluster's key set from the store, creating it if
+// the store has none and migrating the single key of earlier releases if
+// that is all the store has. Nodes racing to create it agree on the first
+// one stored. A store error is returned, never papered over with a fresh
+// key (nodes would then sign with different keys). The key set is then
+// followed on the store's change feed until ctx is done or the store
+// closes; the feed is subscribed to before the first load, so no rotation
+// between the two is missed.
+func NewTokensWith(ctx context.Context, s store.Store, o TokenOptions) (*Tokens, error) {
+	if o.Issuer == "" {
 		// jwt.WithIssuer("") would silently disable the issuer check.
 		return nil, errors.New("credential: token issuer is empty")
 	}
-	key, err := loadSigningKey(ctx, s)
+	if o.MaxTTL <= 0 {
+		o.MaxTTL = DefaultMaxTokenTTL
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	t := &Tokens{store: s, issuer: o.Issuer, maxTTL: o.MaxTTL, log: o.Logger, now: o.Now}
+	// The subscription is cancelled if the first load fails, so a failed
+	// NewTokens leaves nothing running.
+	wctx, cancel := context.WithCancel(ctx)
+	events, err := s.Watch(wctx)
 	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("credential: follow token keys: %w", err)
+	}
+	t.mu.Lock()
+	err = t.reloadLocked(ctx)
+	t.mu.Unlock()
+	if err != nil {
+		cancel()
 		return nil, err
 	}
-	t := &Tokens{
-		store:  s,
-		issuer: issuer,
-		key:    key,
-		pub:    key.Public().(ed25519.PublicKey),
-		now:    time.Now,
-	}
+	go func() {
+		defer cancel()
+		t.follow(wctx, events)
+	}()
 	t.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
-		jwt.WithIssuer(issuer),
+		jwt.WithIssuer(o.Issuer),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(tokenLeeway),
@@ -137,7 +202,7 @@ func loadSigningKey(ctx context.Context, s store.Store) (ed25519.PrivateKey, err
 	if err != nil {
 		return nil, fmt.Errorf("credential: load token signing key: %w", err)
 	}
-	return decodeSigningKey(raw)
+	return decodePrivateKey(raw, fmt.Sprintf("setting %q", SettingSigningKey))
 }
 
 // createSigningKey stores a fresh key, or, if another node stored one
@@ -162,42 +227,66 @@ func createSigningKey(ctx context.Context, s store.Store) ([]byte, error) {
 	return raw, nil
 }
 
-func decodeSigningKey(raw []byte) (ed25519.PrivateKey, error) {
+// decodePrivateKey decodes a PKCS#8 PEM Ed25519 key; what names its
+// origin in errors.
+func decodePrivateKey(raw []byte, what string) (ed25519.PrivateKey, error) {
 	block, _ := pem.Decode(raw)
 	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("credential: setting %q is not a PKCS#8 PEM block", SettingSigningKey)
+		return nil, fmt.Errorf("credential: %s is not a PKCS#8 PEM block", what)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("credential: setting %q: %w", SettingSigningKey, err)
+		return nil, fmt.Errorf("credential: %s: %w", what, err)
 	}
 	key, ok := k.(ed25519.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("credential: setting %q holds a %T, not an Ed25519 key", SettingSigningKey, k)
+		return nil, fmt.Errorf("credential: %s holds a %T, not an Ed25519 key", what, k)
 	}
 	return key, nil
 }
 
-// PublicKey returns (a copy of) the key that verifies tokens, for services
-// that check them offline.
+// PublicKey returns (a copy of) the current key, the one that verifies
+// tokens issued from now on. Services verifying offline should use JWKS,
+// which also lists the retired keys still in use.
 func (t *Tokens) PublicKey() ed25519.PublicKey {
-	return append(ed25519.PublicKey(nil), t.pub...)
+	return append(ed25519.PublicKey(nil), t.keys.Load().priv.Public().(ed25519.PublicKey)...)
 }
 
-// Issue signs a token of the kind for u, valid for ttl (rounded up to a
-// whole second, the precision of exp), and records it in the store; label
-// is kept in the record only. It returns the token and its record. The
-// store's ErrNotFound is returned (wrapped) if u does not exist.
+// MaxTTL is the longest lifetime Issue grants.
+func (t *Tokens) MaxTTL() time.Duration { return t.maxTTL }
+
+// Issue signs a token of the kind for u with the current key, valid for
+// ttl (rounded up to a whole second, the precision of exp, and at most
+// MaxTTL: a retired key is trusted for that long), and records it in the
+// store; label is kept in the record only. It returns the token and its
+// record. The store's ErrNotFound is returned (wrapped) if u does not
+// exist.
 func (t *Tokens) Issue(ctx context.Context, u store.User, kind, label string, ttl time.Duration) (string, store.Token, error) {
+	return t.issue(ctx, u, kind, label, t.now(), ttl)
+}
+
+// IssueUntil is Issue with an expiry date instead of a lifetime, for
+// tokens whose owner picks the date (application tokens): the token
+// expires at expiresAt rounded up to a whole second, which must be in the
+// future and at most MaxTTL away.
+func (t *Tokens) IssueUntil(ctx context.Context, u store.User, kind, label string, expiresAt time.Time) (string, store.Token, error) {
+	now := t.now()
+	return t.issue(ctx, u, kind, label, now, expiresAt.Sub(now))
+}
+
+// issue signs and records a token issued at now, valid for ttl.
+func (t *Tokens) issue(ctx context.Context, u store.User, kind, label string, now time.Time, ttl time.Duration) (string, store.Token, error) {
 	switch {
 	case ttl <= 0:
 		return "", store.Token{}, fmt.Errorf("credential: token lifetime %v is not positive", ttl)
+	case ttl > t.maxTTL:
+		return "", store.Token{}, fmt.Errorf("credential: token lifetime %v is longer than the maximum %v", ttl, t.maxTTL)
 	case kind == "":
 		return "", store.Token{}, errors.New("credential: token kind is empty")
 	case u.ID == "" || u.Username == "":
 		return "", store.Token{}, errors.New("credential: token user has no ID or username")
 	}
-	now := t.now().UTC()
+	now = now.UTC()
 	iat := now.Truncate(time.Second)
 	exp := now.Add(ttl)
 	if e := exp.Truncate(time.Second); !e.Equal(exp) {
@@ -207,7 +296,8 @@ func (t *Tokens) Issue(ctx context.Context, u store.User, kind, label string, tt
 	rand.Read(id[:]) // never fails (crypto/rand crashes the program instead)
 	jti := base64.RawURLEncoding.EncodeToString(id[:])
 
-	signed, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, &jwtClaims{
+	ks := t.keys.Load()
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, &jwtClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    t.issuer,
 			Subject:   u.ID,
@@ -217,7 +307,9 @@ func (t *Tokens) Issue(ctx context.Context, u store.User, kind, label string, tt
 		},
 		Username: u.Username,
 		Kind:     kind,
-	}).SignedString(t.key)
+	})
+	tok.Header["kid"] = ks.kid
+	signed, err := tok.SignedString(ks.priv)
 	if err != nil {
 		return "", store.Token{}, fmt.Errorf("credential: sign token: %w", err)
 	}
@@ -234,11 +326,17 @@ func (t *Tokens) Issue(ctx context.Context, u store.User, kind, label string, tt
 // without the store: a revoked token still parses. Use it to recognise a
 // token quickly; use Verify to accept one.
 func (t *Tokens) Parse(token string) (Claims, error) {
+	return t.parse(context.Background(), token)
+}
+
+// parse is Parse with the context of a store read, which happens only when
+// the token names a kid this node has not loaded.
+func (t *Tokens) parse(ctx context.Context, token string) (Claims, error) {
 	if len(token) > MaxTokenLen {
 		return Claims{}, fmt.Errorf("%w: longer than %d bytes", ErrTokenInvalid, MaxTokenLen)
 	}
 	var c jwtClaims
-	tok, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.pub, nil })
+	tok, err := t.parser.ParseWithClaims(token, &c, func(tok *jwt.Token) (any, error) { return t.verifyKey(ctx, tok) })
 	if err != nil {
 		return Claims{}, classify(tok, err)
 	}
@@ -252,6 +350,28 @@ func (t *Tokens) Parse(token string) (Claims, error) {
 	}, nil
 }
 
+// verifyKey picks the public key for a token from its kid header; a
+// token without one was signed by the legacy key (SettingSigningKey) or
+// by nobody we trust. The algorithm has been checked by the parser.
+func (t *Tokens) verifyKey(ctx context.Context, tok *jwt.Token) (any, error) {
+	ks := t.keys.Load()
+	var k *verifyKey
+	if h, ok := tok.Header["kid"]; !ok {
+		k = ks.legacy
+	} else if kid, ok := h.(string); ok && kid != "" {
+		if k = ks.byKID[kid]; k == nil {
+			k = t.reloadForKID(ctx, kid)
+		}
+	}
+	if k == nil {
+		return nil, errUnknownKey
+	}
+	if !t.usable(k, t.now()) {
+		return nil, errKeyRetired
+	}
+	return k.pub, nil
+}
+
 // classify maps a jwt error to ours with a fixed reason: jwt's own text
 // can quote pieces of the token (JSON syntax errors).
 func classify(tok *jwt.Token, err error) error {
@@ -261,6 +381,10 @@ func classify(tok *jwt.Token, err error) error {
 		reason = "malformed"
 	case tok != nil && tok.Method != nil && tok.Method.Alg() != jwt.SigningMethodEdDSA.Alg():
 		reason = "algorithm not allowed"
+	case errors.Is(err, errUnknownKey):
+		reason = errUnknownKey.Error()
+	case errors.Is(err, errKeyRetired):
+		reason = errKeyRetired.Error()
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		reason = "unknown algorithm"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
@@ -285,7 +409,7 @@ func classify(tok *jwt.Token, err error) error {
 // returned wrapped (errors.Is(err, store.ErrUnavailable) tells an outage
 // from a bad token).
 func (t *Tokens) Verify(ctx context.Context, token string) (Claims, error) {
-	c, err := t.Parse(token)
+	c, err := t.parse(ctx, token)
 	if err != nil {
 		return Claims{}, err
 	}

@@ -252,7 +252,7 @@ func TestCraftedExpiredTokenWithRealKeyIsExpired(t *testing.T) {
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	c := goodClaims(u, time.Now().Add(-2*time.Hour)) // exp one hour ago
-	tok := signRaw(t, jwt.SigningMethodEdDSA, tk.key, c)
+	tok := signRaw(t, jwt.SigningMethodEdDSA, signingKey(tk), c)
 	if _, err := tk.Parse(tok); !errors.Is(err, ErrTokenExpired) {
 		t.Fatalf("Parse = %v, want ErrTokenExpired", err)
 	}
@@ -272,7 +272,7 @@ func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
 		return func(t *testing.T) string {
 			c := goodClaims(u, now)
 			edit(c)
-			return signRaw(t, jwt.SigningMethodEdDSA, tk.key, c)
+			return signRaw(t, jwt.SigningMethodEdDSA, signingKey(tk), c)
 		}
 	}
 	without := func(claim string) func(*testing.T) string {
@@ -313,7 +313,30 @@ func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
 				t.Fatal(err)
 			}
 			return tok
+		}, "unknown signing key"},
+		"signed by another cluster's key, without a kid": {func(t *testing.T) string {
+			other := newTestTokens(t, newTokenStore(t))
+			return signRaw(t, jwt.SigningMethodEdDSA, signingKey(other), goodClaims(u, now))
 		}, "bad signature"},
+		"signed by another cluster's key under our kid": {func(t *testing.T) string {
+			other := newTestTokens(t, newTokenStore(t))
+			tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, goodClaims(u, now))
+			tok.Header["kid"] = currentKID(tk)
+			s, err := tok.SignedString(signingKey(other))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}, "bad signature"},
+		"kid is not a string": {func(t *testing.T) string {
+			tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, goodClaims(u, now))
+			tok.Header["kid"] = 7
+			s, err := tok.SignedString(signingKey(tk))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}, "unknown signing key"},
 		"wrong issuer":         {edSigned(func(c jwt.MapClaims) { c["iss"] = "someone-else" }), "wrong issuer"},
 		"missing issuer":       {without("iss"), "missing claim"},
 		"missing subject":      {without("sub"), "missing claim"},
@@ -348,8 +371,11 @@ func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
 			i := strings.IndexByte(alpha, sig[len(sig)-1])
 			return parts[0] + "." + parts[1] + "." + sig[:len(sig)-1] + string(alpha[i^1])
 		}, "malformed"},
-		"header re-encoded with a kid": {func(*testing.T) string {
+		"header re-encoded with an unknown kid": {func(*testing.T) string {
 			return reheader(parts, `{"alg":"EdDSA","typ":"JWT","kid":"x"}`)
+		}, "unknown signing key"},
+		"header re-encoded without the kid": {func(*testing.T) string {
+			return reheader(parts, `{"alg":"EdDSA","typ":"JWT"}`)
 		}, "bad signature"},
 		"header re-encoded with whitespace": {func(*testing.T) string {
 			return reheader(parts, `{"alg":"EdDSA", "typ":"JWT"}`)
