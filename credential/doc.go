@@ -2,9 +2,19 @@
 // string format, constant-time verification, the password policy and
 // generation of random passwords that satisfy it, and login tokens (JWT
 // signed with an Ed25519 key kept in the store, so every node verifies
-// what any node issued; revocation deletes the token's record).
+// what any node issued; revocation deletes the token's record). The
+// signing key rotates (Tokens.Rotate): retired keys keep verifying until
+// their tokens have expired, and the public keys are published as a JWK
+// Set (Tokens.JWKS) for services that verify tokens offline.
 //
 // Hashes are self-describing ($argon2id$v=19$m=..,t=..,p=..$salt$key), so
 // parameters can be raised later: NeedsRehash tells a caller that a
 // stored hash was made with weaker parameters than the current ones.
+//
+// MFA: TOTP keys (pquerna/otp; RFC 6238 defaults) whose secrets are kept
+// sealed with AES-256-GCM under one cluster key in the store; Check
+// returns the time step a code matched, which the caller consumes in the
+// same atomic update that accepts the code, so every code works once.
+// Backup codes, login-challenge secrets and device tokens are random and
+// stored as SHA-256 hashes. The package holds no per-user state.
 package credential

@@ -217,6 +217,17 @@ func cloneUser(u User) User {
 	u.GrantTypes = append([]GrantType(nil), u.GrantTypes...)
 	u.Certificates = append([]Certificate(nil), u.Certificates...)
 	u.Roles = append([]string(nil), u.Roles...)
+	if u.MFA != nil {
+		m := *u.MFA
+		m.Keys = slices.Clone(m.Keys)
+		m.BackupCodes = slices.Clone(m.BackupCodes)
+		m.TrustedDevices = slices.Clone(m.TrustedDevices)
+		if m.Challenge != nil {
+			c := *m.Challenge
+			m.Challenge = &c
+		}
+		u.MFA = &m
+	}
 	return u
 }
 

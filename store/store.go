@@ -68,6 +68,78 @@ type User struct {
 	EnforceMFAEnrollment bool      `json:"enforceMFAEnrollment"`
 	CreatedAt            time.Time `json:"createdAt"`
 	UpdatedAt            time.Time `json:"updatedAt"`
+	// MFA is the user's multi-factor state; nil when the user has none
+	// (never enrolled, or MFA was disabled or reset).
+	MFA *MFAState `json:"mfa,omitempty"`
+}
+
+// MFA key types and statuses, as the lookup lists of the MFA-key API name
+// them.
+const (
+	MFATypeTOTP = "TOTP"
+	// MFAStatusPending: created, not yet confirmed with a code; it does not
+	// protect logins.
+	MFAStatusPending = "activation-pending"
+	// MFAStatusActive: confirmed; logins need a code of an active key (or a
+	// backup code).
+	MFAStatusActive = "active"
+)
+
+// MFAState is everything warden keeps for a user's second factor. It lives
+// on the user record so that one atomic UpdateUser both checks and
+// consumes a code (replay protection, single-use backup codes, challenge
+// failures) on whichever node serves the request.
+type MFAState struct {
+	// Keys are the user's TOTP keys; any active one is accepted.
+	Keys []MFAKey `json:"keys"`
+	// BackupCodes are hashes of the unused backup codes (credential
+	// package); a used code is removed.
+	BackupCodes []string `json:"backupCodes"`
+	// TrustedDevices may skip the second step of a login until they expire.
+	TrustedDevices []TrustedDevice `json:"trustedDevices"`
+	// Challenge is the pending second step of a login, if any.
+	Challenge *MFAChallenge `json:"challenge,omitempty"`
+	// FailedCodes counts wrong codes since FailedSince; it survives a new
+	// challenge, so asking for one does not reset the count.
+	FailedCodes int       `json:"failedCodes,omitempty"`
+	FailedSince time.Time `json:"failedSince,omitzero"`
+	// LockedUntil refuses the second step, and logins, until then, after
+	// too many wrong codes; stored so that every node honours it.
+	LockedUntil time.Time `json:"lockedUntil,omitzero"`
+}
+
+// MFAKey is one TOTP key. Secret is the base32 seed as encrypted by the
+// credential package: the store never holds it in the clear.
+type MFAKey struct {
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	Status string `json:"status"`
+	Secret string `json:"secret"`
+	// LastStep is the TOTP time step of the last code accepted with this
+	// key; a code of that step or an earlier one is a replay.
+	LastStep    uint64    `json:"lastStep,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	ActivatedAt time.Time `json:"activatedAt,omitzero"`
+}
+
+// TrustedDevice is a device that may skip the MFA step of a login until
+// ExpiresAt, by presenting the device token whose hash is TokenHash.
+type TrustedDevice struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"` // as the client described itself (user agent)
+	TokenHash string    `json:"tokenHash"`
+	CreatedAt time.Time `json:"createdAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// MFAChallenge is a login waiting for its second step: the password was
+// right, a code is due before ExpiresAt. The login's secret is kept only
+// as a hash; TokenTTL and Label are what the login asked for its token.
+type MFAChallenge struct {
+	SecretHash string        `json:"secretHash"`
+	ExpiresAt  time.Time     `json:"expiresAt"`
+	TokenTTL   time.Duration `json:"tokenTtl"`
+	Label      string        `json:"label,omitempty"`
 }
 
 // Role is a named set of permissions. An auto-generated role belongs to

@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentCreateRole", testConcurrentCreateRole},
 		{"ConcurrentUpdateUser", testConcurrentUpdateUser},
 		{"ConcurrentUpdateRole", testConcurrentUpdateRole},
+		{"MFAState", testMFAState},
+		{"ConcurrentMFAStep", testConcurrentMFAStep},
 		{"Roles", testRoles},
 		{"DeleteRoleHeld", testDeleteRoleHeld},
 		{"Tokens", testTokens},
@@ -1193,6 +1195,114 @@ func testWatchCancel(t *testing.T, s store.Store) {
 	}
 }
 
+// ---- MFA state ----
+
+// mfaState returns an MFA state using every field: two keys (one active,
+// one pending), backup code hashes, a trusted device, a pending login
+// challenge and a lock.
+func mfaState() *store.MFAState {
+	return &store.MFAState{
+		Keys: []store.MFAKey{
+			{ID: "k1", Type: store.MFATypeTOTP, Status: store.MFAStatusActive, Secret: "v1:sealed-1", LastStep: 58000000, CreatedAt: ts(1), ActivatedAt: ts(2)},
+			{ID: "k2", Type: store.MFATypeTOTP, Status: store.MFAStatusPending, Secret: "v1:sealed-2", CreatedAt: ts(3)},
+		},
+		BackupCodes:    []string{"h1", "h2", "h3"},
+		TrustedDevices: []store.TrustedDevice{{ID: "d1", Name: "curl/8.5", TokenHash: "th", CreatedAt: ts(4), ExpiresAt: ts(50)}},
+		Challenge:      &store.MFAChallenge{SecretHash: "sh", ExpiresAt: ts(9), TokenTTL: 90 * time.Minute, Label: "ci"},
+		FailedCodes:    2,
+		FailedSince:    ts(6),
+		LockedUntil:    ts(7),
+	}
+}
+
+// testMFAState: the MFA state round-trips, changes through UpdateUser
+// (also through the pointer fn receives), and can be removed.
+func testMFAState(t *testing.T, s store.Store) {
+	ctx := testCtx(t)
+	u := mustUser(t, s, store.User{Username: "alice", MFA: mfaState()})
+	if got := mustGetUser(t, s, u.ID); !reflect.DeepEqual(got, u) {
+		t.Fatalf("User with MFA = %+v\nwant %+v", got.MFA, u.MFA)
+	}
+
+	// A failing fn that changed the state in place changes nothing.
+	_, err := s.UpdateUser(ctx, u.ID, func(x *store.User) error {
+		x.MFA.Keys[0].LastStep++
+		x.MFA.BackupCodes[0] = "changed"
+		x.MFA.Challenge.Label = "changed"
+		return errors.New("no")
+	})
+	if err == nil {
+		t.Fatal("UpdateUser with a failing fn succeeded")
+	}
+	if got := mustGetUser(t, s, u.ID); !reflect.DeepEqual(got, u) {
+		t.Fatalf("failed update changed the MFA state: %+v", got.MFA)
+	}
+
+	got, err := s.UpdateUser(ctx, u.ID, func(x *store.User) error {
+		x.MFA.Keys[0].LastStep = 58000001
+		x.MFA.Keys = x.MFA.Keys[:1]
+		x.MFA.BackupCodes = slices.Delete(x.MFA.BackupCodes, 1, 2)
+		x.MFA.Challenge = nil
+		x.MFA.FailedCodes, x.MFA.FailedSince, x.MFA.LockedUntil = 0, time.Time{}, time.Time{}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateUser: %v", err)
+	}
+	stored := mustGetUser(t, s, u.ID)
+	if !reflect.DeepEqual(stored, got) {
+		t.Errorf("stored MFA = %+v\nreturned %+v", stored.MFA, got.MFA)
+	}
+	m := stored.MFA
+	if len(m.Keys) != 1 || m.Keys[0].LastStep != 58000001 || !slices.Equal(m.BackupCodes, []string{"h1", "h3"}) ||
+		m.Challenge != nil || m.FailedCodes != 0 || !m.LockedUntil.IsZero() || len(m.TrustedDevices) != 1 {
+		t.Errorf("MFA after update = %+v", m)
+	}
+
+	// The record is returned by value, MFA state included.
+	stored.MFA.Keys[0].Secret = "mallory"
+	stored.MFA.BackupCodes[0] = "mallory"
+	if again := mustGetUser(t, s, u.ID); !reflect.DeepEqual(again, got) {
+		t.Errorf("stored MFA changed through a returned copy: %+v", again.MFA)
+	}
+
+	if _, err := s.UpdateUser(ctx, u.ID, func(x *store.User) error { x.MFA = nil; return nil }); err != nil {
+		t.Fatalf("UpdateUser: %v", err)
+	}
+	if got := mustGetUser(t, s, u.ID); got.MFA != nil {
+		t.Errorf("MFA after removal = %+v, want nil", got.MFA)
+	}
+}
+
+// errReplay is what testConcurrentMFAStep's updater returns for a step
+// already used.
+var errReplay = fmt.Errorf("%w: step used", store.ErrConflict)
+
+// testConcurrentMFAStep: the check-and-consume of a TOTP step that the
+// admin API does in UpdateUser is atomic: of many concurrent uses of one
+// step, exactly one succeeds.
+func testConcurrentMFAStep(t *testing.T, s store.Store) {
+	ctx := testCtx(t)
+	u := mustUser(t, s, store.User{Username: "alice", MFA: mfaState()})
+	const n = 8
+	errs := concurrently(n, func(int) error {
+		_, err := s.UpdateUser(ctx, u.ID, func(x *store.User) error {
+			k := &x.MFA.Keys[0]
+			if k.LastStep >= 58000005 {
+				return errReplay
+			}
+			k.LastStep = 58000005
+			x.MFA.BackupCodes = append(x.MFA.BackupCodes, "x")
+			return nil
+		})
+		return err
+	})
+	exactlyOneWins(t, "concurrent use of one TOTP step", errs)
+	if got := mustGetUser(t, s, u.ID).MFA; got.Keys[0].LastStep != 58000005 || len(got.BackupCodes) != 4 {
+		t.Errorf("after concurrent use: LastStep %d, %d backup codes; want 58000005 and 4", got.Keys[0].LastStep, len(got.BackupCodes))
+	}
+}
+
 // ---- snapshot and restore ----
 
 // fill writes a small model touching every kind of record.
@@ -1205,7 +1315,7 @@ func fill(t *testing.T, s store.Store) {
 	if _, err := s.UpdateUser(ctx, alice.ID, func(u *store.User) error { u.Roles = []string{own.ID, shared.ID}; return nil }); err != nil {
 		t.Fatalf("UpdateUser: %v", err)
 	}
-	bob := mustUser(t, s, store.User{Username: "bob", Roles: []string{shared.ID}, MQTTPublishPrefix: "b"})
+	bob := mustUser(t, s, store.User{Username: "bob", Roles: []string{shared.ID}, MQTTPublishPrefix: "b", MFA: mfaState()})
 	mustToken(t, s, store.Token{ID: "ta", UserID: alice.ID, Kind: "login", CreatedAt: ts(3)})
 	mustToken(t, s, store.Token{ID: "tb", UserID: bob.ID, Kind: "app", CreatedAt: ts(4)})
 	if _, err := s.CreateRegistryRequest(ctx, store.RegistryRequest{Username: "dev", CredentialType: "certificate", CSR: []byte{1, 2}, Timestamp: ts(5)}); err != nil {
