@@ -7,7 +7,7 @@ GO ?= go
 test: deps vet
 	$(GO) test -race ./...
 
-## deps: install redis-server, mosquitto-clients and openssl when missing (apt-get)
+## deps: install redis-server, mosquitto-clients, openssl and oathtool when missing (apt-get)
 deps:
 	@bash scripts/install-test-deps.sh
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
 )
@@ -39,6 +40,7 @@ func status(err error) (int, string) {
 	var ae *apiError
 	var pe *credential.PolicyError
 	var mbe *http.MaxBytesError
+	var ce *pki.CertificateError
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.msg
@@ -58,6 +60,10 @@ func status(err error) (int, string) {
 		return http.StatusTooManyRequests, clientText(err, "too many requests")
 	case errors.Is(err, registry.ErrBusy):
 		return http.StatusServiceUnavailable, "busy; try again"
+	case errors.As(err, &ce):
+		return http.StatusBadRequest, ce.Error()
+	case errors.Is(err, pki.ErrNotRemovable):
+		return http.StatusConflict, pki.ErrNotRemovable.Error()
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not found"
 	case errors.Is(err, store.ErrConflict):

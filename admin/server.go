@@ -49,11 +49,22 @@ type Options struct {
 	// LoginMaxFailures failed logins lock an account for LoginBackoff.
 	LoginMaxFailures int
 	LoginBackoff     time.Duration
-	// MFAEnabled is reported by GET /api/auth/mfa.
+	// MFAEnabled switches MFA on (GET /api/auth/mfa reports it). Off,
+	// logins never ask for a code, enforceMFAEnrollment restricts nothing
+	// and the /api/mfa endpoints other than isenrolled answer 403; the
+	// stored MFA state is kept and applies again when MFA is switched on.
 	MFAEnabled bool
+	// Now is the clock of login lockout and MFA (codes, challenges,
+	// locks); nil: time.Now. Tests inject one.
+	Now func() time.Time
 	// Registry is the client registry; nil builds one on Store with the
 	// internal CA and default options.
 	Registry *registry.Registry
+	// Trust is the trusted-certificate inventory behind /api/certificates,
+	// the same one the TLS listeners verify client certificates with; nil
+	// builds one on Store with the internal CA (no --client-ca
+	// certificates), following the store until it closes.
+	Trust *pki.TrustStore
 }
 
 // Server is the admin HTTP API.
@@ -62,6 +73,7 @@ type Server struct {
 	st       store.Store
 	tokens   *credential.Tokens
 	registry *registry.Registry
+	mfa      *credential.MFA
 	log      *slog.Logger
 	mux      *http.ServeMux
 	routes   []route
@@ -141,9 +153,25 @@ func New(o Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	if o.Trust == nil {
+		ca, err := pki.LoadOrCreateCA(context.Background(), o.Store, pki.DefaultCAName)
+		if err != nil {
+			return nil, err
+		}
+		if o.Trust, err = pki.NewTrustStore(context.Background(), o.Store, pki.TrustOptions{CA: ca, Logger: o.Logger}); err != nil {
+			return nil, err
+		}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	mfa, err := credential.NewMFA(context.Background(), o.Store)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		opts: o, st: o.Store, tokens: o.Tokens, registry: o.Registry, log: o.Logger, mux: http.NewServeMux(),
-		dummyHash: dummy, failures: map[string]*loginFailures{}, now: time.Now,
+		opts: o, st: o.Store, tokens: o.Tokens, registry: o.Registry, mfa: mfa, log: o.Logger, mux: http.NewServeMux(),
+		dummyHash: dummy, failures: map[string]*loginFailures{}, now: o.Now,
 	}
 	s.registerSessions()
 	s.registerUsers()
@@ -151,6 +179,8 @@ func New(o Options) (*Server, error) {
 	s.registerPermissions()
 	s.registerCertificates()
 	s.registerRegistry()
+	s.registerTokens()
+	s.registerMFA()
 	s.registerOpenAPI()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such endpoint", Code: http.StatusNotFound})
@@ -185,6 +215,13 @@ func (s *Server) handle(pattern string, a access, h handlerFunc) {
 			c, err = s.authenticate(r)
 			if err != nil {
 				writeError(w, r, s.log, err)
+				return
+			}
+			// Until enrolled, a user whose enrollment is enforced may only
+			// enroll (checked on the user record, so enrolling lifts it
+			// for the tokens it already holds).
+			if s.mfaEnrollmentDue(c.user) && !mfaEnrollmentRoutes[pattern] {
+				writeError(w, r, s.log, errorf(http.StatusForbidden, "MFA enrollment required: enroll with POST /api/mfa/enable first"))
 				return
 			}
 			if a == permitted && !c.allowed(r) {

@@ -50,41 +50,21 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 	if req.Username == "" || req.Password == "" {
 		return errorf(http.StatusBadRequest, "username and password are required")
 	}
-	if len(req.Password) > credential.MaxPasswordLen {
-		return errLogin
-	}
 	ttl := s.opts.TokenTTL
 	if req.ExpireTimeInHours != nil {
-		h := *req.ExpireTimeInHours
-		if math.IsNaN(h) || h <= 0 || h > s.opts.MaxTokenTTL.Hours() {
-			return errorf(http.StatusBadRequest, "expireTimeInHours must be above 0 and at most %.0f", s.opts.MaxTokenTTL.Hours())
+		h, most := *req.ExpireTimeInHours, s.maxTokenTTL().Hours()
+		if math.IsNaN(h) || h <= 0 || h > most {
+			return errorf(http.StatusBadRequest, "expireTimeInHours must be above 0 and at most %.0f", most)
 		}
 		ttl = time.Duration(h * float64(time.Hour))
 	}
-	if s.locked(req.Username) {
-		// Same answer as a wrong password; the lock is in the log.
-		s.log.Info("http login refused", "user", req.Username, "remote", r.RemoteAddr, "reason", "locked")
-		return errLogin
-	}
-	u, err := s.st.UserByUsername(r.Context(), req.Username)
-	hash := s.dummyHash
-	switch {
-	case err == nil:
-		hash = u.PasswordHash
-		if hash == "" {
-			hash = s.dummyHash
-		}
-	case errors.Is(err, store.ErrNotFound):
-	default:
+	u, err := s.checkPassword(r, req.Username, req.Password)
+	if err != nil {
 		return err
 	}
-	ok, verr := credential.Verify(req.Password, hash)
-	if err != nil || verr != nil || !ok || u.PasswordHash == "" || u.Suspended || !passwordGrant(u) {
-		s.fail(req.Username)
-		s.log.Info("http login refused", "user", req.Username, "remote", r.RemoteAddr)
-		return errLogin
+	if s.mfaRequired(u) {
+		return s.mfaChallenge(w, r, u, req.Label, ttl)
 	}
-	s.succeed(req.Username)
 	kind := credential.KindLogin
 	tok, rec, err := s.tokens.Issue(r.Context(), u, kind, req.Label, ttl)
 	if err != nil {
@@ -96,6 +76,49 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 	}
 	writeJSON(w, http.StatusOK, loginResponse{Token: tok, ExpiresAt: rec.ExpiresAt, Permissions: perms, EnforceMFAEnrollment: u.EnforceMFAEnrollment})
 	return nil
+}
+
+// checkPassword is the password step shared by every endpoint that logs
+// in with a password (POST /api/login, its alias POST /api/oauth2, POST
+// /api/v1/authenticate), so lockout and the equal-time answer cannot drift
+// apart between them. Every refusal is errLogin itself (callers may
+// compare with errors.Is to answer in their own contract's status); an
+// unknown user costs a hash verification like a wrong password. Success
+// clears the user's failure count.
+func (s *Server) checkPassword(r *http.Request, username, password string) (store.User, error) {
+	if len(password) > credential.MaxPasswordLen {
+		return store.User{}, errLogin
+	}
+	if s.locked(username) {
+		// Same answer as a wrong password; the lock is in the log.
+		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "locked")
+		return store.User{}, errLogin
+	}
+	u, err := s.st.UserByUsername(r.Context(), username)
+	hash := s.dummyHash
+	switch {
+	case err == nil:
+		hash = u.PasswordHash
+		if hash == "" {
+			hash = s.dummyHash
+		}
+	case errors.Is(err, store.ErrNotFound):
+	default:
+		return store.User{}, err
+	}
+	ok, verr := credential.Verify(password, hash)
+	if err != nil || verr != nil || !ok || u.PasswordHash == "" || u.Suspended || !passwordGrant(u) {
+		s.fail(username)
+		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr)
+		return store.User{}, errLogin
+	}
+	if s.mfaLocked(u) {
+		// Too many wrong MFA codes: refused on every node, like a lock.
+		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "mfa locked")
+		return store.User{}, errLogin
+	}
+	s.succeed(username)
+	return u, nil
 }
 
 // passwordGrant: a user without grant types may use a password.
@@ -142,6 +165,18 @@ func (s *Server) fail(username string) {
 		f.lockedUntil = now.Add(s.opts.LoginBackoff)
 		f.count, f.first = 0, now
 	}
+}
+
+// lock locks username for LoginBackoff at once (too many wrong MFA
+// codes), with the same effect as too many wrong passwords.
+func (s *Server) lock(username string) {
+	if s.opts.LoginMaxFailures < 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.failures[username] = &loginFailures{first: now, lockedUntil: now.Add(s.opts.LoginBackoff)}
 }
 
 func (s *Server) succeed(username string) {

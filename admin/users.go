@@ -441,6 +441,11 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 		if req.EnforceMFAEnrollment != nil {
 			x.EnforceMFAEnrollment = *req.EnforceMFAEnrollment
 		}
+		if req.DisableMFA != nil && *req.DisableMFA {
+			// An admin's reset (a lost phone): keys, backup codes, trusted
+			// devices, a pending login and a lock all go.
+			x.MFA = nil
+		}
 		if req.Suspended != nil {
 			x.Suspended = *req.Suspended
 		}

@@ -105,5 +105,6 @@ func (s *Server) viewUser(ctx context.Context, u store.User) (userView, error) {
 	return v, nil
 }
 
-// mfaEnrolled reports MFA enrollment; MFA arrives with a later release.
-func (s *Server) mfaEnrolled(context.Context, store.User) bool { return false }
+// mfaEnrolled reports whether u holds an active MFA key, whether MFA is
+// switched on or not (the stored state applies again when it is).
+func (s *Server) mfaEnrolled(_ context.Context, u store.User) bool { return mfaActive(u.MFA) }

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Installs what the test suite talks to when it is missing: a real
 # redis-server (store contract suite) and the Mosquitto command-line clients
-# (interop tests), and openssl (device onboarding). Uses apt-get where it exists; elsewhere it says what to
-# install and fails, because the tests fail without these programs.
+# (interop tests), openssl (device onboarding) and oathtool (the independent
+# TOTP implementation the MFA tests check warden against). Uses apt-get
+# where it exists; elsewhere it says what to install and fails, because the
+# tests fail without these programs.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 { command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 2>&1; } || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-	echo "make test needs: ${need[*]} (redis-server, the mosquitto_pub/mosquitto_sub clients, openssl)." >&2
+	echo "make test needs: ${need[*]} (redis-server, the mosquitto_pub/mosquitto_sub clients, openssl, oathtool)." >&2
 	echo "apt-get is not available here: install them with your package manager, then run make test again." >&2
 	exit 1
 fi

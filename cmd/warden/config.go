@@ -68,6 +68,10 @@ type Config struct {
 	// ClientCertValidity is the lifetime of client certificates the
 	// registry issues from CSRs.
 	ClientCertValidity time.Duration
+	// MFA switches multi-factor authentication on: enrolled users log in
+	// with a TOTP code after their password. Off, the MFA endpoints
+	// answer 403 and logins ask for no code; enrollments are kept.
+	MFA bool
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// ShutdownTimeout bounds how long a clean shutdown may take.
@@ -177,6 +181,9 @@ var options = []option{
 	{flag: "client-cert-validity", env: "WARDEN_CLIENT_CERT_VALIDITY", def: "8760h", arg: "duration",
 		usage: "lifetime of the client certificates the registry issues for CSRs",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ClientCertValidity })},
+	{flag: "mfa", env: "WARDEN_MFA", def: "true", arg: "bool",
+		usage: "multi-factor authentication (TOTP) for HTTP logins: enrolled users need a code after their password (false: the /api/mfa endpoints answer 403, logins ask for no code, enrollments are kept)",
+		bind:  boolOpt(func(c *Config) *bool { return &c.MFA })},
 	{flag: "log-level", env: "WARDEN_LOG_LEVEL", def: "info", arg: "level",
 		usage: "log level: debug, info, warn or error",
 		bind:  stringOpt(func(c *Config) *string { return &c.LogLevel })},

@@ -32,6 +32,7 @@ func defaultConfig() Config {
 		AuthMaxFailuresIP:   100,
 		AuthFailureWindow:   5 * time.Minute,
 		AuthBackoff:         5 * time.Minute,
+		MFA:                 true,
 	}
 }
 
@@ -89,6 +90,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_AUTH_MAX_FAILURES_USER": "5", "WARDEN_AUTH_MAX_FAILURES_IP": "-1",
 				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
 				"WARDEN_REGISTRY_MAX_OPEN": "10m", "WARDEN_REGISTRY_AUTO_GRANT_ROLES": "line-a", "WARDEN_CLIENT_CERT_VALIDITY": "720h",
+				"WARDEN_MFA": "false",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
@@ -96,7 +98,8 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					LogLevel: "error", ShutdownTimeout: 2 * time.Second,
 					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
 					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second,
-					RegistryMaxOpen: 10 * time.Minute, RegistryAutoGrantRoles: "line-a", ClientCertValidity: 720 * time.Hour}
+					RegistryMaxOpen: 10 * time.Minute, RegistryAutoGrantRoles: "line-a", ClientCertValidity: 720 * time.Hour,
+					MFA: false}
 			},
 		},
 	}
@@ -282,6 +285,7 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--registry-max-open", "WARDEN_REGISTRY_MAX_OPEN", `"1h"`},
 		{"--registry-auto-grant-roles", "WARDEN_REGISTRY_AUTO_GRANT_ROLES", "empty"},
 		{"--client-cert-validity", "WARDEN_CLIENT_CERT_VALIDITY", `"8760h"`},
+		{"--mfa", "WARDEN_MFA", `"true"`},
 		{"--log-level", "WARDEN_LOG_LEVEL", `"info"`},
 		{"--shutdown-timeout", "WARDEN_SHUTDOWN_TIMEOUT", `"10s"`},
 	}

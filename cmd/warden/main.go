@@ -84,13 +84,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
-	b, err := startBroker(ctx, cfg, s, tokens, reg, log, brokerLog)
+	trust, err := startTrust(ctx, cfg, s, log)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()
 		return exitFail
 	}
-	httpSrv, err := startHTTP(cfg, s, tokens, reg, log)
+	b, err := startBroker(ctx, cfg, s, tokens, reg, trust, log, brokerLog)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		_ = closeStore()
+		return exitFail
+	}
+	httpSrv, err := startHTTP(cfg, s, tokens, reg, trust, log)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = b.Close()

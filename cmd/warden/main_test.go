@@ -283,7 +283,7 @@ func TestRunInProcessWithRedis(t *testing.T) {
 	out := &logBuffer{}
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"--redis-url", url, "--mqtt-addr", "127.0.0.1:0", "--data-dir", ""}, env(nil), out)
+		code <- run(ctx, []string{"--redis-url", url, "--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", ""}, env(nil), out)
 	}()
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(out.String(), "warden ready") {

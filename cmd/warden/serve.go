@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,11 +37,11 @@ const caCertFile = "ca.pem"
 
 // startBroker wires the auth hook and the embedded broker and starts
 // serving MQTT.
-func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
+func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
 	var err error
 	var tlsCfg *tls.Config
 	if cfg.MQTTSAddr != "" || cfg.WSTLS {
-		tlsCfg, err = serverTLS(ctx, cfg, s, log)
+		tlsCfg, err = serverTLS(cfg, trust, log)
 		if err != nil {
 			return nil, err
 		}
@@ -85,11 +86,11 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 }
 
 // startHTTP serves the admin API on --http-addr (nil, nil when off).
-func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, log *slog.Logger) (*http.Server, error) {
+func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger) (*http.Server, error) {
 	if cfg.HTTPAddr == "" {
 		return nil, nil
 	}
-	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Logger: log})
+	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, MFAEnabled: cfg.MFA})
 	if err != nil {
 		return nil, err
 	}
@@ -114,14 +115,36 @@ func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *regist
 	return srv, nil
 }
 
-// serverTLS builds the MQTT listeners' TLS configuration: the operator's
-// certificate or one from the internal CA, and client certificates
-// verified (when sent) against the internal CA plus --client-ca.
-func serverTLS(ctx context.Context, cfg Config, s store.Store, log *slog.Logger) (*tls.Config, error) {
-	ca, err := pki.LoadOrCreateCA(ctx, s, "warden internal CA")
+// startTrust loads the internal CA and the --client-ca bundle and starts
+// the live set of trusted client certificates, shared by the TLS listeners
+// and the admin API (/api/certificates). It follows the store until ctx is
+// done, so a CA added or removed on any node takes effect here without a
+// restart.
+func startTrust(ctx context.Context, cfg Config, s store.Store, log *slog.Logger) (*pki.TrustStore, error) {
+	ca, err := pki.LoadOrCreateCA(ctx, s, pki.DefaultCAName)
 	if err != nil {
 		return nil, err
 	}
+	var configured []*x509.Certificate
+	if cfg.ClientCA != "" {
+		pem, err := os.ReadFile(cfg.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		configured, err = pki.ParseCertificatesPEM(pem)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca %s: %w", cfg.ClientCA, err)
+		}
+	}
+	return pki.NewTrustStore(ctx, s, pki.TrustOptions{CA: ca, Config: configured, Logger: log})
+}
+
+// serverTLS builds the MQTT listeners' TLS configuration: the operator's
+// certificate or one from the internal CA, and client certificates
+// verified (when sent) against the trusted certificates current at each
+// handshake: the internal CA, --client-ca and those added over HTTP.
+func serverTLS(cfg Config, trust *pki.TrustStore, log *slog.Logger) (*tls.Config, error) {
+	ca := trust.CA()
 	// Devices need the CA certificate (public) to trust the server's
 	// certificate; put it where an operator finds it.
 	if cfg.DataDir != "" {
@@ -135,6 +158,7 @@ func serverTLS(ctx context.Context, cfg Config, s store.Store, log *slog.Logger)
 		}
 	}
 	var cert tls.Certificate
+	var err error
 	if cfg.TLSCert != "" {
 		cert, err = tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -152,28 +176,13 @@ func serverTLS(ctx context.Context, cfg Config, s store.Store, log *slog.Logger)
 			return nil, err
 		}
 	}
-	pool := ca.Pool()
-	if cfg.ClientCA != "" {
-		pem, err := os.ReadFile(cfg.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("--client-ca: %w", err)
-		}
-		certs, err := pki.ParseCertificatesPEM(pem)
-		if err != nil {
-			return nil, fmt.Errorf("--client-ca %s: %w", cfg.ClientCA, err)
-		}
-		for _, c := range certs {
-			pool.AddCert(c)
-		}
-	}
-	return &tls.Config{
+	return trust.ServerConfig(&tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
 		// Certificates are optional: password devices share the listener.
 		// A certificate that is sent must verify, else the handshake fails.
 		ClientAuth: tls.VerifyClientCertIfGiven,
-	}, nil
+	}), nil
 }
 
 // redactPackets drops the "packet" attribute Mochi attaches to some log
