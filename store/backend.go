@@ -50,7 +50,9 @@ type backend interface {
 	// dump returns every bucket and the model version, consistently.
 	dump(ctx context.Context) (map[string]map[string][]byte, uint64, error)
 	// load replaces every bucket atomically and publishes a reset event.
-	load(ctx context.Context, data map[string]map[string][]byte) error
+	// The settings keep selects (see keepsSetting) survive with their
+	// current values, read and written back in the same atomic step.
+	load(ctx context.Context, data map[string]map[string][]byte, keep []string) error
 	version(ctx context.Context) (uint64, error)
 	ping(ctx context.Context) error
 	close() error

@@ -33,7 +33,7 @@ func OpenBolt(path string) (Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("open store %s: the file is in use by another warden process", path)
+			return nil, fmt.Errorf("open store %s: %w", path, ErrInUse)
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -197,12 +197,23 @@ func (b *boltBackend) dump(ctx context.Context) (map[string]map[string][]byte, u
 	return data, ver, nil
 }
 
-func (b *boltBackend) load(ctx context.Context, data map[string]map[string][]byte) error {
+func (b *boltBackend) load(ctx context.Context, data map[string]map[string][]byte, keep []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var ver uint64
 	err := b.db.Update(func(tx *bolt.Tx) error {
+		kept := map[string][]byte{}
+		if sb := tx.Bucket([]byte(bucketSettings)); sb != nil && len(keep) > 0 {
+			if err := sb.ForEach(func(k, v []byte) error {
+				if keepsSetting(keep, string(k)) {
+					kept[string(k)] = bytes.Clone(v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
 		var names [][]byte
 		if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
 			if string(name) != metaBucket {
@@ -227,6 +238,17 @@ func (b *boltBackend) load(ctx context.Context, data map[string]map[string][]byt
 			}
 			for k, v := range kv {
 				if err := bk.Put([]byte(k), v); err != nil {
+					return err
+				}
+			}
+		}
+		if len(kept) > 0 {
+			sb, err := tx.CreateBucketIfNotExists([]byte(bucketSettings))
+			if err != nil {
+				return err
+			}
+			for k, v := range kept {
+				if err := sb.Put([]byte(k), v); err != nil {
 					return err
 				}
 			}

@@ -2,7 +2,7 @@
 // their permissions, login-token records, registry requests and settings
 // (CA, signing keys, registry state), together with a change feed (Watch)
 // that tells every node about every write, and snapshot/restore of the
-// whole model.
+// whole model with its backup archive format (archive.go).
 //
 // Two implementations stand behind the one Store interface: an embedded
 // bbolt file (OpenBolt, the default) and Redis (OpenRedis, for several
@@ -10,6 +10,10 @@
 // transactional key-value backend, so uniqueness, cascades and atomicity
 // are written once and proven once by the contract suite in
 // store/storetest.
+//
+// Instrument wraps any Store with Prometheus metrics (latency and failures
+// per operation, reachability of the backing service) without changing
+// its behaviour: the contract suite runs against the wrapper too.
 //
 // The store holds data and enforces invariants that need atomicity
 // (unique names, no half-written records, no role deleted while held). It

@@ -816,14 +816,42 @@ func (m *model) Snapshot(ctx context.Context) (Snapshot, error) {
 
 // Restore validates the whole snapshot first, so a bad one changes nothing.
 func (m *model) Restore(ctx context.Context, s Snapshot) error {
+	return m.RestoreKeeping(ctx, s, nil)
+}
+
+func (m *model) RestoreKeeping(ctx context.Context, s Snapshot, keep []string) error {
+	for _, k := range keep {
+		if k == "" || k == "/" {
+			return fmt.Errorf("restore: %w: empty keep pattern", ErrInvalid)
+		}
+	}
 	data, err := snapshotBuckets(s)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	if err := m.be.load(ctx, data); err != nil {
+	// The store's values of kept settings win; the snapshot's are dropped
+	// here so the backends never have two values to choose from.
+	for k := range data[bucketSettings] {
+		if keepsSetting(keep, k) {
+			delete(data[bucketSettings], k)
+		}
+	}
+	if err := m.be.load(ctx, data, keep); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	return nil
+}
+
+// keepsSetting reports whether one of the patterns selects key: a pattern
+// ending in "/" selects every key it prefixes, any other pattern the key
+// equal to it. The Redis load script implements the same rule in Lua.
+func keepsSetting(keep []string, key string) bool {
+	for _, p := range keep {
+		if strings.HasSuffix(p, "/") && strings.HasPrefix(key, p) || p == key {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *model) Ping(ctx context.Context) error { return m.be.ping(ctx) }

@@ -622,14 +622,33 @@ func (b *redisBackend) dump(ctx context.Context) (map[string]map[string][]byte, 
 
 // loadScript replaces every bucket at once. Revisions of old and new
 // buckets are bumped so that any transaction that read them reruns.
+// Settings the keep patterns select (ARGV[4..3+n]; a pattern ending in
+// "/" is a prefix) are read before the wipe and written back after it,
+// inside the same script, so no write can slip in between.
 var loadScript = redis.NewScript(`
-local p = ARGV[1]
+local p, sb, nkeep = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local kept = {}
+if nkeep > 0 then
+  local all = redis.call('HGETALL', p..'b:'..sb)
+  for j = 1, #all, 2 do
+    local k = all[j]
+    for q = 4, 3 + nkeep do
+      local pat = ARGV[q]
+      local hit
+      if string.sub(pat, -1) == '/' then hit = string.sub(k, 1, #pat) == pat else hit = k == pat end
+      if hit then
+        table.insert(kept, k); table.insert(kept, all[j+1])
+        break
+      end
+    end
+  end
+end
 for _, b in ipairs(redis.call('SMEMBERS', p..'buckets')) do
   redis.call('DEL', p..'b:'..b)
   redis.call('INCR', p..'r:'..b)
 end
 redis.call('DEL', p..'buckets')
-local i = 2
+local i = 4 + nkeep
 while i <= #ARGV do
   local b, n = ARGV[i], tonumber(ARGV[i+1]); i = i + 2
   redis.call('SADD', p..'buckets', b)
@@ -643,16 +662,24 @@ while i <= #ARGV do
   end
   if #chunk > 0 then redis.call('HSET', p..'b:'..b, unpack(chunk)) end
 end
+if #kept > 0 then
+  redis.call('SADD', p..'buckets', sb)
+  redis.call('INCR', p..'r:'..sb)
+  redis.call('HSET', p..'b:'..sb, unpack(kept))
+end
 local ver = redis.call('INCR', p..'version')
 redis.call('PUBLISH', p..'events', '{"v":'..ver..',"e":[{"kind":"reset"}]}')
 return ver
 `)
 
-func (b *redisBackend) load(ctx context.Context, data map[string]map[string][]byte) error {
+func (b *redisBackend) load(ctx context.Context, data map[string]map[string][]byte, keep []string) error {
 	if err := b.check(ctx); err != nil {
 		return err
 	}
-	args := []any{redisPrefix}
+	args := []any{redisPrefix, bucketSettings, len(keep)}
+	for _, k := range keep {
+		args = append(args, k)
+	}
 	for name, kv := range data {
 		if len(kv) == 0 {
 			continue

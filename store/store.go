@@ -23,6 +23,9 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrInUse: the embedded store's file is locked by another process
+	// (a running warden); OpenBolt gives up after a second.
+	ErrInUse = errors.New("the file is in use by another warden process")
 )
 
 // Grant methods a user may authenticate with.
@@ -312,6 +315,13 @@ type Store interface {
 	// Restore replaces the whole model with the snapshot atomically and
 	// emits KindReset.
 	Restore(ctx context.Context, s Snapshot) error
+	// RestoreKeeping is Restore, except that the settings keep selects
+	// keep their current values (or stay absent), in the same atomic
+	// step; the snapshot's values for them are ignored. A pattern ending
+	// in "/" selects every key it prefixes, any other pattern one key.
+	// Restoring a backup without key material keeps the cluster's own
+	// keys this way (RestoreArchive).
+	RestoreKeeping(ctx context.Context, s Snapshot, keep []string) error
 
 	// Ping checks that the backing service is reachable.
 	Ping(ctx context.Context) error

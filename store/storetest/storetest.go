@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os/exec"
 	"reflect"
@@ -63,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"WatchCancel", testWatchCancel},
 		{"SnapshotRestore", testSnapshotRestore},
 		{"RestoreInvalid", testRestoreInvalid},
+		{"RestoreKeeping", testRestoreKeeping},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -1483,6 +1485,79 @@ func testRestoreInvalid(t *testing.T, s store.Store) {
 	case e := <-ch:
 		t.Errorf("failed Restore emitted %+v", e)
 	default:
+	}
+}
+
+// testRestoreKeeping: the settings the patterns select keep the store's
+// values (or stay absent), whatever the snapshot holds for them; every
+// other record and setting comes from the snapshot.
+func testRestoreKeeping(t *testing.T, s store.Store) {
+	ctx := testCtx(t)
+	fill(t, s)
+	for k, v := range map[string]string{"k/a": "old-a", "k/b": "old-b", "exact": "old-exact", "exactly": "old-exactly", "k": "old-k"} {
+		if err := s.PutSetting(ctx, k, []byte(v)); err != nil {
+			t.Fatalf("PutSetting: %v", err)
+		}
+	}
+	snap := snapshot(t, s)
+	snap.Settings["k/a"] = []byte("snap-a")
+	snap.Settings["k/c"] = []byte("snap-c")
+	snap.Settings["exact"] = []byte("snap-exact")
+	snap.Settings["exactly"] = []byte("snap-exactly")
+	snap.Settings["k"] = []byte("snap-k")
+
+	// Changes after the snapshot: a kept setting changes, a user goes.
+	if err := s.PutSetting(ctx, "k/b", []byte("new-b")); err != nil {
+		t.Fatalf("PutSetting: %v", err)
+	}
+	alice, err := s.UserByUsername(ctx, "alice")
+	if err != nil {
+		t.Fatalf("UserByUsername: %v", err)
+	}
+	if err := s.DeleteUser(ctx, alice.ID); err != nil {
+		t.Fatalf("DeleteUser: %v", err)
+	}
+	ch, err := s.Watch(ctx)
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	if err := s.RestoreKeeping(ctx, snap, []string{"k/", "exact"}); err != nil {
+		t.Fatalf("RestoreKeeping: %v", err)
+	}
+	if e := nextEvent(t, ch); e.Kind != store.KindReset {
+		t.Errorf("event after RestoreKeeping = %+v, want KindReset", e)
+	}
+	want := snap
+	want.Settings = maps.Clone(snap.Settings)
+	want.Settings["k/a"] = []byte("old-a")
+	want.Settings["k/b"] = []byte("new-b")
+	delete(want.Settings, "k/c")
+	want.Settings["exact"] = []byte("old-exact")
+	if diff := SameModel(snapshot(t, s), want); diff != "" {
+		t.Errorf("model after RestoreKeeping:\n%s", diff)
+	}
+	if _, err := s.UserByUsername(ctx, "alice"); err != nil {
+		t.Errorf("alice after RestoreKeeping: %v", err)
+	}
+
+	// Keeping settings of a store that has none leaves them absent.
+	if err := s.Restore(ctx, store.Snapshot{}); err != nil {
+		t.Fatalf("Restore(empty): %v", err)
+	}
+	if err := s.RestoreKeeping(ctx, snap, []string{"k/"}); err != nil {
+		t.Fatalf("RestoreKeeping: %v", err)
+	}
+	for _, k := range []string{"k/a", "k/b", "k/c"} {
+		if v, err := s.Setting(ctx, k); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Setting(%s) = %q, %v; want ErrNotFound", k, v, err)
+		}
+	}
+	if v, err := s.Setting(ctx, "exact"); err != nil || string(v) != "snap-exact" {
+		t.Errorf("Setting(exact) = %q, %v; want the snapshot's", v, err)
+	}
+
+	if err := s.RestoreKeeping(ctx, snap, []string{""}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("RestoreKeeping with an empty pattern: err = %v, want ErrInvalid", err)
 	}
 }
 

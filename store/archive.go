@@ -1,0 +1,328 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"time"
+)
+
+// Backup archives.
+//
+// An archive is one gzip member (RFC 1952) holding two parts:
+//
+//  1. the header, one line of JSON ended by "\n", for example
+//     {"format":"warden-backup","formatVersion":1,"id":"42_2025-05-17T17:36:56.589Z",
+//     "createdAt":"2025-05-17T17:36:56.589Z","modelVersion":42,"includesKeys":false,"contentLength":5120,"contentSha256":"<64 hex digits>"}
+//  2. the content: exactly contentLength bytes of JSON, the Snapshot
+//     (users with their password hashes and MFA state sealed as at rest,
+//     roles, token records, registry requests, settings with base64
+//     values), whose SHA-256 is contentSha256.
+//
+// So `zcat backup.gz | head -n 1` tells what an archive is, and
+// `zcat backup.gz | tail -n +2 | jq .` shows its model. The header comes
+// first so that a foreign file or a newer format is recognised before
+// any content is decoded; the checksum covers the content exactly as
+// written, so it does not depend on how JSON is re-encoded. gzip's own
+// CRC-32 and length catch truncation and corruption of the compressed
+// stream; the SHA-256 also catches a content edited and recompressed.
+const (
+	// ArchiveFormat is the header's "format": anything else is not a
+	// warden archive.
+	ArchiveFormat = "warden-backup"
+	// ArchiveFormatVersion is the format this release writes and the
+	// newest it reads. It changes only when an older release could not
+	// restore the content faithfully; an older release refuses a newer
+	// archive instead of dropping what it does not know.
+	ArchiveFormatVersion = 1
+	// MaxArchiveHeaderBytes bounds the header line.
+	MaxArchiveHeaderBytes = 64 << 10
+	// MaxArchiveContentBytes bounds the decompressed content (a
+	// compressed archive can claim any size: this keeps a small upload
+	// from exhausting memory). About a million users fit.
+	MaxArchiveContentBytes = 1 << 30
+)
+
+// Archive errors. Every refusal of ReadArchive wraps ErrArchive and says
+// what is wrong in words an operator can act on; none changes a store.
+var (
+	// ErrArchive: the data is not a usable warden backup archive
+	// (foreign, truncated, corrupt, or an inconsistent model).
+	ErrArchive = errors.New("invalid backup archive")
+	// ErrArchiveVersion: the archive was written in a newer format than
+	// this release reads. It wraps ErrArchive.
+	ErrArchiveVersion = fmt.Errorf("%w: format version not supported", ErrArchive)
+)
+
+// ArchiveHeader is the first line of an archive: what it is and how to
+// check its content.
+type ArchiveHeader struct {
+	Format        string `json:"format"`
+	FormatVersion int    `json:"formatVersion"`
+	// ID names the backup (BackupID unless the writer chose another);
+	// a restore reports it.
+	ID        string    `json:"id"`
+	CreatedAt time.Time `json:"createdAt"`
+	// ModelVersion is the store's model version the snapshot was taken at.
+	ModelVersion uint64 `json:"modelVersion"`
+	// IncludesKeys says whether the operator asked for the secret key
+	// settings (KeySettings); without them, the content holds none.
+	IncludesKeys  bool   `json:"includesKeys"`
+	ContentLength int64  `json:"contentLength"`
+	ContentSHA256 string `json:"contentSha256"`
+}
+
+// BackupID names a backup as Connectware does ("<version>_<timestamp>"),
+// with warden's model version in place of a release number:
+// "42_2025-05-17T17:36:56.589Z".
+func BackupID(modelVersion uint64, at time.Time) string {
+	return fmt.Sprintf("%d_%s", modelVersion, at.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+}
+
+// ArchiveOptions tune WriteArchive.
+type ArchiveOptions struct {
+	// IncludeKeys puts the secret key settings (KeySettings) into the
+	// archive. Off by default: an archive with keys can sign tokens and
+	// client certificates and decrypt TOTP secrets, so it must be kept
+	// like the keys themselves.
+	IncludeKeys bool
+	// CreatedAt is recorded in the header; zero means now.
+	CreatedAt time.Time
+	// ID names the backup in the header; empty means BackupID of the
+	// snapshot's version and CreatedAt.
+	ID string
+}
+
+// KeySettings lists the settings that hold secret key material: the
+// internal CA with its private key ("pki/ca"), the token signing keys
+// (every setting under "jwt/": the key sets and their generation number,
+// and the single key of earlier releases), and the key that encrypts TOTP
+// secrets at rest ("mfa/encryption-key"). A pattern ending in "/" is a
+// prefix. Each pattern is one group: a restore takes a group from the
+// archive when the archive holds any of it, and keeps the store's own
+// otherwise (RestoreBackup).
+//
+// The names are those of the pki and credential packages, which import
+// this one and so cannot be imported here; store's tests check that the
+// two agree.
+func KeySettings() []string {
+	return []string{"pki/ca", "jwt/", "mfa/encryption-key"}
+}
+
+// IsKeySetting reports whether the setting holds secret key material.
+func IsKeySetting(key string) bool { return keepsSetting(KeySettings(), key) }
+
+// WriteArchive writes snap as an archive to w and returns its header.
+// Without opts.IncludeKeys the key settings are left out. w receives the
+// whole archive only if WriteArchive succeeds; write it to a temporary
+// file and rename, or keep it in memory, so a failed backup never looks
+// like a finished one.
+func WriteArchive(w io.Writer, snap Snapshot, opts ArchiveOptions) (ArchiveHeader, error) {
+	settings := make(map[string][]byte, len(snap.Settings))
+	for k, v := range snap.Settings {
+		if opts.IncludeKeys || !IsKeySetting(k) {
+			settings[k] = v
+		}
+	}
+	snap.Settings = settings
+	content, err := json.Marshal(snap)
+	if err != nil {
+		return ArchiveHeader{}, fmt.Errorf("write archive: %w", err)
+	}
+	if len(content) > MaxArchiveContentBytes {
+		return ArchiveHeader{}, fmt.Errorf("write archive: the model is %d bytes of JSON, more than an archive may hold (%d)", len(content), MaxArchiveContentBytes)
+	}
+	created := opts.CreatedAt
+	if created.IsZero() {
+		created = time.Now()
+	}
+	created = created.UTC().Truncate(time.Millisecond)
+	id := opts.ID
+	if id == "" {
+		id = BackupID(snap.Version, created)
+	}
+	sum := sha256.Sum256(content)
+	h := ArchiveHeader{
+		Format: ArchiveFormat, FormatVersion: ArchiveFormatVersion, ID: id, CreatedAt: created,
+		ModelVersion: snap.Version, IncludesKeys: opts.IncludeKeys,
+		ContentLength: int64(len(content)), ContentSHA256: hex.EncodeToString(sum[:]),
+	}
+	line, err := json.Marshal(h)
+	if err != nil {
+		return ArchiveHeader{}, fmt.Errorf("write archive: %w", err)
+	}
+	zw := gzip.NewWriter(w)
+	for _, part := range [][]byte{line, {'\n'}, content} {
+		if _, err := zw.Write(part); err != nil {
+			return ArchiveHeader{}, fmt.Errorf("write archive: %w", err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return ArchiveHeader{}, fmt.Errorf("write archive: %w", err)
+	}
+	return h, nil
+}
+
+// ReadArchive reads a whole archive from r and checks it: format and
+// version, length and checksum, the content's JSON, and the model's
+// invariants (unique names, no dangling references), exactly as Restore
+// would check them. A snapshot it returns restores without a validation
+// error. Every refusal wraps ErrArchive.
+func ReadArchive(r io.Reader) (Snapshot, error) {
+	_, s, err := ReadArchiveWithHeader(r)
+	return s, err
+}
+
+// ReadArchiveWithHeader is ReadArchive that also returns the header.
+func ReadArchiveWithHeader(r io.Reader) (ArchiveHeader, Snapshot, error) {
+	refuse := func(format string, args ...any) (ArchiveHeader, Snapshot, error) {
+		return ArchiveHeader{}, Snapshot{}, fmt.Errorf("%w: "+format, append([]any{ErrArchive}, args...)...)
+	}
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(2)
+	switch {
+	case len(magic) == 0 && errors.Is(err, io.EOF):
+		return refuse("empty")
+	case len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b:
+		if err != nil && !errors.Is(err, io.EOF) {
+			return refuse("read: %v", err)
+		}
+		return refuse("not a warden backup (not gzip-compressed)")
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return refuse("%s", streamProblem(err))
+	}
+	// One member only: anything after it is not part of the archive.
+	zr.Multistream(false)
+	hr := bufio.NewReaderSize(zr, MaxArchiveHeaderBytes)
+	line, err := hr.ReadSlice('\n')
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		return refuse("not a warden backup (no header line)")
+	case errors.Is(err, io.EOF):
+		return refuse("not a warden backup (no header line)")
+	case err != nil:
+		return refuse("%s", streamProblem(err))
+	}
+	var h ArchiveHeader
+	if err := json.Unmarshal(line, &h); err != nil || h.Format != ArchiveFormat {
+		return refuse("not a warden backup (the header does not name the %q format)", ArchiveFormat)
+	}
+	switch {
+	case h.FormatVersion > ArchiveFormatVersion:
+		return ArchiveHeader{}, Snapshot{}, fmt.Errorf("%w: the archive has format version %d, this warden reads up to %d; restore it with a warden release at least as new as the one that wrote it",
+			ErrArchiveVersion, h.FormatVersion, ArchiveFormatVersion)
+	case h.FormatVersion < 1:
+		return refuse("format version %d is not valid", h.FormatVersion)
+	case h.ContentLength < 0 || h.ContentLength > MaxArchiveContentBytes:
+		return refuse("content length %d is out of range (at most %d bytes)", h.ContentLength, MaxArchiveContentBytes)
+	case len(h.ContentSHA256) != 2*sha256.Size:
+		return refuse("the header has no valid contentSha256")
+	}
+	want, err := hex.DecodeString(h.ContentSHA256)
+	if err != nil {
+		return refuse("the header has no valid contentSha256")
+	}
+
+	// Reading to the end of the member makes gzip verify its CRC-32 and
+	// length; one byte more than announced tells "too long" apart.
+	content, err := io.ReadAll(io.LimitReader(hr, h.ContentLength+1))
+	if err != nil {
+		return refuse("%s", streamProblem(err))
+	}
+	switch {
+	case int64(len(content)) < h.ContentLength:
+		return refuse("truncated: %d of %d content bytes", len(content), h.ContentLength)
+	case int64(len(content)) > h.ContentLength:
+		return refuse("corrupt: the content is longer than the header says")
+	}
+	if _, err := hr.ReadByte(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			return refuse("corrupt: the content is longer than the header says")
+		}
+		return refuse("%s", streamProblem(err))
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			return refuse("corrupt: data after the end of the archive")
+		}
+		return refuse("read: %v", err)
+	}
+	if sum := sha256.Sum256(content); !bytes.Equal(sum[:], want) {
+		return refuse("corrupt: the content does not match its SHA-256 checksum")
+	}
+
+	var s Snapshot
+	dec := json.NewDecoder(bytes.NewReader(content))
+	// Same format version, same fields: a field this release does not know
+	// would be lost silently, so it is refused instead.
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return refuse("corrupt content: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return refuse("corrupt content: data after the model")
+	}
+	if !h.IncludesKeys {
+		for k := range s.Settings {
+			if IsKeySetting(k) {
+				return refuse("corrupt: the header says the archive holds no keys, but it holds %q", k)
+			}
+		}
+	}
+	if _, err := snapshotBuckets(s); err != nil {
+		return refuse("the model in it is inconsistent: %v", err)
+	}
+	if s.Settings == nil {
+		s.Settings = map[string][]byte{}
+	}
+	if h.ID == "" {
+		h.ID = BackupID(h.ModelVersion, h.CreatedAt)
+	}
+	return h, s, nil
+}
+
+// streamProblem words a gzip or read error for an operator.
+func streamProblem(err error) string {
+	var ce flate.CorruptInputError
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated"
+	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader), errors.As(err, &ce):
+		return "corrupt (" + err.Error() + ")"
+	}
+	return "read: " + err.Error()
+}
+
+// RestoreBackup restores a snapshot read from an archive into st,
+// atomically. Key settings (KeySettings) are taken per group: from the
+// snapshot when it holds any setting of the group, else the store's
+// current ones are kept, so an archive made without keys leaves the
+// cluster's CA, token signing keys and MFA encryption key as they are and
+// tokens, certificates and MFA secrets of the same cluster keep working.
+func RestoreBackup(ctx context.Context, st Store, s Snapshot) error {
+	var keep []string
+	for _, p := range KeySettings() {
+		held := false
+		for k := range maps.Keys(s.Settings) {
+			if keepsSetting([]string{p}, k) {
+				held = true
+				break
+			}
+		}
+		if !held {
+			keep = append(keep, p)
+		}
+	}
+	return st.RestoreKeeping(ctx, s, keep)
+}
