@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -71,6 +72,7 @@ type Broker struct {
 	log    *slog.Logger
 	addrs  map[string]string // listener ID -> bound address; read-only after New
 	order  []string          // listener IDs in a fixed order, for logs
+	lns    []listeners.Listener
 
 	mu      sync.Mutex // guards started and closed; held across Serve and Close
 	started bool
@@ -138,6 +140,7 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 		}
 		b.addrs[l.ID()] = l.Address()
 		b.order = append(b.order, l.ID())
+		b.lns = append(b.lns, l)
 	}
 
 	for _, h := range hooks {
@@ -286,4 +289,41 @@ func (b *Broker) Close() error {
 		b.closeErr = b.server.Close()
 	})
 	return b.closeErr
+}
+
+// Shutdown is Close bounded by ctx, for a graceful stop: it stops
+// accepting new connections at once, sends every connected client a DISCONNECT (0x8B "server
+// shutting down" for MQTT 5; MQTT 3.1.1 has no reason codes, so v3 clients
+// see the connection close) and waits for their connections to end, but
+// returns ctx's error once ctx is done, leaving Close to finish in the
+// background. Mochi writes the DISCONNECTs one client at a time and
+// without a deadline when the client's keepalive is 0, so a client that
+// stopped reading could otherwise stall the whole shutdown; the write
+// deadline set here (ctx's deadline) cuts such writes short.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	// Mochi's Close disconnects a listener's clients before it closes the
+	// listener, so a client could still connect meanwhile and be cut
+	// without a DISCONNECT; refuse new connections first.
+	for _, l := range b.lns {
+		if s, ok := l.(interface{ stopAccepting() }); ok {
+			s.stopAccepting()
+		}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		for _, cl := range b.server.Clients.GetAll() {
+			if !cl.Closed() && cl.Net.Conn != nil {
+				// Best effort: the client's read loop may still refresh its
+				// deadline; ctx bounds the wait below either way.
+				_ = cl.Net.Conn.SetWriteDeadline(dl)
+			}
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("broker: shutdown: %w", ctx.Err())
+	}
 }

@@ -47,21 +47,32 @@ var (
 // otherwise (MQTT 3.1.1 section 6, MQTT 5 section 6).
 var errNotBinary = errors.New("broker: websocket message is not binary")
 
+// netListener is Mochi's listener for a net.Listener, with a way to stop
+// accepting before Mochi's Close (see Broker.Shutdown).
+type netListener struct {
+	*listeners.Net
+	tracking *trackingListener
+}
+
+// stopAccepting refuses new connections and leaves the accepted ones open.
+func (l *netListener) stopAccepting() { l.tracking.stopAccepting() }
+
 // newNetListener binds addr and returns a Mochi listener for it: plain TCP,
 // or TLS when tc is not nil. Every accepted connection gets the connect
 // deadline (see trackingListener).
-func newNetListener(id, addr string, tc *tls.Config, timeout time.Duration) (*listeners.Net, error) {
+func newNetListener(id, addr string, tc *tls.Config, timeout time.Duration) (*netListener, error) {
 	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
 	}
-	var ln net.Listener = newTrackingListener(raw, timeout)
+	tracking := newTrackingListener(raw, timeout)
+	var ln net.Listener = tracking
 	if tc != nil {
 		// The handshake is lazy (first Read, i.e. while Mochi reads CONNECT),
 		// so it runs under the deadline set on the raw connection at accept.
 		ln = tls.NewListener(ln, tc)
 	}
-	return listeners.NewNet(id, ln), nil
+	return &netListener{Net: listeners.NewNet(id, ln), tracking: tracking}, nil
 }
 
 // trackingListener wraps a bound net.Listener. On Accept it sets the
@@ -153,7 +164,18 @@ func (l *trackingListener) Close() error {
 	for c := range conns {
 		_ = c.Conn.Close()
 	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // closed already by stopAccepting
+	}
 	return err
+}
+
+// stopAccepting closes the listening socket, so new connections are
+// refused, but leaves the accepted ones open: a graceful shutdown tells
+// connected clients why before Close cuts them. Accept then returns
+// net.ErrClosed, which ends Mochi's accept loop.
+func (l *trackingListener) stopAccepting() {
+	_ = l.Listener.Close()
 }
 
 func (l *trackingListener) forget(c *trackedConn) {
@@ -182,11 +204,12 @@ func (c *trackedConn) Close() error {
 // it binds before Serve (so port 0 and bind errors are known in New), applies
 // the connect deadline, and gives hooks the TLS state through TLSStater.
 type wsListener struct {
-	id      string
-	ln      net.Listener // tracking listener, wrapped by tls.NewListener for WSS
-	secure  bool
-	timeout time.Duration
-	srv     *http.Server
+	id       string
+	ln       net.Listener // tracking listener, wrapped by tls.NewListener for WSS
+	tracking *trackingListener
+	secure   bool
+	timeout  time.Duration
+	srv      *http.Server
 
 	upgrader websocket.Upgrader
 
@@ -206,7 +229,8 @@ func newWSListener(id, addr string, tc *tls.Config, timeout time.Duration) (*wsL
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
 	}
-	var ln net.Listener = newTrackingListener(raw, timeout)
+	tracking := newTrackingListener(raw, timeout)
+	var ln net.Listener = tracking
 	if tc != nil {
 		tc = tc.Clone()
 		// WebSocket needs HTTP/1.1; never negotiate h2 even if the shared
@@ -215,10 +239,11 @@ func newWSListener(id, addr string, tc *tls.Config, timeout time.Duration) (*wsL
 		ln = tls.NewListener(ln, tc)
 	}
 	return &wsListener{
-		id:      id,
-		ln:      ln,
-		secure:  tc != nil,
-		timeout: timeout,
+		id:       id,
+		ln:       ln,
+		tracking: tracking,
+		secure:   tc != nil,
+		timeout:  timeout,
 		upgrader: websocket.Upgrader{
 			Subprotocols: []string{"mqtt"},
 			// Accept every origin: MQTT clients authenticate in CONNECT (or
@@ -300,6 +325,13 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.log.Warn("websocket connection ended", "remote", r.RemoteAddr, "error", err)
 	}
 	_ = c.Close()
+}
+
+// stopAccepting refuses new connections (WebSocket upgrades included) and
+// leaves the accepted ones open, for Broker.Shutdown.
+func (l *wsListener) stopAccepting() {
+	l.closing.Store(true) // the HTTP server's Serve ends with an error: expected
+	l.tracking.stopAccepting()
 }
 
 // Close disconnects the listener's clients (closeClients), then stops the
