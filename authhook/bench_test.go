@@ -9,6 +9,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/authhook"
@@ -17,11 +18,16 @@ import (
 )
 
 // benchHook builds a hook on a server that does not serve: the benchmarks
-// call the hook methods the way Mochi does, without network noise.
-func benchHook(b *testing.B) (*authhook.Hook, *mqtt.Server, store.Store) {
+// call the hook methods the way Mochi does, without network noise. Metrics
+// are on, as in production.
+func benchHook(b testing.TB) (*authhook.Hook, *mqtt.Server, store.Store) {
 	st := newBolt(b)
 	quiet := slog.New(slog.DiscardHandler)
-	h, err := authhook.New(context.Background(), authhook.Options{Store: st, Logger: quiet})
+	m, err := authhook.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := authhook.New(context.Background(), authhook.Options{Store: st, Logger: quiet, Metrics: m})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +41,7 @@ func benchHook(b *testing.B) (*authhook.Hook, *mqtt.Server, store.Store) {
 }
 
 // fakeConnect admits a client through the hook's CONNECT path.
-func fakeConnect(b *testing.B, h *authhook.Hook, srv *mqtt.Server, id, user, pw string) *mqtt.Client {
+func fakeConnect(b testing.TB, h *authhook.Hook, srv *mqtt.Server, id, user, pw string) *mqtt.Client {
 	c1, c2 := net.Pipe()
 	b.Cleanup(func() { _ = c1.Close(); _ = c2.Close() })
 	cl := srv.NewClient(c1, "tcp", id, false)

@@ -18,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
@@ -44,6 +45,9 @@ type Options struct {
 	// Logger receives authentication failures and revocations (never
 	// secrets).
 	Logger *slog.Logger
+	// Audit receives a record of every refused CONNECT; nil: none. Only
+	// CONNECT is audited: ACL checks stay free of I/O and allocation.
+	Audit *audit.Logger
 
 	// MaxFailuresPerUser and MaxFailuresPerIP failed CONNECTs within
 	// FailureWindow block further attempts for that username or address
@@ -63,6 +67,9 @@ type Options struct {
 	// Registry, when set, sees every CONNECT naming an unknown user, so
 	// the client registry can record it while open (the implicit flow).
 	Registry Registrar
+	// Metrics, when set, count connects, ACL denials, active clients and
+	// cache hits (NewMetrics); nil counts nothing.
+	Metrics *Metrics
 }
 
 // Registrar is the client registry as the hook sees it (registry.Registry).
@@ -172,6 +179,8 @@ func (h *Hook) Provides(b byte) bool {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck,
 		mqtt.OnPublish, mqtt.OnDisconnect, mqtt.OnClientExpired:
 		return true
+	case mqtt.OnSubscribe, mqtt.OnSubscribed:
+		return h.opts.Metrics != nil // only to label denials (metrics.go)
 	}
 	return false
 }
@@ -203,6 +212,10 @@ type conn struct {
 	live    atomic.Bool // CONNACK sent: a revocation must disconnect it
 	stop    sync.Once
 	timer   *time.Timer // token expiry
+
+	// subscribing holds the filters of the SUBSCRIBE being processed
+	// (metrics on only): see deny.
+	subscribing atomic.Pointer[packets.Subscriptions]
 }
 
 // session is the immutable snapshot an ACL check reads.
@@ -222,29 +235,31 @@ func (h *Hook) lookup(cl *mqtt.Client) *conn {
 
 // OnACLCheck decides a publish (write), a subscription (a filter) or a
 // delivery (a topic). It runs for every message and every delivered copy:
-// no locks, no allocations.
+// no locks, no allocations (a denial is counted with a pre-resolved
+// counter: deny).
 func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	v, ok := h.conns.Load(cl)
 	if !ok {
-		return false
+		return h.deny(nil, topic, write)
 	}
-	s := v.(*conn).sess.Load()
+	c := v.(*conn)
+	s := c.sess.Load()
 	if s == nil {
-		return false
+		return h.deny(c, topic, write)
 	}
 	if write {
 		// Decided in OnPublish, which sees the alias-resolved topic and can
 		// apply the prefix, and whose refusal does not make Mochi
 		// disconnect a v3.1.1 client on QoS 1/2 (see doc of OnPublish).
-		if topic == "" || s.prefix != "" || !v.(*conn).v5 {
+		if topic == "" || s.prefix != "" || !c.v5 {
 			return true
 		}
-		return s.bound.Allows(topic, acl.OpWrite)
+		return s.bound.Allows(topic, acl.OpWrite) || h.deny(c, topic, write)
 	}
 	if isFilter(topic) {
-		return s.bound.Covers(topic)
+		return s.bound.Covers(topic) || h.deny(c, topic, write)
 	}
-	return s.bound.Allows(topic, acl.OpRead)
+	return s.bound.Allows(topic, acl.OpRead) || h.deny(c, topic, write)
 }
 
 // isFilter tells a SUBSCRIBE filter from a delivery topic: Mochi asks
@@ -269,23 +284,24 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		s = c.sess.Load()
 	}
 	if s == nil {
-		return pk, denyPublish(cl, pk)
+		return pk, h.denyPublish(cl, pk)
 	}
 	topic := pk.TopicName
 	if s.prefix != "" {
 		topic = s.prefix + topic
 		if acl.ValidateTopicName(topic) != nil {
-			return pk, denyPublish(cl, pk)
+			return pk, h.denyPublish(cl, pk)
 		}
 	}
 	if !s.bound.Allows(topic, acl.OpWrite) {
-		return pk, denyPublish(cl, pk)
+		return pk, h.denyPublish(cl, pk)
 	}
 	pk.TopicName = topic
 	return pk, nil
 }
 
-func denyPublish(cl *mqtt.Client, pk packets.Packet) error {
+func (h *Hook) denyPublish(cl *mqtt.Client, pk packets.Packet) error {
+	h.opts.Metrics.publishDenied()
 	if cl.Properties.ProtocolVersion < 5 || pk.FixedHeader.Qos == 2 {
 		return packets.CodeSuccessIgnore
 	}
@@ -304,6 +320,9 @@ func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 // OnSessionEstablished marks the client live; a revocation that raced
 // with the CONNACK is carried out now.
 func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	// Mochi calls OnDisconnect exactly once after this: the pair keeps the
+	// active-clients gauge.
+	h.opts.Metrics.connectAccepted()
 	c := h.lookup(cl)
 	if c == nil {
 		return
@@ -318,6 +337,7 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // while offline, so messages queued for it are still checked against its
 // (live-updated) permissions; OnClientExpired or a takeover forgets it.
 func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	h.opts.Metrics.disconnected()
 	if expire || cl.IsTakenOver() {
 		h.forget(cl)
 	}
@@ -416,6 +436,9 @@ const (
 	refuseUnavailable                   // v5 0x88, v3 3
 	refuseBusy                          // v5 0x89, v3 3
 	refuseClientID                      // v5 0x85, v3 2
+	refuseBlocked                       // as refuseNotAuthorized: too many failures
+	refusePending                       // as refuseNotAuthorized: registration pending
+	refusalKinds                        // the number of refusals, for metrics
 )
 
 func (r refusal) code(v5 bool, reason string) packets.Code {
@@ -423,7 +446,7 @@ func (r refusal) code(v5 bool, reason string) packets.Code {
 		switch r {
 		case refuseBadCredentials:
 			return packets.ErrMalformedUsername // -> v3 4 bad user name or password
-		case refuseNotAuthorized:
+		case refuseNotAuthorized, refuseBlocked, refusePending:
 			return packets.ErrBadUsernameOrPassword // -> v3 5 not authorized
 		case refuseUnavailable, refuseBusy:
 			return packets.ErrServerUnavailable // -> v3 3
@@ -435,7 +458,7 @@ func (r refusal) code(v5 bool, reason string) packets.Code {
 	switch r {
 	case refuseBadCredentials:
 		c = packets.ErrBadUsernameOrPassword
-	case refuseNotAuthorized:
+	case refuseNotAuthorized, refuseBlocked, refusePending:
 		c = packets.ErrNotAuthorized
 	case refuseUnavailable:
 		c = packets.ErrServerUnavailable
@@ -483,6 +506,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	defer cancel()
 	c, r, reason := h.authenticate(ctx, cl, pk)
 	if c == nil {
+		h.opts.Metrics.connectRefused(r)
 		code := r.code(cl.Properties.ProtocolVersion >= 5, reason)
 		if s := h.server.Load(); s != nil {
 			_ = s.SendConnack(cl, code, false, nil)
@@ -503,6 +527,7 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	}
 	fail := func(r refusal, why string) (*conn, refusal, string) {
 		h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", cl.Net.Remote, "reason", why)
+		h.auditRefusal(ctx, cl, username, why)
 		return nil, r, ""
 	}
 	if username == "" {
@@ -510,7 +535,8 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	}
 	if h.ips.blocked(ip, now) || h.users.blocked(username, now) {
 		h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", cl.Net.Remote, "reason", "too many failures")
-		return nil, refuseNotAuthorized, "too many failed attempts; retry later"
+		h.auditRefusal(ctx, cl, username, "too many failures")
+		return nil, refuseBlocked, "too many failed attempts; retry later"
 	}
 	failed := func(r refusal, why string) (*conn, refusal, string) {
 		h.users.fail(username, now)
@@ -526,6 +552,7 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	busy := h.settled.Load() != ep0 || h.dirty.Load()
 	fromCache := true
 	e := h.model.cached(username)
+	h.opts.Metrics.cacheLookup(cacheUser, e != nil)
 	if e == nil {
 		fromCache = false
 		var err error
@@ -540,7 +567,7 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 				}
 			case registry.Pending:
 				// Not a failure to count: the device waits for an admin.
-				return fail(refuseNotAuthorized, "registration pending")
+				return fail(refusePending, "registration pending")
 			default:
 				return failed(refuseBadCredentials, "unknown user")
 			}
@@ -595,7 +622,10 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 			if u.PasswordHash == "" {
 				return failed(refuseBadCredentials, "no password set")
 			}
-			ok, _, err := h.ver.verify(ctx, u.ID, password, u.PasswordHash, u.PasswordVersion)
+			ok, cached, err := h.ver.verify(ctx, u.ID, password, u.PasswordHash, u.PasswordVersion)
+			if !errors.Is(err, errBusy) {
+				h.opts.Metrics.cacheLookup(cachePassword, cached)
+			}
 			switch {
 			case errors.Is(err, errBusy):
 				return fail(refuseBusy, "verification queue full")
