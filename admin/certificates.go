@@ -205,6 +205,7 @@ func (s *Server) addCertificates(w http.ResponseWriter, r *http.Request, c *call
 		ids[i] = a.ID()
 	}
 	s.log.Info("trusted certificates added", "ids", ids, "by", c.user.Username)
+	noteTarget(r, "ids", ids...)
 	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
@@ -245,6 +246,7 @@ func (s *Server) deleteCertificate(w http.ResponseWriter, r *http.Request, c *ca
 	if err != nil {
 		return err
 	}
+	noteTarget(r, "id", id)
 	if err := s.opts.Trust.Remove(r.Context(), id); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return errorf(http.StatusNotFound, "no trusted certificate with id %s", id)

@@ -62,8 +62,8 @@ func openRedis(t testing.TB) store.Store {
 }
 
 // newAPI seeds the built-in roles and the admin, starts the server and
-// logs the admin in.
-func newAPI(t testing.TB, st store.Store) *api {
+// logs the admin in. opts adjust the server's options.
+func newAPI(t testing.TB, st store.Store, opts ...func(*admin.Options)) *api {
 	t.Helper()
 	ctx := context.Background()
 	tokens, err := credential.NewTokens(ctx, st, "warden-test")
@@ -90,7 +90,11 @@ func newAPI(t testing.TB, st store.Store) *api {
 		GrantTypes: []store.GrantType{{Method: store.GrantPassword}}}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := admin.New(admin.Options{Store: st, Tokens: tokens, Params: fastParams, Logger: slog.New(slog.DiscardHandler)})
+	o := admin.Options{Store: st, Tokens: tokens, Params: fastParams, Logger: slog.New(slog.DiscardHandler)}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv, err := admin.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
 )
@@ -196,7 +197,8 @@ func (s *Server) activateKey(ctx context.Context, u store.User, key store.MFAKey
 	now := s.now().UTC()
 	step, err := s.mfa.Check(u.ID, key, code, now)
 	if err != nil {
-		s.logCodeRefused(u.Username, "enrollment", err)
+		why := s.logCodeRefused(u.Username, "enrollment", err)
+		s.auditAuth(ctx, audit.ChannelMFA, u.Username, "enrollment: "+why)
 		return nil, errCode
 	}
 	codes, hashes, err := credential.NewBackupCodes()
@@ -401,6 +403,7 @@ func (s *Server) useCode(ctx context.Context, u store.User, req codeRequest, gua
 			s.lock(u.Username)
 		}
 		s.log.Info("mfa code refused", "user", u.Username, "reason", why)
+		s.auditAuth(ctx, audit.ChannelMFA, u.Username, why)
 	}
 	return outcome
 }
@@ -427,7 +430,8 @@ func (s *Server) countCodeFailure(m *store.MFAState, now time.Time) error {
 	return errMFALocked
 }
 
-func (s *Server) logCodeRefused(username, during string, err error) {
+// logCodeRefused logs a refused code and returns why, for the audit trail.
+func (s *Server) logCodeRefused(username, during string, err error) string {
 	reason := "wrong code"
 	switch {
 	case errors.Is(err, credential.ErrCodeReplayed):
@@ -436,6 +440,7 @@ func (s *Server) logCodeRefused(username, during string, err error) {
 		reason = "key cannot be decrypted"
 	}
 	s.log.Info("mfa code refused", "user", username, "during", during, "reason", reason)
+	return reason
 }
 
 // mfaChallengeResponse is the answer of a right password of an enrolled
@@ -475,6 +480,11 @@ type mfaLoginRequest struct {
 	OTP        string `json:"otp"`
 	BackupCode string `json:"backupCode"`
 	Secret     string `json:"secret"`
+	// TrustDevice asks for a device token that skips this step on later
+	// logins (mfakeys.go); DeviceName names the device in the list, else
+	// the User-Agent does.
+	TrustDevice bool   `json:"trustDevice"`
+	DeviceName  string `json:"deviceName"`
 }
 
 // mfaLogin is the second step of a login: the first step's secret and a
@@ -494,13 +504,24 @@ func (s *Server) mfaLogin(w http.ResponseWriter, r *http.Request, _ *caller) err
 	if err := code.validate(); err != nil {
 		return err
 	}
+	// Prepared before any check, so a bad device name spends no code.
+	var device store.TrustedDevice
+	var deviceToken string
+	if req.TrustDevice {
+		var err error
+		if device, deviceToken, err = s.newTrustedDevice(r, req.DeviceName); err != nil {
+			return err
+		}
+	}
 	if s.locked(req.Username) {
 		s.log.Info("mfa login refused", "user", req.Username, "remote", r.RemoteAddr, "reason", "locked")
+		s.auditAuth(r.Context(), audit.ChannelMFA, req.Username, "locked")
 		return errMFALocked
 	}
 	u, err := s.st.UserByUsername(r.Context(), req.Username)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Suspended) {
 		s.log.Info("mfa login refused", "user", req.Username, "remote", r.RemoteAddr, "reason", "unknown or suspended user")
+		s.auditAuth(r.Context(), audit.ChannelMFA, req.Username, "unknown or suspended user")
 		return errCode
 	}
 	if err != nil {
@@ -519,16 +540,21 @@ func (s *Server) mfaLogin(w http.ResponseWriter, r *http.Request, _ *caller) err
 	// atomically.
 	if s.mfaLocked(u) {
 		s.log.Info("mfa login refused", "user", req.Username, "remote", r.RemoteAddr, "reason", "mfa locked")
+		s.auditAuth(r.Context(), audit.ChannelMFA, req.Username, "mfa locked")
 		return errMFALocked
 	}
 	if !mfaActive(u.MFA) || guard(u.MFA) != nil {
 		s.log.Info("mfa login refused", "user", req.Username, "remote", r.RemoteAddr, "reason", "no valid login challenge")
+		s.auditAuth(r.Context(), audit.ChannelMFA, req.Username, "no valid login challenge")
 		return errCode
 	}
 	var ch store.MFAChallenge
 	err = s.useCode(r.Context(), u, code, guard, func(x *store.User) {
 		ch = *x.MFA.Challenge
 		x.MFA.Challenge = nil // one token per challenge
+		if req.TrustDevice {
+			s.trustDevice(x.MFA, device)
+		}
 	})
 	if err != nil {
 		return err
@@ -542,7 +568,10 @@ func (s *Server) mfaLogin(w http.ResponseWriter, r *http.Request, _ *caller) err
 	if err != nil {
 		return err
 	}
+	if req.TrustDevice {
+		s.log.Info("mfa device trusted", "user", u.Username, "device_id", device.ID, "expires_at", device.ExpiresAt)
+	}
 	s.log.Info("http login with mfa", "user", u.Username, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, loginResponse{Token: tok, ExpiresAt: rec.ExpiresAt, Permissions: perms, EnforceMFAEnrollment: u.EnforceMFAEnrollment})
+	writeJSON(w, http.StatusOK, loginResponse{Token: tok, ExpiresAt: rec.ExpiresAt, Permissions: perms, EnforceMFAEnrollment: u.EnforceMFAEnrollment, DeviceToken: deviceToken})
 	return nil
 }

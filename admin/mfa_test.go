@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os/exec"
 	"regexp"
@@ -76,20 +74,7 @@ func mBackends(t *testing.T, fn func(t *testing.T, m *mEnv)) {
 // MFA on or off and the given clock.
 func mNew(t *testing.T, a *api, mfaEnabled bool, clock *mClock) *mEnv {
 	t.Helper()
-	logs := &mLog{}
-	srv, err := admin.New(admin.Options{
-		Store: a.st, Tokens: a.tokens, Params: fastParams, MFAEnabled: mfaEnabled, Now: clock.now,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	b := *a
-	b.t, b.url, b.srv = t, hs.URL, srv
-	b.admin = b.login("admin", adminPassword)
-	return &mEnv{api: &b, clock: clock, logs: logs}
+	return t2Node(t, a, clock, func(o *admin.Options) { o.MFAEnabled = mfaEnabled })
 }
 
 // mOath returns oathtool's TOTP code for the base32 secret at the instant:

@@ -13,11 +13,11 @@ import (
 // no token: devices call them before they have any credential.
 func (s *Server) registerRegistry() {
 	s.handle("GET /api/client-registry", permitted, s.registryRequests)
-	s.handle("POST /api/client-registry/register", public, s.registryRegister)
+	s.handle("POST /api/client-registry/register", public, s.countRegistry("register", s.registryRegister))
 	s.handle("GET /api/client-registry/status", public, s.registryStatus)
-	s.handle("POST /api/client-registry/open", permitted, s.registryOpen)
-	s.handle("POST /api/client-registry/lock", permitted, s.registryLock)
-	s.handle("POST /api/client-registry/confirm", permitted, s.registryConfirm)
+	s.handle("POST /api/client-registry/open", permitted, s.countRegistry("open", s.registryOpen))
+	s.handle("POST /api/client-registry/lock", permitted, s.countRegistry("lock", s.registryLock))
+	s.handle("POST /api/client-registry/confirm", permitted, s.countRegistry("confirm", s.registryConfirm))
 }
 
 // registryRequestView is a row of GET /api/client-registry. Credentials
@@ -148,6 +148,7 @@ func (s *Server) registryConfirm(w http.ResponseWriter, r *http.Request, c *call
 	if req.Username == "" {
 		return errorf(http.StatusBadRequest, "username is required")
 	}
+	noteTarget(r, "username", req.Username)
 	roles := uniq(req.Roles)
 	for _, check := range []error{validPrefix(req.MQTTPublishPrefix), validGrantTypes(req.GrantTypes), checkPermissions(req.InitialPermissions)} {
 		if check != nil {

@@ -44,6 +44,7 @@ func (s *Server) createRole(w http.ResponseWriter, r *http.Request, c *caller) e
 	if req.Name == nil || req.IsShared == nil {
 		return errorf(http.StatusBadRequest, "name and isShared are required")
 	}
+	noteTarget(r, "name", *req.Name)
 	if err := validRoleName(*req.Name); err != nil {
 		return err
 	}

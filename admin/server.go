@@ -3,13 +3,17 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
@@ -31,6 +35,13 @@ const (
 	DefaultMaxTokenTTL      = 365 * 24 * time.Hour
 	DefaultLoginMaxFailures = 5
 	DefaultLoginBackoff     = 5 * time.Minute
+	// DefaultTrustedDeviceDays is how long a device trusted at an MFA
+	// login skips the MFA step.
+	DefaultTrustedDeviceDays = 30
+	// MaxTrustedDeviceDays bounds TrustedDeviceDays: a device token is a
+	// second factor that never asks again, so it should not outlive a
+	// year.
+	MaxTrustedDeviceDays = 365
 )
 
 // Options configure the API server.
@@ -38,6 +49,10 @@ type Options struct {
 	Store  store.Store
 	Tokens *credential.Tokens
 	Logger *slog.Logger
+	// Audit receives a record of every change made through the API and
+	// of every refused login, MFA code and bearer token (audit.go); nil:
+	// no audit trail.
+	Audit *audit.Logger
 	// Policy is the password policy (GET /api/policy/password).
 	Policy credential.Policy
 	// Params are the argon2id parameters for new password hashes.
@@ -54,6 +69,10 @@ type Options struct {
 	// and the /api/mfa endpoints other than isenrolled answer 403; the
 	// stored MFA state is kept and applies again when MFA is switched on.
 	MFAEnabled bool
+	// TrustedDeviceDays is how long a device trusted at an MFA login
+	// (trustDevice) skips the MFA step; 0: DefaultTrustedDeviceDays, at
+	// most MaxTrustedDeviceDays.
+	TrustedDeviceDays int
 	// Now is the clock of login lockout and MFA (codes, challenges,
 	// locks); nil: time.Now. Tests inject one.
 	Now func() time.Time
@@ -65,6 +84,13 @@ type Options struct {
 	// builds one on Store with the internal CA (no --client-ca
 	// certificates), following the store until it closes.
 	Trust *pki.TrustStore
+	// Metrics is the Prometheus registry GET /metrics serves and the API
+	// registers its own metrics with (metrics.go); nil: a registry of the
+	// API's metrics alone.
+	Metrics *prometheus.Registry
+	// Ready, when set, is asked by GET /readyz whether the MQTT listeners
+	// serve (health.go); the store is checked in any case.
+	Ready func() error
 }
 
 // Server is the admin HTTP API.
@@ -77,6 +103,8 @@ type Server struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	routes   []route
+	maint    *maintenance // backup and restore (maintenance.go)
+	metrics  *metrics     // Prometheus metrics (metrics.go)
 
 	// dummyHash is verified when a login names an unknown user, so the
 	// answer takes as long as for a wrong password.
@@ -140,6 +168,12 @@ func New(o Options) (*Server, error) {
 	if o.LoginBackoff <= 0 {
 		o.LoginBackoff = DefaultLoginBackoff
 	}
+	if o.TrustedDeviceDays == 0 {
+		o.TrustedDeviceDays = DefaultTrustedDeviceDays
+	}
+	if o.TrustedDeviceDays < 0 || o.TrustedDeviceDays > MaxTrustedDeviceDays {
+		return nil, fmt.Errorf("admin: Options.TrustedDeviceDays must be from 1 to %d, got %d", MaxTrustedDeviceDays, o.TrustedDeviceDays)
+	}
 	dummy, err := credential.Hash("warden-dummy-password", o.Params)
 	if err != nil {
 		return nil, err
@@ -173,6 +207,9 @@ func New(o Options) (*Server, error) {
 		opts: o, st: o.Store, tokens: o.Tokens, registry: o.Registry, mfa: mfa, log: o.Logger, mux: http.NewServeMux(),
 		dummyHash: dummy, failures: map[string]*loginFailures{}, now: o.Now,
 	}
+	if s.metrics, err = newMetrics(o.Metrics); err != nil {
+		return nil, err
+	}
 	s.registerSessions()
 	s.registerUsers()
 	s.registerRoles()
@@ -181,15 +218,20 @@ func New(o Options) (*Server, error) {
 	s.registerRegistry()
 	s.registerTokens()
 	s.registerMFA()
+	s.registerMFAKeys()
+	s.registerMaintenance()
 	s.registerOpenAPI()
+	s.registerHealth()
+	s.registerMetrics()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such endpoint", Code: http.StatusNotFound})
 	})
 	return s, nil
 }
 
-// Handler returns the API's http.Handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the API's http.Handler, counting every request
+// (metrics.go).
+func (s *Server) Handler() http.Handler { return s.metrics.instrument(s.mux) }
 
 // caller is the authenticated user of a request.
 type caller struct {
@@ -210,10 +252,13 @@ func (s *Server) handle(pattern string, a access, h handlerFunc) {
 	s.routes = append(s.routes, route{method: method, path: path, access: a})
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		var c *caller
+		w, r = s.auditStart(w, r, a)
+		defer s.auditEnd(w, r, pattern, &c)
 		if a != public {
 			var err error
 			c, err = s.authenticate(r)
 			if err != nil {
+				s.auditTokenRefused(r, bearer(r) != "", err)
 				writeError(w, r, s.log, err)
 				return
 			}

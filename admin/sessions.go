@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
 )
@@ -28,6 +29,9 @@ type loginRequest struct {
 	Password          string   `json:"password"`
 	ExpireTimeInHours *float64 `json:"expireTimeInHours,omitempty"`
 	Label             string   `json:"label,omitempty"`
+	// DeviceToken, from an MFA login that trusted this device, skips the
+	// MFA step while it is valid (mfakeys.go).
+	DeviceToken string `json:"deviceToken,omitempty"`
 }
 
 type loginResponse struct {
@@ -36,6 +40,9 @@ type loginResponse struct {
 	Permissions          []acl.Permission `json:"permissions"`
 	NeedsMFA             bool             `json:"needsMfa"`
 	EnforceMFAEnrollment bool             `json:"enforceMFAEnrollment"`
+	// DeviceToken answers an MFA login that asked to trust the device;
+	// shown this once.
+	DeviceToken string `json:"deviceToken,omitempty"`
 }
 
 // errLogin is the one answer to every failed login, so it does not tell
@@ -62,7 +69,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 	if err != nil {
 		return err
 	}
-	if s.mfaRequired(u) {
+	if s.mfaRequired(u) && !s.deviceTrusted(r, u, req.DeviceToken) {
 		return s.mfaChallenge(w, r, u, req.Label, ttl)
 	}
 	kind := credential.KindLogin
@@ -87,11 +94,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 // clears the user's failure count.
 func (s *Server) checkPassword(r *http.Request, username, password string) (store.User, error) {
 	if len(password) > credential.MaxPasswordLen {
+		s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, "password too long")
 		return store.User{}, errLogin
 	}
 	if s.locked(username) {
 		// Same answer as a wrong password; the lock is in the log.
 		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "locked")
+		s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, "locked")
 		return store.User{}, errLogin
 	}
 	u, err := s.st.UserByUsername(r.Context(), username)
@@ -110,11 +119,13 @@ func (s *Server) checkPassword(r *http.Request, username, password string) (stor
 	if err != nil || verr != nil || !ok || u.PasswordHash == "" || u.Suspended || !passwordGrant(u) {
 		s.fail(username)
 		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr)
+		s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, loginRefusal(err, verr, ok, u))
 		return store.User{}, errLogin
 	}
 	if s.mfaLocked(u) {
 		// Too many wrong MFA codes: refused on every node, like a lock.
 		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "mfa locked")
+		s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, "mfa locked")
 		return store.User{}, errLogin
 	}
 	s.succeed(username)

@@ -16,6 +16,7 @@ import (
 // of POST /api/v1/authenticate and per-user application tokens.
 func (s *Server) registerTokens() {
 	s.handle("GET /api/.well-known/jwks.json", public, s.jwks)
+	s.handle("POST /api/keys/rotate", permitted, s.rotateKeys)
 	s.handle("GET /api/validateToken", permitted, s.validateToken)
 	// 001's token endpoint: the same body and answer as POST /api/login.
 	s.handle("POST /api/oauth2", public, s.login)
@@ -213,6 +214,7 @@ func (s *Server) authenticateV1(w http.ResponseWriter, r *http.Request, _ *calle
 		}
 		var app credential.Claims
 		if u, app, err = s.exchangeApplicationToken(r, *req.ApplicationToken); err != nil {
+			s.auditTokenRefused(r, true, err)
 			return err
 		}
 		ttl = min(ttl, exchangedTokenTTL, app.ExpiresAt.Sub(s.now()))
@@ -381,5 +383,20 @@ func (s *Server) deleteApplicationToken(w http.ResponseWriter, r *http.Request, 
 	}
 	s.log.Info("application token revoked", "user", c.user.Username, "token_id", id)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// rotateKeys makes a new token signing key current on every node. Tokens
+// signed with the old key keep verifying until they expire; the answer is
+// the new key set, current key first.
+func (s *Server) rotateKeys(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.tokens.Rotate(r.Context()); err != nil {
+		return err
+	}
+	set := s.tokens.JWKS()
+	if len(set.Keys) > 0 {
+		s.log.Info("token signing key rotated", "kid", set.Keys[0].KID, "by", c.user.Username)
+	}
+	writeJSON(w, http.StatusOK, set)
 	return nil
 }

@@ -677,3 +677,49 @@ func TestTokensApplicationTokens(t *testing.T) {
 		a.mustAs(adminApp.Token, "GET", "/api/session", nil, http.StatusOK, nil)
 	})
 }
+
+// TestTokensRotateKeys: an admin rotates the signing key over HTTP; the
+// new key signs new tokens, a token signed before still works, and a user
+// without the permission cannot rotate.
+func TestTokensRotateKeys(t *testing.T) {
+	backends(t, func(t *testing.T, a *api) {
+		var before, after struct {
+			Keys []struct {
+				KID string `json:"kid"`
+			} `json:"keys"`
+		}
+		a.mustAs("", "GET", "/api/.well-known/jwks.json", nil, 200, &before)
+		old := a.login("admin", adminPassword)
+		a.must("POST", "/api/keys/rotate", nil, 200, &after)
+		if len(after.Keys) != len(before.Keys)+1 || after.Keys[0].KID == before.Keys[0].KID || after.Keys[1].KID != before.Keys[0].KID {
+			t.Fatalf("key set before %+v, after %+v", before, after)
+		}
+		a.mustAs(old, "GET", "/api/session", nil, 200, nil)
+		fresh := a.login("admin", adminPassword)
+		a.mustAs(fresh, "GET", "/api/session", nil, 200, nil)
+		if tokenKID(t, fresh) != after.Keys[0].KID || tokenKID(t, old) != before.Keys[0].KID {
+			t.Fatalf("kid of the old token %q, of the new one %q; keys %+v", tokenKID(t, old), tokenKID(t, fresh), after)
+		}
+		sCreateUser(t, a, "operator", "operator-pass-1", "minimum-access")
+		if code, _ := a.do("POST", "/api/keys/rotate", a.login("operator", "operator-pass-1"), nil); code != 403 {
+			t.Fatalf("rotation by a minimum-access user: %d, want 403", code)
+		}
+	})
+}
+
+// tokenKID reads the kid header of a JWT without verifying it.
+func tokenKID(t *testing.T, tok string) string {
+	t.Helper()
+	h, _, _ := strings.Cut(tok, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr struct {
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(raw, &hdr); err != nil {
+		t.Fatal(err)
+	}
+	return hdr.KID
+}

@@ -164,6 +164,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	noteTarget(r, "username", req.Username)
 	n, err := s.prepareUser(r.Context(), req)
 	if err != nil {
 		return err
@@ -187,12 +188,15 @@ func (s *Server) createUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 		return errorf(http.StatusBadRequest, "a non-empty array of users is expected")
 	}
 	names := map[string]bool{}
+	batch := make([]string, 0, len(reqs))
 	for _, q := range reqs {
 		if names[q.Username] {
 			return errorf(http.StatusConflict, "username %q appears twice in the batch", q.Username)
 		}
 		names[q.Username] = true
+		batch = append(batch, q.Username)
 	}
+	noteTarget(r, "usernames", batch...)
 	prepared := make([]newUser, 0, len(reqs))
 	for i, q := range reqs {
 		n, err := s.prepareUser(r.Context(), q)
@@ -535,6 +539,7 @@ func (s *Server) deleteUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 	if len(ids) == 0 {
 		return errorf(http.StatusBadRequest, "a non-empty array of user ids is expected")
 	}
+	noteTarget(r, "ids", ids...)
 	gone := map[string]bool{}
 	for _, id := range ids {
 		if _, err := s.st.User(r.Context(), id); errors.Is(err, store.ErrNotFound) {
@@ -574,11 +579,13 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 	}
 	name := c.user.Username
 	if s.locked(name) {
+		s.auditPasswordRefused(r, name, "locked (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}
 	ok, err := credential.Verify(req.Password, c.user.PasswordHash)
 	if c.user.PasswordHash == "" || err != nil || !ok {
 		s.fail(name)
+		s.auditPasswordRefused(r, name, "wrong password (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}
 	hash, err := s.hashPassword(req.NewPassword)

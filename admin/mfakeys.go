@@ -1,0 +1,423 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/pquerna/otp"
+
+	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/store"
+)
+
+// registerMFAKeys serves seed 002's MFA keys and trusted devices. They
+// work on the same stored state as /api/mfa/* (mfa.go): a user is
+// enrolled while it holds an active key, whichever API activated it.
+func (s *Server) registerMFAKeys() {
+	s.handle("POST /api/v1/user/mfa", self, s.createMFAKey)
+	s.handle("PATCH /api/v1/user/mfa/{key_id}", self, s.activateMFAKey)
+	s.handle("GET /api/v1/user/mfa/status", self, s.mfaKeyStatuses)
+	s.handle("GET /api/v1/user/mfa/type", self, s.mfaKeyTypes)
+	// {user_id} routes: the caller's own id, or "my", needs no permission;
+	// another user's needs the http permission on the path (mfaOwner).
+	s.handle("GET /api/v1/user/{user_id}/mfa", self, s.listMFAKeys)
+	s.handle("DELETE /api/v1/user/my/mfa/{key_id}", self, s.deleteMFAKey)
+	s.handle("DELETE /api/v1/user/{user_id}/mfa/{key_id}", self, s.deleteMFAKey)
+	s.handle("GET /api/v1/user/{user_id}/mfa/trusted_device", self, s.listTrustedDevices)
+	s.handle("DELETE /api/v1/user/{user_id}/mfa/trusted_device/{device_id}", self, s.deleteTrustedDevice)
+}
+
+// Limits that keep a user record small: every key and device lives on it.
+const (
+	// maxMFAKeys counts pending and active keys; beyond it a new key is
+	// refused (409) until one is deleted.
+	maxMFAKeys = 10
+	// maxTrustedDevices: trusting one more device forgets the one that
+	// expires first.
+	maxTrustedDevices = 20
+)
+
+// lookup is an entry of seed 002's lookup lists (statuses, types), and
+// how a key shows its own.
+type lookup struct {
+	ID          int    `json:"id"`
+	Description string `json:"description"`
+}
+
+// The lookup ids. Seed 002 fixes only "use 1 for ACTIVE"; pending is 0 so
+// that the ids grow with the key's progress.
+var (
+	mfaStatusPending = lookup{ID: 0, Description: "activation pending"}
+	mfaStatusActive  = lookup{ID: 1, Description: "active"}
+	mfaTypeTOTP      = lookup{ID: 1, Description: "TOTP"}
+)
+
+// statusLookup is the lookup entry of a stored key status.
+func statusLookup(status string) lookup {
+	if status == store.MFAStatusActive {
+		return mfaStatusActive
+	}
+	return mfaStatusPending
+}
+
+var (
+	// errKeyCode answers a wrong or replayed activation code: 422, not
+	// /api/mfa/validate's 401, so that a v1 client cannot mistake a
+	// mistyped code for an expired auth_token and log in again.
+	errKeyCode    = errorf(http.StatusUnprocessableEntity, "invalid one-time code")
+	errKeyMissing = errorf(http.StatusNotFound, "MFA key not found")
+)
+
+// mfaKeyView shows a key without its secret.
+type mfaKeyView struct {
+	ID             string     `json:"id"`
+	Status         lookup     `json:"status"`
+	Type           lookup     `json:"type"`
+	CreationDate   time.Time  `json:"creation_date"`
+	ActivationDate *time.Time `json:"activation_date"`
+}
+
+func viewMFAKey(k store.MFAKey) mfaKeyView {
+	v := mfaKeyView{ID: k.ID, Status: statusLookup(k.Status), Type: mfaTypeTOTP, CreationDate: k.CreatedAt}
+	if !k.ActivatedAt.IsZero() {
+		at := k.ActivatedAt
+		v.ActivationDate = &at
+	}
+	return v
+}
+
+// createdMFAKey is the answer of a new key: the only one that holds the
+// secret (seed 002: "will be displayed only on creation").
+type createdMFAKey struct {
+	mfaKeyView
+	SecretKey string `json:"secret_key"`
+	OTPAuth   string `json:"otpauth"`
+}
+
+// lookupRef names a lookup entry in a request. The id is a float because
+// seed 002's clients send numbers such as 1.0.
+type lookupRef struct {
+	ID *float64 `json:"id"`
+}
+
+func (l *lookupRef) is(want lookup) bool {
+	return l != nil && l.ID != nil && *l.ID == float64(want.ID)
+}
+
+type createMFAKeyRequest struct {
+	Type     *lookupRef `json:"type"`
+	Password string     `json:"password"`
+}
+
+// createMFAKey adds a pending TOTP key for the caller. The password is
+// checked like a login's (a wrong one counts towards the lockout), so a
+// token alone cannot add a second factor.
+func (s *Server) createMFAKey(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if !s.opts.MFAEnabled {
+		return errMFAOff
+	}
+	var req createMFAKeyRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if !req.Type.is(mfaTypeTOTP) {
+		return errorf(http.StatusBadRequest, "type.id is required and must be %d (%s)", mfaTypeTOTP.ID, mfaTypeTOTP.Description)
+	}
+	if req.Password == "" {
+		return errorf(http.StatusBadRequest, "password is required")
+	}
+	if _, err := s.checkPassword(r, c.user.Username, req.Password); err != nil {
+		return err
+	}
+	key, uri, err := s.addKey(r.Context(), c.user, func(m *store.MFAState) error {
+		if len(m.Keys) >= maxMFAKeys {
+			return errorf(http.StatusConflict, "at most %d MFA keys per user: delete one first", maxMFAKeys)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	parsed, err := otp.NewKeyFromURL(uri)
+	if err != nil {
+		return err
+	}
+	s.log.Info("mfa key created", "user", c.user.Username, "key_id", key.ID)
+	writeJSON(w, http.StatusCreated, createdMFAKey{mfaKeyView: viewMFAKey(key), SecretKey: parsed.Secret(), OTPAuth: uri})
+	return nil
+}
+
+type activateMFAKeyRequest struct {
+	Status *lookupRef `json:"status"`
+	Code   string     `json:"code"`
+}
+
+// activateMFAKey confirms one of the caller's pending keys with a current
+// code. The first active key enrols the user: the answer is then 200 with
+// the backup codes, shown once, as /api/mfa/validate gives them; any
+// later key answers 204, seed 002's empty body.
+func (s *Server) activateMFAKey(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if !s.opts.MFAEnabled {
+		return errMFAOff
+	}
+	var req activateMFAKeyRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if !req.Status.is(mfaStatusActive) {
+		return errorf(http.StatusBadRequest, "status.id is required and must be %d (%s)", mfaStatusActive.ID, mfaStatusActive.Description)
+	}
+	if req.Code == "" {
+		return errorf(http.StatusBadRequest, "code is required")
+	}
+	var key store.MFAKey
+	if c.user.MFA != nil {
+		if i := slices.IndexFunc(c.user.MFA.Keys, func(k store.MFAKey) bool { return k.ID == r.PathValue("key_id") }); i >= 0 {
+			key = c.user.MFA.Keys[i]
+		}
+	}
+	switch {
+	case key.ID == "":
+		return errKeyMissing
+	case key.Status == store.MFAStatusActive:
+		return errorf(http.StatusConflict, "MFA key is already active")
+	}
+	codes, err := s.activateKey(r.Context(), c.user, key, req.Code, nil)
+	if errors.Is(err, errCode) {
+		return errKeyCode
+	}
+	if err != nil {
+		return err
+	}
+	if codes == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, backupCodesResponse{BackupCodes: codes})
+	return nil
+}
+
+func (s *Server) mfaKeyStatuses(w http.ResponseWriter, _ *http.Request, _ *caller) error {
+	writeJSON(w, http.StatusOK, []lookup{mfaStatusPending, mfaStatusActive})
+	return nil
+}
+
+func (s *Server) mfaKeyTypes(w http.ResponseWriter, _ *http.Request, _ *caller) error {
+	writeJSON(w, http.StatusOK, []lookup{mfaTypeTOTP})
+	return nil
+}
+
+// mfaOwner resolves the user of a route under /api/v1/user/{user_id}/mfa:
+// "my" (or no {user_id}) and the caller's own id are the caller, which
+// needs no permission; another user needs the caller's http permission
+// on the path, checked before the user is looked up so that ids cannot be
+// probed (403 either way), and must exist (404).
+func (s *Server) mfaOwner(r *http.Request, c *caller) (u store.User, own bool, err error) {
+	id := r.PathValue("user_id")
+	if id == "" || id == "my" || id == c.user.ID {
+		return c.user, true, nil
+	}
+	if !c.allowed(r) {
+		return store.User{}, false, errorf(http.StatusForbidden, "missing permission for %s %s", r.Method, r.URL.Path)
+	}
+	u, err = s.st.User(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.User{}, false, errorf(http.StatusNotFound, "user not found")
+	}
+	return u, false, err
+}
+
+// listMFAKeys lists a user's keys, never their secrets: the ids are what
+// deleting a key takes.
+func (s *Server) listMFAKeys(w http.ResponseWriter, r *http.Request, c *caller) error {
+	u, _, err := s.mfaOwner(r, c)
+	if err != nil {
+		return err
+	}
+	out := []mfaKeyView{}
+	if u.MFA != nil {
+		for _, k := range u.MFA.Keys {
+			out = append(out, viewMFAKey(k))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// deleteMFAKey deletes a key. A user may not delete its own last active
+// key here: that would switch MFA off with a token alone, where POST
+// /api/mfa/disable asks for a code (409 points there). An admin may; when
+// no active key is left, the user is no longer enrolled and its backup
+// codes, trusted devices and pending login go too, as with a reset.
+func (s *Server) deleteMFAKey(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if !s.opts.MFAEnabled {
+		return errMFAOff
+	}
+	u, own, err := s.mfaOwner(r, c)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("key_id")
+	_, err = s.st.UpdateUser(r.Context(), u.ID, func(x *store.User) error {
+		m := x.MFA
+		i := -1
+		if m != nil {
+			i = slices.IndexFunc(m.Keys, func(k store.MFAKey) bool { return k.ID == id })
+		}
+		if i < 0 {
+			return errKeyMissing
+		}
+		active := 0
+		for _, k := range m.Keys {
+			if k.Status == store.MFAStatusActive {
+				active++
+			}
+		}
+		if own && active == 1 && m.Keys[i].Status == store.MFAStatusActive {
+			return errorf(http.StatusConflict, "this is your last active MFA key: switch MFA off with POST /api/mfa/disable and a code instead")
+		}
+		m.Keys = slices.Delete(m.Keys, i, i+1)
+		if !mfaActive(m) {
+			m.BackupCodes, m.TrustedDevices, m.Challenge = nil, nil, nil
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("mfa key deleted", "user", u.Username, "key_id", id, "by", c.user.Username)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// trustedDeviceView lists a trusted device without its token.
+type trustedDeviceView struct {
+	ID             string    `json:"id"`
+	Name           string    `json:"name"`
+	CreationDate   time.Time `json:"creation_date"`
+	ExpirationDate time.Time `json:"expiration_date"`
+}
+
+// listTrustedDevices lists a user's trusted devices that have not
+// expired (an expired one skips nothing any more).
+func (s *Server) listTrustedDevices(w http.ResponseWriter, r *http.Request, c *caller) error {
+	u, _, err := s.mfaOwner(r, c)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	out := []trustedDeviceView{}
+	if u.MFA != nil {
+		for _, d := range u.MFA.TrustedDevices {
+			if now.Before(d.ExpiresAt) {
+				out = append(out, trustedDeviceView{ID: d.ID, Name: d.Name, CreationDate: d.CreatedAt, ExpirationDate: d.ExpiresAt})
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// deleteTrustedDevice forgets a trusted device: its token no longer skips
+// the MFA step. Expired devices count as gone (404), as in the list.
+func (s *Server) deleteTrustedDevice(w http.ResponseWriter, r *http.Request, c *caller) error {
+	u, _, err := s.mfaOwner(r, c)
+	if err != nil {
+		return err
+	}
+	id, now := r.PathValue("device_id"), s.now()
+	_, err = s.st.UpdateUser(r.Context(), u.ID, func(x *store.User) error {
+		if x.MFA == nil || !slices.ContainsFunc(x.MFA.TrustedDevices, func(d store.TrustedDevice) bool { return d.ID == id && now.Before(d.ExpiresAt) }) {
+			return errorf(http.StatusNotFound, "trusted device not found")
+		}
+		x.MFA.TrustedDevices = slices.DeleteFunc(x.MFA.TrustedDevices, func(d store.TrustedDevice) bool { return d.ID == id || !now.Before(d.ExpiresAt) })
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.log.Info("mfa trusted device deleted", "user", u.Username, "device_id", id, "by", c.user.Username)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// newTrustedDevice prepares the record and the token of a device trusted
+// at the end of an MFA login. The device is named by deviceName, else by
+// the User-Agent, cleaned up rather than refused: the client chose the
+// one, not the other. The token is returned once; the record keeps its
+// hash.
+func (s *Server) newTrustedDevice(r *http.Request, name string) (store.TrustedDevice, string, error) {
+	if name != "" {
+		if len(name) > maxNameLen {
+			return store.TrustedDevice{}, "", errorf(http.StatusBadRequest, "deviceName must be at most %d bytes", maxNameLen)
+		}
+		if err := validText("deviceName", name); err != nil {
+			return store.TrustedDevice{}, "", err
+		}
+	} else {
+		name = deviceNameOf(r.UserAgent())
+	}
+	token, hash, err := credential.NewSecret()
+	if err != nil {
+		return store.TrustedDevice{}, "", err
+	}
+	now := s.now().UTC()
+	ttl := time.Duration(s.opts.TrustedDeviceDays) * 24 * time.Hour
+	return store.TrustedDevice{ID: store.NewID(), Name: name, TokenHash: hash, CreatedAt: now, ExpiresAt: now.Add(ttl)}, token, nil
+}
+
+// deviceNameOf makes a User-Agent fit for the device list: valid UTF-8,
+// no control characters, at most maxNameLen bytes.
+func deviceNameOf(ua string) string {
+	name := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(ua, ""))
+	name = strings.TrimSpace(name)
+	if len(name) > maxNameLen {
+		// A rune cut in two at the end is dropped.
+		name = strings.ToValidUTF8(name[:maxNameLen], "")
+	}
+	return name
+}
+
+// trustDevice adds d to m, forgetting expired devices and, when the list
+// is full, the one that expires first.
+func (s *Server) trustDevice(m *store.MFAState, d store.TrustedDevice) {
+	now := s.now()
+	m.TrustedDevices = slices.DeleteFunc(m.TrustedDevices, func(x store.TrustedDevice) bool { return !now.Before(x.ExpiresAt) })
+	for len(m.TrustedDevices) >= maxTrustedDevices {
+		first := slices.MinFunc(m.TrustedDevices, func(a, b store.TrustedDevice) int { return a.ExpiresAt.Compare(b.ExpiresAt) })
+		m.TrustedDevices = slices.DeleteFunc(m.TrustedDevices, func(x store.TrustedDevice) bool { return x.ID == first.ID })
+	}
+	m.TrustedDevices = append(m.TrustedDevices, d)
+}
+
+// deviceTrusted reports whether token is a device token of u that has not
+// expired, so that its login may skip the MFA step. Every device is
+// compared, in constant time, so the time taken tells nothing; a token of
+// another user, or a deleted one, matches nothing here.
+func (s *Server) deviceTrusted(r *http.Request, u store.User, token string) bool {
+	if token == "" || u.MFA == nil {
+		return false
+	}
+	now := s.now()
+	found := ""
+	for _, d := range u.MFA.TrustedDevices {
+		if credential.SecretMatches(d.TokenHash, token) && now.Before(d.ExpiresAt) {
+			found = d.ID
+		}
+	}
+	if found == "" {
+		s.log.Info("http login device token not accepted", "user", u.Username, "remote", r.RemoteAddr)
+		return false
+	}
+	s.log.Info("http login with trusted device", "user", u.Username, "remote", r.RemoteAddr, "device_id", found)
+	return true
+}
