@@ -11,6 +11,7 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 { command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 2>&1; } || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+{ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || need+=(docker-compose)
 command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
 
 if [ ${#need[@]} -eq 0 ]; then

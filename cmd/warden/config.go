@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
 )
 
@@ -72,10 +74,22 @@ type Config struct {
 	// with a TOTP code after their password. Off, the MFA endpoints
 	// answer 403 and logins ask for no code; enrollments are kept.
 	MFA bool
+	// MFATrustedDeviceDays is how long a device trusted at an MFA login
+	// skips the MFA step.
+	MFATrustedDeviceDays int
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// ShutdownTimeout bounds how long a clean shutdown may take.
 	ShutdownTimeout time.Duration
+	// AuditLog is where the audit trail (admin changes, authentication
+	// failures; JSON lines) goes: "stderr", "stdout", "off" or a file
+	// path, appended to.
+	AuditLog string
+	// InsecureNoAuth replaces warden's auth hook with Mochi's allow-all
+	// hook: every CONNECT, publish and subscribe is allowed. It exists
+	// only to measure what the auth layer costs (scripts/bench-compare.sh);
+	// never set it on a broker anyone else can reach.
+	InsecureNoAuth bool
 }
 
 // option describes one setting: its flag, its environment variable, its
@@ -184,12 +198,21 @@ var options = []option{
 	{flag: "mfa", env: "WARDEN_MFA", def: "true", arg: "bool",
 		usage: "multi-factor authentication (TOTP) for HTTP logins: enrolled users need a code after their password (false: the /api/mfa endpoints answer 403, logins ask for no code, enrollments are kept)",
 		bind:  boolOpt(func(c *Config) *bool { return &c.MFA })},
+	{flag: "mfa-trusted-device-days", env: "WARDEN_MFA_TRUSTED_DEVICE_DAYS", def: "30", arg: "days",
+		usage: "days a device trusted at an MFA login (trustDevice) may skip the MFA step, from 1 to 365",
+		bind:  intOpt(func(c *Config) *int { return &c.MFATrustedDeviceDays })},
 	{flag: "log-level", env: "WARDEN_LOG_LEVEL", def: "info", arg: "level",
 		usage: "log level: debug, info, warn or error",
 		bind:  stringOpt(func(c *Config) *string { return &c.LogLevel })},
 	{flag: "shutdown-timeout", env: "WARDEN_SHUTDOWN_TIMEOUT", def: "10s", arg: "duration",
 		usage: "how long a shutdown may take before warden gives up waiting",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{flag: "audit-log", env: "WARDEN_AUDIT_LOG", def: "stderr", arg: "sink",
+		usage: "audit trail of admin changes and authentication failures, as JSON lines: stderr, stdout, off, or a file path (appended to, created with mode 0600)",
+		bind:  stringOpt(func(c *Config) *string { return &c.AuditLog })},
+	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool",
+		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
+		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
 }
 
 // loadConfig builds the Config from args (without the program name) and
@@ -323,12 +346,18 @@ func (c Config) Validate() error {
 			add(d.flag, "must be positive, got %s", d.v)
 		}
 	}
+	if c.MFATrustedDeviceDays < 1 || c.MFATrustedDeviceDays > admin.MaxTrustedDeviceDays {
+		add("mfa-trusted-device-days", "must be from 1 to %d, got %d", admin.MaxTrustedDeviceDays, c.MFATrustedDeviceDays)
+	}
 	if c.AuthMaxFailuresUser == 0 || c.AuthMaxFailuresIP == 0 {
 		add("auth-max-failures-user", "a limit of 0 would block every login; use a negative value for no limit")
 	}
 
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
+	}
+	if err := audit.CheckSink(c.AuditLog); err != nil {
+		add("audit-log", "%v", err)
 	}
 	return errors.Join(errs...)
 }
@@ -389,6 +418,7 @@ func checkRedisURL(raw string) error {
 func usage() string {
 	var b strings.Builder
 	b.WriteString(`Usage: warden [flags]
+       warden backup|restore|user add ... (see Commands below)
 
 warden runs an MQTT broker whose every connect, subscribe, publish and
 delivery is checked against its user and permission model, with an admin
@@ -408,6 +438,8 @@ Flags:
 		fmt.Fprintf(&b, "        env %s, default %s\n", o.env, def)
 		fmt.Fprintf(&b, "        %s\n", o.usage)
 	}
+	b.WriteString(commandsUsage)    // commands.go
+	b.WriteString(healthcheckUsage) // healthcheck.go
 	b.WriteString(`
 Exit status: 0 after a clean shutdown (SIGINT, SIGTERM), 1 when startup or
 shutdown fails, 2 when the configuration is invalid.

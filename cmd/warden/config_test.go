@@ -24,6 +24,7 @@ func defaultConfig() Config {
 		DataDir:         "./data",
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
+		AuditLog:        "stderr",
 
 		ConnectTimeout:      10 * time.Second,
 		RegistryMaxOpen:     time.Hour,
@@ -33,6 +34,8 @@ func defaultConfig() Config {
 		AuthFailureWindow:   5 * time.Minute,
 		AuthBackoff:         5 * time.Minute,
 		MFA:                 true,
+
+		MFATrustedDeviceDays: 30,
 	}
 }
 
@@ -85,21 +88,23 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_MQTT_ADDR": ":1", "WARDEN_MQTTS_ADDR": ":2", "WARDEN_WS_ADDR": ":3", "WARDEN_HTTP_ADDR": ":4",
 				"WARDEN_DATA_DIR": "/d", "WARDEN_REDIS_URL": "redis://r:6379/1",
 				"WARDEN_TLS_CERT": "c.pem", "WARDEN_TLS_KEY": "k.pem", "WARDEN_CLIENT_CA": "ca.pem",
-				"WARDEN_LOG_LEVEL": "error", "WARDEN_SHUTDOWN_TIMEOUT": "2s",
+				"WARDEN_LOG_LEVEL": "error", "WARDEN_SHUTDOWN_TIMEOUT": "2s", "WARDEN_INSECURE_NO_AUTH": "true",
+				"WARDEN_AUDIT_LOG": "/var/log/warden-audit.jsonl",
 				"WARDEN_TLS_HOSTS": "mqtt.example.com", "WARDEN_WS_TLS": "true", "WARDEN_CONNECT_TIMEOUT": "3s",
 				"WARDEN_AUTH_MAX_FAILURES_USER": "5", "WARDEN_AUTH_MAX_FAILURES_IP": "-1",
 				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
 				"WARDEN_REGISTRY_MAX_OPEN": "10m", "WARDEN_REGISTRY_AUTO_GRANT_ROLES": "line-a", "WARDEN_CLIENT_CERT_VALIDITY": "720h",
-				"WARDEN_MFA": "false",
+				"WARDEN_MFA": "false", "WARDEN_MFA_TRUSTED_DEVICE_DAYS": "7",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
 					RedisURL: "redis://r:6379/1", TLSCert: "c.pem", TLSKey: "k.pem", ClientCA: "ca.pem",
-					LogLevel: "error", ShutdownTimeout: 2 * time.Second,
+					LogLevel: "error", ShutdownTimeout: 2 * time.Second, InsecureNoAuth: true,
+					AuditLog: "/var/log/warden-audit.jsonl",
 					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
 					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second,
 					RegistryMaxOpen: 10 * time.Minute, RegistryAutoGrantRoles: "line-a", ClientCertValidity: 720 * time.Hour,
-					MFA: false}
+					MFA: false, MFATrustedDeviceDays: 7}
 			},
 		},
 	}
@@ -143,6 +148,9 @@ func TestLoadConfigRejectsBadInput(t *testing.T) {
 		{"a bad duration variable names the variable", nil, map[string]string{"WARDEN_SHUTDOWN_TIMEOUT": "soon"}, "WARDEN_SHUTDOWN_TIMEOUT"},
 		{"a positional argument", []string{"serve"}, nil, `unexpected argument "serve"`},
 		{"a non-positive shutdown timeout", []string{"--shutdown-timeout=0s"}, nil, "must be positive"},
+		{"an empty audit log", []string{"--audit-log="}, nil, `--audit-log (WARDEN_AUDIT_LOG): empty: want "stderr", "stdout", "off" or a file path`},
+		{"trusted devices for no day", []string{"--mfa-trusted-device-days=0"}, nil, "--mfa-trusted-device-days (WARDEN_MFA_TRUSTED_DEVICE_DAYS): must be from 1 to 365"},
+		{"trusted devices for over a year", nil, map[string]string{"WARDEN_MFA_TRUSTED_DEVICE_DAYS": "366"}, "must be from 1 to 365, got 366"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,8 +294,11 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--registry-auto-grant-roles", "WARDEN_REGISTRY_AUTO_GRANT_ROLES", "empty"},
 		{"--client-cert-validity", "WARDEN_CLIENT_CERT_VALIDITY", `"8760h"`},
 		{"--mfa", "WARDEN_MFA", `"true"`},
+		{"--mfa-trusted-device-days", "WARDEN_MFA_TRUSTED_DEVICE_DAYS", `"30"`},
 		{"--log-level", "WARDEN_LOG_LEVEL", `"info"`},
 		{"--shutdown-timeout", "WARDEN_SHUTDOWN_TIMEOUT", `"10s"`},
+		{"--audit-log", "WARDEN_AUDIT_LOG", `"stderr"`},
+		{"--insecure-no-auth", "WARDEN_INSECURE_NO_AUTH", `"false"`},
 	}
 	for _, w := range want {
 		if !strings.Contains(help, "  "+w.flag+" ") {

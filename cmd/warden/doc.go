@@ -10,6 +10,14 @@
 // Usage:
 //
 //	warden [flags]
+//	warden backup --out FILE [--include-keys]
+//	warden restore FILE
+//	warden user add NAME --role ROLE [--password-stdin]
+//
+// The commands (commands.go) work on the store --data-dir or --redis-url
+// selects, offline for the embedded store (its file is locked while
+// warden runs): backup and restore of the whole model as an archive
+// (store/archive.go), and recovery of an admin who cannot log in.
 //
 // Every flag has an environment variable; a flag beats its variable, the
 // variable beats the default:

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
 )
@@ -30,10 +31,18 @@ const (
 const storeFile = "warden.db"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" { // healthcheck.go
+		os.Exit(healthcheck(os.Args[2:], os.Getenv, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// After the first signal, restore the default handling so a second
 	// Ctrl-C kills a shutdown that hangs.
 	context.AfterFunc(ctx, stop)
+	if len(os.Args) > 1 && isCommand(os.Args[1]) { // backup, restore, user add: commands.go
+		code := runCommand(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -56,6 +65,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	level, _ := parseLevel(cfg.LogLevel) // validated by loadConfig
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	brokerLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: redactPackets}))
+	auditLog, closeAudit, err := audit.Open(cfg.AuditLog, os.Stdout, stderr)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		return exitFail
+	}
+	defer closeAudit()
 
 	s, kind, err := openStore(ctx, cfg)
 	if err != nil {
@@ -65,6 +80,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// Close the store on every path from here; on the clean path within
 	// the shutdown timeout.
 	closeStore := func() error { return closeWithin(s, cfg.ShutdownTimeout) }
+	tel, s, err := startTelemetry(ctx, s, kind) // s: now measured (telemetry.go)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		_ = closeStore()
+		return exitFail
+	}
 
 	if err := bootstrap(ctx, s, cfg.AdminPassword, log); err != nil {
 		log.Error("startup failed", "err", err)
@@ -90,13 +111,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
-	b, err := startBroker(ctx, cfg, s, tokens, reg, trust, log, brokerLog)
+	b, err := startBroker(ctx, cfg, s, tokens, reg, trust, log, brokerLog, auditLog, tel.hook)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()
 		return exitFail
 	}
-	httpSrv, err := startHTTP(cfg, s, tokens, reg, trust, log)
+	tel.serving(b)
+	httpSrv, err := startHTTP(cfg, s, tokens, reg, trust, log, auditLog, tel)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = b.Close()
@@ -119,23 +141,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	// Stop taking requests and let in-flight ones finish, tell MQTT
-	// clients "server shutting down", then close the store.
-	if httpSrv != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-		if err := httpSrv.Shutdown(sctx); err != nil {
-			log.Warn("admin HTTP shutdown", "err", err)
-		}
-		cancel()
-	}
-	if err := b.Close(); err != nil {
-		log.Warn("broker close", "err", err)
-	}
-	if err := closeStore(); err != nil {
-		log.Error("shutdown failed", "err", err)
-		return exitFail
-	}
-	log.Info("stopped")
-	return exitOK
+	// clients "server shutting down", then close the store (shutdown.go).
+	return shutdown(cfg.ShutdownTimeout, httpSrv, b, s, log)
 }
 
 // openStore opens Redis when a URL is configured, else the bolt file in

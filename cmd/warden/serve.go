@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
@@ -37,7 +38,7 @@ const caCertFile = "ca.pem"
 
 // startBroker wires the auth hook and the embedded broker and starts
 // serving MQTT.
-func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
+func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger, auditLog *audit.Logger, metrics *authhook.Metrics) (*broker.Broker, error) {
 	var err error
 	var tlsCfg *tls.Config
 	if cfg.MQTTSAddr != "" || cfg.WSTLS {
@@ -46,10 +47,15 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 			return nil, err
 		}
 	}
+	if cfg.InsecureNoAuth {
+		return startInsecureBroker(cfg, tlsCfg, log, brokerLog)
+	}
 	hook, err := authhook.New(ctx, authhook.Options{
 		Store:              s,
 		Tokens:             tokens,
 		Logger:             log,
+		Audit:              auditLog,
+		Metrics:            metrics,
 		MaxFailuresPerUser: cfg.AuthMaxFailuresUser,
 		MaxFailuresPerIP:   cfg.AuthMaxFailuresIP,
 		FailureWindow:      cfg.AuthFailureWindow,
@@ -86,11 +92,12 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 }
 
 // startHTTP serves the admin API on --http-addr (nil, nil when off).
-func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger) (*http.Server, error) {
+func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, auditLog *audit.Logger, tel *telemetry) (*http.Server, error) {
 	if cfg.HTTPAddr == "" {
 		return nil, nil
 	}
-	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, MFAEnabled: cfg.MFA})
+	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, Audit: auditLog, MFAEnabled: cfg.MFA, TrustedDeviceDays: cfg.MFATrustedDeviceDays,
+		Metrics: tel.registry, Ready: tel.ready})
 	if err != nil {
 		return nil, err
 	}
