@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -9,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/warden-mqtt/warden/store"
 )
 
 // metrics are the admin API's Prometheus metrics (docs/metrics.md) and the
@@ -35,14 +36,14 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	requests, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	requests, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_http_requests_total",
 		Help: "Admin API requests answered, by route pattern (\"GET /api/users/{id}\"; \"/\" for unknown paths, \"unmatched\" for 405s and redirects) and status code.",
 	}, []string{"route", "code"}))
 	if err != nil {
 		return nil, err
 	}
-	duration, err := register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	duration, err := store.RegisterCollector(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "warden_http_request_duration_seconds",
 		Help:    "Admin API request latency until the handler returns, by route pattern.",
 		Buckets: prometheus.DefBuckets,
@@ -50,14 +51,14 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	inflight, err := register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	inflight, err := store.RegisterCollector(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "warden_http_requests_in_flight",
 		Help: "Admin API requests being served now.",
 	}))
 	if err != nil {
 		return nil, err
 	}
-	registry, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	registry, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_registry_requests_total",
 		Help: "Client registry calls over HTTP, by action (register, open, lock, confirm) and result (granted, pending, ok, locked, refused, error).",
 	}, []string{"action", "result"}))
@@ -68,21 +69,6 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		scrape:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		requests: requests, duration: duration, inflight: inflight, registry: registry,
 	}, nil
-}
-
-// register registers c, or returns the collector already registered under
-// the same description (two servers on one registry add up).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 // registerMetrics serves GET /metrics without a token: Prometheus scrapes

@@ -250,6 +250,25 @@ type codeRequest struct {
 	BackupCode string `json:"backupCode"`
 }
 
+// enrolledCode reads the code of a request that needs MFA on and the
+// caller enrolled (disable, regenerate).
+func (s *Server) enrolledCode(w http.ResponseWriter, r *http.Request, c *caller) (codeRequest, error) {
+	var req codeRequest
+	if !s.opts.MFAEnabled {
+		return req, errMFAOff
+	}
+	if err := decode(w, r, &req); err != nil {
+		return req, err
+	}
+	if err := req.validate(); err != nil {
+		return req, err
+	}
+	if !mfaActive(c.user.MFA) {
+		return req, errorf(http.StatusConflict, "user is not enrolled")
+	}
+	return req, nil
+}
+
 func (c codeRequest) validate() error {
 	if (c.OTP == "") == (c.BackupCode == "") {
 		return errorf(http.StatusBadRequest, "exactly one of otp and backupCode is required")
@@ -260,18 +279,9 @@ func (c codeRequest) validate() error {
 // mfaDisable removes the caller's MFA (keys, backup codes, trusted
 // devices) after a valid code.
 func (s *Server) mfaDisable(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if !s.opts.MFAEnabled {
-		return errMFAOff
-	}
-	var req codeRequest
-	if err := decode(w, r, &req); err != nil {
+	req, err := s.enrolledCode(w, r, c)
+	if err != nil {
 		return err
-	}
-	if err := req.validate(); err != nil {
-		return err
-	}
-	if !mfaActive(c.user.MFA) {
-		return errorf(http.StatusConflict, "user is not enrolled")
 	}
 	if err := s.useCode(r.Context(), c.user, req, nil, func(x *store.User) { x.MFA = nil }); err != nil {
 		return err
@@ -284,18 +294,9 @@ func (s *Server) mfaDisable(w http.ResponseWriter, r *http.Request, c *caller) e
 // mfaRegenerateBackupCodes replaces the caller's backup codes after a
 // valid code (a backup code used for it is spent like any other).
 func (s *Server) mfaRegenerateBackupCodes(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if !s.opts.MFAEnabled {
-		return errMFAOff
-	}
-	var req codeRequest
-	if err := decode(w, r, &req); err != nil {
+	req, err := s.enrolledCode(w, r, c)
+	if err != nil {
 		return err
-	}
-	if err := req.validate(); err != nil {
-		return err
-	}
-	if !mfaActive(c.user.MFA) {
-		return errorf(http.StatusConflict, "user is not enrolled")
 	}
 	codes, hashes, err := credential.NewBackupCodes()
 	if err != nil {

@@ -649,16 +649,23 @@ type fingerprintRequest struct {
 	Fingerprint string `json:"fingerprint"`
 }
 
-func (s *Server) addCertificate(w http.ResponseWriter, r *http.Request, c *caller) error {
+// certificateTarget reads the {id} user and the normalized fingerprint of
+// a certificates request.
+func (s *Server) certificateTarget(w http.ResponseWriter, r *http.Request) (store.User, string, error) {
 	var req fingerprintRequest
 	if err := decode(w, r, &req); err != nil {
-		return err
+		return store.User{}, "", err
 	}
 	fp, err := normalizeFingerprint(req.Fingerprint)
 	if err != nil {
-		return err
+		return store.User{}, "", err
 	}
 	u, err := s.pathUser(r)
+	return u, fp, err
+}
+
+func (s *Server) addCertificate(w http.ResponseWriter, r *http.Request, c *caller) error {
+	u, fp, err := s.certificateTarget(w, r)
 	if err != nil {
 		return err
 	}
@@ -680,15 +687,7 @@ func (s *Server) addCertificate(w http.ResponseWriter, r *http.Request, c *calle
 // removeCertificate unregisters a fingerprint; the broker disconnects
 // clients that connected with it.
 func (s *Server) removeCertificate(w http.ResponseWriter, r *http.Request, c *caller) error {
-	var req fingerprintRequest
-	if err := decode(w, r, &req); err != nil {
-		return err
-	}
-	fp, err := normalizeFingerprint(req.Fingerprint)
-	if err != nil {
-		return err
-	}
-	u, err := s.pathUser(r)
+	u, fp, err := s.certificateTarget(w, r)
 	if err != nil {
 		return err
 	}
@@ -711,16 +710,22 @@ type roleIDRequest struct {
 	RoleID string `json:"roleId"`
 }
 
-// addUserRole grants a role; granting a held role changes nothing.
-func (s *Server) addUserRole(w http.ResponseWriter, r *http.Request, c *caller) error {
+// roleTarget reads the {id} user and the roleId of a user-roles request.
+func (s *Server) roleTarget(w http.ResponseWriter, r *http.Request) (store.User, roleIDRequest, error) {
 	var req roleIDRequest
 	if err := decode(w, r, &req); err != nil {
-		return err
+		return store.User{}, req, err
 	}
 	if req.RoleID == "" {
-		return errorf(http.StatusBadRequest, "roleId is required")
+		return store.User{}, req, errorf(http.StatusBadRequest, "roleId is required")
 	}
 	u, err := s.pathUser(r)
+	return u, req, err
+}
+
+// addUserRole grants a role; granting a held role changes nothing.
+func (s *Server) addUserRole(w http.ResponseWriter, r *http.Request, c *caller) error {
+	u, req, err := s.roleTarget(w, r)
 	if err != nil {
 		return err
 	}
@@ -747,14 +752,7 @@ func (s *Server) addUserRole(w http.ResponseWriter, r *http.Request, c *caller) 
 }
 
 func (s *Server) removeUserRole(w http.ResponseWriter, r *http.Request, c *caller) error {
-	var req roleIDRequest
-	if err := decode(w, r, &req); err != nil {
-		return err
-	}
-	if req.RoleID == "" {
-		return errorf(http.StatusBadRequest, "roleId is required")
-	}
-	u, err := s.pathUser(r)
+	u, req, err := s.roleTarget(w, r)
 	if err != nil {
 		return err
 	}

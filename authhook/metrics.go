@@ -1,11 +1,11 @@
 package authhook
 
 import (
-	"errors"
-
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warden-mqtt/warden/store"
 )
 
 // Metrics are the hook's Prometheus metrics (docs/metrics.md). Every label
@@ -55,35 +55,35 @@ const (
 // registering on a registry that already has them reuses those, so two
 // hooks on one registry add up.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
-	accepted, err := register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+	accepted, err := store.RegisterCollector(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "warden_mqtt_connects_accepted_total",
 		Help: "MQTT CONNECTs accepted (CONNACK success sent).",
 	}))
 	if err != nil {
 		return nil, err
 	}
-	refused, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	refused, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_mqtt_connects_refused_total",
 		Help: "MQTT CONNECTs refused by the auth hook, by reason.",
 	}, []string{"reason"}))
 	if err != nil {
 		return nil, err
 	}
-	denials, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	denials, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_mqtt_acl_denials_total",
 		Help: "MQTT operations refused by the permission check, by kind (publish, subscribe, delivery).",
 	}, []string{"kind"}))
 	if err != nil {
 		return nil, err
 	}
-	active, err := register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	active, err := store.RegisterCollector(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "warden_mqtt_active_clients",
 		Help: "MQTT clients connected now (CONNACK sent, not yet disconnected).",
 	}))
 	if err != nil {
 		return nil, err
 	}
-	cache, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	cache, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_mqtt_auth_cache_total",
 		Help: "CONNECT-time cache lookups, by cache (user: user record and compiled permissions; password: verified passwords) and result (hit, miss).",
 	}, []string{"cache", "result"}))
@@ -102,21 +102,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.cache[c][1] = cache.WithLabelValues(name, "hit")
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// the same description.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 // The recording methods accept a nil *Metrics (metrics off), so call sites

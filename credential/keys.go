@@ -331,46 +331,17 @@ func (t *Tokens) reloadForKID(ctx context.Context, kid string) *verifyKey {
 // reset (restore, missed events) until the feed ends. A failed reload is
 // retried with backoff; the loaded keys keep serving meanwhile.
 func (t *Tokens) follow(ctx context.Context, events <-chan store.Event) {
-	var retry *time.Timer
-	var retryC <-chan time.Time
-	backoff := minKeyReloadRetry
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-events:
-			if !ok {
-				return
-			}
-			if e.Kind != store.KindReset && (e.Kind != store.KindSetting || !strings.HasPrefix(e.ID, SettingKeySet)) {
-				continue
-			}
-		case <-retryC:
-		}
-		t.mu.Lock()
-		err := t.reloadLocked(ctx)
-		t.mu.Unlock()
-		if err == nil {
-			backoff, retryC = minKeyReloadRetry, nil
-			continue
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		t.log.Warn("token keys not reloaded; keeping the loaded ones", "err", err, "retry_in", backoff)
-		if retry == nil {
-			retry = time.NewTimer(backoff)
-		} else {
-			retry.Reset(backoff)
-		}
-		retryC = retry.C
-		backoff = min(2*backoff, maxKeyReloadRetry)
-	}
+	store.Follow(ctx, events,
+		func(e store.Event) bool { return e.Kind == store.KindSetting && strings.HasPrefix(e.ID, SettingKeySet) },
+		func(ctx context.Context) error {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			return t.reloadLocked(ctx)
+		},
+		minKeyReloadRetry, maxKeyReloadRetry,
+		func(err error, retryIn time.Duration) {
+			t.log.Warn("token keys not reloaded; keeping the loaded ones", "err", err, "retry_in", retryIn)
+		})
 }
 
 // Backoff bounds of follow's retries.

@@ -160,53 +160,25 @@ func NewTrustStore(ctx context.Context, s store.Store, o TrustOptions) (*TrustSt
 // follow reloads the pool on relevant events until the feed ends. A failed
 // reload is retried with backoff; a newer event also retries at once.
 func (ts *TrustStore) follow(ctx context.Context, events <-chan store.Event) {
-	var retry *time.Timer
-	var retryC <-chan time.Time
-	backoff := minReloadRetry
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-events:
-			if !ok {
-				return
-			}
-			if e.Kind != store.KindReset && (e.Kind != store.KindSetting || e.ID != SettingTrusted) {
-				continue
-			}
-		case <-retryC:
-		}
-		ts.mu.Lock()
-		changed, err := ts.reloadLocked(ctx)
-		n := len(ts.cur.Load().added)
-		ts.mu.Unlock()
-		if err == nil {
-			if changed {
+	store.Follow(ctx, events,
+		func(e store.Event) bool { return e.Kind == store.KindSetting && e.ID == SettingTrusted },
+		func(ctx context.Context) error {
+			ts.mu.Lock()
+			changed, err := ts.reloadLocked(ctx)
+			n := len(ts.cur.Load().added)
+			ts.mu.Unlock()
+			if err == nil && changed {
 				// Operators check this line on each node after a change.
 				ts.log.Info("trusted certificates reloaded", "added_certificates", n)
 			}
-			backoff, retryC = minReloadRetry, nil
-			continue
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		// Keep serving the last good pool: dropping every trusted CA
-		// because Redis blinked would lock out the whole fleet.
-		ts.log.Warn("trusted certificates not reloaded; keeping the previous set", "err", err, "retry_in", backoff)
-		if retry == nil {
-			retry = time.NewTimer(backoff)
-		} else {
-			retry.Reset(backoff)
-		}
-		retryC = retry.C
-		backoff = min(2*backoff, maxReloadRetry)
-	}
+			return err
+		},
+		minReloadRetry, maxReloadRetry,
+		func(err error, retryIn time.Duration) {
+			// Keep serving the last good pool: dropping every trusted CA
+			// because Redis blinked would lock out the whole fleet.
+			ts.log.Warn("trusted certificates not reloaded; keeping the previous set", "err", err, "retry_in", retryIn)
+		})
 }
 
 // reloadLocked reads SettingTrusted and swaps in a new pool if it changed
