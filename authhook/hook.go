@@ -58,7 +58,7 @@ type Options struct {
 	Backoff            time.Duration
 
 	// VerifyWorkers bounds concurrent argon2id verifications (default:
-	// GOMAXPROCS); VerifyWait is how long a CONNECT waits for a worker
+	// half of GOMAXPROCS, at least 1); VerifyWait is how long a CONNECT waits for a worker
 	// before it is refused as "server busy".
 	VerifyWorkers int
 	VerifyWait    time.Duration
@@ -133,7 +133,10 @@ func New(ctx context.Context, o Options) (*Hook, error) {
 		o.Backoff = DefaultBackoff
 	}
 	if o.VerifyWorkers <= 0 {
-		o.VerifyWorkers = runtime.GOMAXPROCS(0)
+		// Half the cores: a flood of wrong passwords then saturates only
+		// those, and the rest keep serving connected clients and cached
+		// reconnects (the denied scenario of cmd/warden-bench).
+		o.VerifyWorkers = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if o.VerifyWait <= 0 {
 		o.VerifyWait = DefaultVerifyWait
