@@ -24,15 +24,7 @@ func startInsecureBroker(cfg Config, tlsCfg *tls.Config, log *slog.Logger, broke
 	log.Warn(insecureWarning)
 	// allowAll is the only auth and ACL hook here, so broker.New's rule
 	// (exactly one OnConnectAuthenticate provider) holds.
-	b, err := broker.New(broker.Config{
-		TCPAddr:        cfg.MQTTAddr,
-		TLSAddr:        cfg.MQTTSAddr,
-		WSAddr:         cfg.WSAddr,
-		WSTLS:          cfg.WSTLS,
-		TLS:            tlsCfg,
-		ConnectTimeout: cfg.ConnectTimeout,
-		Logger:         brokerLog,
-	}, &allowAll{})
+	b, err := broker.New(brokerConfig(cfg, tlsCfg, brokerLog), &allowAll{})
 	if err != nil {
 		return nil, fmt.Errorf("insecure broker: %w", err)
 	}

@@ -65,15 +65,7 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 	if err != nil {
 		return nil, err
 	}
-	b, err := broker.New(broker.Config{
-		TCPAddr:        cfg.MQTTAddr,
-		TLSAddr:        cfg.MQTTSAddr,
-		WSAddr:         cfg.WSAddr,
-		WSTLS:          cfg.WSTLS,
-		TLS:            tlsCfg,
-		ConnectTimeout: cfg.ConnectTimeout,
-		Logger:         brokerLog,
-	}, hook)
+	b, err := broker.New(brokerConfig(cfg, tlsCfg, brokerLog), hook)
 	if err != nil {
 		_ = hook.Stop()
 		return nil, err
@@ -200,4 +192,18 @@ func redactPackets(_ []string, a slog.Attr) slog.Attr {
 		return slog.String("packet", "[redacted]")
 	}
 	return a
+}
+
+// brokerConfig is the broker's part of the configuration, shared by the
+// normal and the benchmark-only (--insecure-no-auth) start.
+func brokerConfig(cfg Config, tlsCfg *tls.Config, brokerLog *slog.Logger) broker.Config {
+	return broker.Config{
+		TCPAddr:        cfg.MQTTAddr,
+		TLSAddr:        cfg.MQTTSAddr,
+		WSAddr:         cfg.WSAddr,
+		WSTLS:          cfg.WSTLS,
+		TLS:            tlsCfg,
+		ConnectTimeout: cfg.ConnectTimeout,
+		Logger:         brokerLog,
+	}
 }
