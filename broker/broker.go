@@ -63,7 +63,17 @@ type Config struct {
 	// Logger receives the server's and the listeners' logs; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// MaxPendingWrites is how many packets may wait to be written to one
+	// client before Mochi drops further deliveries to it; zero means
+	// DefaultMaxPendingWrites. Mochi allocates the queue at connect (8
+	// bytes a slot), so it is most of a connected client's memory.
+	MaxPendingWrites int
 }
+
+// DefaultMaxPendingWrites is Config.MaxPendingWrites' default: 1,024
+// packets (8 KiB a client), Mosquitto's default queue length, instead of
+// Mochi's 8,192 (64 KiB a client: 640 MiB for 10,000 idle devices).
+const DefaultMaxPendingWrites = 1024
 
 // Broker is the embedded MQTT server with its listeners. Create it with New,
 // then Start it; Close stops it.
@@ -93,7 +103,8 @@ type Broker struct {
 //
 // Server options: capabilities from mqtt.NewDefaultServerCapabilities() with
 // MaximumMessageExpiryInterval 0 (no forced expiry of retained and in-flight
-// messages; messages with their own MQTT 5 expiry still expire), topic
+// messages; messages with their own MQTT 5 expiry still expire),
+// MaximumClientWritesPending from Config.MaxPendingWrites, topic
 // aliases and session expiry left at their defaults, PassiveClientDisconnect
 // false, no inline client.
 //
@@ -117,6 +128,10 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumMessageExpiryInterval = 0
 	caps.Compatibilities.PassiveClientDisconnect = false
+	caps.MaximumClientWritesPending = DefaultMaxPendingWrites
+	if cfg.MaxPendingWrites > 0 {
+		caps.MaximumClientWritesPending = int32(min(cfg.MaxPendingWrites, 1<<20))
+	}
 
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,

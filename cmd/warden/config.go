@@ -61,6 +61,9 @@ type Config struct {
 	AuthMaxFailuresIP   int
 	AuthFailureWindow   time.Duration
 	AuthBackoff         time.Duration
+	// MQTTMaxPendingWrites bounds the packets queued for one client (see
+	// broker.Config.MaxPendingWrites).
+	MQTTMaxPendingWrites int
 	// RegistryMaxOpen caps how long POST /api/client-registry/open opens
 	// the registry.
 	RegistryMaxOpen time.Duration
@@ -186,6 +189,9 @@ var options = []option{
 	{flag: "auth-backoff", env: "WARDEN_AUTH_BACKOFF", def: "5m", arg: "duration",
 		usage: "how long a blocked username or address is refused without checking its password",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.AuthBackoff })},
+	{flag: "mqtt-max-pending-writes", env: "WARDEN_MQTT_MAX_PENDING_WRITES", def: "1024", arg: "count",
+		usage: "packets that may wait to be written to one MQTT client before further deliveries to it are dropped; each slot costs 8 bytes per connected client",
+		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxPendingWrites })},
 	{flag: "registry-max-open", env: "WARDEN_REGISTRY_MAX_OPEN", def: "1h", arg: "duration",
 		usage: "longest time POST /api/client-registry/open may open the client registry (longer requests are cut to it)",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.RegistryMaxOpen })},
@@ -353,6 +359,9 @@ func (c Config) Validate() error {
 		add("auth-max-failures-user", "a limit of 0 would block every login; use a negative value for no limit")
 	}
 
+	if c.MQTTMaxPendingWrites < 1 || c.MQTTMaxPendingWrites > 1<<20 {
+		add("mqtt-max-pending-writes", "must be from 1 to %d, got %d", 1<<20, c.MQTTMaxPendingWrites)
+	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
 	}

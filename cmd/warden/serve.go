@@ -205,5 +205,7 @@ func brokerConfig(cfg Config, tlsCfg *tls.Config, brokerLog *slog.Logger) broker
 		TLS:            tlsCfg,
 		ConnectTimeout: cfg.ConnectTimeout,
 		Logger:         brokerLog,
+
+		MaxPendingWrites: cfg.MQTTMaxPendingWrites,
 	}
 }
