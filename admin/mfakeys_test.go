@@ -134,9 +134,9 @@ func (m *mEnv) t2Login(username, password, deviceToken string) map[string]any {
 	return resp
 }
 
-// t2Skips reports whether a login with the device token gave a token at
+// t2LoginWithoutCode reports whether a login with the device token gave a token at
 // once (true) or asked for the MFA step (false).
-func (m *mEnv) t2Skips(username, password, deviceToken string) bool {
+func (m *mEnv) t2LoginWithoutCode(username, password, deviceToken string) bool {
 	m.t.Helper()
 	resp := m.t2Login(username, password, deviceToken)
 	tok, _ := resp["token"].(string)
@@ -214,7 +214,7 @@ func TestMFAKeysCreateActivateAndLogin(t *testing.T) {
 		if len(keys) != 1 || keys[0].ID != k.ID || keys[0].Status != t2Pending || keys[0].ActivationDate != nil {
 			t.Fatalf("keys while pending: %+v", keys)
 		}
-		if m.mIsEnrolled(tok) || !m.t2Skips("operator", "operator-pass-1", "") {
+		if m.mIsEnrolled(tok) || !m.t2LoginWithoutCode("operator", "operator-pass-1", "") {
 			t.Fatal("a pending key protects logins")
 		}
 
@@ -380,7 +380,7 @@ func TestMFAKeysSecondKeyAndDelete(t *testing.T) {
 		// An admin may, and the user is no longer enrolled: password only,
 		// backup codes gone.
 		m.t2Status(m.admin, "DELETE", "/api/v1/user/"+u.ID+"/mfa/"+second.ID, nil, 204)
-		if m.mIsEnrolled(tok) || !m.t2Skips("operator", "operator-pass-1", "") {
+		if m.mIsEnrolled(tok) || !m.t2LoginWithoutCode("operator", "operator-pass-1", "") {
 			t.Fatal("still enrolled after the admin deleted the last key")
 		}
 		if got, err := m.st.User(context.Background(), u.ID); err != nil || got.MFA == nil || len(got.MFA.BackupCodes) != 0 || len(got.MFA.Keys) != 0 {
@@ -486,22 +486,22 @@ func TestTrustedDevicesSkipMFA(t *testing.T) {
 				if len(devs) != 1 || devs[0].Name != "line 3 tablet" || !devs[0].CreationDate.Equal(trustedAt) || !devs[0].ExpirationDate.Equal(trustedAt.Add(want)) {
 					t.Fatalf("devices %+v; want one named line 3 tablet, expiring %v after %v", devs, want, trustedAt)
 				}
-				if !m.t2Skips("operator", "operator-pass-1", device) || m.t2Skips("operator", "operator-pass-1", "") {
+				if !m.t2LoginWithoutCode("operator", "operator-pass-1", device) || m.t2LoginWithoutCode("operator", "operator-pass-1", "") {
 					t.Fatal("the device token does not skip the MFA step, or no token does")
 				}
 				m.t2Status("", "POST", "/api/login", map[string]any{"username": "operator", "password": "wrong-pass-1", "deviceToken": device}, 403)
-				if m.t2Skips("operator", "operator-pass-1", device+"x") {
+				if m.t2LoginWithoutCode("operator", "operator-pass-1", device+"x") {
 					t.Fatal("a changed device token skips")
 				}
 
 				// Another node honours it too (the state is in the store).
 				other := t2Node(t, a, m.clock, func(o *admin.Options) { o.MFAEnabled, o.TrustedDeviceDays = true, days })
 				m.clock.advance(want - time.Second - (m.clock.now().Sub(trustedAt)))
-				if !other.t2Skips("operator", "operator-pass-1", device) {
+				if !other.t2LoginWithoutCode("operator", "operator-pass-1", device) {
 					t.Fatal("a second before expiry the device token does not skip")
 				}
 				m.clock.advance(time.Second)
-				if m.t2Skips("operator", "operator-pass-1", device) || other.t2Skips("operator", "operator-pass-1", device) {
+				if m.t2LoginWithoutCode("operator", "operator-pass-1", device) || other.t2LoginWithoutCode("operator", "operator-pass-1", device) {
 					t.Fatal("an expired device token skips")
 				}
 				if devs := m.t2Devices(tok, "my"); len(devs) != 0 {
@@ -512,7 +512,7 @@ func TestTrustedDevicesSkipMFA(t *testing.T) {
 				// Trusting the device again gives a new token; the expired
 				// record is dropped then.
 				_, fresh := m.t2Trust("operator", "operator-pass-1", k.SecretKey, nil)
-				if !m.t2Skips("operator", "operator-pass-1", fresh) || m.t2Skips("operator", "operator-pass-1", device) {
+				if !m.t2LoginWithoutCode("operator", "operator-pass-1", fresh) || m.t2LoginWithoutCode("operator", "operator-pass-1", device) {
 					t.Fatal("after trusting again: the new token does not skip, or the expired one does")
 				}
 				if got, err := m.st.User(context.Background(), u.ID); err != nil || len(got.MFA.TrustedDevices) != 1 {
@@ -555,11 +555,11 @@ func TestTrustedDevicesDeleteStopsSkipping(t *testing.T) {
 
 		m.t2Status(tok, "DELETE", "/api/v1/user/"+u.ID+"/mfa/trusted_device/"+devs[0].ID, nil, 204)
 		m.t2Status(tok, "DELETE", "/api/v1/user/"+u.ID+"/mfa/trusted_device/"+devs[0].ID, nil, 404)
-		if m.t2Skips("operator", "operator-pass-1", first) || !m.t2Skips("operator", "operator-pass-1", second) {
+		if m.t2LoginWithoutCode("operator", "operator-pass-1", first) || !m.t2LoginWithoutCode("operator", "operator-pass-1", second) {
 			t.Fatal("after deleting the first device: the first still skips, or the second does not")
 		}
 		m.t2Status(tok, "DELETE", "/api/v1/user/my/mfa/trusted_device/"+devs[1].ID, nil, 204)
-		if m.t2Skips("operator", "operator-pass-1", second) {
+		if m.t2LoginWithoutCode("operator", "operator-pass-1", second) {
 			t.Fatal("a deleted device still skips")
 		}
 	})
@@ -574,10 +574,10 @@ func TestTrustedDevicesOfAnotherUser(t *testing.T) {
 		k, _ := m.t2Enroll(m.login("operator", "operator-pass-1"), "operator", "operator-pass-1")
 		m.t2Enroll(m.login("viewer", "viewer-pass-1"), "viewer", "viewer-pass-1")
 		_, device := m.t2Trust("operator", "operator-pass-1", k.SecretKey, nil)
-		if m.t2Skips("viewer", "viewer-pass-1", device) {
+		if m.t2LoginWithoutCode("viewer", "viewer-pass-1", device) {
 			t.Fatal("operator's device token skips viewer's MFA step")
 		}
-		if !m.t2Skips("operator", "operator-pass-1", device) {
+		if !m.t2LoginWithoutCode("operator", "operator-pass-1", device) {
 			t.Fatal("the device token does not skip for its own user")
 		}
 	})
@@ -609,11 +609,11 @@ func TestTrustedDevicesAdminAndMinimumAccess(t *testing.T) {
 		m.t2Status(m.admin, "GET", "/api/v1/user/no-such-user/mfa/trusted_device", nil, 404)
 		m.t2Status(m.admin, "DELETE", "/api/v1/user/"+u.ID+"/mfa/trusted_device/no-such-device", nil, 404)
 
-		if !m.t2Skips("operator", "operator-pass-1", device) {
+		if !m.t2LoginWithoutCode("operator", "operator-pass-1", device) {
 			t.Fatal("refused deletions removed the device")
 		}
 		m.t2Status(m.admin, "DELETE", "/api/v1/user/"+u.ID+"/mfa/trusted_device/"+devs[0].ID, nil, 204)
-		if m.t2Skips("operator", "operator-pass-1", device) {
+		if m.t2LoginWithoutCode("operator", "operator-pass-1", device) {
 			t.Fatal("the device the admin deleted still skips")
 		}
 	})
@@ -638,7 +638,7 @@ func TestTrustedDevicesGoWithMFA(t *testing.T) {
 			}
 			m.clock.advance(30 * time.Second)
 			m.t2Enroll(tok, "operator", "operator-pass-1")
-			if m.t2Skips("operator", "operator-pass-1", device) {
+			if m.t2LoginWithoutCode("operator", "operator-pass-1", device) {
 				t.Fatal("a device trusted before MFA was removed skips after enrolling again")
 			}
 			m.clock.advance(30 * time.Second)
@@ -659,8 +659,8 @@ func TestMFAKeysSecretsNeverLeak(t *testing.T) {
 		pending := m.t2Create(tok, "operator", "operator-pass-1")
 		m.t2Status(tok, "PATCH", "/api/v1/user/mfa/"+pending.ID, map[string]any{"status": map[string]any{"id": 1}, "code": "000000"}, 422)
 		_, device := m.t2Trust("operator", "operator-pass-1", k.SecretKey, nil)
-		m.t2Skips("operator", "operator-pass-1", device)
-		m.t2Skips("operator", "operator-pass-1", device+"x")
+		m.t2LoginWithoutCode("operator", "operator-pass-1", device)
+		m.t2LoginWithoutCode("operator", "operator-pass-1", device+"x")
 
 		stored, err := m.st.User(context.Background(), u.ID)
 		if err != nil {
@@ -744,7 +744,7 @@ func TestTrustedDevicesAreCapped(t *testing.T) {
 		if len(devs) != 20 || len(last) > 256 || !strings.HasPrefix(last, "kioskbrowser/éé") || strings.ContainsRune(last, '\t') || !utf8.ValidString(last) {
 			t.Fatalf("%d devices, the last named %q: want 20, the last named after the User-Agent without the tab, in 256 bytes", len(devs), last)
 		}
-		if m.t2Skips("operator", "operator-pass-1", tokens[0]) || !m.t2Skips("operator", "operator-pass-1", tokens[1]) || !m.t2Skips("operator", "operator-pass-1", out.DeviceToken) {
+		if m.t2LoginWithoutCode("operator", "operator-pass-1", tokens[0]) || !m.t2LoginWithoutCode("operator", "operator-pass-1", tokens[1]) || !m.t2LoginWithoutCode("operator", "operator-pass-1", out.DeviceToken) {
 			t.Fatal("want the first device forgotten, the second and the 21st trusted")
 		}
 	})

@@ -243,12 +243,12 @@ func (h *Hook) lookup(cl *mqtt.Client) *conn {
 func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	v, ok := h.conns.Load(cl)
 	if !ok {
-		return h.deny(nil, topic, write)
+		return h.deny(nil, topic, aclKind(topic, write))
 	}
 	c := v.(*conn)
 	s := c.sess.Load()
 	if s == nil {
-		return h.deny(c, topic, write)
+		return h.deny(c, topic, aclKind(topic, write))
 	}
 	if write {
 		// Decided in OnPublish, which sees the alias-resolved topic and can
@@ -257,12 +257,12 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		if topic == "" || s.prefix != "" || !c.v5 {
 			return true
 		}
-		return s.bound.Allows(topic, acl.OpWrite) || h.deny(c, topic, write)
+		return s.bound.Allows(topic, acl.OpWrite) || h.deny(c, topic, aclPublish)
 	}
 	if isFilter(topic) {
-		return s.bound.Covers(topic) || h.deny(c, topic, write)
+		return s.bound.Covers(topic) || h.deny(c, topic, aclSubscribe)
 	}
-	return s.bound.Allows(topic, acl.OpRead) || h.deny(c, topic, write)
+	return s.bound.Allows(topic, acl.OpRead) || h.deny(c, topic, aclDelivery)
 }
 
 // isFilter tells a SUBSCRIBE filter from a delivery topic: Mochi asks

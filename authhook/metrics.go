@@ -143,23 +143,18 @@ func (m *Metrics) cacheLookup(cache int, hit bool) {
 	}
 }
 
-// deny counts a refused OnACLCheck and returns false. c is the client's
-// connection, nil if unknown. Mochi asks with write=false both for a
-// SUBSCRIBE filter and for a delivery: a filter with wildcards is a
-// subscription, and so is an exact one while that client's SUBSCRIBE is
-// being processed (OnSubscribe stashed its filters).
-func (h *Hook) deny(c *conn, topic string, write bool) bool {
+// deny counts a refused OnACLCheck of the given kind and returns false.
+// OnACLCheck knows publish and wildcard-filter checks from its own branch;
+// Mochi asks with write=false both for a SUBSCRIBE filter and for a
+// delivery, so an exact topic counts as a subscription only while that
+// client's SUBSCRIBE is being processed (OnSubscribe stashed its filters).
+// c is the client's connection, nil if unknown.
+func (h *Hook) deny(c *conn, topic string, kind int) bool {
 	m := h.opts.Metrics
 	if m == nil {
 		return false
 	}
-	kind := aclDelivery
-	switch {
-	case write:
-		kind = aclPublish
-	case isFilter(topic):
-		kind = aclSubscribe
-	case c != nil:
+	if kind == aclDelivery && c != nil {
 		if subs := c.subscribing.Load(); subs != nil {
 			for _, s := range *subs {
 				if s.Filter == topic {
@@ -171,6 +166,18 @@ func (h *Hook) deny(c *conn, topic string, write bool) bool {
 	}
 	m.denied[kind].Inc()
 	return false
+}
+
+// aclKind classifies a check OnACLCheck refuses before it reaches its
+// own branches (unknown client or no session).
+func aclKind(topic string, write bool) int {
+	switch {
+	case write:
+		return aclPublish
+	case isFilter(topic):
+		return aclSubscribe
+	}
+	return aclDelivery
 }
 
 // OnSubscribe notes the filters of a SUBSCRIBE being processed, so that
