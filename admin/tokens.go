@@ -288,12 +288,10 @@ type applicationTokenView struct {
 	Created     time.Time `json:"created"`
 }
 
+// createdApplicationToken is the listing plus the token, shown once.
 type createdApplicationToken struct {
-	ID               string    `json:"id"`
-	ApplicationToken string    `json:"application_token"`
-	Description      string    `json:"description"`
-	ExpiryDate       time.Time `json:"expiry_date"`
-	Created          time.Time `json:"created"`
+	applicationTokenView
+	ApplicationToken string `json:"application_token"`
 }
 
 func viewApplicationToken(t store.Token) applicationTokenView {
@@ -341,9 +339,7 @@ func (s *Server) createApplicationToken(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	s.log.Info("application token created", "user", c.user.Username, "token_id", rec.ID)
-	writeJSON(w, http.StatusCreated, createdApplicationToken{
-		ID: rec.ID, ApplicationToken: tok, Description: rec.Label, ExpiryDate: rec.ExpiresAt, Created: rec.CreatedAt,
-	})
+	writeJSON(w, http.StatusCreated, createdApplicationToken{applicationTokenView: viewApplicationToken(rec), ApplicationToken: tok})
 	return nil
 }
 
