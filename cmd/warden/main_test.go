@@ -19,8 +19,16 @@ import (
 
 // buildWarden compiles this command into a temporary directory: the
 // end-to-end tests run the real binary with real signals and files.
+//
+// WARDEN_TEST_BIN, when set, names a prebuilt binary to run instead: the
+// attack tests (security_test.go) log the memory they measure, so running
+// them against a build of an older commit gives the "before" figures.
 func buildWarden(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("WARDEN_TEST_BIN"); bin != "" {
+		t.Logf("running the prebuilt binary %s (WARDEN_TEST_BIN)", bin)
+		return bin
+	}
 	bin := filepath.Join(t.TempDir(), "warden")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -320,3 +328,26 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// rssMiB is the resident memory of process pid (VmRSS) in MiB.
+func rssMiB(t *testing.T, pid int) float64 {
+	t.Helper()
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatalf("read RSS of %d: %v", pid, err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			if err != nil {
+				t.Fatalf("VmRSS of %d: %q", pid, line)
+			}
+			return kb / 1024
+		}
+	}
+	t.Fatalf("no VmRSS for process %d", pid)
+	return 0
+}
+
+// pid is the process ID of the running binary.
+func (p *process) pid() int { return p.cmd.Process.Pid }
