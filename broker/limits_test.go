@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -461,4 +463,28 @@ func TestNewRefusesBadLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDefaultMaxConnectionsFollowsTheOpenFileLimit: 90% of this process's
+// soft open-file limit, as /proc reports it.
+func TestDefaultMaxConnectionsFollowsTheOpenFileLimit(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/limits")
+	if err != nil {
+		t.Fatalf("read /proc/self/limits: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "Max open files")
+		if !ok {
+			continue
+		}
+		soft, err := strconv.Atoi(strings.Fields(rest)[0])
+		if err != nil {
+			t.Fatalf("soft limit %q", rest)
+		}
+		if got, want := DefaultMaxConnections(), soft*9/10; got != want {
+			t.Fatalf("DefaultMaxConnections() = %d, want 90%% of %d = %d", got, soft, want)
+		}
+		return
+	}
+	t.Fatal("no open-file limit in /proc/self/limits")
 }
