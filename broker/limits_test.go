@@ -421,9 +421,9 @@ func TestWebSocketOrigin(t *testing.T) {
 }
 
 // TestPubackCarriesNoUserProperties: Mochi echoes a publish's user
-// properties in its PUBACK unless NoInheritedPropertiesOnAck is set; the
-// broker sets it, so an MQTT 5 QoS 1 publish with user properties gets a
-// bare PUBACK.
+// properties in its PUBACK unless NoInheritedPropertiesOnAck is set (and
+// then writes an invalid reason code 0x01 with them); the broker sets it,
+// so an MQTT 5 QoS 1 publish with user properties gets a bare PUBACK.
 func TestPubackCarriesNoUserProperties(t *testing.T) {
 	b := startBroker(t, Config{TCPAddr: local})
 	c := connectPaho(t, dialTCP(b.Addr(ListenerTCP)), "user-props", 30)
@@ -434,11 +434,13 @@ func TestPubackCarriesNoUserProperties(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr.ReasonCode != 0 {
-		t.Fatalf("PUBACK reason %#x", pr.ReasonCode)
-	}
 	if pr.Properties != nil && len(pr.Properties.User) > 0 {
-		t.Fatalf("PUBACK carries the publish's user properties %v", pr.Properties.User)
+		t.Errorf("PUBACK carries the publish's user properties %v", pr.Properties.User)
+	}
+	// With the properties Mochi also writes its internal "granted QoS 1"
+	// (0x01), not a PUBACK reason code, which strict clients reject.
+	if pr.ReasonCode != 0 {
+		t.Errorf("PUBACK reason %#x, want 0 (success)", pr.ReasonCode)
 	}
 }
 
