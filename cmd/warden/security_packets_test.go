@@ -390,9 +390,9 @@ func TestRedactPacketsByTypeWhateverTheKey(t *testing.T) {
 		"props", pk.Properties, "raw", []byte("raw-bytes"), "nested", [][]byte{[]byte("nested-bytes")},
 		slog.Group("grp", "inner", &pk),
 		"error", mpackets.ErrPacketTooLarge, "user", "alice", "n", 3, "ip", net.ParseIP("10.0.0.1"),
-		"status", http.StatusOK)
+		"status", http.StatusOK, "password", "string-password")
 	got := buf.String()
-	for _, secret := range []string{"pw-in-packet", "payload-in-packet", "raw-bytes", "nested-bytes"} {
+	for _, secret := range []string{"pw-in-packet", "payload-in-packet", "raw-bytes", "nested-bytes", "string-password"} {
 		for _, form := range secretForms(secret) {
 			if strings.Contains(got, form) {
 				t.Errorf("%q leaked as %q: %s", secret, form, got)

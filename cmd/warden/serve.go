@@ -247,14 +247,11 @@ func httpTLS(cfg Config, trust *pki.TrustStore, log *slog.Logger) (*tls.Config, 
 // value of a Mochi type (packets, clients, wills, properties) except
 // errors, whose text is a reason code.
 func redactPackets(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() != slog.KindAny {
-		return a
-	}
 	switch a.Key {
-	case "packet", "pk", "will", "payload", "password":
+	case "packet", "pk", "will", "payload", "password", "secret", "token":
 		return slog.String(a.Key, "[redacted]")
 	}
-	if sensitiveValue(a.Value.Any()) {
+	if a.Value.Kind() == slog.KindAny && sensitiveValue(a.Value.Any()) {
 		return slog.String(a.Key, "[redacted]")
 	}
 	return a
