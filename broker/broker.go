@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -68,6 +69,44 @@ type Config struct {
 	// DefaultMaxPendingWrites. Mochi allocates the queue at connect (8
 	// bytes a slot), so it is most of a connected client's memory.
 	MaxPendingWrites int
+
+	// MaxPacketSize is the largest MQTT packet a client may send, fixed
+	// header included, in bytes; zero means DefaultMaxPacketSize, at most
+	// MaxPacketSizeLimit. It is checked on the fixed header, before the
+	// packet is read or allocated; a larger packet closes the connection
+	// (MQTT 5 clients first get DISCONNECT 0x95), and MQTT 5 clients learn
+	// the limit from CONNACK's Maximum Packet Size.
+	MaxPacketSize int
+	// MaxConnectPacketSize is the largest CONNECT packet, read before the
+	// client is authenticated; zero means DefaultMaxConnectPacketSize. It
+	// never exceeds MaxPacketSize.
+	MaxConnectPacketSize int
+	// MaxConnections caps the sockets open at once over all listeners,
+	// counted from accept (before TLS, WebSocket upgrade or CONNECT) to
+	// close; a socket beyond it is closed at once. Zero means
+	// DefaultMaxConnections(). Mochi's MaximumClients (authenticated
+	// clients; CONNACK 0x89 / 3 beyond it) is set to the same value.
+	MaxConnections int
+	// MaxKeepalive is the keepalive ceiling, in whole seconds up to
+	// 65535 s: an MQTT 5 client asking for 0 or more is told to use it
+	// (Server Keep Alive), an MQTT 3.1.1 client is refused with return code
+	// 2, as Mosquitto's max_keepalive does. Zero means DefaultMaxKeepalive;
+	// negative means no ceiling (keepalive 0 then means no timeout at all).
+	MaxKeepalive time.Duration
+	// WSAllowedOrigins lists the browser origins (scheme://host[:port])
+	// allowed to open WebSocket connections. An upgrade request with an
+	// Origin header not in the list gets 403; one without Origin (not a
+	// browser) passes. Empty: no browser page may connect.
+	WSAllowedOrigins []string
+}
+
+// limits are the effective limits of a Config, defaults filled in.
+type limits struct {
+	connectTimeout time.Duration
+	maxPacket      uint32
+	maxConnect     uint32
+	maxConns       int
+	maxKeepalive   uint16 // seconds; 0: no ceiling
 }
 
 // DefaultMaxPendingWrites is Config.MaxPendingWrites' default: 1,024
@@ -83,6 +122,8 @@ type Broker struct {
 	addrs  map[string]string // listener ID -> bound address; read-only after New
 	order  []string          // listener IDs in a fixed order, for logs
 	lns    []listeners.Listener
+	limits limits
+	conns  *connLimit // shared by the listeners
 
 	mu      sync.Mutex // guards started and closed; held across Serve and Close
 	started bool
@@ -104,14 +145,17 @@ type Broker struct {
 // Server options: capabilities from mqtt.NewDefaultServerCapabilities() with
 // MaximumMessageExpiryInterval 0 (no forced expiry of retained and in-flight
 // messages; messages with their own MQTT 5 expiry still expire),
-// MaximumClientWritesPending from Config.MaxPendingWrites, topic
+// MaximumClientWritesPending from Config.MaxPendingWrites, the packet size
+// and connection limits of Config (see the package documentation), topic
 // aliases and session expiry left at their defaults, PassiveClientDisconnect
-// false, no inline client.
+// false, NoInheritedPropertiesOnAck true, no inline client. Unless
+// Config.MaxKeepalive is negative, a hook enforcing the keepalive ceiling
+// runs before the given hooks.
 //
 // On error nothing stays bound and every hook already initialised is
 // stopped.
 func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
-	timeout, err := validate(cfg, hooks)
+	lim, err := validate(cfg, hooks)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +164,8 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 		log = slog.Default()
 	}
 
-	lns, err := buildListeners(cfg, timeout)
+	conns := newConnLimit(lim.maxConns, log)
+	lns, err := buildListeners(cfg, lim, conns)
 	if err != nil {
 		return nil, err
 	}
@@ -128,10 +173,17 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumMessageExpiryInterval = 0
 	caps.Compatibilities.PassiveClientDisconnect = false
+	// Mochi copies a publish's properties (user properties included) into
+	// its PUBACK/PUBREC unless told not to: a spec violation that makes
+	// strict clients drop the connection.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	caps.MaximumClientWritesPending = DefaultMaxPendingWrites
 	if cfg.MaxPendingWrites > 0 {
 		caps.MaximumClientWritesPending = int32(min(cfg.MaxPendingWrites, 1<<20))
 	}
+	caps.MaximumPacketSize = lim.maxPacket
+	caps.MaximumConnectPacketSize = lim.maxConnect
+	caps.MaximumClients = int64(lim.maxConns)
 
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
@@ -143,6 +195,8 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 		server: server,
 		log:    log,
 		addrs:  make(map[string]string, len(lns)),
+		limits: lim,
+		conns:  conns,
 	}
 
 	for i, l := range lns {
@@ -158,6 +212,10 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 		b.lns = append(b.lns, l)
 	}
 
+	if lim.maxKeepalive > 0 {
+		// First, so a refusal comes before any authentication work.
+		hooks = append([]mqtt.Hook{&keepaliveHook{max: lim.maxKeepalive, server: server}}, hooks...)
+	}
 	for _, h := range hooks {
 		if err := server.AddHook(h, nil); err != nil {
 			_ = server.Close() // closes the listeners, stops the hooks added so far
@@ -168,32 +226,58 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 	return b, nil
 }
 
-// validate checks cfg and hooks and returns the effective connect timeout.
-func validate(cfg Config, hooks []mqtt.Hook) (time.Duration, error) {
+// validate checks cfg and hooks and returns the effective limits.
+func validate(cfg Config, hooks []mqtt.Hook) (limits, error) {
+	var lim limits
 	if cfg.TCPAddr == "" && cfg.TLSAddr == "" && cfg.WSAddr == "" {
-		return 0, errors.New("broker: no listener configured (TCPAddr, TLSAddr and WSAddr are all empty)")
+		return lim, errors.New("broker: no listener configured (TCPAddr, TLSAddr and WSAddr are all empty)")
 	}
 	needTLS := cfg.TLSAddr != "" || (cfg.WSAddr != "" && cfg.WSTLS)
 	if needTLS {
 		if cfg.TLS == nil {
-			return 0, errors.New("broker: TLSAddr and WSTLS require Config.TLS")
+			return lim, errors.New("broker: TLSAddr and WSTLS require Config.TLS")
 		}
 		if len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil && cfg.TLS.GetConfigForClient == nil {
-			return 0, errors.New("broker: Config.TLS has no server certificate (Certificates, GetCertificate or GetConfigForClient)")
+			return lim, errors.New("broker: Config.TLS has no server certificate (Certificates, GetCertificate or GetConfigForClient)")
 		}
 	}
 	if cfg.ConnectTimeout < 0 {
-		return 0, fmt.Errorf("broker: negative ConnectTimeout %v", cfg.ConnectTimeout)
+		return lim, fmt.Errorf("broker: negative ConnectTimeout %v", cfg.ConnectTimeout)
 	}
-	timeout := cfg.ConnectTimeout
-	if timeout == 0 {
-		timeout = DefaultConnectTimeout
+	lim.connectTimeout = cmp.Or(cfg.ConnectTimeout, DefaultConnectTimeout)
+
+	switch {
+	case cfg.MaxPacketSize < 0 || cfg.MaxPacketSize > MaxPacketSizeLimit:
+		return lim, fmt.Errorf("broker: MaxPacketSize %d out of range 1..%d", cfg.MaxPacketSize, MaxPacketSizeLimit)
+	case cfg.MaxConnectPacketSize < 0 || cfg.MaxConnectPacketSize > MaxPacketSizeLimit:
+		return lim, fmt.Errorf("broker: MaxConnectPacketSize %d out of range 1..%d", cfg.MaxConnectPacketSize, MaxPacketSizeLimit)
+	case cfg.MaxConnections < 0:
+		return lim, fmt.Errorf("broker: negative MaxConnections %d", cfg.MaxConnections)
+	case cfg.MaxKeepalive > maxKeepaliveLimit || (cfg.MaxKeepalive > 0 && cfg.MaxKeepalive%time.Second != 0):
+		return lim, fmt.Errorf("broker: MaxKeepalive %v is not a whole number of seconds up to %v", cfg.MaxKeepalive, maxKeepaliveLimit)
+	}
+	lim.maxPacket = uint32(cmp.Or(cfg.MaxPacketSize, DefaultMaxPacketSize))
+	lim.maxConnect = min(uint32(cmp.Or(cfg.MaxConnectPacketSize, DefaultMaxConnectPacketSize)), lim.maxPacket)
+	lim.maxConns = cfg.MaxConnections
+	if lim.maxConns == 0 {
+		lim.maxConns = DefaultMaxConnections()
+	}
+	switch {
+	case cfg.MaxKeepalive == 0:
+		lim.maxKeepalive = uint16(DefaultMaxKeepalive / time.Second)
+	case cfg.MaxKeepalive > 0:
+		lim.maxKeepalive = uint16(cfg.MaxKeepalive / time.Second)
+	}
+	for _, o := range cfg.WSAllowedOrigins {
+		if err := CheckOrigin(o); err != nil {
+			return lim, fmt.Errorf("broker: WSAllowedOrigins: %w", err)
+		}
 	}
 
 	var authn, acl []string
 	for i, h := range hooks {
 		if h == nil {
-			return 0, fmt.Errorf("broker: hook %d is nil", i)
+			return lim, fmt.Errorf("broker: hook %d is nil", i)
 		}
 		if h.Provides(mqtt.OnConnectAuthenticate) {
 			authn = append(authn, h.ID())
@@ -204,18 +288,19 @@ func validate(cfg Config, hooks []mqtt.Hook) (time.Duration, error) {
 	}
 	switch {
 	case len(authn) == 0:
-		return 0, errors.New("broker: no hook provides OnConnectAuthenticate; every CONNECT would be refused")
+		return lim, errors.New("broker: no hook provides OnConnectAuthenticate; every CONNECT would be refused")
 	case len(authn) > 1:
-		return 0, fmt.Errorf("broker: several hooks provide OnConnectAuthenticate %q; Mochi ORs them, so only one is allowed", authn)
+		return lim, fmt.Errorf("broker: several hooks provide OnConnectAuthenticate %q; Mochi ORs them, so only one is allowed", authn)
 	case len(acl) > 1:
-		return 0, fmt.Errorf("broker: several hooks provide OnACLCheck %q; Mochi ORs them, so only one is allowed", acl)
+		return lim, fmt.Errorf("broker: several hooks provide OnACLCheck %q; Mochi ORs them, so only one is allowed", acl)
 	}
-	return timeout, nil
+	return lim, nil
 }
 
 // buildListeners binds the configured listeners. On error, the ones already
 // bound are closed.
-func buildListeners(cfg Config, timeout time.Duration) ([]listeners.Listener, error) {
+func buildListeners(cfg Config, lim limits, conns *connLimit) ([]listeners.Listener, error) {
+	timeout := lim.connectTimeout
 	var out []listeners.Listener
 	fail := func(err error) ([]listeners.Listener, error) {
 		for _, l := range out {
@@ -225,14 +310,14 @@ func buildListeners(cfg Config, timeout time.Duration) ([]listeners.Listener, er
 	}
 
 	if cfg.TCPAddr != "" {
-		l, err := newNetListener(ListenerTCP, cfg.TCPAddr, nil, timeout)
+		l, err := newNetListener(ListenerTCP, cfg.TCPAddr, nil, timeout, conns)
 		if err != nil {
 			return fail(err)
 		}
 		out = append(out, l)
 	}
 	if cfg.TLSAddr != "" {
-		l, err := newNetListener(ListenerTLS, cfg.TLSAddr, cfg.TLS, timeout)
+		l, err := newNetListener(ListenerTLS, cfg.TLSAddr, cfg.TLS, timeout, conns)
 		if err != nil {
 			return fail(err)
 		}
@@ -243,7 +328,7 @@ func buildListeners(cfg Config, timeout time.Duration) ([]listeners.Listener, er
 		if cfg.WSTLS {
 			tc = cfg.TLS
 		}
-		l, err := newWSListener(ListenerWS, cfg.WSAddr, tc, timeout)
+		l, err := newWSListener(ListenerWS, cfg.WSAddr, tc, timeout, conns, cfg.WSAllowedOrigins)
 		if err != nil {
 			return fail(err)
 		}
@@ -279,6 +364,8 @@ func (b *Broker) Start() error {
 	for _, id := range b.order {
 		b.log.Info("mqtt listener started", "listener", id, "addr", b.addrs[id])
 	}
+	b.log.Info("mqtt limits", "max_connections", b.limits.maxConns, "max_packet_size", b.limits.maxPacket,
+		"max_connect_packet_size", b.limits.maxConnect, "max_keepalive", time.Duration(b.limits.maxKeepalive)*time.Second)
 	return nil
 }
 

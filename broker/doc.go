@@ -57,6 +57,30 @@
 // for CONNECT. The listeners therefore close every connection they accepted
 // when they are closed, so Close does not wait for connect deadlines.
 //
+// # Limits
+//
+// What a client can make the broker hold is bounded (Config, with defaults
+// in limits.go):
+//   - packet size: MaxPacketSize (1 MiB, EMQX's default) for every packet,
+//     MaxConnectPacketSize (64 KiB) for CONNECT, which is read before
+//     authentication. Both are checked on the fixed header, before the body
+//     is read or allocated (patched Mochi, third_party WARDEN-PATCHES.md);
+//     MQTT 5 clients learn the limit in CONNACK and get DISCONNECT 0x95.
+//     A WebSocket frame may claim any length: gorilla/websocket streams it
+//     and Mochi's limit applies to the MQTT packets inside. The upgrade
+//     request's header is capped at 16 KiB.
+//   - connections: MaxConnections sockets over all listeners, counted from
+//     accept to close (before TLS, upgrade or CONNECT); one more is closed
+//     at once, with a warning logged at most every 10 s. The default is 90%
+//     of the open-file limit, so MQTT cannot starve the store, Redis or the
+//     admin API of descriptors. Mochi's MaximumClients gets the same value.
+//   - keepalive: MaxKeepalive (1 h), as Mosquitto's max_keepalive: MQTT 5
+//     clients asking for 0 or more get Server Keep Alive = the ceiling,
+//     MQTT 3.1.1 clients are refused with return code 2.
+//   - browsers: the WebSocket listener refuses (403, before upgrading) a
+//     request whose Origin is not in WSAllowedOrigins; requests without
+//     Origin (not browsers) pass.
+//
 // # Options
 //
 // Capabilities start from mqtt.NewDefaultServerCapabilities() (a hand-built
@@ -64,7 +88,9 @@
 // auth hook resolves them); MaximumMessageExpiryInterval is 0, so messages
 // without an expiry of their own (retained and in flight) are kept until
 // consumed instead of being force-deleted after Mochi's default 24 h;
-// messages that carry an MQTT 5 expiry still expire. Compatibilities stay at
-// their zero values; in particular PassiveClientDisconnect is false, so
-// Server().DisconnectClient really closes the connection (revocation).
+// messages that carry an MQTT 5 expiry still expire. PassiveClientDisconnect
+// stays false, so Server().DisconnectClient really closes the connection
+// (revocation); NoInheritedPropertiesOnAck is true, so a PUBACK or PUBREC
+// never echoes the publish's user properties (Mochi's default, which its own
+// comment calls a spec violation, makes strict clients drop the connection).
 package broker

@@ -59,13 +59,13 @@ func (l *netListener) stopAccepting() { l.tracking.stopAccepting() }
 
 // newNetListener binds addr and returns a Mochi listener for it: plain TCP,
 // or TLS when tc is not nil. Every accepted connection gets the connect
-// deadline (see trackingListener).
-func newNetListener(id, addr string, tc *tls.Config, timeout time.Duration) (*netListener, error) {
+// deadline and takes a slot of conns (see trackingListener).
+func newNetListener(id, addr string, tc *tls.Config, timeout time.Duration, conns *connLimit) (*netListener, error) {
 	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
 	}
-	tracking := newTrackingListener(raw, timeout)
+	tracking := newTrackingListener(raw, timeout, conns)
 	var ln net.Listener = tracking
 	if tc != nil {
 		// The handshake is lazy (first Read, i.e. while Mochi reads CONNECT),
@@ -82,10 +82,12 @@ func newNetListener(id, addr string, tc *tls.Config, timeout time.Duration) (*ne
 // waits for every connection goroutine but only disconnects clients past
 // CONNECT). Accept retries transient errors (e.g. EMFILE) with a back-off
 // instead of returning them, because Mochi's listeners.Net stops serving for
-// good on the first Accept error.
+// good on the first Accept error. A connection beyond the broker-wide
+// connection limit is closed at once, before any byte is read from it.
 type trackingListener struct {
 	net.Listener
 	timeout time.Duration
+	limit   *connLimit // shared by the broker's listeners
 
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{}
@@ -93,10 +95,11 @@ type trackingListener struct {
 	done   chan struct{} // closed by Close; wakes Accept's back-off
 }
 
-func newTrackingListener(ln net.Listener, timeout time.Duration) *trackingListener {
+func newTrackingListener(ln net.Listener, timeout time.Duration, limit *connLimit) *trackingListener {
 	return &trackingListener{
 		Listener: ln,
 		timeout:  timeout,
+		limit:    limit,
 		conns:    make(map[*trackedConn]struct{}),
 		done:     make(chan struct{}),
 	}
@@ -126,12 +129,17 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 				return nil, net.ErrClosed
 			}
 		}
+		delay = 0
+		if !l.limit.acquire() {
+			_ = c.Close()
+			continue
+		}
 		_ = c.SetDeadline(time.Now().Add(l.timeout))
 		tc := &trackedConn{Conn: c, l: l}
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
-			_ = c.Close()
+			_ = tc.Close()
 			return nil, net.ErrClosed
 		}
 		l.conns[tc] = struct{}{}
@@ -162,7 +170,7 @@ func (l *trackingListener) Close() error {
 
 	err := l.Listener.Close()
 	for c := range conns {
-		_ = c.Conn.Close()
+		_ = c.Close()
 	}
 	if errors.Is(err, net.ErrClosed) {
 		err = nil // closed already by stopAccepting
@@ -184,8 +192,9 @@ func (l *trackingListener) forget(c *trackedConn) {
 	l.mu.Unlock()
 }
 
-// trackedConn is an accepted connection that leaves its listener's set when
-// closed. Everything else is the underlying connection's.
+// trackedConn is an accepted connection that leaves its listener's set, and
+// gives back its connection slot, when closed. Everything else is the
+// underlying connection's.
 type trackedConn struct {
 	net.Conn
 	l    *trackingListener
@@ -195,7 +204,10 @@ type trackedConn struct {
 // Close closes the connection and forgets it.
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.forget(c) })
+	c.once.Do(func() {
+		c.l.forget(c)
+		c.l.limit.release()
+	})
 	return err
 }
 
@@ -224,12 +236,12 @@ type wsListener struct {
 // was accepted.
 type acceptedAtKey struct{}
 
-func newWSListener(id, addr string, tc *tls.Config, timeout time.Duration) (*wsListener, error) {
+func newWSListener(id, addr string, tc *tls.Config, timeout time.Duration, conns *connLimit, origins []string) (*wsListener, error) {
 	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
 	}
-	tracking := newTrackingListener(raw, timeout)
+	tracking := newTrackingListener(raw, timeout, conns)
 	var ln net.Listener = tracking
 	if tc != nil {
 		tc = tc.Clone()
@@ -238,6 +250,7 @@ func newWSListener(id, addr string, tc *tls.Config, timeout time.Duration) (*wsL
 		tc.NextProtos = []string{"http/1.1"}
 		ln = tls.NewListener(ln, tc)
 	}
+	allowed := normalizeOrigins(origins)
 	return &wsListener{
 		id:       id,
 		ln:       ln,
@@ -246,11 +259,12 @@ func newWSListener(id, addr string, tc *tls.Config, timeout time.Duration) (*wsL
 		timeout:  timeout,
 		upgrader: websocket.Upgrader{
 			Subprotocols: []string{"mqtt"},
-			// Accept every origin: MQTT clients authenticate in CONNECT (or
-			// with a client certificate), not with ambient browser
-			// credentials such as cookies, so a cross-origin page gains
-			// nothing it could not do by connecting directly.
-			CheckOrigin: func(*http.Request) bool { return true },
+			// A browser page of another site must not reach the broker
+			// through a visitor's browser, which may sit inside the plant
+			// network or present a client certificate: only listed origins
+			// (and clients that send no Origin, i.e. not browsers) pass.
+			// gorilla answers 403 before upgrading otherwise.
+			CheckOrigin: func(r *http.Request) bool { return originAllowed(allowed, r) },
 		},
 		log: slog.Default(),
 	}, nil
@@ -281,7 +295,9 @@ func (l *wsListener) Init(log *slog.Logger) error {
 		// Bounds the WSS handshake (net/http uses it as the TLS handshake
 		// timeout) and the upgrade request's headers.
 		ReadHeaderTimeout: l.timeout,
-		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelWarn),
+		// The upgrade request is read before any authentication.
+		MaxHeaderBytes: wsMaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(l.log.Handler(), slog.LevelWarn),
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, acceptedAtKey{}, time.Now())
 		},

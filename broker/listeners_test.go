@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestTrackingListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newTrackingListener(raw, 200*time.Millisecond)
+	l := newTrackingListener(raw, 200*time.Millisecond, newConnLimit(100, slog.Default()))
 	defer l.Close()
 
 	var clients, servers []net.Conn

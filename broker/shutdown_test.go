@@ -72,7 +72,9 @@ func connectRaw(t *testing.T, addr string, connect []byte) (net.Conn, *bufio.Rea
 // its connection close, Shutdown returns at once with both gone, and no
 // listener accepts any more.
 func TestShutdownTellsClientsTheServerIsShuttingDown(t *testing.T) {
-	b := startBroker(t, Config{TCPAddr: local, WSAddr: local})
+	// No keepalive ceiling: both clients keep keepalive 0, so Mochi sets
+	// no deadline on their connections.
+	b := startBroker(t, Config{TCPAddr: local, WSAddr: local, MaxKeepalive: -1})
 	_, r5 := connectRaw(t, b.Addr(ListenerTCP), v5Connect("shutdown-v5"))
 	c3, r3 := connectRaw(t, b.Addr(ListenerTCP), v311Connect("shutdown-v3"))
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/audit"
+	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
 )
 
@@ -52,6 +53,16 @@ type Config struct {
 	TLSHosts string
 	// WSTLS serves the WebSocket listener as WSS.
 	WSTLS bool
+	// WSAllowedOrigins (comma-separated scheme://host[:port]) are the
+	// browser origins that may open MQTT-over-WebSocket connections;
+	// requests without an Origin header (not browsers) always may.
+	WSAllowedOrigins string
+	// HTTPTLS serves the admin API over HTTPS, with HTTPTLSCert and
+	// HTTPTLSKey, or else the MQTT TLS listeners' certificate. Setting
+	// HTTPTLSCert turns HTTPS on as well.
+	HTTPTLS     bool
+	HTTPTLSCert string
+	HTTPTLSKey  string
 	// ConnectTimeout closes a connection that has not completed its TLS
 	// handshake and CONNECT in time.
 	ConnectTimeout time.Duration
@@ -64,6 +75,16 @@ type Config struct {
 	// MQTTMaxPendingWrites bounds the packets queued for one client (see
 	// broker.Config.MaxPendingWrites).
 	MQTTMaxPendingWrites int
+	// MQTTMaxPacketSize is the largest MQTT packet a client may send, in
+	// bytes (broker.Config.MaxPacketSize).
+	MQTTMaxPacketSize int
+	// MQTTMaxConnections caps the MQTT sockets open at once, counted from
+	// accept; 0 derives it from the open-file limit
+	// (broker.DefaultMaxConnections).
+	MQTTMaxConnections int
+	// MQTTMaxKeepalive is the keepalive ceiling (broker.Config.MaxKeepalive);
+	// 0 turns it off.
+	MQTTMaxKeepalive time.Duration
 	// RegistryMaxOpen caps how long POST /api/client-registry/open opens
 	// the registry.
 	RegistryMaxOpen time.Duration
@@ -160,7 +181,7 @@ var options = []option{
 		usage: "password of the admin user, used only when the admin is first created (empty: a random one is generated and logged once)",
 		bind:  stringOpt(func(c *Config) *string { return &c.AdminPassword })},
 	{flag: "tls-cert", env: "WARDEN_TLS_CERT", def: "", arg: "file",
-		usage: "server certificate, PEM; needs --tls-key (empty: the internal CA issues one)",
+		usage: "server certificate of the MQTT TLS listeners (and of the admin API with --http-tls, unless --http-tls-cert is set), PEM; needs --tls-key (empty: the internal CA issues one)",
 		bind:  stringOpt(func(c *Config) *string { return &c.TLSCert })},
 	{flag: "tls-key", env: "WARDEN_TLS_KEY", def: "", arg: "file",
 		usage: "private key of --tls-cert, PEM",
@@ -174,6 +195,18 @@ var options = []option{
 	{flag: "ws-tls", env: "WARDEN_WS_TLS", def: "false", arg: "bool",
 		usage: "serve --ws-addr as WebSocket over TLS (wss), with the same certificates as --mqtts-addr",
 		bind:  boolOpt(func(c *Config) *bool { return &c.WSTLS })},
+	{flag: "ws-allowed-origins", env: "WARDEN_WS_ALLOWED_ORIGINS", def: "", arg: "origins",
+		usage: "comma-separated browser origins (scheme://host[:port], e.g. https://ui.example.com) allowed to open MQTT over WebSocket; other Origin headers get 403, clients sending no Origin (devices, not browsers) pass (empty: no browser page may connect)",
+		bind:  stringOpt(func(c *Config) *string { return &c.WSAllowedOrigins })},
+	{flag: "http-tls", env: "WARDEN_HTTP_TLS", def: "false", arg: "bool",
+		usage: "serve the admin API over HTTPS (TLS 1.2+), with --http-tls-cert/--http-tls-key or else the MQTT TLS certificate (--tls-cert/--tls-key or one from the internal CA)",
+		bind:  boolOpt(func(c *Config) *bool { return &c.HTTPTLS })},
+	{flag: "http-tls-cert", env: "WARDEN_HTTP_TLS_CERT", def: "", arg: "file",
+		usage: "admin API server certificate, PEM; needs --http-tls-key and turns HTTPS on",
+		bind:  stringOpt(func(c *Config) *string { return &c.HTTPTLSCert })},
+	{flag: "http-tls-key", env: "WARDEN_HTTP_TLS_KEY", def: "", arg: "file",
+		usage: "private key of --http-tls-cert, PEM",
+		bind:  stringOpt(func(c *Config) *string { return &c.HTTPTLSKey })},
 	{flag: "connect-timeout", env: "WARDEN_CONNECT_TIMEOUT", def: "10s", arg: "duration",
 		usage: "close an MQTT connection that has not finished its TLS handshake and CONNECT within this time",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
@@ -192,6 +225,15 @@ var options = []option{
 	{flag: "mqtt-max-pending-writes", env: "WARDEN_MQTT_MAX_PENDING_WRITES", def: "1024", arg: "count",
 		usage: "packets that may wait to be written to one MQTT client before further deliveries to it are dropped; each slot costs 8 bytes per connected client",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxPendingWrites })},
+	{flag: "mqtt-max-packet-size", env: "WARDEN_MQTT_MAX_PACKET_SIZE", def: "1048576", arg: "bytes",
+		usage: "largest MQTT packet a client may send, fixed header included (CONNECT, read before authentication: at most 64 KiB); a larger one closes the connection (MQTT 5: DISCONNECT 0x95), checked before it is read; MQTT 5 clients get the limit in CONNACK",
+		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxPacketSize })},
+	{flag: "mqtt-max-connections", env: "WARDEN_MQTT_MAX_CONNECTIONS", def: "0", arg: "count",
+		usage: "MQTT sockets open at once over all listeners, counted from accept (before TLS and CONNECT); more are closed at once (0: 90% of the open-file limit, ulimit -n)",
+		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxConnections })},
+	{flag: "mqtt-max-keepalive", env: "WARDEN_MQTT_MAX_KEEPALIVE", def: "1h", arg: "duration",
+		usage: "keepalive ceiling in whole seconds, as Mosquitto's max_keepalive: MQTT 5 clients asking for 0 (none) or more are told to use it, MQTT 3.1.1 clients are refused with return code 2 (0: no ceiling, keepalive 0 means no timeout)",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.MQTTMaxKeepalive })},
 	{flag: "registry-max-open", env: "WARDEN_REGISTRY_MAX_OPEN", def: "1h", arg: "duration",
 		usage: "longest time POST /api/client-registry/open may open the client registry (longer requests are cut to it)",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.RegistryMaxOpen })},
@@ -343,6 +385,20 @@ func (c Config) Validate() error {
 	if c.WSTLS && c.WSAddr == "" {
 		add("ws-tls", "set, but --ws-addr is empty")
 	}
+	for _, o := range splitList(c.WSAllowedOrigins) {
+		if err := broker.CheckOrigin(o); err != nil {
+			add("ws-allowed-origins", "%v", err)
+		}
+	}
+	switch {
+	case c.HTTPTLSCert != "" && c.HTTPTLSKey == "":
+		add("http-tls-key", "missing: --http-tls-cert is set, so its key is needed too")
+	case c.HTTPTLSKey != "" && c.HTTPTLSCert == "":
+		add("http-tls-cert", "missing: --http-tls-key is set, so its certificate is needed too")
+	}
+	if (c.HTTPTLS || c.HTTPTLSCert != "") && c.HTTPAddr == "" {
+		add("http-tls", "set, but --http-addr is empty")
+	}
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
@@ -362,6 +418,15 @@ func (c Config) Validate() error {
 	if c.MQTTMaxPendingWrites < 1 || c.MQTTMaxPendingWrites > 1<<20 {
 		add("mqtt-max-pending-writes", "must be from 1 to %d, got %d", 1<<20, c.MQTTMaxPendingWrites)
 	}
+	if c.MQTTMaxPacketSize < minPacketSize || c.MQTTMaxPacketSize > broker.MaxPacketSizeLimit {
+		add("mqtt-max-packet-size", "must be from %d to %d bytes, got %d", minPacketSize, broker.MaxPacketSizeLimit, c.MQTTMaxPacketSize)
+	}
+	if c.MQTTMaxConnections < 0 {
+		add("mqtt-max-connections", "must be 0 (from the open-file limit) or positive, got %d", c.MQTTMaxConnections)
+	}
+	if ka := c.MQTTMaxKeepalive; ka < 0 || ka > 65535*time.Second || ka%time.Second != 0 {
+		add("mqtt-max-keepalive", "must be 0 (no ceiling) or whole seconds up to 65535s, got %s", ka)
+	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
 	}
@@ -369,6 +434,21 @@ func (c Config) Validate() error {
 		add("audit-log", "%v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// minPacketSize is the least --mqtt-max-packet-size: below it a CONNECT
+// with a login token as password would not fit.
+const minPacketSize = 1024
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // parseLevel accepts the four slog level names, case-insensitively.

@@ -37,6 +37,9 @@ func defaultConfig() Config {
 		MFA:                  true,
 
 		MFATrustedDeviceDays: 30,
+
+		MQTTMaxPacketSize: 1 << 20,
+		MQTTMaxKeepalive:  time.Hour,
 	}
 }
 
@@ -96,6 +99,9 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
 				"WARDEN_REGISTRY_MAX_OPEN": "10m", "WARDEN_MQTT_MAX_PENDING_WRITES": "256", "WARDEN_REGISTRY_AUTO_GRANT_ROLES": "line-a", "WARDEN_CLIENT_CERT_VALIDITY": "720h",
 				"WARDEN_MFA": "false", "WARDEN_MFA_TRUSTED_DEVICE_DAYS": "7",
+				"WARDEN_MQTT_MAX_PACKET_SIZE": "65536", "WARDEN_MQTT_MAX_CONNECTIONS": "5000", "WARDEN_MQTT_MAX_KEEPALIVE": "20m",
+				"WARDEN_WS_ALLOWED_ORIGINS": "https://ui.example.com", "WARDEN_HTTP_TLS": "true",
+				"WARDEN_HTTP_TLS_CERT": "h.pem", "WARDEN_HTTP_TLS_KEY": "hk.pem",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
@@ -105,7 +111,9 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
 					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second,
 					RegistryMaxOpen: 10 * time.Minute, MQTTMaxPendingWrites: 256, RegistryAutoGrantRoles: "line-a", ClientCertValidity: 720 * time.Hour,
-					MFA: false, MFATrustedDeviceDays: 7}
+					MFA: false, MFATrustedDeviceDays: 7,
+					MQTTMaxPacketSize: 65536, MQTTMaxConnections: 5000, MQTTMaxKeepalive: 20 * time.Minute,
+					WSAllowedOrigins: "https://ui.example.com", HTTPTLS: true, HTTPTLSCert: "h.pem", HTTPTLSKey: "hk.pem"}
 			},
 		},
 	}
@@ -286,12 +294,19 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--client-ca", "WARDEN_CLIENT_CA", "empty"},
 		{"--tls-hosts", "WARDEN_TLS_HOSTS", "empty"},
 		{"--ws-tls", "WARDEN_WS_TLS", `"false"`},
+		{"--ws-allowed-origins", "WARDEN_WS_ALLOWED_ORIGINS", "empty"},
+		{"--http-tls", "WARDEN_HTTP_TLS", `"false"`},
+		{"--http-tls-cert", "WARDEN_HTTP_TLS_CERT", "empty"},
+		{"--http-tls-key", "WARDEN_HTTP_TLS_KEY", "empty"},
 		{"--connect-timeout", "WARDEN_CONNECT_TIMEOUT", `"10s"`},
 		{"--auth-max-failures-user", "WARDEN_AUTH_MAX_FAILURES_USER", `"10"`},
 		{"--auth-max-failures-ip", "WARDEN_AUTH_MAX_FAILURES_IP", `"100"`},
 		{"--auth-failure-window", "WARDEN_AUTH_FAILURE_WINDOW", `"5m"`},
 		{"--auth-backoff", "WARDEN_AUTH_BACKOFF", `"5m"`},
 		{"--mqtt-max-pending-writes", "WARDEN_MQTT_MAX_PENDING_WRITES", `"1024"`},
+		{"--mqtt-max-packet-size", "WARDEN_MQTT_MAX_PACKET_SIZE", `"1048576"`},
+		{"--mqtt-max-connections", "WARDEN_MQTT_MAX_CONNECTIONS", `"0"`},
+		{"--mqtt-max-keepalive", "WARDEN_MQTT_MAX_KEEPALIVE", `"1h"`},
 		{"--registry-max-open", "WARDEN_REGISTRY_MAX_OPEN", `"1h"`},
 		{"--registry-auto-grant-roles", "WARDEN_REGISTRY_AUTO_GRANT_ROLES", "empty"},
 		{"--client-cert-validity", "WARDEN_CLIENT_CERT_VALIDITY", `"8760h"`},

@@ -63,7 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	level, _ := parseLevel(cfg.LogLevel) // validated by loadConfig
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Both loggers redact packets, payloads and byte slices (serve.go).
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: redactPackets}))
 	brokerLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: redactPackets}))
 	auditLog, closeAudit, err := audit.Open(cfg.AuditLog, os.Stdout, stderr)
 	if err != nil {

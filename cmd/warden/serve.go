@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -93,24 +95,38 @@ func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *regist
 	if err != nil {
 		return nil, err
 	}
+	var tlsCfg *tls.Config
+	if cfg.HTTPTLS || cfg.HTTPTLSCert != "" {
+		if tlsCfg, err = httpTLS(cfg, trust, log); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("--http-addr: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           api.Handler(),
+		Handler: api.Handler(),
+		// ReadHeaderTimeout also bounds the TLS handshake.
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsCfg,
 	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if tlsCfg != nil {
+			err = srv.ServeTLS(ln, "", "") // certificates are in TLSConfig
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin HTTP server stopped", "err", err)
 		}
 	}()
-	log.Info("listening", "listener", "http", "addr", ln.Addr().String())
+	log.Info("listening", "listener", "http", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
 	return srv, nil
 }
 
@@ -138,11 +154,36 @@ func startTrust(ctx context.Context, cfg Config, s store.Store, log *slog.Logger
 	return pki.NewTrustStore(ctx, s, pki.TrustOptions{CA: ca, Config: configured, Logger: log})
 }
 
-// serverTLS builds the MQTT listeners' TLS configuration: the operator's
-// certificate or one from the internal CA, and client certificates
-// verified (when sent) against the trusted certificates current at each
-// handshake: the internal CA, --client-ca and those added over HTTP.
-func serverTLS(cfg Config, trust *pki.TrustStore, log *slog.Logger) (*tls.Config, error) {
+// baseTLS is the TLS configuration every warden listener starts from, MQTT
+// (TLS and WSS) and the admin API alike: TLS 1.2 or later, and for TLS 1.2
+// only ECDHE key exchange with AEAD ciphers (AES-GCM, ChaCha20-Poly1305).
+// Go's defaults still offer the ECDHE CBC-SHA1 suites (Lucky13-style
+// padding oracles); TLS 1.3 suites are all AEAD and not configurable.
+func baseTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
+}
+
+// serverCertificate is the MQTT TLS listeners' certificate: the operator's
+// (--tls-cert/--tls-key) or a fresh one from the internal CA for
+// --tls-hosts. Using the internal CA writes its certificate to --data-dir.
+func serverCertificate(cfg Config, trust *pki.TrustStore, log *slog.Logger) (tls.Certificate, error) {
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		return cert, nil
+	}
 	ca := trust.CA()
 	// Devices need the CA certificate (public) to trust the server's
 	// certificate; put it where an operator finds it.
@@ -156,42 +197,87 @@ func serverTLS(cfg Config, trust *pki.TrustStore, log *slog.Logger) (*tls.Config
 			}
 		}
 	}
-	var cert tls.Certificate
-	var err error
-	if cfg.TLSCert != "" {
-		cert, err = tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-	} else {
-		var hosts []string
-		for _, h := range strings.Split(cfg.TLSHosts, ",") {
-			if h = strings.TrimSpace(h); h != "" {
-				hosts = append(hosts, h)
-			}
-		}
-		cert, err = ca.IssueServer(hosts, serverCertLifetime)
-		if err != nil {
-			return nil, err
-		}
-	}
-	return trust.ServerConfig(&tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		// Certificates are optional: password devices share the listener.
-		// A certificate that is sent must verify, else the handshake fails.
-		ClientAuth: tls.VerifyClientCertIfGiven,
-	}), nil
+	return ca.IssueServer(splitList(cfg.TLSHosts), serverCertLifetime)
 }
 
-// redactPackets drops the "packet" attribute Mochi attaches to some log
-// records: it holds whole publishes, payloads and CONNECT passwords
-// included, and secrets never go to logs.
+// serverTLS builds the MQTT listeners' TLS configuration: baseTLS, the
+// server certificate, and client certificates verified (when sent) against
+// the trusted certificates current at each handshake: the internal CA,
+// --client-ca and those added over HTTP.
+func serverTLS(cfg Config, trust *pki.TrustStore, log *slog.Logger) (*tls.Config, error) {
+	cert, err := serverCertificate(cfg, trust, log)
+	if err != nil {
+		return nil, err
+	}
+	c := baseTLS()
+	c.Certificates = []tls.Certificate{cert}
+	// Certificates are optional: password devices share the listener.
+	// A certificate that is sent must verify, else the handshake fails.
+	c.ClientAuth = tls.VerifyClientCertIfGiven
+	return trust.ServerConfig(c), nil
+}
+
+// httpTLS builds the admin API's TLS configuration: baseTLS with
+// --http-tls-cert/--http-tls-key, or else the MQTT TLS listeners'
+// certificate (--tls-cert/--tls-key, or one from the internal CA, whose
+// certificate devices and operators already trust from --data-dir). No
+// client certificates: the API authenticates with bearer tokens.
+func httpTLS(cfg Config, trust *pki.TrustStore, log *slog.Logger) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	if cfg.HTTPTLSCert != "" {
+		cert, err = tls.LoadX509KeyPair(cfg.HTTPTLSCert, cfg.HTTPTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--http-tls-cert/--http-tls-key: %w", err)
+		}
+	} else if cert, err = serverCertificate(cfg, trust, log); err != nil {
+		return nil, err
+	}
+	c := baseTLS()
+	c.Certificates = []tls.Certificate{cert}
+	return c, nil
+}
+
+// redactPackets is the ReplaceAttr of warden's log handlers: it replaces
+// any value that may hold a password, a token or a payload with
+// "[redacted]", whatever its key. Mochi logs whole packets (CONNECT
+// password, PUBLISH payload) under keys such as "packet" and "pk", and wills
+// under "will"; matching on keys alone would leak under the next key Mochi
+// adds, so values are matched by type as well: every []byte, and every
+// value of a Mochi type (packets, clients, wills, properties) except
+// errors, whose text is a reason code.
 func redactPackets(_ []string, a slog.Attr) slog.Attr {
-	if a.Key == "packet" {
-		return slog.String("packet", "[redacted]")
+	switch a.Key {
+	case "packet", "pk", "will", "payload", "password", "secret", "token":
+		return slog.String(a.Key, "[redacted]")
+	}
+	if a.Value.Kind() == slog.KindAny && sensitiveValue(a.Value.Any()) {
+		return slog.String(a.Key, "[redacted]")
 	}
 	return a
+}
+
+// mochiModule is the import path prefix of Mochi's packages.
+const mochiModule = "github.com/mochi-mqtt/server/v2"
+
+// sensitiveValue reports whether v may carry a secret or a payload: a byte
+// slice, or a value (or pointer, slice, map of values) of a type defined in
+// Mochi that is not an error.
+func sensitiveValue(v any) bool {
+	switch v.(type) {
+	case nil, error, net.IP:
+		return false
+	case []byte, json.RawMessage:
+		return true
+	}
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
+		if t.Kind() == reflect.Map && strings.HasPrefix(t.Key().PkgPath(), mochiModule) {
+			return true
+		}
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Uint8 || strings.HasPrefix(t.PkgPath(), mochiModule)
 }
 
 // brokerConfig is the broker's part of the configuration, shared by the
@@ -207,5 +293,19 @@ func brokerConfig(cfg Config, tlsCfg *tls.Config, brokerLog *slog.Logger) broker
 		Logger:         brokerLog,
 
 		MaxPendingWrites: cfg.MQTTMaxPendingWrites,
+		MaxPacketSize:    cfg.MQTTMaxPacketSize,
+		MaxConnections:   cfg.MQTTMaxConnections,
+		MaxKeepalive:     maxKeepalive(cfg.MQTTMaxKeepalive),
+		WSAllowedOrigins: splitList(cfg.WSAllowedOrigins),
 	}
+}
+
+// maxKeepalive maps --mqtt-max-keepalive, where 0 means no ceiling (as
+// Mosquitto's max_keepalive 0), to broker.Config.MaxKeepalive, where no
+// ceiling is negative.
+func maxKeepalive(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -25,6 +25,8 @@ const (
 	defaultKeepalive             uint16 = 10 // the default connection keepalive value in seconds.
 	defaultClientProtocolVersion byte   = 4  // the default mqtt protocol version of connecting clients (if somehow unspecified).
 	minimumKeepalive             uint16 = 5  // the minimum recommended keepalive - values under with display a warning.
+
+	disconnectWriteTimeout = 5 * time.Second // warden patch: bounds the DISCONNECT 0x95 write
 )
 
 var (
@@ -374,6 +376,9 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		fh := new(packets.FixedHeader)
 		err = cl.ReadFixedHeader(fh)
 		if err != nil {
+			if errors.Is(err, packets.ErrPacketTooLarge) {
+				cl.disconnectTooLarge() // warden patch
+			}
 			return err
 		}
 
@@ -453,12 +458,50 @@ func (cl *Client) ReadFixedHeader(fh *packets.FixedHeader) error {
 		return err
 	}
 
-	if cl.ops.options.Capabilities.MaximumPacketSize > 0 && uint32(fh.Remaining+1) > cl.ops.options.Capabilities.MaximumPacketSize {
+	// warden patch: the whole packet counts (type byte, length bytes and the
+	// rest), and a CONNECT, which is read before the client is
+	// authenticated, has its own lower limit. This runs before ReadPacket
+	// allocates the packet, so a header claiming 256 MiB allocates nothing.
+	if limit := cl.maxInboundPacketSize(fh.Type); limit > 0 && uint64(fh.Remaining)+uint64(bu)+1 > uint64(limit) {
 		return packets.ErrPacketTooLarge // [MQTT-3.2.2-15]
 	}
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(bu+1))
 	return nil
+}
+
+// maxInboundPacketSize is the largest packet of type t the client may send
+// (warden patch), 0 for no limit. A CONNECT gets the lower of
+// MaximumConnectPacketSize and MaximumPacketSize: before CONNECT is
+// accepted, only a CONNECT packet is ever read past its fixed header
+// (readConnectionPacket refuses any other type first), so this bounds what
+// an unauthenticated client can make the server allocate. A second CONNECT
+// on a live connection is a protocol violation and gets the same limit.
+func (cl *Client) maxInboundPacketSize(t byte) uint32 {
+	caps := cl.ops.options.Capabilities
+	limit := caps.MaximumPacketSize
+	if t == packets.Connect && caps.MaximumConnectPacketSize > 0 && (limit == 0 || caps.MaximumConnectPacketSize < limit) {
+		limit = caps.MaximumConnectPacketSize
+	}
+	return limit
+}
+
+// disconnectTooLarge tells an MQTT 5 client that its packet exceeded the
+// Maximum Packet Size it was given in CONNACK, with a DISCONNECT 0x95,
+// before the read loop ends and the connection is closed (warden patch;
+// [MQTT-4.13.2-1]). MQTT 3.1.1 has no such packet: the connection just
+// closes. The write gets its own short deadline: the client is misbehaving
+// and may not read.
+func (cl *Client) disconnectTooLarge() {
+	if cl.Properties.ProtocolVersion < 5 || cl.Net.Conn == nil {
+		return
+	}
+	_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(disconnectWriteTimeout))
+	_ = cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
+		ReasonCode:  packets.ErrPacketTooLarge.Code,
+		Properties:  packets.Properties{ReasonString: packets.ErrPacketTooLarge.Reason},
+	})
 }
 
 // ReadPacket reads the remaining buffer into an MQTT packet.
@@ -541,6 +584,12 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	}
 
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < packets.ErrUnspecifiedError.Code &&
+		pk.Properties.MaximumPacketSize == 0 && cl.ops.options.Capabilities.MaximumPacketSize > 0 {
+		// warden patch: an MQTT 5 client learns the limit it is held to
+		// (encoded for v5 only); without the property it may assume none.
+		pk.Properties.MaximumPacketSize = cl.ops.options.Capabilities.MaximumPacketSize // [MQTT-3.2.2-15]
+	}
 	if pk.Mods.MaxSize == 0 { // NB we use this statement to embed client packet sizes in tests
 		pk.Mods.MaxSize = cl.Properties.Props.MaximumPacketSize
 	}
