@@ -191,8 +191,11 @@ func (s *Server) mfaValidate(w http.ResponseWriter, r *http.Request, c *caller) 
 // the code cannot log in afterwards. guard, when set, runs first on the
 // stored state; its error refuses. The user's first active key enrols
 // it: fresh backup codes replace any old ones and are returned, to show
-// once; codes is nil when the user was enrolled already. A wrong or
-// replayed code, or a key deleted or replaced meanwhile, is errCode.
+// once; codes is nil when the user was enrolled already. Enrolling also
+// drops the user's other pending keys: they were created without a code
+// of an active key (there was none), and once enrolled a key is added
+// only with one (createMFAKey). A wrong or replayed code, or a key
+// deleted or replaced meanwhile, is errCode.
 func (s *Server) activateKey(ctx context.Context, u store.User, key store.MFAKey, code string, guard func(*store.MFAState) error) (codes []string, err error) {
 	now := s.now().UTC()
 	step, err := s.mfa.Check(u.ID, key, code, now)
@@ -225,6 +228,7 @@ func (s *Server) activateKey(ctx context.Context, u store.User, key store.MFAKey
 		if enrols {
 			x.MFA.BackupCodes = hashes
 			x.MFA.FailedCodes, x.MFA.FailedSince = 0, time.Time{}
+			x.MFA.Keys = slices.DeleteFunc(x.MFA.Keys, func(k store.MFAKey) bool { return k.Status == store.MFAStatusPending })
 		}
 		return nil
 	})
@@ -364,7 +368,11 @@ func (s *Server) useCode(ctx context.Context, u store.User, req codeRequest, gua
 		}
 		if guard != nil {
 			if outcome = guard(m); outcome != nil {
+				// The login's guard answers errCode; others name their refusal.
 				why = "no valid login challenge"
+				if !errors.Is(outcome, errCode) {
+					why = outcome.Error()
+				}
 				return errUnchanged
 			}
 		}

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -111,11 +112,27 @@ func (l *lookupRef) is(want lookup) bool {
 type createMFAKeyRequest struct {
 	Type     *lookupRef `json:"type"`
 	Password string     `json:"password"`
+	// Code (a current TOTP code of an active key) or BackupCode: required
+	// once the caller is enrolled.
+	Code       string `json:"code"`
+	BackupCode string `json:"backup_code"`
 }
+
+// mfaCode is a v1 request's second factor, for useCode.
+func mfaCode(code, backupCode string) codeRequest {
+	return codeRequest{OTP: code, BackupCode: backupCode}
+}
+
+// errKeyFull refuses a key beyond maxMFAKeys.
+var errKeyFull = errorf(http.StatusConflict, "at most %d MFA keys per user: delete one first", maxMFAKeys)
 
 // createMFAKey adds a pending TOTP key for the caller. The password is
 // checked like a login's (a wrong one counts towards the lockout), so a
-// token alone cannot add a second factor.
+// token alone cannot add a second factor. Once the caller is enrolled, a
+// current code of its MFA (or a backup code) is needed too, checked and
+// spent as POST /api/mfa/disable does (a wrong one counts towards the MFA
+// lock): a stolen session, even with the password, cannot add a factor of
+// its own. The code is spent in the same atomic update that adds the key.
 func (s *Server) createMFAKey(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if !s.opts.MFAEnabled {
 		return errMFAOff
@@ -130,15 +147,32 @@ func (s *Server) createMFAKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if req.Password == "" {
 		return errorf(http.StatusBadRequest, "password is required")
 	}
+	enrolled := mfaActive(c.user.MFA)
+	code := mfaCode(req.Code, req.BackupCode)
+	if enrolled && code.validate() != nil {
+		return errorf(http.StatusBadRequest, "you are enrolled in MFA: exactly one of code (a current code of an active key) and backup_code is required to add a key")
+	}
 	if _, err := s.checkPassword(r, c.user.Username, req.Password); err != nil {
 		return err
 	}
-	key, uri, err := s.addKey(r.Context(), c.user, func(m *store.MFAState) error {
-		if len(m.Keys) >= maxMFAKeys {
-			return errorf(http.StatusConflict, "at most %d MFA keys per user: delete one first", maxMFAKeys)
-		}
-		return nil
-	})
+	var (
+		key store.MFAKey
+		uri string
+		err error
+	)
+	if enrolled {
+		key, uri, err = s.addKeyWithCode(r.Context(), c.user, code)
+	} else {
+		key, uri, err = s.addKey(r.Context(), c.user, func(m *store.MFAState) error {
+			if mfaActive(m) {
+				return errorf(http.StatusConflict, "you enrolled in MFA meanwhile: adding a key now needs a current code; try again with one")
+			}
+			if len(m.Keys) >= maxMFAKeys {
+				return errKeyFull
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -149,6 +183,26 @@ func (s *Server) createMFAKey(w http.ResponseWriter, r *http.Request, c *caller)
 	s.log.Info("mfa key created", "user", c.user.Username, "key_id", key.ID)
 	writeJSON(w, http.StatusCreated, createdMFAKey{mfaKeyView: viewMFAKey(key), SecretKey: parsed.Secret(), OTPAuth: uri})
 	return nil
+}
+
+// addKeyWithCode is addKey for an enrolled user: code, of u's MFA, is
+// checked and spent by useCode in the update that adds the key, so a
+// wrong code adds nothing and counts towards the MFA lock.
+func (s *Server) addKeyWithCode(ctx context.Context, u store.User, code codeRequest) (store.MFAKey, string, error) {
+	key, uri, err := s.mfa.NewKey(u.ID, u.Username, s.now().UTC())
+	if err != nil {
+		return store.MFAKey{}, "", err
+	}
+	full := func(m *store.MFAState) error {
+		if len(m.Keys) >= maxMFAKeys {
+			return errKeyFull
+		}
+		return nil
+	}
+	if err := s.useCode(ctx, u, code, full, func(x *store.User) { x.MFA.Keys = append(x.MFA.Keys, key) }); err != nil {
+		return store.MFAKey{}, "", err
+	}
+	return key, uri, nil
 }
 
 type activateMFAKeyRequest struct {
@@ -248,11 +302,46 @@ func (s *Server) listMFAKeys(w http.ResponseWriter, r *http.Request, c *caller) 
 	return nil
 }
 
-// deleteMFAKey deletes a key. A user may not delete its own last active
-// key here: that would switch MFA off with a token alone, where POST
-// /api/mfa/disable asks for a code (409 points there). An admin may; when
-// no active key is left, the user is no longer enrolled and its backup
-// codes, trusted devices and pending login go too, as with a reset.
+// deleteMFAKeyRequest is the optional body of a key deletion: the code
+// that deleting one's own last active key takes.
+type deleteMFAKeyRequest struct {
+	Code       string `json:"code"`
+	BackupCode string `json:"backup_code"`
+}
+
+// errLastKey refuses to delete one's own last active key without a code.
+var errLastKey = errorf(http.StatusConflict, "this is your last active MFA key: send a current code (code) or a backup code (backup_code) to delete it, or switch MFA off with POST /api/mfa/disable")
+
+// lastActiveKey: id is the only active key of m.
+func lastActiveKey(m *store.MFAState, id string) bool {
+	if m == nil {
+		return false
+	}
+	active, hit := 0, false
+	for _, k := range m.Keys {
+		if k.Status == store.MFAStatusActive {
+			active++
+			hit = hit || k.ID == id
+		}
+	}
+	return hit && active == 1
+}
+
+// removeKey deletes key id from m; when no active key is left, the user
+// is no longer enrolled and its backup codes, trusted devices and pending
+// login go too, as with a reset.
+func removeKey(m *store.MFAState, id string) {
+	m.Keys = slices.DeleteFunc(m.Keys, func(k store.MFAKey) bool { return k.ID == id })
+	if !mfaActive(m) {
+		m.BackupCodes, m.TrustedDevices, m.Challenge = nil, nil, nil
+	}
+}
+
+// deleteMFAKey deletes a key. A user deletes its own last active key only
+// with a current code or a backup code in the body (seed 002's DELETE has
+// none, so it is optional), checked, spent and counted as POST
+// /api/mfa/disable does: without one that would switch MFA off with a
+// token alone (409). An admin needs no code (a lost phone).
 func (s *Server) deleteMFAKey(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if !s.opts.MFAEnabled {
 		return errMFAOff
@@ -261,29 +350,40 @@ func (s *Server) deleteMFAKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
+	var req deleteMFAKeyRequest
+	if err := decodeOptional(w, r, &req); err != nil {
+		return err
+	}
 	id := r.PathValue("key_id")
-	_, err = s.st.UpdateUser(r.Context(), u.ID, func(x *store.User) error {
-		m := x.MFA
-		i := -1
-		if m != nil {
-			i = slices.IndexFunc(m.Keys, func(k store.MFAKey) bool { return k.ID == id })
+	if own && lastActiveKey(u.MFA, id) {
+		code := mfaCode(req.Code, req.BackupCode)
+		if code.OTP == "" && code.BackupCode == "" {
+			return errLastKey
 		}
-		if i < 0 {
+		if err := code.validate(); err != nil {
+			return errorf(http.StatusBadRequest, "send one of code and backup_code, not both")
+		}
+		exists := func(m *store.MFAState) error {
+			if !slices.ContainsFunc(m.Keys, func(k store.MFAKey) bool { return k.ID == id }) {
+				return errKeyMissing
+			}
+			return nil
+		}
+		if err := s.useCode(r.Context(), u, code, exists, func(x *store.User) { removeKey(x.MFA, id) }); err != nil {
+			return err
+		}
+		s.log.Info("mfa key deleted", "user", u.Username, "key_id", id, "by", c.user.Username, "with_code", true)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	_, err = s.st.UpdateUser(r.Context(), u.ID, func(x *store.User) error {
+		if x.MFA == nil || !slices.ContainsFunc(x.MFA.Keys, func(k store.MFAKey) bool { return k.ID == id }) {
 			return errKeyMissing
 		}
-		active := 0
-		for _, k := range m.Keys {
-			if k.Status == store.MFAStatusActive {
-				active++
-			}
+		if own && lastActiveKey(x.MFA, id) {
+			return errLastKey // it became the last one meanwhile
 		}
-		if own && active == 1 && m.Keys[i].Status == store.MFAStatusActive {
-			return errorf(http.StatusConflict, "this is your last active MFA key: switch MFA off with POST /api/mfa/disable and a code instead")
-		}
-		m.Keys = slices.Delete(m.Keys, i, i+1)
-		if !mfaActive(m) {
-			m.BackupCodes, m.TrustedDevices, m.Challenge = nil, nil, nil
-		}
+		removeKey(x.MFA, id)
 		return nil
 	})
 	if err != nil {

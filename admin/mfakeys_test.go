@@ -63,11 +63,18 @@ var (
 
 // t2Create creates a key for the user holding token and checks the
 // answer: pending, TOTP, created now, not activated, and a secret_key
-// that is the otpauth URI's secret.
-func (m *mEnv) t2Create(token, username, password string) t2Key {
+// that is the otpauth URI's secret. extra adds fields to the request (the
+// code an enrolled user needs).
+func (m *mEnv) t2Create(token, username, password string, extra ...map[string]any) t2Key {
 	m.t.Helper()
 	t := m.t.(*testing.T)
-	code, b := m.do("POST", "/api/v1/user/mfa", token, map[string]any{"type": map[string]any{"id": 1}, "password": password})
+	body := map[string]any{"type": map[string]any{"id": 1}, "password": password}
+	for _, e := range extra {
+		for k, v := range e {
+			body[k] = v
+		}
+	}
+	code, b := m.do("POST", "/api/v1/user/mfa", token, body)
 	if code != http.StatusCreated {
 		t.Fatalf("create key: %d %s", code, b)
 	}
@@ -318,7 +325,7 @@ func TestMFAKeysCreateNeedsThePassword(t *testing.T) {
 			map[string]any{"type": map[string]any{"id": 2}, "password": "operator-pass-1"},
 			map[string]any{"type": map[string]any{}, "password": "operator-pass-1"},
 			map[string]any{"type": map[string]any{"id": 1}},
-			map[string]any{"type": map[string]any{"id": 1}, "password": "operator-pass-1", "code": "1"},
+			map[string]any{"type": map[string]any{"id": 1}, "password": "operator-pass-1", "otp": "1"},
 		} {
 			m.t2Status(tok, "POST", "/api/v1/user/mfa", body, 400)
 		}
@@ -346,7 +353,9 @@ func TestMFAKeysSecondKeyAndDelete(t *testing.T) {
 		tok := m.login("operator", "operator-pass-1")
 		// The first key comes from /api/mfa/enable: one enrolment, two APIs.
 		first, codes := m.mEnroll(tok, "operator")
-		second := m.t2Create(tok, "operator", "operator-pass-1")
+		// Enrolled: a further key takes a current code of the first.
+		second := m.t2Create(tok, "operator", "operator-pass-1", map[string]any{"code": m.mCode(first)})
+		m.clock.advance(30 * time.Second)
 		m.mToken("operator", m.mChallenge("operator", "operator-pass-1"), mOTP(m.mCode(first))) // a pending key changes nothing
 		m.clock.advance(30 * time.Second)
 		m.t2Status(tok, "PATCH", "/api/v1/user/mfa/"+second.ID, map[string]any{"status": map[string]any{"id": 1}, "code": m.mCode(second.SecretKey)}, 204)
@@ -374,7 +383,8 @@ func TestMFAKeysSecondKeyAndDelete(t *testing.T) {
 			}
 		}
 		// A pending key of its own, yes.
-		third := m.t2Create(tok, "operator", "operator-pass-1")
+		m.clock.advance(30 * time.Second)
+		third := m.t2Create(tok, "operator", "operator-pass-1", map[string]any{"code": m.mCode(second.SecretKey)})
 		m.t2Status(tok, "DELETE", "/api/v1/user/"+u.ID+"/mfa/"+third.ID, nil, 204)
 
 		// An admin may, and the user is no longer enrolled: password only,
@@ -656,7 +666,8 @@ func TestMFAKeysSecretsNeverLeak(t *testing.T) {
 		tok := m.login("operator", "operator-pass-1")
 		k, codes := m.t2Enroll(tok, "operator", "operator-pass-1")
 		m.t2Status(tok, "PATCH", "/api/v1/user/mfa/"+k.ID, map[string]any{"status": map[string]any{"id": 1}, "code": "000000"}, 409)
-		pending := m.t2Create(tok, "operator", "operator-pass-1")
+		pending := m.t2Create(tok, "operator", "operator-pass-1", map[string]any{"code": m.mCode(k.SecretKey)})
+		m.clock.advance(30 * time.Second)
 		m.t2Status(tok, "PATCH", "/api/v1/user/mfa/"+pending.ID, map[string]any{"status": map[string]any{"id": 1}, "code": "000000"}, 422)
 		_, device := m.t2Trust("operator", "operator-pass-1", k.SecretKey, nil)
 		m.t2LoginWithoutCode("operator", "operator-pass-1", device)

@@ -312,7 +312,7 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 		}
 		return nil, errorf(http.StatusUnauthorized, "invalid, expired or revoked token")
 	}
-	if claims.Kind != credential.KindLogin && claims.Kind != credential.KindApplication {
+	if !credential.AcceptedKind(claims.Kind) {
 		return nil, errorf(http.StatusUnauthorized, "this token cannot be used for the API")
 	}
 	u, err := s.st.User(r.Context(), claims.UserID)

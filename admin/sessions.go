@@ -200,10 +200,13 @@ type logoutRequest struct {
 	Token string `json:"token"`
 }
 
-// logout revokes the token in the body at once, for the API and MQTT.
+// logout revokes a token at once, for the API and MQTT: the one in the
+// body, else the bearer token of the request, so a client that holds only
+// its Authorization header logs out with an empty body (400 only when
+// neither names a token).
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	var req logoutRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decodeOptional(w, r, &req); err != nil {
 		return err
 	}
 	if req.Token == "" {

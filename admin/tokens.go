@@ -36,9 +36,9 @@ const (
 	defaultApplicationTokenTTL = 365 * 24 * time.Hour
 	// exchangedTokenTTL is the most an auth_token obtained for an
 	// application token lives (also capped by TokenTTL and by the
-	// application token's own expiry): revoking the application token
-	// leaves the tokens obtained with it valid until they expire, so they
-	// are kept short.
+	// application token's own expiry). Revoking the application token
+	// revokes them too; short lifetimes still bound what a leaked one is
+	// worth.
 	exchangedTokenTTL = time.Hour
 	// jwksMaxAge lets services cache the key set for five minutes; one that
 	// meets an unknown kid should fetch it again.
@@ -221,7 +221,7 @@ func (s *Server) authenticateV1(w http.ResponseWriter, r *http.Request, _ *calle
 		if ttl < time.Second {
 			return errorf(http.StatusUnauthorized, "invalid, expired or revoked application token")
 		}
-		label = "application token " + app.TokenID
+		return s.exchangedToken(w, r, u, app.TokenID, ttl)
 	default:
 		if req.Username == nil || req.Password == nil || *req.Username == "" || *req.Password == "" {
 			return errorf(http.StatusBadRequest, "username and password, or application_token, are required")
@@ -241,6 +241,24 @@ func (s *Server) authenticateV1(w http.ResponseWriter, r *http.Request, _ *calle
 		}
 	}
 	tok, _, err := s.tokens.Issue(r.Context(), u, credential.KindLogin, label, ttl)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, authenticateResponse{AuthToken: tok})
+	return nil
+}
+
+// exchangedToken answers POST /api/v1/authenticate for an application
+// token (appID) with a token of kind application-session: it cannot
+// create application tokens, and it is recorded as obtained with the
+// application token, so revoking that revokes it in the same store
+// transaction (and disconnects MQTT clients using it). A revocation that
+// wins the race with the exchange is the 401 of a revoked token.
+func (s *Server) exchangedToken(w http.ResponseWriter, r *http.Request, u store.User, appID string, ttl time.Duration) error {
+	tok, _, err := s.tokens.IssueWithParent(r.Context(), u, appID, credential.KindApplicationSession, "application token "+appID, ttl)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusUnauthorized, "invalid, expired or revoked application token")
+	}
 	if err != nil {
 		return err
 	}
@@ -299,10 +317,15 @@ func viewApplicationToken(t store.Token) applicationTokenView {
 }
 
 // createApplicationToken issues a long-lived token for the caller. Only a
-// login token may do so: an application token that could mint others
-// would, once leaked, outlive its own revocation through its successors.
+// login token may do so: an application token, or the token exchanged for
+// one, that could mint others would, once leaked, outlive its own
+// revocation through its successors.
 func (s *Server) createApplicationToken(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if c.claims.Kind != credential.KindLogin {
+	switch c.claims.Kind {
+	case credential.KindLogin:
+	case credential.KindApplicationSession:
+		return errorf(http.StatusForbidden, "a token obtained with an application token cannot create application tokens; log in with POST /api/login")
+	default:
 		return errorf(http.StatusForbidden, "application tokens cannot create application tokens; use a login token")
 	}
 	var req applicationTokenRequest

@@ -483,7 +483,7 @@ func TestTokensAuthenticateV1(t *testing.T) {
 			t.Fatalf("user without MFA, MFA on: %d %s", code, raw)
 		}
 
-		// With an application token: a short-lived login token.
+		// With an application token: a short-lived application-session token.
 		opLogin := a.login("operator", "operator-pass-1")
 		var app struct {
 			ID    string `json:"id"`
@@ -498,8 +498,8 @@ func TestTokensAuthenticateV1(t *testing.T) {
 		if sess.Username != "operator" || time.Until(sess.ExpiresAt) > time.Hour+time.Second {
 			t.Fatalf("session of the exchanged token: %+v, want operator for at most an hour", sess)
 		}
-		if got := kValidate(t, a, a.admin, tok); got["kind"] != "login" {
-			t.Fatalf("the exchanged token is %v, want a login token", got)
+		if got := kValidate(t, a, a.admin, tok); got["kind"] != "application-session" {
+			t.Fatalf("the exchanged token is %v, want an application-session token", got)
 		}
 
 		// Not an application token, or not a valid one: 401.
@@ -513,8 +513,8 @@ func TestTokensAuthenticateV1(t *testing.T) {
 				t.Fatalf("%s as application_token: %d %s, want 401", name, code, raw)
 			}
 		}
-		// Revoked: 401, and the login tokens obtained with it expire on
-		// their own (they are short-lived).
+		// Revoked: 401 (the tokens obtained with it go with it: see
+		// TestApplicationSessionRevokedWithItsParent).
 		a.mustAs(opLogin, "DELETE", "/api/v1/application_token/"+app.ID, nil, http.StatusNoContent, nil)
 		if code, _, raw := auth(map[string]string{"application_token": app.Token}); code != http.StatusUnauthorized {
 			t.Fatalf("revoked application token: %d %s, want 401", code, raw)

@@ -331,6 +331,9 @@ type updateUserRequest struct {
 	DisableMFA           *bool             `json:"disableMfa"`
 	EnforceMFAEnrollment *bool             `json:"enforceMFAEnrollment"`
 	Suspended            *bool             `json:"suspended"`
+	// RevokeApplicationTokens, with password, revokes the user's
+	// application tokens too (its login tokens always go).
+	RevokeApplicationTokens bool `json:"revokeApplicationTokens"`
 }
 
 // updateUser changes the fields present in the body. roles replaces the
@@ -412,6 +415,8 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 		if hash, err = s.hashPassword(*req.Password); err != nil {
 			return err
 		}
+	} else if req.RevokeApplicationTokens {
+		return errorf(http.StatusBadRequest, "revokeApplicationTokens goes with a new password")
 	}
 	if own != nil && (req.Permissions != nil || (req.Username != nil && *req.Username != u.Username)) {
 		if _, err := s.st.UpdateRole(ctx, own.ID, func(ro *store.Role) error {
@@ -431,7 +436,7 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 			x.Username = *req.Username
 		}
 		if hash != "" {
-			x.PasswordHash = hash
+			setPassword(x, hash)
 		}
 		if req.MQTTPublishPrefix != nil {
 			x.MQTTPublishPrefix = *req.MQTTPublishPrefix
@@ -457,6 +462,11 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	})
 	if err != nil {
 		return err
+	}
+	if hash != "" {
+		if err := s.endSessions(ctx, u, req.RevokeApplicationTokens, ownLoginToken(c, u.ID)); err != nil {
+			return err
+		}
 	}
 	s.log.Info("user updated", "user", u.Username, "by", c.user.Username, "password_changed", hash != "")
 	return s.writeUser(w, r, http.StatusOK, u)
@@ -565,10 +575,14 @@ func (s *Server) deleteUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 type changePasswordRequest struct {
 	Password    string `json:"password"`
 	NewPassword string `json:"newPassword"`
+	// RevokeApplicationTokens revokes the caller's application tokens too.
+	RevokeApplicationTokens bool `json:"revokeApplicationTokens"`
 }
 
 // changePassword is self-service: the old password is required, failures
 // count towards the login lockout, and the new one must meet the policy.
+// The caller's other login tokens are revoked (endSessions); the one that
+// made the change stays.
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req changePasswordRequest
 	if err := decode(w, r, &req); err != nil {
@@ -592,10 +606,14 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return err
 	}
-	if _, err := s.st.UpdateUser(r.Context(), c.user.ID, func(u *store.User) error {
-		u.PasswordHash = hash
+	u, err := s.st.UpdateUser(r.Context(), c.user.ID, func(u *store.User) error {
+		setPassword(u, hash)
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.endSessions(r.Context(), u, req.RevokeApplicationTokens, ownLoginToken(c, u.ID)); err != nil {
 		return err
 	}
 	s.log.Info("password changed", "user", name)

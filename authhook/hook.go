@@ -609,7 +609,7 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		password := string(pk.Connect.Password)
 		if h.tokens != nil && credential.LooksLikeToken(password) {
 			claims, err := h.tokens.Parse(password)
-			if err == nil && claims.UserID == u.ID && (claims.Kind == "login" || claims.Kind == "application") {
+			if err == nil && claims.UserID == u.ID && credential.AcceptedKind(claims.Kind) {
 				_, err := h.st.Token(ctx, claims.TokenID)
 				switch {
 				case err == nil, errors.Is(err, store.ErrUnavailable) && fromCache:

@@ -40,8 +40,25 @@ const MaxTokenLen = 8 << 10
 const (
 	KindLogin       = "login"
 	KindApplication = "application"
-	KindDevice      = "device"
+	// KindApplicationSession is what an application token is exchanged
+	// for (POST /api/v1/authenticate): it authenticates like a login token
+	// but cannot create application tokens, and it is revoked with the
+	// application token it came from (its record's ParentID).
+	KindApplicationSession = "application-session"
+	KindDevice             = "device"
 )
+
+// AcceptedKind reports whether a token of the kind authenticates its user,
+// as a bearer token on the API and as an MQTT password: login,
+// application and application-session tokens. Any other kind (device
+// tokens, kinds of a later release) is refused there.
+func AcceptedKind(kind string) bool {
+	switch kind {
+	case KindLogin, KindApplication, KindApplicationSession:
+		return true
+	}
+	return false
+}
 
 // tokenLeeway is the clock skew tolerated on exp and iat. Tokens are issued
 // by one node and checked by others, and both times have one-second
@@ -260,9 +277,11 @@ func (t *Tokens) MaxTTL() time.Duration { return t.maxTTL }
 // MaxTTL: a retired key is trusted for that long), and records it in the
 // store; label is kept in the record only. It returns the token and its
 // record. The store's ErrNotFound is returned (wrapped) if u does not
-// exist.
+// exist. The record is bound to u.PasswordVersion: if the password
+// changed since u was read (a login checked the old one), the store
+// refuses it with ErrConflict.
 func (t *Tokens) Issue(ctx context.Context, u store.User, kind, label string, ttl time.Duration) (string, store.Token, error) {
-	return t.issue(ctx, u, kind, label, t.now(), ttl)
+	return t.issue(ctx, u, kind, label, "", t.now(), ttl)
 }
 
 // IssueUntil is Issue with an expiry date instead of a lifetime, for
@@ -271,11 +290,23 @@ func (t *Tokens) Issue(ctx context.Context, u store.User, kind, label string, tt
 // future and at most MaxTTL away.
 func (t *Tokens) IssueUntil(ctx context.Context, u store.User, kind, label string, expiresAt time.Time) (string, store.Token, error) {
 	now := t.now()
-	return t.issue(ctx, u, kind, label, now, expiresAt.Sub(now))
+	return t.issue(ctx, u, kind, label, "", now, expiresAt.Sub(now))
+}
+
+// IssueWithParent is Issue for a token obtained with another token of u,
+// parentID (an application-session token exchanged for an application
+// token): revoking the parent revokes it, in the same store transaction.
+// The store's ErrNotFound is returned (wrapped) if the parent is already
+// gone, so a revocation racing the exchange leaves no token behind.
+func (t *Tokens) IssueWithParent(ctx context.Context, u store.User, parentID, kind, label string, ttl time.Duration) (string, store.Token, error) {
+	if parentID == "" {
+		return "", store.Token{}, errors.New("credential: parent token id is empty")
+	}
+	return t.issue(ctx, u, kind, label, parentID, t.now(), ttl)
 }
 
 // issue signs and records a token issued at now, valid for ttl.
-func (t *Tokens) issue(ctx context.Context, u store.User, kind, label string, now time.Time, ttl time.Duration) (string, store.Token, error) {
+func (t *Tokens) issue(ctx context.Context, u store.User, kind, label, parentID string, now time.Time, ttl time.Duration) (string, store.Token, error) {
 	switch {
 	case ttl <= 0:
 		return "", store.Token{}, fmt.Errorf("credential: token lifetime %v is not positive", ttl)
@@ -314,7 +345,8 @@ func (t *Tokens) issue(ctx context.Context, u store.User, kind, label string, no
 		return "", store.Token{}, fmt.Errorf("credential: sign token: %w", err)
 	}
 	rec, err := t.store.CreateToken(ctx, store.Token{
-		ID: jti, UserID: u.ID, Kind: kind, Label: label, CreatedAt: iat, ExpiresAt: exp,
+		ID: jti, UserID: u.ID, Kind: kind, Label: label, ParentID: parentID,
+		PasswordVersion: u.PasswordVersion, CreatedAt: iat, ExpiresAt: exp,
 	})
 	if err != nil {
 		return "", store.Token{}, fmt.Errorf("credential: issue token: %w", err)

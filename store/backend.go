@@ -22,6 +22,10 @@ const (
 // userTokensBucket indexes the token IDs of one user.
 func userTokensBucket(userID string) string { return "usertokens/" + userID }
 
+// tokenChildrenBucket indexes the IDs of the tokens obtained with one
+// token (Token.ParentID), so revoking it finds them without a scan.
+func tokenChildrenBucket(tokenID string) string { return "tokenchildren/" + tokenID }
+
 // txn is one transaction on a backend. Reads see the transaction's own
 // earlier writes. Writes become visible to others only when the
 // transaction commits, all at once.

@@ -51,6 +51,7 @@ const (
 	opUserTokens
 	opDeleteToken
 	opDeleteUserTokens
+	opDeleteUserTokensWhere
 	opCreateRegistryRequest
 	opRegistryRequest
 	opRegistryRequests
@@ -85,6 +86,7 @@ var opNames = [opCount]string{
 	opUserTokens:            "user_tokens",
 	opDeleteToken:           "delete_token",
 	opDeleteUserTokens:      "delete_user_tokens",
+	opDeleteUserTokensWhere: "delete_user_tokens_where",
 	opCreateRegistryRequest: "create_registry_request",
 	opRegistryRequest:       "registry_request",
 	opRegistryRequests:      "registry_requests",
@@ -331,6 +333,14 @@ func (s *Instrumented) DeleteUserTokens(ctx context.Context, userID string) (int
 	start := time.Now()
 	n, err := s.Store.DeleteUserTokens(ctx, userID)
 	s.done(opDeleteUserTokens, start, err)
+	return n, err
+}
+
+// DeleteUserTokensWhere implements Store.
+func (s *Instrumented) DeleteUserTokensWhere(ctx context.Context, userID string, match func(Token) bool) (int, error) {
+	start := time.Now()
+	n, err := s.Store.DeleteUserTokensWhere(ctx, userID, match)
+	s.done(opDeleteUserTokensWhere, start, err)
 	return n, err
 }
 

@@ -486,19 +486,42 @@ func (m *model) CreateToken(ctx context.Context, t Token) (Token, error) {
 	if err := validName("token id", t.ID); err != nil {
 		return Token{}, err
 	}
+	if t.ParentID == t.ID {
+		return Token{}, fmt.Errorf("%w: token is its own parent", ErrInvalid)
+	}
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = m.now()
 	}
 	err := m.be.update(ctx, func(tx txn) error {
-		if raw, err := tx.get(bucketUsers, t.UserID); err != nil {
-			return err
-		} else if raw == nil {
+		var u User
+		if err := getJSON(tx, bucketUsers, t.UserID, &u); errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%w: user %q", ErrNotFound, t.UserID)
+		} else if err != nil {
+			return err
+		}
+		if t.PasswordVersion != 0 && t.PasswordVersion != u.PasswordVersion {
+			return fmt.Errorf("%w: the user's password changed since the token was asked for", ErrConflict)
 		}
 		if raw, err := tx.get(bucketTokens, t.ID); err != nil {
 			return err
 		} else if raw != nil {
 			return fmt.Errorf("%w: token exists", ErrConflict)
+		}
+		if t.ParentID != "" {
+			// Read in the transaction: a parent revoked concurrently makes
+			// this commit retry and fail, so no child outlives its parent.
+			var p Token
+			if err := getJSON(tx, bucketTokens, t.ParentID, &p); errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("%w: parent token", ErrNotFound)
+			} else if err != nil {
+				return err
+			}
+			if p.UserID != t.UserID {
+				return fmt.Errorf("%w: parent token belongs to another user", ErrInvalid)
+			}
+			if err := tx.put(tokenChildrenBucket(t.ParentID), t.ID, []byte{1}); err != nil {
+				return err
+			}
 		}
 		if err := putJSON(tx, bucketTokens, t.ID, t); err != nil {
 			return err
@@ -526,17 +549,9 @@ func (m *model) Token(ctx context.Context, id string) (Token, error) {
 
 func (m *model) UserTokens(ctx context.Context, userID string) ([]Token, error) {
 	var out []Token
-	err := m.be.view(ctx, func(tx txn) error {
-		return tx.forEach(userTokensBucket(userID), func(id string, _ []byte) error {
-			var t Token
-			if err := getJSON(tx, bucketTokens, id, &t); errors.Is(err, ErrNotFound) {
-				return nil
-			} else if err != nil {
-				return err
-			}
-			out = append(out, t)
-			return nil
-		})
+	err := m.be.view(ctx, func(tx txn) (err error) {
+		out, err = m.userTokens(tx, userID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tokens of user %q: %w", userID, err)
@@ -545,25 +560,84 @@ func (m *model) UserTokens(ctx context.Context, userID string) ([]Token, error) 
 	return out, nil
 }
 
+// userTokens reads the records of the user's token index.
+func (m *model) userTokens(tx txn, userID string) ([]Token, error) {
+	var out []Token
+	err := tx.forEach(userTokensBucket(userID), func(id string, _ []byte) error {
+		var t Token
+		if err := getJSON(tx, bucketTokens, id, &t); errors.Is(err, ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		out = append(out, t)
+		return nil
+	})
+	return out, err
+}
+
 func (m *model) DeleteToken(ctx context.Context, id string) error {
 	err := m.be.update(ctx, func(tx txn) error {
 		var t Token
 		if err := getJSON(tx, bucketTokens, id, &t); err != nil {
 			return err
 		}
-		if err := tx.del(bucketTokens, id); err != nil {
-			return err
+		if t.ParentID != "" {
+			if err := tx.del(tokenChildrenBucket(t.ParentID), id); err != nil {
+				return err
+			}
 		}
-		if err := tx.del(userTokensBucket(t.UserID), id); err != nil {
-			return err
-		}
-		tx.emit(Event{Kind: KindToken, Op: OpDelete, ID: id})
-		return nil
+		_, err := m.deleteTokenTree(tx, t, map[string]bool{})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete token: %w", err)
 	}
 	return nil
+}
+
+// deleteTokenTree deletes t, then the tokens obtained with it, and theirs,
+// with an event for each, and returns how many went. seen guards against
+// a cycle that only a hand-made record could hold.
+func (m *model) deleteTokenTree(tx txn, t Token, seen map[string]bool) (int, error) {
+	if seen[t.ID] {
+		return 0, nil
+	}
+	seen[t.ID] = true
+	if err := tx.del(bucketTokens, t.ID); err != nil {
+		return 0, err
+	}
+	if err := tx.del(userTokensBucket(t.UserID), t.ID); err != nil {
+		return 0, err
+	}
+	tx.emit(Event{Kind: KindToken, Op: OpDelete, ID: t.ID})
+	var kids []string
+	if err := tx.forEach(tokenChildrenBucket(t.ID), func(id string, _ []byte) error {
+		kids = append(kids, id)
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	n := 1
+	for _, id := range kids {
+		var c Token
+		if err := getJSON(tx, bucketTokens, id, &c); errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return 0, err
+		}
+		k, err := m.deleteTokenTree(tx, c, seen)
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	if len(kids) > 0 {
+		if err := tx.drop(tokenChildrenBucket(t.ID)); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 func (m *model) DeleteUserTokens(ctx context.Context, userID string) (int, error) {
@@ -587,11 +661,32 @@ func (m *model) deleteUserTokens(tx txn, userID string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// A token's children are its user's tokens too, so they go in the loop
+	// below; only the indexes of them are left to drop. The records are
+	// read to find the parents, so that no index is dropped blindly (a
+	// Redis drop leaves a revision key behind).
+	parents := map[string]bool{}
+	for _, id := range ids {
+		var t Token
+		if err := getJSON(tx, bucketTokens, id, &t); errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return 0, err
+		}
+		if t.ParentID != "" {
+			parents[t.ParentID] = true
+		}
+	}
 	for _, id := range ids {
 		if err := tx.del(bucketTokens, id); err != nil {
 			return 0, err
 		}
 		tx.emit(Event{Kind: KindToken, Op: OpDelete, ID: id})
+	}
+	for p := range parents {
+		if err := tx.drop(tokenChildrenBucket(p)); err != nil {
+			return 0, err
+		}
 	}
 	if len(ids) > 0 {
 		if err := tx.drop(userTokensBucket(userID)); err != nil {
@@ -599,6 +694,67 @@ func (m *model) deleteUserTokens(tx txn, userID string) (int, error) {
 		}
 	}
 	return len(ids), nil
+}
+
+func (m *model) DeleteUserTokensWhere(ctx context.Context, userID string, match func(Token) bool) (int, error) {
+	var n int
+	err := m.be.update(ctx, func(tx txn) error {
+		n = 0
+		toks, err := m.userTokens(tx, userID)
+		if err != nil {
+			return err
+		}
+		// Children are the user's tokens too: the whole family is in toks,
+		// so the cascade needs no further reads.
+		kids := map[string][]Token{}
+		for _, t := range toks {
+			if t.ParentID != "" {
+				kids[t.ParentID] = append(kids[t.ParentID], t)
+			}
+		}
+		gone := map[string]bool{}
+		var del func(t Token) error
+		del = func(t Token) error {
+			if gone[t.ID] {
+				return nil
+			}
+			gone[t.ID] = true
+			n++
+			if err := tx.del(bucketTokens, t.ID); err != nil {
+				return err
+			}
+			if err := tx.del(userTokensBucket(userID), t.ID); err != nil {
+				return err
+			}
+			if t.ParentID != "" {
+				if err := tx.del(tokenChildrenBucket(t.ParentID), t.ID); err != nil {
+					return err
+				}
+			}
+			tx.emit(Event{Kind: KindToken, Op: OpDelete, ID: t.ID})
+			for _, c := range kids[t.ID] {
+				if err := del(c); err != nil {
+					return err
+				}
+			}
+			if len(kids[t.ID]) > 0 {
+				return tx.drop(tokenChildrenBucket(t.ID))
+			}
+			return nil
+		}
+		for _, t := range toks {
+			if match(t) {
+				if err := del(t); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete tokens of user %q: %w", userID, err)
+	}
+	return n, nil
 }
 
 // ---- registry requests ----

@@ -104,6 +104,22 @@ func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 		}
 		data[ub][t.ID] = []byte{1}
 	}
+	// Parents are checked once every token is in: a snapshot lists them
+	// in any order.
+	for _, t := range s.Tokens {
+		if t.ParentID == "" {
+			continue
+		}
+		var p Token
+		if raw, ok := data[bucketTokens][t.ParentID]; !ok || json.Unmarshal(raw, &p) != nil || p.UserID != t.UserID || p.ID == t.ID {
+			return nil, fmt.Errorf("%w: token whose parent is missing or another user's", ErrInvalid)
+		}
+		cb := tokenChildrenBucket(t.ParentID)
+		if data[cb] == nil {
+			data[cb] = map[string][]byte{}
+		}
+		data[cb][t.ID] = []byte{1}
+	}
 	for _, r := range s.RegistryRequests {
 		if err := validName("registry username", r.Username); err != nil {
 			return nil, err

@@ -163,12 +163,22 @@ type Role struct {
 // or device token). The token itself is never stored: ID is its
 // fingerprint, so revocation is deleting the record.
 type Token struct {
-	ID        string    `json:"id"`
-	UserID    string    `json:"userId"`
-	Kind      string    `json:"kind"`
-	Label     string    `json:"label,omitempty"`
-	CreatedAt time.Time `json:"createdAt"`
-	ExpiresAt time.Time `json:"expiresAt"`
+	ID     string `json:"id"`
+	UserID string `json:"userId"`
+	Kind   string `json:"kind"`
+	Label  string `json:"label,omitempty"`
+	// ParentID is the token this one was obtained with (the application
+	// token an application-session token was exchanged for), of the same
+	// user. Deleting a token deletes the tokens obtained with it, in the
+	// same transaction; a token cannot be created once its parent is gone.
+	ParentID string `json:"parentId,omitempty"`
+	// PasswordVersion is the user's PasswordVersion when the token was
+	// asked for (zero: not bound). CreateToken refuses the token if the
+	// password changed since, so a login checked against the old password
+	// cannot record its token after the change revoked the others.
+	PasswordVersion uint64    `json:"passwordVersion,omitempty"`
+	CreatedAt       time.Time `json:"createdAt"`
+	ExpiresAt       time.Time `json:"expiresAt"`
 }
 
 // RegistryRequest is a pending device self-registration, keyed by
@@ -267,17 +277,25 @@ type Store interface {
 	// DeleteRole removes the role; ErrConflict while any user holds it.
 	DeleteRole(ctx context.Context, id string) error
 
-	// CreateToken records an issued token; ErrNotFound if its user does not
-	// exist, ErrConflict if the ID exists.
+	// CreateToken records an issued token; ErrNotFound if its user or its
+	// parent (ParentID) does not exist, ErrInvalid if the parent belongs to
+	// another user, ErrConflict if the ID exists or if PasswordVersion is
+	// set and the user's password changed since.
 	CreateToken(ctx context.Context, t Token) (Token, error)
 	// Token returns the token record with the ID (fingerprint).
 	Token(ctx context.Context, id string) (Token, error)
 	// UserTokens returns the user's token records, oldest first.
 	UserTokens(ctx context.Context, userID string) ([]Token, error)
-	// DeleteToken revokes one token.
+	// DeleteToken revokes one token and, in the same transaction, the
+	// tokens obtained with it (ParentID), with an event for each.
 	DeleteToken(ctx context.Context, id string) error
 	// DeleteUserTokens revokes all tokens of the user and returns how many.
 	DeleteUserTokens(ctx context.Context, userID string) (int, error)
+	// DeleteUserTokensWhere revokes, in one transaction, the user's tokens
+	// for which match returns true and the tokens obtained with them, and
+	// returns how many records went. match may run more than once under
+	// contention and must not have side effects.
+	DeleteUserTokensWhere(ctx context.Context, userID string, match func(Token) bool) (int, error)
 
 	// CreateRegistryRequest stores a pending request; ErrConflict if one
 	// for the username exists.
