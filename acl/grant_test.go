@@ -3,7 +3,9 @@ package acl
 import "testing"
 
 func TestGrants(t *testing.T) {
-	mq := func(res string, op Operation) Permission { return Permission{Resource: res, Operation: op, Context: ContextMQTT} }
+	mq := func(res string, op Operation) Permission {
+		return Permission{Resource: res, Operation: op, Context: ContextMQTT}
+	}
 	tests := []struct {
 		name string
 		p, q Permission
@@ -49,7 +51,9 @@ func TestGrants(t *testing.T) {
 }
 
 func TestUngranted(t *testing.T) {
-	mq := func(res string, op Operation) Permission { return Permission{Resource: res, Operation: op, Context: ContextMQTT} }
+	mq := func(res string, op Operation) Permission {
+		return Permission{Resource: res, Operation: op, Context: ContextMQTT}
+	}
 	held := []Permission{mq("a/#", OpRead), mq("a/#", OpWrite), mq("b", OpRead)}
 	if q, missing := Ungranted(held, []Permission{mq("a/x", OpReadWrite), mq("b", OpRead)}); missing {
 		t.Errorf("read and write held separately: Ungranted = %+v, want none", q)
