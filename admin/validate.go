@@ -30,7 +30,10 @@ func validUsername(name string) error {
 	return nil
 }
 
-// validRoleName: not empty, at most maxNameLen bytes, printable.
+// validRoleName: not empty, at most maxNameLen bytes, printable, and
+// without the format and other invisible characters usernames may not
+// hold either (zero-width, bidi controls), so two roles that look alike
+// in a list are the same role.
 func validRoleName(name string) error {
 	if name == "" {
 		return errorf(http.StatusBadRequest, "name is required")
@@ -38,7 +41,15 @@ func validRoleName(name string) error {
 	if len(name) > maxNameLen {
 		return errorf(http.StatusBadRequest, "name must be at most %d bytes", maxNameLen)
 	}
-	return validText("name", name)
+	if err := validText("name", name); err != nil {
+		return err
+	}
+	for _, r := range name {
+		if unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) {
+			return errorf(http.StatusBadRequest, "name must not contain format or invisible characters (zero-width, bidi controls)")
+		}
+	}
+	return nil
 }
 
 func validText(field, s string) error {
