@@ -123,6 +123,16 @@ func TestRenameRenamesOwnRoleOverHTTP(t *testing.T) {
 		if ro := rGetRole(t, a, own); ro.Name != "carol2" {
 			t.Errorf("refused rename changed the own role's name to %q", ro.Name)
 		}
+		// Refused by the store inside the transaction (a name folding like
+		// another user's): a role renamed before the user would have
+		// stayed renamed.
+		rCreateUser(t, a, "dave", nil)
+		if code, b := a.do("PUT", "/api/users/"+id, a.admin, map[string]any{"username": "DAVE"}); code != http.StatusConflict {
+			t.Fatalf("rename onto DAVE beside dave: %d %s, want 409", code, b)
+		}
+		if ro := rGetRole(t, a, own); ro.Name != "carol2" {
+			t.Errorf("refused rename changed the own role's name to %q", ro.Name)
+		}
 	})
 }
 
