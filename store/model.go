@@ -46,13 +46,16 @@ func NewID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
+// maxNameBytes bounds every stored name and key.
+const maxNameBytes = 1024
+
 // validName rejects names that cannot be stored as keys or shown safely.
 func validName(what, name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("%w: %s is empty", ErrInvalid, what)
-	case len(name) > 1024:
-		return fmt.Errorf("%w: %s is longer than 1024 bytes", ErrInvalid, what)
+	case len(name) > maxNameBytes:
+		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalid, what, maxNameBytes)
 	case !utf8.ValidString(name):
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, what)
 	case strings.ContainsRune(name, 0):
@@ -211,8 +214,10 @@ func (m *model) userByUsername(tx txn, username string) (User, error) {
 		if id != nil {
 			return getJSON(tx, bucketUsers, string(id), &u)
 		}
-		if isASCII(username) {
-			return ErrNotFound // one spelling only
+		if isASCII(username) || len(username) > maxNameBytes {
+			// One spelling only; or longer than any stored name: an
+			// unauthenticated CONNECT must not buy normalisation work.
+			return ErrNotFound
 		}
 		nfc := NormalizeUsername(username)
 		if nfc != username {
