@@ -139,7 +139,8 @@ type confirmRequest struct {
 }
 
 // registryConfirm grants a pending request: the user is created with the
-// device's credential and what this call gives, nothing more.
+// device's credential and what this call gives, nothing more, and only
+// what the caller could grant itself (escalation.go).
 func (s *Server) registryConfirm(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req confirmRequest
 	if err := decode(w, r, &req); err != nil {
@@ -155,10 +156,15 @@ func (s *Server) registryConfirm(w http.ResponseWriter, r *http.Request, c *call
 			return check
 		}
 	}
-	if err := s.rolesExist(r.Context(), roles); err != nil {
+	granted, err := grantedRoles(func(id string) (store.Role, error) { return s.st.Role(r.Context(), id) }, roles, "")
+	if err != nil {
 		return err
 	}
-	if err := s.grantable(r.Context(), roles, ""); err != nil {
+	rule, err := s.grantRuleFor(r.Context(), c)
+	if err != nil {
+		return err
+	}
+	if err := rule.check(grant{roles: granted, perms: req.InitialPermissions}); err != nil {
 		return err
 	}
 	if _, err := s.registry.Confirm(r.Context(), req.Username, registry.Grant{

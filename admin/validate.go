@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -30,7 +31,10 @@ func validUsername(name string) error {
 	return nil
 }
 
-// validRoleName: not empty, at most maxNameLen bytes, printable.
+// validRoleName: not empty, at most maxNameLen bytes, printable, and
+// without the format and other invisible characters usernames may not
+// hold either (zero-width, bidi controls), so two roles that look alike
+// in a list are the same role.
 func validRoleName(name string) error {
 	if name == "" {
 		return errorf(http.StatusBadRequest, "name is required")
@@ -38,7 +42,15 @@ func validRoleName(name string) error {
 	if len(name) > maxNameLen {
 		return errorf(http.StatusBadRequest, "name must be at most %d bytes", maxNameLen)
 	}
-	return validText("name", name)
+	if err := validText("name", name); err != nil {
+		return err
+	}
+	for _, r := range name {
+		if unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) {
+			return errorf(http.StatusBadRequest, "name must not contain format or invisible characters (zero-width, bidi controls)")
+		}
+	}
+	return nil
 }
 
 func validText(field, s string) error {
@@ -165,18 +177,6 @@ func listQuery(r *http.Request, name string) []string {
 	return out
 }
 
-// rolesExist returns a 404 naming the first role ID that does not exist.
-func (s *Server) rolesExist(ctx context.Context, ids []string) error {
-	for _, id := range ids {
-		if _, err := s.st.Role(ctx, id); errors.Is(err, store.ErrNotFound) {
-			return errorf(http.StatusNotFound, "role %q does not exist", id)
-		} else if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // adminRoleID returns the ID of the built-in admin role ("" if missing).
 func (s *Server) adminRoleID(ctx context.Context) (string, error) {
 	r, err := s.st.RoleByName(ctx, RoleAdmin)
@@ -186,33 +186,54 @@ func (s *Server) adminRoleID(ctx context.Context) (string, error) {
 	return r.ID, err
 }
 
-// keepsAnAdmin refuses a change after which no user would hold the admin
-// role: removed lists the users that would lose it.
-func (s *Server) keepsAnAdmin(ctx context.Context, removed map[string]bool) error {
-	rid, err := s.adminRoleID(ctx)
-	if err != nil || rid == "" {
-		return err
+// errLastAdmin refuses a change that leaves no active holder of the
+// admin role.
+var errLastAdmin = errorf(http.StatusConflict, "the last user holding %s cannot lose it", RoleAdmin)
+
+// atomicKeepingAdmin runs change in one store transaction and refuses it
+// (409) when it leaves no active (not suspended) user holding the admin
+// role while there was one. The count and the change commit together, so
+// two requests removing the last two admins at once cannot both succeed,
+// on any node.
+func (s *Server) atomicKeepingAdmin(ctx context.Context, change func(tx store.Tx) error) error {
+	return s.st.Atomic(ctx, func(tx store.Tx) error {
+		before, err := activeAdmins(tx)
+		if err != nil {
+			return err
+		}
+		if err := change(tx); err != nil {
+			return err
+		}
+		after, err := activeAdmins(tx)
+		if err != nil {
+			return err
+		}
+		if before > 0 && after == 0 {
+			return errLastAdmin
+		}
+		return nil
+	})
+}
+
+// activeAdmins counts the users of tx holding the admin role and not
+// suspended (a suspended user cannot log in, so cannot administer).
+func activeAdmins(tx store.Tx) (int, error) {
+	ro, err := tx.RoleByName(RoleAdmin)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
 	}
-	users, err := s.st.Users(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	holders, left := 0, 0
+	users, err := tx.Users()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
 	for _, u := range users {
-		if u.Suspended { // cannot log in, so does not count
-			continue
-		}
-		for _, r := range u.Roles {
-			if r == rid {
-				holders++
-				if !removed[u.ID] {
-					left++
-				}
-			}
+		if !u.Suspended && slices.Contains(u.Roles, ro.ID) {
+			n++
 		}
 	}
-	if holders > 0 && left == 0 {
-		return errorf(http.StatusConflict, "the last user holding %s cannot lose it", RoleAdmin)
-	}
-	return nil
+	return n, nil
 }

@@ -468,6 +468,11 @@ func (r *Registry) Confirm(ctx context.Context, username string, g Grant) (store
 	if q.Granted {
 		return store.User{}, fmt.Errorf("%w: the request of %q is already granted", ErrConflict, username)
 	}
+	// The name becomes a user now: a request stored before today's
+	// username rules must meet them too.
+	if err := credential.ValidUsername(q.Username); err != nil {
+		return store.User{}, fmt.Errorf("%w: %v", ErrPolicy, err)
+	}
 	roles := slices.Clone(g.Roles)
 	for _, name := range g.RoleNames {
 		ro, err := r.st.RoleByName(ctx, name)
@@ -486,7 +491,7 @@ func (r *Registry) Confirm(ctx context.Context, username string, g Grant) (store
 		}
 	}
 	now := r.o.Now()
-	u := store.User{Username: username, PasswordHash: q.PasswordHash, MQTTPublishPrefix: g.MQTTPublishPrefix,
+	u := store.User{Username: q.Username, PasswordHash: q.PasswordHash, MQTTPublishPrefix: g.MQTTPublishPrefix,
 		IdentityProvider: "local", GrantTypes: g.GrantTypes, Roles: roles}
 	var certPEM []byte
 	switch {
@@ -495,7 +500,7 @@ func (r *Registry) Confirm(ctx context.Context, username string, g Grant) (store
 		if err != nil {
 			return store.User{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
-		cert, pemBytes, err := r.o.CA.SignCSR(csr, username, r.o.CertLifetime)
+		cert, pemBytes, err := r.o.CA.SignCSR(csr, q.Username, r.o.CertLifetime)
 		if err != nil {
 			return store.User{}, err
 		}

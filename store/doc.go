@@ -16,7 +16,10 @@
 // its behaviour: the contract suite runs against the wrapper too.
 //
 // The store holds data and enforces invariants that need atomicity
-// (unique names, no half-written records, no role deleted while held). It
+// (unique names, usernames unique under case folding and stored in NFC,
+// no half-written records, no role deleted while held); Atomic lets a
+// caller run several changes and a check of its own (the last
+// administrator) as one transaction. It
 // does not hash passwords, apply password policy or decide access: those
 // belong to credential and acl.
 package store

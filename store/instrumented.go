@@ -46,6 +46,7 @@ const (
 	opRoles
 	opUpdateRole
 	opDeleteRole
+	opAtomic
 	opCreateToken
 	opToken
 	opUserTokens
@@ -81,6 +82,7 @@ var opNames = [opCount]string{
 	opRoles:                 "roles",
 	opUpdateRole:            "update_role",
 	opDeleteRole:            "delete_role",
+	opAtomic:                "atomic",
 	opCreateToken:           "create_token",
 	opToken:                 "token",
 	opUserTokens:            "user_tokens",
@@ -293,6 +295,14 @@ func (s *Instrumented) DeleteRole(ctx context.Context, id string) error {
 	start := time.Now()
 	err := s.Store.DeleteRole(ctx, id)
 	s.done(opDeleteRole, start, err)
+	return err
+}
+
+// Atomic implements Store; one observation covers the whole transaction.
+func (s *Instrumented) Atomic(ctx context.Context, fn func(Tx) error) error {
+	start := time.Now()
+	err := s.Store.Atomic(ctx, fn)
+	s.done(opAtomic, start, err)
 	return err
 }
 

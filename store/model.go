@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -21,6 +23,11 @@ type model struct {
 	be   backend
 	feed *feed
 	now  func() time.Time
+
+	// foldRepaired is set once the username fold index has been checked
+	// against the users in this process (username.go).
+	foldRepaired atomic.Bool
+	foldMu       sync.Mutex
 }
 
 func newModel(be backend, f *feed) *model {
@@ -39,13 +46,16 @@ func NewID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
+// maxNameBytes bounds every stored name and key.
+const maxNameBytes = 1024
+
 // validName rejects names that cannot be stored as keys or shown safely.
 func validName(what, name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("%w: %s is empty", ErrInvalid, what)
-	case len(name) > 1024:
-		return fmt.Errorf("%w: %s is longer than 1024 bytes", ErrInvalid, what)
+	case len(name) > maxNameBytes:
+		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalid, what, maxNameBytes)
 	case !utf8.ValidString(name):
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, what)
 	case strings.ContainsRune(name, 0):
@@ -66,8 +76,23 @@ func validPermissions(perms []acl.Permission) error {
 // ---- users ----
 
 func (m *model) CreateUser(ctx context.Context, u User) (User, error) {
-	if err := validName("username", u.Username); err != nil {
+	if err := m.foldReady(ctx); err != nil {
 		return User{}, err
+	}
+	var out User
+	err := m.be.update(ctx, func(tx txn) (err error) {
+		out, err = m.createUser(tx, u)
+		return err
+	})
+	return out, err
+}
+
+// createUser stores a new user (NFC username, unique also under case
+// folding) in tx; errors carry the operation.
+func (m *model) createUser(tx txn, u User) (User, error) {
+	u.Username = NormalizeUsername(u.Username)
+	if err := validName("username", u.Username); err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", u.Username, err)
 	}
 	now := m.now()
 	if u.ID == "" {
@@ -80,7 +105,7 @@ func (m *model) CreateUser(ctx context.Context, u User) (User, error) {
 	if u.PasswordHash != "" && u.PasswordVersion == 0 {
 		u.PasswordVersion = 1
 	}
-	err := m.be.update(ctx, func(tx txn) error {
+	err := func() error {
 		if err := m.checkUser(tx, u, ""); err != nil {
 			return err
 		}
@@ -90,14 +115,15 @@ func (m *model) CreateUser(ctx context.Context, u User) (User, error) {
 			return fmt.Errorf("%w: user id %q exists", ErrConflict, u.ID)
 		}
 		return m.writeUser(tx, u, "")
-	})
+	}()
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", u.Username, err)
 	}
 	return u, nil
 }
 
-// checkUser enforces the username's uniqueness and that roles exist.
+// checkUser enforces the username's uniqueness, exact and under case
+// folding, and that roles exist. oldUsername is "" for a new user.
 func (m *model) checkUser(tx txn, u User, oldUsername string) error {
 	if u.Username != oldUsername {
 		id, err := tx.get(bucketUsernames, u.Username)
@@ -106,6 +132,9 @@ func (m *model) checkUser(tx txn, u User, oldUsername string) error {
 		}
 		if id != nil {
 			return fmt.Errorf("%w: username %q is taken", ErrConflict, u.Username)
+		}
+		if err := checkFoldFree(tx, u.Username, u.ID); err != nil {
+			return err
 		}
 	}
 	for _, rid := range u.Roles {
@@ -121,8 +150,16 @@ func (m *model) checkUser(tx txn, u User, oldUsername string) error {
 }
 
 func (m *model) writeUser(tx txn, u User, oldUsername string) error {
-	if oldUsername != "" && oldUsername != u.Username {
-		if err := tx.del(bucketUsernames, oldUsername); err != nil {
+	if oldUsername != u.Username {
+		if oldUsername != "" {
+			if err := tx.del(bucketUsernames, oldUsername); err != nil {
+				return err
+			}
+			if err := foldRemove(tx, oldUsername, u.ID); err != nil {
+				return err
+			}
+		}
+		if err := foldAdd(tx, u.Username, u.ID); err != nil {
 			return err
 		}
 	}
@@ -138,8 +175,16 @@ func (m *model) writeUser(tx txn, u User, oldUsername string) error {
 
 func (m *model) User(ctx context.Context, id string) (User, error) {
 	var u User
-	err := m.be.view(ctx, func(tx txn) error { return getJSON(tx, bucketUsers, id, &u) })
-	if err != nil {
+	err := m.be.view(ctx, func(tx txn) (err error) {
+		u, err = m.user(tx, id)
+		return err
+	})
+	return u, err
+}
+
+func (m *model) user(tx txn, id string) (User, error) {
+	var u User
+	if err := getJSON(tx, bucketUsers, id, &u); err != nil {
 		return User{}, fmt.Errorf("user %q: %w", id, err)
 	}
 	return u, nil
@@ -147,28 +192,80 @@ func (m *model) User(ctx context.Context, id string) (User, error) {
 
 func (m *model) UserByUsername(ctx context.Context, username string) (User, error) {
 	var u User
-	err := m.be.view(ctx, func(tx txn) error {
+	err := m.be.view(ctx, func(tx txn) (err error) {
+		u, err = m.userByUsername(tx, username)
+		return err
+	})
+	return u, err
+}
+
+// userByUsername finds the user stored under username exactly, else the
+// one whose name is the same text in another Unicode normalisation form
+// (an NFD spelling finds the NFC name every new user has; an NFC
+// spelling finds a name stored decomposed before names were
+// normalised). Case still matters: "Admin" does not find "admin".
+func (m *model) userByUsername(tx txn, username string) (User, error) {
+	var u User
+	err := func() error {
 		id, err := tx.get(bucketUsernames, username)
 		if err != nil {
 			return err
 		}
-		if id == nil {
+		if id != nil {
+			return getJSON(tx, bucketUsers, string(id), &u)
+		}
+		if isASCII(username) || len(username) > maxNameBytes {
+			// One spelling only; or longer than any stored name: an
+			// unauthenticated CONNECT must not buy normalisation work.
 			return ErrNotFound
 		}
-		return getJSON(tx, bucketUsers, string(id), &u)
-	})
+		nfc := NormalizeUsername(username)
+		if nfc != username {
+			if id, err = tx.get(bucketUsernames, nfc); err != nil {
+				return err
+			}
+			if id != nil {
+				return getJSON(tx, bucketUsers, string(id), &u)
+			}
+		}
+		others, err := foldHolders(tx, username, "")
+		if err != nil {
+			return err
+		}
+		for _, o := range others {
+			if NormalizeUsername(o.Username) == nfc {
+				u = o
+				return nil
+			}
+		}
+		return ErrNotFound
+	}()
 	if err != nil {
 		return User{}, fmt.Errorf("user %q: %w", username, err)
 	}
 	return u, nil
 }
 
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 func (m *model) Users(ctx context.Context) ([]User, error) {
 	var users []User
 	err := m.be.view(ctx, func(tx txn) (err error) {
-		users, err = listJSON[User](tx, bucketUsers)
+		users, err = m.users(tx)
 		return err
 	})
+	return users, err
+}
+
+func (m *model) users(tx txn) ([]User, error) {
+	users, err := listJSON[User](tx, bucketUsers)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -177,8 +274,23 @@ func (m *model) Users(ctx context.Context) ([]User, error) {
 }
 
 func (m *model) UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error) {
+	if err := m.foldReady(ctx); err != nil {
+		return User{}, err
+	}
 	var out User
-	err := m.be.update(ctx, func(tx txn) error {
+	err := m.be.update(ctx, func(tx txn) (err error) {
+		out, err = m.updateUser(tx, id, fn)
+		return err
+	})
+	return out, err
+}
+
+// updateUser applies fn to the user in tx. A new username is stored in
+// NFC, must be free (also under case folding), and renames the user's
+// own auto-generated role with it, in the same transaction.
+func (m *model) updateUser(tx txn, id string, fn func(*User) error) (User, error) {
+	var out User
+	err := func() error {
 		var old User
 		if err := getJSON(tx, bucketUsers, id, &old); err != nil {
 			return err
@@ -188,6 +300,9 @@ func (m *model) UpdateUser(ctx context.Context, id string, fn func(*User) error)
 			return err
 		}
 		u.ID, u.CreatedAt = old.ID, old.CreatedAt
+		if u.Username != old.Username {
+			u.Username = NormalizeUsername(u.Username)
+		}
 		if err := validName("username", u.Username); err != nil {
 			return err
 		}
@@ -203,12 +318,39 @@ func (m *model) UpdateUser(ctx context.Context, id string, fn func(*User) error)
 			return err
 		}
 		out = u
-		return m.writeUser(tx, u, old.Username)
-	})
+		if err := m.writeUser(tx, u, old.Username); err != nil {
+			return err
+		}
+		if u.Username != old.Username {
+			return m.renameOwnRoles(tx, u)
+		}
+		return nil
+	}()
 	if err != nil {
 		return User{}, fmt.Errorf("update user %q: %w", id, err)
 	}
 	return out, nil
+}
+
+// renameOwnRoles names u's own auto-generated roles after u, so a rename
+// never leaves a user's role under its old name (which a new user of that
+// name would then collide with).
+func (m *model) renameOwnRoles(tx txn, u User) error {
+	for _, rid := range u.Roles {
+		var r Role
+		if err := getJSON(tx, bucketRoles, rid, &r); err != nil {
+			return err
+		}
+		if !r.AutoGenerated || r.OwnerID != u.ID || r.Name == u.Username {
+			continue
+		}
+		old := r.Name
+		r.Name, r.UpdatedAt = u.Username, m.now()
+		if err := m.writeRole(tx, r, old); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cloneUser deep-copies the slices so fn cannot alias the stored record
@@ -232,7 +374,11 @@ func cloneUser(u User) User {
 }
 
 func (m *model) DeleteUser(ctx context.Context, id string) error {
-	err := m.be.update(ctx, func(tx txn) error {
+	return m.be.update(ctx, func(tx txn) error { return m.deleteUser(tx, id) })
+}
+
+func (m *model) deleteUser(tx txn, id string) error {
+	err := func() error {
 		var u User
 		if err := getJSON(tx, bucketUsers, id, &u); err != nil {
 			return err
@@ -241,6 +387,9 @@ func (m *model) DeleteUser(ctx context.Context, id string) error {
 			return err
 		}
 		if err := tx.del(bucketUsernames, u.Username); err != nil {
+			return err
+		}
+		if err := foldRemove(tx, u.Username, id); err != nil {
 			return err
 		}
 		if _, err := m.deleteUserTokens(tx, id); err != nil {
@@ -264,7 +413,7 @@ func (m *model) DeleteUser(ctx context.Context, id string) error {
 		}
 		tx.emit(Event{Kind: KindUser, Op: OpDelete, ID: id})
 		return nil
-	})
+	}()
 	if err != nil {
 		return fmt.Errorf("delete user %q: %w", id, err)
 	}
@@ -295,11 +444,20 @@ func (m *model) revokeRole(tx txn, rid string) error {
 // ---- roles ----
 
 func (m *model) CreateRole(ctx context.Context, r Role) (Role, error) {
+	var out Role
+	err := m.be.update(ctx, func(tx txn) (err error) {
+		out, err = m.createRole(tx, r)
+		return err
+	})
+	return out, err
+}
+
+func (m *model) createRole(tx txn, r Role) (Role, error) {
 	if err := validName("role name", r.Name); err != nil {
-		return Role{}, err
+		return Role{}, fmt.Errorf("create role %q: %w", r.Name, err)
 	}
 	if err := validPermissions(r.Permissions); err != nil {
-		return Role{}, err
+		return Role{}, fmt.Errorf("create role %q: %w", r.Name, err)
 	}
 	now := m.now()
 	if r.ID == "" {
@@ -310,14 +468,14 @@ func (m *model) CreateRole(ctx context.Context, r Role) (Role, error) {
 	}
 	r.UpdatedAt = now
 	r.Permissions = withPermissionIDs(r.Permissions)
-	err := m.be.update(ctx, func(tx txn) error {
+	err := func() error {
 		if raw, err := tx.get(bucketRoles, r.ID); err != nil {
 			return err
 		} else if raw != nil {
 			return fmt.Errorf("%w: role id %q exists", ErrConflict, r.ID)
 		}
 		return m.writeRole(tx, r, "")
-	})
+	}()
 	if err != nil {
 		return Role{}, fmt.Errorf("create role %q: %w", r.Name, err)
 	}
@@ -362,8 +520,16 @@ func (m *model) writeRole(tx txn, r Role, oldName string) error {
 
 func (m *model) Role(ctx context.Context, id string) (Role, error) {
 	var r Role
-	err := m.be.view(ctx, func(tx txn) error { return getJSON(tx, bucketRoles, id, &r) })
-	if err != nil {
+	err := m.be.view(ctx, func(tx txn) (err error) {
+		r, err = m.role(tx, id)
+		return err
+	})
+	return r, err
+}
+
+func (m *model) role(tx txn, id string) (Role, error) {
+	var r Role
+	if err := getJSON(tx, bucketRoles, id, &r); err != nil {
 		return Role{}, fmt.Errorf("role %q: %w", id, err)
 	}
 	return r, nil
@@ -371,7 +537,16 @@ func (m *model) Role(ctx context.Context, id string) (Role, error) {
 
 func (m *model) RoleByName(ctx context.Context, name string) (Role, error) {
 	var r Role
-	err := m.be.view(ctx, func(tx txn) error {
+	err := m.be.view(ctx, func(tx txn) (err error) {
+		r, err = m.roleByName(tx, name)
+		return err
+	})
+	return r, err
+}
+
+func (m *model) roleByName(tx txn, name string) (Role, error) {
+	var r Role
+	err := func() error {
 		id, err := tx.get(bucketRoleNames, name)
 		if err != nil {
 			return err
@@ -380,7 +555,7 @@ func (m *model) RoleByName(ctx context.Context, name string) (Role, error) {
 			return ErrNotFound
 		}
 		return getJSON(tx, bucketRoles, string(id), &r)
-	})
+	}()
 	if err != nil {
 		return Role{}, fmt.Errorf("role %q: %w", name, err)
 	}
@@ -390,9 +565,14 @@ func (m *model) RoleByName(ctx context.Context, name string) (Role, error) {
 func (m *model) Roles(ctx context.Context) ([]Role, error) {
 	var roles []Role
 	err := m.be.view(ctx, func(tx txn) (err error) {
-		roles, err = listJSON[Role](tx, bucketRoles)
+		roles, err = m.roles(tx)
 		return err
 	})
+	return roles, err
+}
+
+func (m *model) roles(tx txn) ([]Role, error) {
+	roles, err := listJSON[Role](tx, bucketRoles)
 	if err != nil {
 		return nil, fmt.Errorf("list roles: %w", err)
 	}
@@ -402,7 +582,16 @@ func (m *model) Roles(ctx context.Context) ([]Role, error) {
 
 func (m *model) UpdateRole(ctx context.Context, id string, fn func(*Role) error) (Role, error) {
 	var out Role
-	err := m.be.update(ctx, func(tx txn) error {
+	err := m.be.update(ctx, func(tx txn) (err error) {
+		out, err = m.updateRole(tx, id, fn)
+		return err
+	})
+	return out, err
+}
+
+func (m *model) updateRole(tx txn, id string, fn func(*Role) error) (Role, error) {
+	var out Role
+	err := func() error {
 		var old Role
 		if err := getJSON(tx, bucketRoles, id, &old); err != nil {
 			return err
@@ -423,7 +612,7 @@ func (m *model) UpdateRole(ctx context.Context, id string, fn func(*Role) error)
 		r.UpdatedAt = m.now()
 		out = r
 		return m.writeRole(tx, r, old.Name)
-	})
+	}()
 	if err != nil {
 		return Role{}, fmt.Errorf("update role %q: %w", id, err)
 	}
@@ -760,6 +949,9 @@ func (m *model) DeleteUserTokensWhere(ctx context.Context, userID string, match 
 // ---- registry requests ----
 
 func (m *model) CreateRegistryRequest(ctx context.Context, r RegistryRequest) (RegistryRequest, error) {
+	// Keyed like the user it may become (NFC), so every spelling of the
+	// name finds it.
+	r.Username = NormalizeUsername(r.Username)
 	if err := validName("username", r.Username); err != nil {
 		return RegistryRequest{}, err
 	}
@@ -793,11 +985,32 @@ func (m *model) writeRegistryRequest(tx txn, r RegistryRequest) error {
 
 func (m *model) RegistryRequest(ctx context.Context, username string) (RegistryRequest, error) {
 	var r RegistryRequest
-	err := m.be.view(ctx, func(tx txn) error { return getJSON(tx, bucketRegistry, username, &r) })
+	err := m.be.view(ctx, func(tx txn) error {
+		key, err := registryKey(tx, username)
+		if err != nil {
+			return err
+		}
+		return getJSON(tx, bucketRegistry, key, &r)
+	})
 	if err != nil {
 		return RegistryRequest{}, fmt.Errorf("registry request %q: %w", username, err)
 	}
 	return r, nil
+}
+
+// registryKey returns the key of the request for username: the name as
+// given when a request is stored under it (one from before requests were
+// keyed in NFC), else its NFC form.
+func registryKey(tx txn, username string) (string, error) {
+	nfc := NormalizeUsername(username)
+	if nfc == username {
+		return username, nil
+	}
+	raw, err := tx.get(bucketRegistry, username)
+	if err != nil || raw != nil {
+		return username, err
+	}
+	return nfc, nil
 }
 
 func (m *model) RegistryRequests(ctx context.Context) ([]RegistryRequest, error) {
@@ -816,8 +1029,12 @@ func (m *model) RegistryRequests(ctx context.Context) ([]RegistryRequest, error)
 func (m *model) UpdateRegistryRequest(ctx context.Context, username string, fn func(*RegistryRequest) error) (RegistryRequest, error) {
 	var out RegistryRequest
 	err := m.be.update(ctx, func(tx txn) error {
+		key, err := registryKey(tx, username)
+		if err != nil {
+			return err
+		}
 		var old RegistryRequest
-		if err := getJSON(tx, bucketRegistry, username, &old); err != nil {
+		if err := getJSON(tx, bucketRegistry, key, &old); err != nil {
 			return err
 		}
 		r := old
@@ -841,15 +1058,19 @@ func (m *model) UpdateRegistryRequest(ctx context.Context, username string, fn f
 
 func (m *model) DeleteRegistryRequest(ctx context.Context, username string) error {
 	err := m.be.update(ctx, func(tx txn) error {
-		if raw, err := tx.get(bucketRegistry, username); err != nil {
+		key, err := registryKey(tx, username)
+		if err != nil {
+			return err
+		}
+		if raw, err := tx.get(bucketRegistry, key); err != nil {
 			return err
 		} else if raw == nil {
 			return ErrNotFound
 		}
-		if err := tx.del(bucketRegistry, username); err != nil {
+		if err := tx.del(bucketRegistry, key); err != nil {
 			return err
 		}
-		tx.emit(Event{Kind: KindRegistry, Op: OpDelete, ID: username})
+		tx.emit(Event{Kind: KindRegistry, Op: OpDelete, ID: key})
 		return nil
 	})
 	if err != nil {

@@ -31,7 +31,7 @@ func decodeBucket[T any](bucket map[string][]byte, out *[]T) error {
 func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 	data := map[string]map[string][]byte{
 		bucketUsers: {}, bucketUsernames: {}, bucketRoles: {}, bucketRoleNames: {},
-		bucketTokens: {}, bucketRegistry: {}, bucketSettings: {},
+		bucketTokens: {}, bucketRegistry: {}, bucketSettings: {}, bucketUsernameFold: {},
 	}
 	put := func(bucket, key string, v any) error {
 		raw, err := json.Marshal(v)
@@ -84,6 +84,14 @@ func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 			return nil, err
 		}
 		data[bucketUsernames][u.Username] = []byte(u.ID)
+		// Names that fold alike (a backup from before the rule) are kept,
+		// both listed under their key.
+		k := FoldUsername(u.Username)
+		if prev := data[bucketUsernameFold][k]; prev != nil {
+			data[bucketUsernameFold][k] = append(append(prev, 0), u.ID...)
+		} else {
+			data[bucketUsernameFold][k] = []byte(u.ID)
+		}
 	}
 	for _, t := range s.Tokens {
 		if err := validName("token id", t.ID); err != nil {

@@ -249,17 +249,23 @@ type Snapshot struct {
 // returned by value: changing them changes nothing until written back.
 type Store interface {
 	// CreateUser stores a new user. ID, CreatedAt and UpdatedAt are filled
-	// in when empty. ErrConflict if the username or ID is taken.
+	// in when empty; the username is stored in NFC (NormalizeUsername).
+	// ErrConflict if the username or ID is taken, or if the username
+	// equals another one under FoldUsername ("Admin" and "admin").
 	CreateUser(ctx context.Context, u User) (User, error)
 	// User returns the user with the ID.
 	User(ctx context.Context, id string) (User, error)
-	// UserByUsername returns the user with the username.
+	// UserByUsername returns the user with the username; a spelling in
+	// another Unicode normalisation form (NFD) finds the same user, case
+	// does not fold.
 	UserByUsername(ctx context.Context, username string) (User, error)
 	// Users returns all users ordered by username.
 	Users(ctx context.Context) ([]User, error)
 	// UpdateUser applies fn to the current user and stores the result
 	// atomically (fn may run more than once under contention and must not
-	// have side effects). ErrConflict if the new username is taken.
+	// have side effects). ErrConflict if the new username is taken (as in
+	// CreateUser); a rename renames the user's own auto-generated role in
+	// the same transaction.
 	UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error)
 	// DeleteUser removes the user, its tokens and its auto-generated roles.
 	DeleteUser(ctx context.Context, id string) error
@@ -276,6 +282,14 @@ type Store interface {
 	UpdateRole(ctx context.Context, id string, fn func(*Role) error) (Role, error)
 	// DeleteRole removes the role; ErrConflict while any user holds it.
 	DeleteRole(ctx context.Context, id string) error
+
+	// Atomic runs fn in one transaction over users and roles: a change of
+	// several records (a batch of users, a user and its own role) and a
+	// check of an invariant across them (the last administrator) commit
+	// together or not at all, also against concurrent writers on other
+	// nodes. fn may run more than once and must have no side effects
+	// beyond tx.
+	Atomic(ctx context.Context, fn func(Tx) error) error
 
 	// CreateToken records an issued token; ErrNotFound if its user or its
 	// parent (ParentID) does not exist, ErrInvalid if the parent belongs to
