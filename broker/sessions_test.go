@@ -382,4 +382,3 @@ func TestDelayedWillAskedAgainWhenDue(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
