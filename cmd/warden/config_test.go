@@ -37,6 +37,12 @@ func defaultConfig() Config {
 		MFA:                  true,
 
 		MFATrustedDeviceDays: 30,
+
+		MQTTMaxSessionExpiry:   24 * time.Hour,
+		MQTTMaxOfflineSessions: 10,
+		MQTTMaxQueuedMessages:  1000,
+		MQTTMaxTopicLevels:     128,
+		MQTTMaxTopicLength:     65535,
 	}
 }
 
@@ -96,6 +102,8 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
 				"WARDEN_REGISTRY_MAX_OPEN": "10m", "WARDEN_MQTT_MAX_PENDING_WRITES": "256", "WARDEN_REGISTRY_AUTO_GRANT_ROLES": "line-a", "WARDEN_CLIENT_CERT_VALIDITY": "720h",
 				"WARDEN_MFA": "false", "WARDEN_MFA_TRUSTED_DEVICE_DAYS": "7",
+				"WARDEN_MQTT_MAX_SESSION_EXPIRY": "1h", "WARDEN_MQTT_MAX_OFFLINE_SESSIONS": "3", "WARDEN_MQTT_MAX_QUEUED_MESSAGES": "50",
+				"WARDEN_MQTT_MAX_TOPIC_LEVELS": "16", "WARDEN_MQTT_MAX_TOPIC_LENGTH": "1024",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
@@ -105,7 +113,8 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
 					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second,
 					RegistryMaxOpen: 10 * time.Minute, MQTTMaxPendingWrites: 256, RegistryAutoGrantRoles: "line-a", ClientCertValidity: 720 * time.Hour,
-					MFA: false, MFATrustedDeviceDays: 7}
+					MFA: false, MFATrustedDeviceDays: 7,
+					MQTTMaxSessionExpiry: time.Hour, MQTTMaxOfflineSessions: 3, MQTTMaxQueuedMessages: 50, MQTTMaxTopicLevels: 16, MQTTMaxTopicLength: 1024}
 			},
 		},
 	}
@@ -291,6 +300,11 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--auth-max-failures-ip", "WARDEN_AUTH_MAX_FAILURES_IP", `"100"`},
 		{"--auth-failure-window", "WARDEN_AUTH_FAILURE_WINDOW", `"5m"`},
 		{"--auth-backoff", "WARDEN_AUTH_BACKOFF", `"5m"`},
+		{"--mqtt-max-session-expiry", "WARDEN_MQTT_MAX_SESSION_EXPIRY", `"24h"`},
+		{"--mqtt-max-offline-sessions", "WARDEN_MQTT_MAX_OFFLINE_SESSIONS", `"10"`},
+		{"--mqtt-max-queued-messages", "WARDEN_MQTT_MAX_QUEUED_MESSAGES", `"1000"`},
+		{"--mqtt-max-topic-levels", "WARDEN_MQTT_MAX_TOPIC_LEVELS", `"128"`},
+		{"--mqtt-max-topic-length", "WARDEN_MQTT_MAX_TOPIC_LENGTH", `"65535"`},
 		{"--mqtt-max-pending-writes", "WARDEN_MQTT_MAX_PENDING_WRITES", `"1024"`},
 		{"--registry-max-open", "WARDEN_REGISTRY_MAX_OPEN", `"1h"`},
 		{"--registry-auto-grant-roles", "WARDEN_REGISTRY_AUTO_GRANT_ROLES", "empty"},

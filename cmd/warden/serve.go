@@ -61,6 +61,7 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 		FailureWindow:      cfg.AuthFailureWindow,
 		Backoff:            cfg.AuthBackoff,
 		Registry:           reg,
+		MaxOfflineSessions: cfg.MQTTMaxOfflineSessions,
 	})
 	if err != nil {
 		return nil, err
@@ -207,5 +208,10 @@ func brokerConfig(cfg Config, tlsCfg *tls.Config, brokerLog *slog.Logger) broker
 		Logger:         brokerLog,
 
 		MaxPendingWrites: cfg.MQTTMaxPendingWrites,
+
+		MaxSessionExpiry:  cfg.MQTTMaxSessionExpiry,
+		MaxQueuedMessages: cfg.MQTTMaxQueuedMessages,
+		MaxTopicLevels:    cfg.MQTTMaxTopicLevels,
+		MaxTopicLength:    cfg.MQTTMaxTopicLength,
 	}
 }
