@@ -223,6 +223,8 @@ func writePacket(t *testing.T, w io.Writer, pk mpackets.Packet) {
 		err = pk.PublishEncode(&buf)
 	case mpackets.Pingreq:
 		err = pk.PingreqEncode(&buf)
+	case mpackets.Subscribe:
+		err = pk.SubscribeEncode(&buf)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -294,10 +296,46 @@ func TestSessionExpiryCapped(t *testing.T) {
 	}
 }
 
+// TestMQTT3SessionsExpire: an MQTT 3.1.1 session with clean session 0 has
+// no expiry of its own; Mochi ends it after the maximum session expiry
+// (Config.MaxSessionExpiry, where Mochi's default is 136 years).
+func TestMQTT3SessionsExpire(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, Config{TCPAddr: local, MaxSessionExpiry: time.Second})
+	c := dialTCP(b.Addr(ListenerTCP))(t)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Connect}, ProtocolVersion: 4,
+		Connect: mpackets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "v3-persistent", Keepalive: 30}})
+	if typ := readPacketType(t, r) >> 4; typ != mpackets.Connack {
+		t.Fatalf("got packet type %d, want CONNACK", typ)
+	}
+	writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Subscribe, Qos: 1}, ProtocolVersion: 4, PacketID: 1,
+		Filters: mpackets.Subscriptions{{Filter: "v3/#", Qos: 1}}})
+	if typ := readPacketType(t, r) >> 4; typ != mpackets.Suback {
+		t.Fatalf("got packet type %d, want SUBACK", typ)
+	}
+	_ = c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := b.Server().Clients.Get("v3-persistent"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the MQTT 3.1.1 session did not expire")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := b.Server().Topics.Subscribers("v3/x").Subscriptions; len(got) != 0 {
+		t.Errorf("the expired session's subscription stays in the topic index: %v", got)
+	}
+}
+
 // TestExpiredSessionLeavesNothingBehind: when a persistent session expires,
 // its subscriptions leave the topic index too (Mochi only forgot the
 // client, so every expired session's subscriptions stayed for good).
 func TestExpiredSessionLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
 	b := startBroker(t, Config{TCPAddr: local})
 	one := uint32(1)
 	c, _, err := connectV5(t, b.Addr(ListenerTCP), &paho.Connect{ClientID: "brief", CleanStart: true,
