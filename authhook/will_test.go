@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/store"
@@ -224,4 +225,48 @@ func hasAll(seen map[string]bool, want []string) bool {
 		}
 	}
 	return true
+}
+
+// TestWillDecidedOnCurrentPermissions: the hook's answer when Mochi asks
+// about a will (at disconnect and again when a delayed will is due) follows
+// the client's permissions as they are at that moment, whatever happened
+// to the pending will itself.
+func TestWillDecidedOnCurrentPermissions(t *testing.T) {
+	n := startNode(t, nodeOpts{})
+	ctx := context.Background()
+	u := addUser(t, n.st, "dev", "dev-secret-123", []acl.Permission{perm("wills/dev", acl.OpWrite), perm("data/#", acl.OpWrite)}, nil)
+	_ = pahoWillClient(t, n, "dev-1", "dev", "dev-secret-123", "wills/dev", false)
+	cl, ok := n.broker.Server().Clients.Get("dev-1")
+	if !ok {
+		t.Fatal("client not found")
+	}
+	will := mqtt.Will{TopicName: "wills/dev", Payload: []byte("gone"), Flag: 1, WillDelayInterval: willDelay}
+	decide := func() uint32 {
+		w, err := n.hook.OnWill(cl, will)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.Flag
+	}
+	if decide() != 1 {
+		t.Fatal("will refused although permitted")
+	}
+	if _, err := n.st.UpdateRole(ctx, u.Roles[0], func(r *store.Role) error {
+		r.Permissions = []acl.Permission{perm("data/#", acl.OpWrite)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "will still allowed after the write permission was removed", func() bool { return decide() == 0 })
+	if _, err := n.st.UpdateRole(ctx, u.Roles[0], func(r *store.Role) error {
+		r.Permissions = []acl.Permission{perm("wills/#", acl.OpWrite)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "will still refused after the permission came back", func() bool { return decide() == 1 })
+	if _, err := n.st.UpdateUser(ctx, u.ID, func(u *store.User) error { u.Suspended = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "will still allowed after the user was suspended", func() bool { return decide() == 0 })
 }
