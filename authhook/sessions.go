@@ -39,7 +39,7 @@ func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 		return mqtt.Will{}, nil
 	}
 	if will.WillDelayInterval > 0 && c.willDue.Load() == 0 {
-		// Keep knowing the client until the will is due (see forgetGone).
+		// Keep knowing the client until the will is due (see sweep).
 		c.willDue.Store(time.Now().Add(time.Duration(will.WillDelayInterval)*time.Second + willGrace).UnixNano())
 	}
 	return will, nil
