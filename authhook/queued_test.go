@@ -25,11 +25,14 @@ type sessionClient struct {
 
 // sessionOpts: cleanStart begins a new session; manualAck leaves received
 // QoS 1 messages unacknowledged until the test calls Ack; receiveMax, when
-// set, is the client's Receive Maximum.
+// set, is the client's Receive Maximum; willTopic, when set, gets a will
+// delayed by willDelay seconds.
 type sessionOpts struct {
 	cleanStart bool
 	manualAck  bool
 	receiveMax uint16
+	willTopic  string
+	willDelay  uint32
 }
 
 func connectSession(t *testing.T, n *node, clientID, username, password string, o sessionOpts) *sessionClient {
@@ -51,13 +54,18 @@ func connectSession(t *testing.T, n *node, clientID, username, password string, 
 	if o.receiveMax > 0 {
 		props.ReceiveMaximum = &o.receiveMax
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ca, err := c.Connect(ctx, &paho.Connect{
+	cp := &paho.Connect{
 		ClientID: clientID, KeepAlive: 30, CleanStart: o.cleanStart,
 		Username: username, UsernameFlag: true, Password: []byte(password), PasswordFlag: true,
 		Properties: props,
-	})
+	}
+	if o.willTopic != "" {
+		cp.WillMessage = &paho.WillMessage{Topic: o.willTopic, Payload: []byte("gone"), QoS: 1}
+		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &o.willDelay}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, cp)
 	if err != nil || ca.ReasonCode != 0 {
 		t.Fatalf("%s: connect: %v (%+v)", clientID, err, ca)
 	}

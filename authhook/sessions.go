@@ -112,7 +112,10 @@ func (h *Hook) wentOffline(c *conn) {
 	}
 }
 
-// endSession ends an offline persistent session as if it had expired.
+// endSession ends an offline persistent session as if it had expired. A
+// will waiting for its delay is due now, as at the end of any session (and
+// so it does not wait up to a day per ended session): the hook is asked
+// about it once more at the next tick, then forgets the client.
 func (h *Hook) endSession(c *conn) {
 	srv := h.server.Load()
 	srv.UnsubscribeClient(c.cl)
@@ -121,7 +124,11 @@ func (h *Hook) endSession(c *conn) {
 		srv.Clients.Delete(c.cl.ID)
 	}
 	h.log.Info("mqtt offline session ended: user has too many", "user", c.username, "client", c.clientID, "max", h.opts.MaxOfflineSessions)
-	if !c.willPending(time.Now()) {
+	now := time.Now()
+	if srv.ExpediteDelayedWill(c.cl) {
+		c.willDue.Store(now.Add(willGrace).UnixNano())
+	}
+	if !c.willPending(now) {
 		h.forget(c.cl)
 	}
 }

@@ -37,6 +37,22 @@ func TestOfflineSessionsPerUserCapped(t *testing.T) {
 		})
 	}
 	leave("other-1", "other", "other-secret-1")
+	// The first session leaves a will delayed by an hour: when the session
+	// is ended, the will is due at once, not kept for the hour.
+	addUser(t, n.st, "watcher", "watcher-secret1", []acl.Permission{perm("fleet/#", acl.OpRead)}, nil)
+	watcher, _, wills, err := pahoConnect(t, n, "watcher", "watcher", "watcher-secret1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watcher.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "fleet/will/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	withWill := connectSession(t, n, "fleet-will", "fleet", "fleet-secret-1", sessionOpts{cleanStart: true, willTopic: "fleet/will/gone", willDelay: 3600})
+	_ = withWill.Disconnect(&paho.Disconnect{ReasonCode: 0x04}) // "disconnect with will message"
+	eventually(t, 3*time.Second, "fleet-will still connected", func() bool {
+		cl, ok := srv.Clients.Get("fleet-will")
+		return ok && cl.Closed()
+	})
 	for i := range total {
 		leave(fmt.Sprint("fleet-", i), "fleet", "fleet-secret-1")
 	}
@@ -52,6 +68,14 @@ func TestOfflineSessionsPerUserCapped(t *testing.T) {
 	}
 	if _, ok := srv.Clients.Get("other-1"); !ok {
 		t.Error("another user's offline session was ended")
+	}
+	select {
+	case p := <-wills:
+		if p.Topic != "fleet/will/gone" {
+			t.Errorf("got %s, want the ended session's will", p.Topic)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the ended session's will was not published")
 	}
 	// The newest resumes with its session.
 	if c := connectSession(t, n, fmt.Sprint("fleet-", total-1), "fleet", "fleet-secret-1", sessionOpts{}); !c.present {

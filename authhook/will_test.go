@@ -21,8 +21,8 @@ const willDelay = 2
 
 // pahoWillClient connects an MQTT 5 Paho client that leaves a retained,
 // delayed will on topic. With clean, it sends no Session Expiry Interval
-// (0: the session ends with the connection, but Mochi still delays the
-// will); otherwise the session outlives the connection by an hour (a will
+// (0: the session ends with the connection, so the will is published at
+// once); otherwise the session outlives the connection by an hour (a will
 // waits for the smaller of its delay and the session expiry). It returns
 // the client's network connection, which the test closes to vanish
 // without a DISCONNECT.
@@ -113,14 +113,8 @@ func TestDelayedWillRespectsRevocation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		// A clean session: Mochi forgets the client at once, the will
-		// waits all the same.
-		{name: "clean-suspended", clean: true, revoke: func(u store.User) {
-			if _, err := n.st.UpdateUser(ctx, u.ID, func(u *store.User) error { u.Suspended = true; return nil }); err != nil {
-				t.Fatal(err)
-			}
-		}},
 		{name: "control", control: true},
+		// A session that ends with its connection publishes its will then.
 		{name: "clean-control", clean: true, control: true},
 	}
 	conns := map[string]net.Conn{}

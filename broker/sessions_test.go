@@ -367,8 +367,7 @@ func TestExpiredSessionLeavesNothingBehind(t *testing.T) {
 
 // TestDelayedWillAskedAgainWhenDue: a delayed will is put to the hooks
 // again when due, and one they refuse then is neither published nor
-// retained; a will they accept is, for a clean session too (Mochi used to
-// publish that one without keeping its retained copy).
+// retained; one they accept is published and retained.
 func TestDelayedWillAskedAgainWhenDue(t *testing.T) {
 	h := &seeHook{}
 	b := startBroker(t, Config{TCPAddr: local}, h)
@@ -405,18 +404,44 @@ func TestDelayedWillAskedAgainWhenDue(t *testing.T) {
 	if _, ok := b.Server().Topics.Retained.Get("wills/refused"); ok {
 		t.Error("the refused will was retained")
 	}
-	// Accepted both times, from a clean session.
+	// Accepted both times.
 	h.veto.Store(false)
-	vanish("accepted", nil)
+	calls := h.wills.Load()
+	vanish("accepted", &paho.ConnectProperties{SessionExpiryInterval: &expiry})
 	sub.expect(t, "wills/accepted", "gone")
+	if n := h.wills.Load() - calls; n != 2 {
+		t.Errorf("OnWill called %d times for the accepted will, want 2 (at disconnect, when due)", n)
+	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		if _, ok := b.Server().Topics.Retained.Get("wills/accepted"); ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the accepted will of a clean session was not retained")
+			t.Fatal("the accepted will was not retained")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestWillOfEndedSessionNotDelayed: a client whose session ends with its
+// connection (no Session Expiry Interval) but asks for a long Will Delay
+// Interval has its will published when it vanishes, as MQTT 5 says (the
+// will goes out when the delay passes or the session ends, whichever is
+// first). Mochi kept such wills for the whole delay, up to 2^32 seconds,
+// one per client ID: memory any client could fill.
+func TestWillOfEndedSessionNotDelayed(t *testing.T) {
+	b := startBroker(t, Config{TCPAddr: local})
+	addr := b.Addr(ListenerTCP)
+	sub := connectPaho(t, dialTCP(addr), "sub", 30)
+	sub.subscribe(t, "wills/#")
+	delay := uint32(0xFFFFFFFF)
+	c, _, err := connectV5(t, addr, &paho.Connect{ClientID: "vanisher", CleanStart: true,
+		WillMessage:    &paho.WillMessage{Topic: "wills/vanisher", Payload: []byte("gone"), QoS: 1},
+		WillProperties: &paho.WillProperties{WillDelayInterval: &delay}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Client.Disconnect(&paho.Disconnect{ReasonCode: 0x04}) // "disconnect with will message"
+	sub.expect(t, "wills/vanisher", "gone")
 }

@@ -1542,7 +1542,9 @@ func (s *Server) sendLWT(cl *Client) {
 		return
 	}
 
-	modifiedLWT := s.hooks.OnWill(cl, cl.Properties.Will)
+	will := cl.Properties.Will
+	will.WillDelayInterval = willDelay(cl) // warden patch: no longer than the session
+	modifiedLWT := s.hooks.OnWill(cl, will)
 	if modifiedLWT.Flag == 0 {
 		return // warden patch: a hook suppressed the will
 	}
@@ -1562,8 +1564,8 @@ func (s *Server) sendLWT(cl *Client) {
 		Created: time.Now().Unix(),
 	}
 
-	if cl.Properties.Will.WillDelayInterval > 0 {
-		pk.Connect.WillProperties.WillDelayInterval = cl.Properties.Will.WillDelayInterval
+	if will.WillDelayInterval > 0 {
+		pk.Connect.WillProperties.WillDelayInterval = will.WillDelayInterval
 		pk.Expiry = time.Now().Unix() + int64(pk.Connect.WillProperties.WillDelayInterval)
 		s.loop.willDelayed.add(cl, pk)
 		return

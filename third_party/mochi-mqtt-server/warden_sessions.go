@@ -101,6 +101,18 @@ func (w *delayedWillsMap) cancel(cl *Client) bool {
 	return false
 }
 
+// expedite makes the will pending for cl's ID due now if it is cl's.
+func (w *delayedWillsMap) expedite(cl *Client) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if d, ok := w.m[cl.ID]; ok && d.cl == cl {
+		d.pk.Expiry = 0
+		w.m[cl.ID] = d
+		return true
+	}
+	return false
+}
+
 // due removes and returns the wills whose delay ended before now (unix
 // seconds), as upstream compared.
 func (w *delayedWillsMap) due(now int64) []delayedWill {
@@ -122,6 +134,24 @@ func (w *delayedWillsMap) due(now int64) []delayedWill {
 // revoked after the client has gone.
 func (s *Server) CancelDelayedWill(cl *Client) bool {
 	return s.loop.willDelayed.cancel(cl)
+}
+
+// willDelay is how long cl's will waits: its Will Delay Interval, but no
+// longer than its session lasts (MQTT 5 §3.1.3.2.2: the will is published
+// when the delay has passed or the session has ended, whichever is first).
+// Upstream applied the session expiry only when the client sent one, so
+// the will of a session that ended with its connection still waited, for
+// up to 2^32 seconds, in a map that grew with every such client ID.
+func willDelay(cl *Client) uint32 {
+	return min(cl.Properties.Will.WillDelayInterval, cl.Properties.Props.SessionExpiryInterval)
+}
+
+// ExpediteDelayedWill makes cl's will, if it waits for its Will Delay
+// Interval, due at the next tick: cl's session has ended (an auth hook
+// ended it), and a will is published when its session ends if its delay
+// has not passed before. It is still put to the hooks (OnWill) when sent.
+func (s *Server) ExpediteDelayedWill(cl *Client) bool {
+	return s.loop.willDelayed.expedite(cl)
 }
 
 // willOf is the will a delayed will packet publishes, as hooks see it.
