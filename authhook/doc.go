@@ -4,7 +4,8 @@
 // permissions, applies the publish prefix, limits brute force, and follows
 // the store's change feed so an admin's change reaches connected clients at
 // once (snapshots swapped, subscriptions pruned, revoked clients
-// disconnected).
+// disconnected, their pending wills and queued messages withdrawn). It
+// also caps the persistent sessions one user keeps offline (sessions.go).
 //
 // The hot path is OnACLCheck: it finds the client's immutable session
 // snapshot in a sync.Map keyed by *mqtt.Client and asks its bound matcher,

@@ -70,6 +70,10 @@ type Options struct {
 	// Metrics, when set, count connects, ACL denials, active clients and
 	// cache hits (NewMetrics); nil counts nothing.
 	Metrics *Metrics
+	// MaxOfflineSessions caps the persistent sessions one user may hold
+	// offline; when another goes offline, the oldest ends (sessions.go).
+	// Zero means DefaultMaxOfflineSessions.
+	MaxOfflineSessions int
 }
 
 // Registrar is the client registry as the hook sees it (registry.Registry).
@@ -105,6 +109,9 @@ type Hook struct {
 	conns  sync.Map // *mqtt.Client -> *conn: read lock-free by OnACLCheck
 	mu     sync.Mutex
 	byUser map[string]map[*conn]struct{}
+	// offline lists each user's offline persistent sessions, oldest first
+	// (sessions.go); guarded by mu.
+	offline map[string][]*conn
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -144,6 +151,9 @@ func New(ctx context.Context, o Options) (*Hook, error) {
 	if o.CacheSize <= 0 {
 		o.CacheSize = DefaultCacheSize
 	}
+	if o.MaxOfflineSessions <= 0 {
+		o.MaxOfflineSessions = DefaultMaxOfflineSessions
+	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &Hook{
 		opts:   o,
@@ -180,7 +190,7 @@ func (h *Hook) ID() string { return "warden-auth" }
 func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck,
-		mqtt.OnPublish, mqtt.OnDisconnect, mqtt.OnClientExpired:
+		mqtt.OnPublish, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnWill, mqtt.OnWillSent:
 		return true
 	case mqtt.OnSubscribe, mqtt.OnSubscribed:
 		return h.opts.Metrics != nil // only to label denials (metrics.go)
@@ -215,6 +225,10 @@ type conn struct {
 	live    atomic.Bool // CONNACK sent: a revocation must disconnect it
 	stop    sync.Once
 	timer   *time.Timer // token expiry
+
+	// willDue is when (unix ns) a delayed will left by this client stops
+	// being sendable; 0: none (sessions.go).
+	willDue atomic.Int64
 
 	// subscribing holds the filters of the SUBSCRIBE being processed
 	// (metrics on only): see deny.
@@ -292,7 +306,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	topic := pk.TopicName
 	if s.prefix != "" {
 		topic = s.prefix + topic
-		if acl.ValidateTopicName(topic) != nil {
+		if acl.ValidateTopicName(topic) != nil || !h.topicWithinLimits(topic) {
 			return pk, h.denyPublish(cl, pk)
 		}
 	}
@@ -336,13 +350,23 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// OnDisconnect forgets a clean session. A persistent session stays known
-// while offline, so messages queued for it are still checked against its
-// (live-updated) permissions; OnClientExpired or a takeover forgets it.
+// OnDisconnect forgets a clean session, unless it left a delayed will,
+// which is checked again when due (OnWill; sweep forgets it after). A
+// persistent session stays known while offline, so messages queued for it
+// are still checked against its (live-updated) permissions, and counts
+// towards its user's offline sessions; OnClientExpired or a takeover
+// forgets it.
 func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.opts.Metrics.disconnected()
-	if expire || cl.IsTakenOver() {
-		h.forget(cl)
+	c := h.lookup(cl)
+	switch {
+	case c == nil:
+	case expire || cl.IsTakenOver():
+		if !c.willPending(time.Now()) {
+			h.forget(cl)
+		}
+	default:
+		h.wentOffline(c)
 	}
 }
 
@@ -377,6 +401,7 @@ func (h *Hook) forget(cl *mqtt.Client) {
 			delete(h.byUser, c.username)
 		}
 	}
+	h.unlistOffline(c)
 	h.mu.Unlock()
 }
 
@@ -399,6 +424,7 @@ func (h *Hook) revoke(c *conn, reason string) {
 	}
 	c.sess.Store(nil)
 	atomic.StoreUint32(&c.cl.Properties.Will.Flag, 0)
+	h.cancelWill(c)
 	h.log.Info("mqtt access revoked", "user", c.username, "client", c.clientID, "reason", reason)
 	if c.live.Load() {
 		h.disconnect(c)

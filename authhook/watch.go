@@ -156,8 +156,9 @@ func (h *Hook) reevaluate(c *conn, e *entry) {
 
 // prune removes the client's subscriptions its permissions no longer
 // cover (deliveries are checked anyway; this also frees broker state and
-// mirrors what the client could subscribe to now), and clears a will it
-// may no longer publish.
+// mirrors what the client could subscribe to now), clears a will it may no
+// longer publish, and drops an offline session's queued messages it may
+// no longer read.
 func (h *Hook) prune(c *conn, s *session) {
 	srv := h.server.Load()
 	if srv == nil {
@@ -173,10 +174,14 @@ func (h *Hook) prune(c *conn, s *session) {
 		c.cl.State.Subscriptions.Delete(filter)
 		h.log.Info("mqtt subscription removed: no longer permitted", "user", c.username, "client", c.clientID, "filter", filter)
 	}
-	if atomic.LoadUint32(&c.cl.Properties.Will.Flag) == 1 && c.willTopic != "" && !s.bound.Allows(c.willTopic, acl.OpWrite) {
-		atomic.StoreUint32(&c.cl.Properties.Will.Flag, 0)
-		h.log.Info("mqtt will cleared: topic no longer permitted", "user", c.username, "client", c.clientID)
+	if c.willTopic != "" && !s.bound.Allows(c.willTopic, acl.OpWrite) {
+		if atomic.LoadUint32(&c.cl.Properties.Will.Flag) == 1 {
+			atomic.StoreUint32(&c.cl.Properties.Will.Flag, 0)
+			h.log.Info("mqtt will cleared: topic no longer permitted", "user", c.username, "client", c.clientID)
+		}
+		h.cancelWill(c) // one already waiting for its delay
 	}
+	h.dropUnreadable(c, s)
 }
 
 // resync reloads every cached role and user (after a reset or a failed
@@ -204,15 +209,17 @@ func (h *Hook) resync() {
 }
 
 // sweep forgets connections Mochi dropped without calling OnDisconnect (a
-// CONNACK that could not be written) and that hold no session.
+// CONNACK that could not be written) and that hold no session, nor a
+// delayed will that may still be sent.
 func (h *Hook) sweep() {
 	srv := h.server.Load()
 	if srv == nil {
 		return
 	}
+	now := time.Now()
 	h.conns.Range(func(k, v any) bool {
 		c := v.(*conn)
-		if !c.cl.Closed() {
+		if !c.cl.Closed() || c.willPending(now) {
 			return true
 		}
 		if cur, ok := srv.Clients.Get(c.cl.ID); !ok || cur != c.cl {

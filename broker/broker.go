@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -98,6 +99,25 @@ type Config struct {
 	// Origin header not in the list gets 403; one without Origin (not a
 	// browser) passes. Empty: no browser page may connect.
 	WSAllowedOrigins []string
+	// MaxSessionExpiry caps how long a disconnected client's session (its
+	// subscriptions and queued messages) is kept: the Session Expiry
+	// Interval an MQTT 5 client asks for at CONNECT or DISCONNECT is cut to
+	// it, and an MQTT 3.1.1 session with clean session 0 (which has no
+	// expiry of its own) expires after it. Zero means
+	// DefaultMaxSessionExpiry; it is cut to whole seconds.
+	MaxSessionExpiry time.Duration
+	// MaxQueuedMessages caps the QoS 1 and 2 messages held for one client,
+	// in flight or queued while it is offline (Mochi's MaximumInflight);
+	// further deliveries to it are dropped. Zero means
+	// DefaultMaxQueuedMessages; at most 65535.
+	MaxQueuedMessages int
+	// MaxTopicLevels and MaxTopicLength cap the levels and bytes of every
+	// topic name and filter a client sends (PUBLISH, will, SUBSCRIBE,
+	// UNSUBSCRIBE); longer ones are refused before Mochi's topic index
+	// sees them (see mqtt.Capabilities.TopicWithinLimits). Zero means
+	// DefaultMaxTopicLevels and DefaultMaxTopicLength.
+	MaxTopicLevels int
+	MaxTopicLength int
 }
 
 // limits are the effective limits of a Config, defaults filled in.
@@ -108,6 +128,20 @@ type limits struct {
 	maxConns       int
 	maxKeepalive   uint16 // seconds; 0: no ceiling
 }
+
+// Session and topic limits used when the Config fields are zero.
+const (
+	// DefaultMaxSessionExpiry is a day, where Mochi keeps sessions for
+	// 2^32-1 seconds (136 years) and MQTT 3.1.1 sessions for ever.
+	DefaultMaxSessionExpiry = 24 * time.Hour
+	// DefaultMaxQueuedMessages is Mosquitto's max_queued_messages; Mochi's
+	// default is 8,192.
+	DefaultMaxQueuedMessages = 1000
+	// DefaultMaxTopicLevels is EMQX's max_topic_levels.
+	DefaultMaxTopicLevels = 128
+	// DefaultMaxTopicLength is the longest MQTT string, EMQX's limit.
+	DefaultMaxTopicLength = 65535
+)
 
 // DefaultMaxPendingWrites is Config.MaxPendingWrites' default: 1,024
 // packets (8 KiB a client), Mosquitto's default queue length, instead of
@@ -151,6 +185,10 @@ type Broker struct {
 // false, NoInheritedPropertiesOnAck true, no inline client. Unless
 // Config.MaxKeepalive is negative, a hook enforcing the keepalive ceiling
 // runs before the given hooks.
+// MaximumClientWritesPending from Config.MaxPendingWrites, session
+// expiry, queued messages and topic limits from Config (setSessionLimits),
+// topic aliases left at their defaults, PassiveClientDisconnect false, no
+// inline client.
 //
 // On error nothing stays bound and every hook already initialised is
 // stopped.
@@ -184,6 +222,7 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 	caps.MaximumPacketSize = lim.maxPacket
 	caps.MaximumConnectPacketSize = lim.maxConnect
 	caps.MaximumClients = int64(lim.maxConns)
+	setSessionLimits(caps, cfg)
 
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
@@ -224,6 +263,27 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 	}
 
 	return b, nil
+}
+
+// setSessionLimits applies the session and topic limits of cfg (or their
+// defaults) to caps.
+func setSessionLimits(caps *mqtt.Capabilities, cfg Config) {
+	expiry := DefaultMaxSessionExpiry
+	if cfg.MaxSessionExpiry > 0 {
+		expiry = cfg.MaxSessionExpiry
+	}
+	caps.MaximumSessionExpiryInterval = uint32(min(expiry/time.Second, math.MaxUint32))
+	caps.MaximumInflight = DefaultMaxQueuedMessages
+	if cfg.MaxQueuedMessages > 0 {
+		caps.MaximumInflight = uint16(min(cfg.MaxQueuedMessages, math.MaxUint16))
+	}
+	caps.MaximumTopicLevels, caps.MaximumTopicLength = DefaultMaxTopicLevels, DefaultMaxTopicLength
+	if cfg.MaxTopicLevels > 0 {
+		caps.MaximumTopicLevels = cfg.MaxTopicLevels
+	}
+	if cfg.MaxTopicLength > 0 {
+		caps.MaximumTopicLength = cfg.MaxTopicLength
+	}
 }
 
 // validate checks cfg and hooks and returns the effective limits.

@@ -93,4 +93,15 @@
 // (revocation); NoInheritedPropertiesOnAck is true, so a PUBACK or PUBREC
 // never echoes the publish's user properties (Mochi's default, which its own
 // comment calls a spec violation, makes strict clients drop the connection).
+//
+// # Session and topic limits
+//
+// What one client can make the broker keep is bounded (Config): the
+// session expiry (MaximumSessionExpiryInterval, a day by default instead
+// of Mochi's 136 years; it also ends MQTT 3.1.1 persistent sessions), the
+// QoS 1 and 2 messages held per client (MaximumInflight, 1,000 like
+// Mosquitto's max_queued_messages) and the levels and bytes of topics and
+// filters (128 levels like EMQX, 65535 bytes), checked by the patched
+// Mochi before its topic index sees them
+// (third_party/mochi-mqtt-server/WARDEN-PATCHES.md).
 package broker

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -72,6 +73,15 @@ type Config struct {
 	AuthMaxFailuresIP   int
 	AuthFailureWindow   time.Duration
 	AuthBackoff         time.Duration
+	// MQTTMaxSessionExpiry, MQTTMaxQueuedMessages, MQTTMaxTopicLevels and
+	// MQTTMaxTopicLength bound what one client makes the broker keep (see
+	// broker.Config); MQTTMaxOfflineSessions caps one user's offline
+	// persistent sessions (authhook.Options.MaxOfflineSessions).
+	MQTTMaxSessionExpiry   time.Duration
+	MQTTMaxOfflineSessions int
+	MQTTMaxQueuedMessages  int
+	MQTTMaxTopicLevels     int
+	MQTTMaxTopicLength     int
 	// MQTTMaxPendingWrites bounds the packets queued for one client (see
 	// broker.Config.MaxPendingWrites).
 	MQTTMaxPendingWrites int
@@ -222,6 +232,21 @@ var options = []option{
 	{flag: "auth-backoff", env: "WARDEN_AUTH_BACKOFF", def: "5m", arg: "duration",
 		usage: "how long a blocked username or address is refused without checking its password",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.AuthBackoff })},
+	{flag: "mqtt-max-session-expiry", env: "WARDEN_MQTT_MAX_SESSION_EXPIRY", def: "24h", arg: "duration",
+		usage: "longest time a disconnected client's session (subscriptions, queued messages) is kept: a longer MQTT 5 Session Expiry Interval is cut to it, and MQTT 3.1.1 sessions with clean session 0 expire after it (whole seconds)",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.MQTTMaxSessionExpiry })},
+	{flag: "mqtt-max-offline-sessions", env: "WARDEN_MQTT_MAX_OFFLINE_SESSIONS", def: "10", arg: "count",
+		usage: "persistent sessions one user may hold while offline; when one more goes offline, the user's oldest offline session ends (raise it for fleets sharing one user)",
+		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxOfflineSessions })},
+	{flag: "mqtt-max-queued-messages", env: "WARDEN_MQTT_MAX_QUEUED_MESSAGES", def: "1000", arg: "count",
+		usage: "QoS 1 and 2 messages held for one client, in flight or queued while it is offline; further messages for it are dropped (at most 65535)",
+		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxQueuedMessages })},
+	{flag: "mqtt-max-topic-levels", env: "WARDEN_MQTT_MAX_TOPIC_LEVELS", def: "128", arg: "count",
+		usage: "most levels in a topic name or filter (PUBLISH, will, SUBSCRIBE, UNSUBSCRIBE); deeper ones are refused (MQTT 5: reason 0x90 or 0x8F)",
+		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxTopicLevels })},
+	{flag: "mqtt-max-topic-length", env: "WARDEN_MQTT_MAX_TOPIC_LENGTH", def: "65535", arg: "bytes",
+		usage: "most bytes in a topic name or filter; longer ones are refused like deeper ones",
+		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxTopicLength })},
 	{flag: "mqtt-max-pending-writes", env: "WARDEN_MQTT_MAX_PENDING_WRITES", def: "1024", arg: "count",
 		usage: "packets that may wait to be written to one MQTT client before further deliveries to it are dropped; each slot costs 8 bytes per connected client",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxPendingWrites })},
@@ -430,6 +455,7 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
 	}
+	c.validateSessionLimits(add)
 	if err := audit.CheckSink(c.AuditLog); err != nil {
 		add("audit-log", "%v", err)
 	}
@@ -449,6 +475,22 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// validateSessionLimits checks the session and topic limits.
+func (c Config) validateSessionLimits(add func(flagName, format string, args ...any)) {
+	if c.MQTTMaxSessionExpiry < time.Second || c.MQTTMaxSessionExpiry > math.MaxUint32*time.Second {
+		add("mqtt-max-session-expiry", "must be from 1s to %s, got %s", math.MaxUint32*time.Second, c.MQTTMaxSessionExpiry)
+	}
+	for _, l := range []struct {
+		flag   string
+		v, max int
+	}{{"mqtt-max-offline-sessions", c.MQTTMaxOfflineSessions, 1 << 20}, {"mqtt-max-queued-messages", c.MQTTMaxQueuedMessages, math.MaxUint16},
+		{"mqtt-max-topic-levels", c.MQTTMaxTopicLevels, math.MaxUint16}, {"mqtt-max-topic-length", c.MQTTMaxTopicLength, math.MaxUint16}} {
+		if l.v < 1 || l.v > l.max {
+			add(l.flag, "must be from 1 to %d, got %d", l.max, l.v)
+		}
+	}
 }
 
 // parseLevel accepts the four slog level names, case-insensitively.

@@ -38,8 +38,13 @@ func defaultConfig() Config {
 
 		MFATrustedDeviceDays: 30,
 
-		MQTTMaxPacketSize: 1 << 20,
-		MQTTMaxKeepalive:  time.Hour,
+		MQTTMaxPacketSize:      1 << 20,
+		MQTTMaxKeepalive:       time.Hour,
+		MQTTMaxSessionExpiry:   24 * time.Hour,
+		MQTTMaxOfflineSessions: 10,
+		MQTTMaxQueuedMessages:  1000,
+		MQTTMaxTopicLevels:     128,
+		MQTTMaxTopicLength:     65535,
 	}
 }
 
@@ -102,6 +107,8 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_MQTT_MAX_PACKET_SIZE": "65536", "WARDEN_MQTT_MAX_CONNECTIONS": "5000", "WARDEN_MQTT_MAX_KEEPALIVE": "20m",
 				"WARDEN_WS_ALLOWED_ORIGINS": "https://ui.example.com", "WARDEN_HTTP_TLS": "true",
 				"WARDEN_HTTP_TLS_CERT": "h.pem", "WARDEN_HTTP_TLS_KEY": "hk.pem",
+				"WARDEN_MQTT_MAX_SESSION_EXPIRY": "1h", "WARDEN_MQTT_MAX_OFFLINE_SESSIONS": "3", "WARDEN_MQTT_MAX_QUEUED_MESSAGES": "50",
+				"WARDEN_MQTT_MAX_TOPIC_LEVELS": "16", "WARDEN_MQTT_MAX_TOPIC_LENGTH": "1024",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
@@ -113,7 +120,8 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					RegistryMaxOpen: 10 * time.Minute, MQTTMaxPendingWrites: 256, RegistryAutoGrantRoles: "line-a", ClientCertValidity: 720 * time.Hour,
 					MFA: false, MFATrustedDeviceDays: 7,
 					MQTTMaxPacketSize: 65536, MQTTMaxConnections: 5000, MQTTMaxKeepalive: 20 * time.Minute,
-					WSAllowedOrigins: "https://ui.example.com", HTTPTLS: true, HTTPTLSCert: "h.pem", HTTPTLSKey: "hk.pem"}
+					WSAllowedOrigins: "https://ui.example.com", HTTPTLS: true, HTTPTLSCert: "h.pem", HTTPTLSKey: "hk.pem",
+					MQTTMaxSessionExpiry: time.Hour, MQTTMaxOfflineSessions: 3, MQTTMaxQueuedMessages: 50, MQTTMaxTopicLevels: 16, MQTTMaxTopicLength: 1024}
 			},
 		},
 	}
@@ -303,6 +311,11 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--auth-max-failures-ip", "WARDEN_AUTH_MAX_FAILURES_IP", `"100"`},
 		{"--auth-failure-window", "WARDEN_AUTH_FAILURE_WINDOW", `"5m"`},
 		{"--auth-backoff", "WARDEN_AUTH_BACKOFF", `"5m"`},
+		{"--mqtt-max-session-expiry", "WARDEN_MQTT_MAX_SESSION_EXPIRY", `"24h"`},
+		{"--mqtt-max-offline-sessions", "WARDEN_MQTT_MAX_OFFLINE_SESSIONS", `"10"`},
+		{"--mqtt-max-queued-messages", "WARDEN_MQTT_MAX_QUEUED_MESSAGES", `"1000"`},
+		{"--mqtt-max-topic-levels", "WARDEN_MQTT_MAX_TOPIC_LEVELS", `"128"`},
+		{"--mqtt-max-topic-length", "WARDEN_MQTT_MAX_TOPIC_LENGTH", `"65535"`},
 		{"--mqtt-max-pending-writes", "WARDEN_MQTT_MAX_PENDING_WRITES", `"1024"`},
 		{"--mqtt-max-packet-size", "WARDEN_MQTT_MAX_PACKET_SIZE", `"1048576"`},
 		{"--mqtt-max-connections", "WARDEN_MQTT_MAX_CONNECTIONS", `"0"`},

@@ -63,6 +63,7 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 		FailureWindow:      cfg.AuthFailureWindow,
 		Backoff:            cfg.AuthBackoff,
 		Registry:           reg,
+		MaxOfflineSessions: cfg.MQTTMaxOfflineSessions,
 	})
 	if err != nil {
 		return nil, err
@@ -297,6 +298,11 @@ func brokerConfig(cfg Config, tlsCfg *tls.Config, brokerLog *slog.Logger) broker
 		MaxConnections:   cfg.MQTTMaxConnections,
 		MaxKeepalive:     maxKeepalive(cfg.MQTTMaxKeepalive),
 		WSAllowedOrigins: splitList(cfg.WSAllowedOrigins),
+
+		MaxSessionExpiry:  cfg.MQTTMaxSessionExpiry,
+		MaxQueuedMessages: cfg.MQTTMaxQueuedMessages,
+		MaxTopicLevels:    cfg.MQTTMaxTopicLevels,
+		MaxTopicLength:    cfg.MQTTMaxTopicLength,
 	}
 }
 

@@ -62,6 +62,11 @@ type Capabilities struct {
 	RetainAvailable              byte            `yaml:"retain_available" json:"retain_available"`                 // support of retain messages
 	WildcardSubAvailable         byte            `yaml:"wildcard_sub_available" json:"wildcard_sub_available"`     // support of wildcard subscriptions
 	SubIDAvailable               byte            `yaml:"sub_id_available" json:"sub_id_available"`                 // support of subscription identifiers
+
+	// warden patch: the most levels and bytes a topic name or filter may
+	// have (0: no limit); see TopicWithinLimits.
+	MaximumTopicLevels int `yaml:"maximum_topic_levels" json:"maximum_topic_levels"`
+	MaximumTopicLength int `yaml:"maximum_topic_length" json:"maximum_topic_length"`
 }
 
 // NewDefaultServerCapabilities defines the default features and capabilities provided by the server.
@@ -154,7 +159,7 @@ type loop struct {
 	inflightExpiry *time.Ticker     // interval ticker for cleaning up expired inflight messages
 	retainedExpiry *time.Ticker     // interval ticker for cleaning retained messages
 	willDelaySend  *time.Ticker     // interval ticker for sending Will Messages with a delay
-	willDelayed    *packets.Packets // activate LWT packets which will be sent after a delay
+	willDelayed    *delayedWillsMap // activate LWT packets which will be sent after a delay (warden patch: with their client)
 }
 
 // ops contains server values which can be propagated to other structs.
@@ -185,7 +190,7 @@ func New(opts *Options) *Server {
 			inflightExpiry: time.NewTicker(time.Second),
 			retainedExpiry: time.NewTicker(time.Second),
 			willDelaySend:  time.NewTicker(time.Second),
-			willDelayed:    packets.NewPackets(),
+			willDelayed:    newDelayedWillsMap(),
 		},
 		Options: opts,
 		Info: &system.Info{
@@ -463,9 +468,10 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 		return fmt.Errorf("ack connection packet: %w", err)
 	}
 
-	s.loop.willDelayed.Delete(cl.ID) // [MQTT-3.1.3-9]
+	s.loop.willDelayed.delete(cl.ID) // [MQTT-3.1.3-9]
 
 	if sessionPresent {
+		s.dropUnreadableInflights(cl) // warden patch: re-checked before they are resent
 		err = cl.ResendInflightMessages(true)
 		if err != nil {
 			return fmt.Errorf("resend inflight: %w", err)
@@ -552,6 +558,12 @@ func (s *Server) validateConnect(cl *Client, pk packets.Packet) packets.Code {
 		return packets.ErrQosNotSupported // [MQTT-3.2.2-12]
 	} else if cl.Properties.Will.Retain && s.Options.Capabilities.RetainAvailable == 0x00 {
 		return packets.ErrRetainNotSupported // [MQTT-3.2.2-13]
+	} else if cl.Properties.Will.Flag > 0 && !s.Options.Capabilities.TopicWithinLimits(cl.Properties.Will.TopicName) {
+		// warden patch: MQTT 3 has no such return code; 5 is "not authorized".
+		if cl.Properties.ProtocolVersion < 5 {
+			return packets.ErrBadUsernameOrPassword
+		}
+		return packets.ErrTopicNameInvalid
 	}
 
 	return code
@@ -718,7 +730,7 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 	}
 
 	if cl.State.Inflight.Len() > 0 && atomic.LoadInt32(&cl.State.Inflight.sendQuota) > 0 {
-		next, ok := cl.State.Inflight.NextImmediate()
+		next, ok := s.nextReadableImmediate(cl) // warden patch: queued messages are re-checked
 		if ok {
 			_ = cl.WritePacket(next)
 			if ok := cl.State.Inflight.Delete(next.PacketID); ok {
@@ -859,6 +871,10 @@ func (s *Server) InjectPacket(cl *Client, pk packets.Packet) error {
 func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	if !cl.Net.Inline && !IsValidFilter(pk.TopicName, true) {
 		return nil
+	}
+
+	if !cl.Net.Inline && !s.Options.Capabilities.TopicWithinLimits(pk.TopicName) {
+		return s.refuseTopic(cl, pk) // warden patch: before the ACL, the retained store and the topic index
 	}
 
 	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
@@ -1254,6 +1270,8 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 			continue
 		} else if !IsValidFilter(sub.Filter, false) {
 			reasonCodes[i] = packets.ErrTopicFilterInvalid.Code
+		} else if !s.Options.Capabilities.TopicWithinLimits(sub.Filter) {
+			reasonCodes[i] = packets.ErrTopicFilterInvalid.Code // warden patch: the index never sees it
 		} else if sub.NoLocal && IsSharedFilter(sub.Filter) {
 			reasonCodes[i] = packets.ErrProtocolViolationInvalidSharedNoLocal.Code // [MQTT-3.8.3-4]
 		} else if !s.hooks.OnACLCheck(cl, sub.Filter, false) {
@@ -1328,6 +1346,11 @@ func (s *Server) processUnsubscribe(cl *Client, pk packets.Packet) error {
 			continue
 		}
 
+		if !s.Options.Capabilities.TopicWithinLimits(sub.Filter) {
+			reasonCodes[i] = packets.ErrTopicFilterInvalid.Code // warden patch: the index never sees it
+			continue
+		}
+
 		if q := s.Topics.Unsubscribe(sub.Filter, cl.ID); q {
 			atomic.AddInt64(&s.Info.Subscriptions, -1)
 			reasonCodes[i] = packets.CodeSuccess.Code
@@ -1397,7 +1420,8 @@ func (s *Server) processDisconnect(cl *Client, pk packets.Packet) error {
 			return packets.ErrProtocolViolationZeroNonZeroExpiry
 		}
 
-		cl.Properties.Props.SessionExpiryInterval = pk.Properties.SessionExpiryInterval
+		// warden patch: the server's maximum holds here as at CONNACK.
+		cl.Properties.Props.SessionExpiryInterval = min(pk.Properties.SessionExpiryInterval, s.Options.Capabilities.MaximumSessionExpiryInterval)
 		cl.Properties.Props.SessionExpiryIntervalFlag = true
 	}
 
@@ -1405,7 +1429,7 @@ func (s *Server) processDisconnect(cl *Client, pk packets.Packet) error {
 		return packets.CodeDisconnectWillMessage
 	}
 
-	s.loop.willDelayed.Delete(cl.ID) // [MQTT-3.1.3-9] [MQTT-3.1.2-8]
+	s.loop.willDelayed.delete(cl.ID) // [MQTT-3.1.3-9] [MQTT-3.1.2-8]
 	cl.Stop(packets.CodeDisconnect)  // [MQTT-3.14.4-2]
 
 	return nil
@@ -1519,7 +1543,12 @@ func (s *Server) sendLWT(cl *Client) {
 		return
 	}
 
-	modifiedLWT := s.hooks.OnWill(cl, cl.Properties.Will)
+	will := cl.Properties.Will
+	will.WillDelayInterval = willDelay(cl) // warden patch: no longer than the session
+	modifiedLWT := s.hooks.OnWill(cl, will)
+	if modifiedLWT.Flag == 0 {
+		return // warden patch: a hook suppressed the will
+	}
 
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{
@@ -1536,10 +1565,10 @@ func (s *Server) sendLWT(cl *Client) {
 		Created: time.Now().Unix(),
 	}
 
-	if cl.Properties.Will.WillDelayInterval > 0 {
-		pk.Connect.WillProperties.WillDelayInterval = cl.Properties.Will.WillDelayInterval
+	if will.WillDelayInterval > 0 {
+		pk.Connect.WillProperties.WillDelayInterval = will.WillDelayInterval
 		pk.Expiry = time.Now().Unix() + int64(pk.Connect.WillProperties.WillDelayInterval)
-		s.loop.willDelayed.Add(cl.ID, pk)
+		s.loop.willDelayed.add(cl, pk)
 		return
 	}
 
@@ -1709,6 +1738,10 @@ func (s *Server) clearExpiredClients(dt int64) {
 
 		if disconnected+int64(expire) < dt {
 			s.hooks.OnClientExpired(client)
+			// warden patch: upstream left the expired session's
+			// subscriptions in the topic index and its messages counted.
+			s.UnsubscribeClient(client)
+			client.ClearInflights()
 			s.Clients.Delete(id) // [MQTT-4.1.0-2]
 		}
 	}
@@ -1743,19 +1776,23 @@ func (s *Server) clearExpiredInflights(now int64) {
 }
 
 // sendDelayedLWT sends any LWT messages which have reached their issue time.
+//
+// warden patch: the hooks' OnWill is asked again when the will is due, so
+// the decision uses the client's access as it is then (a returned Flag of
+// 0 drops the will); and the will is sent as the client it belongs to,
+// which upstream looked up by ID and, for a clean session already
+// removed, published without its retained copy or OnWillSent.
 func (s *Server) sendDelayedLWT(dt int64) {
-	for id, pk := range s.loop.willDelayed.GetAll() {
-		if dt > pk.Expiry {
-			s.publishToSubscribers(pk) // [MQTT-3.1.2-8]
-			if cl, ok := s.Clients.Get(id); ok {
-				if pk.FixedHeader.Retain {
-					s.retainMessage(cl, pk)
-				}
-				cl.Properties.Will = Will{} // [MQTT-3.1.2-10]
-				s.hooks.OnWillSent(cl, pk)
-			}
-			s.loop.willDelayed.Delete(id)
+	for _, w := range s.loop.willDelayed.due(dt) {
+		if s.hooks.OnWill(w.cl, willOf(w.pk)).Flag == 0 {
+			continue
 		}
+		s.publishToSubscribers(w.pk) // [MQTT-3.1.2-8]
+		if w.pk.FixedHeader.Retain {
+			s.retainMessage(w.cl, w.pk)
+		}
+		atomic.StoreUint32(&w.cl.Properties.Will.Flag, 0) // [MQTT-3.1.2-10]
+		s.hooks.OnWillSent(w.cl, w.pk)
 	}
 }
 
