@@ -91,6 +91,11 @@ type Options struct {
 	// Ready, when set, is asked by GET /readyz whether the MQTT listeners
 	// serve (health.go); the store is checked in any case.
 	Ready func() error
+	// RestoreMaxBytes bounds the decompressed content of an archive
+	// uploaded to POST /api/maintenance/db/restore, and with it the
+	// upload; 0: store.DefaultRestoreMaxBytes, at most
+	// store.MaxArchiveContentBytes.
+	RestoreMaxBytes int64
 }
 
 // Server is the admin HTTP API.
@@ -198,6 +203,12 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.RestoreMaxBytes == 0 {
+		o.RestoreMaxBytes = store.DefaultRestoreMaxBytes
+	}
+	if o.RestoreMaxBytes < 0 || o.RestoreMaxBytes > store.MaxArchiveContentBytes {
+		return nil, fmt.Errorf("admin: Options.RestoreMaxBytes must be from 1 to %d, got %d", store.MaxArchiveContentBytes, o.RestoreMaxBytes)
 	}
 	mfa, err := credential.NewMFA(context.Background(), o.Store)
 	if err != nil {

@@ -28,10 +28,12 @@ exit 0 when done, 1 when they fail, 2 on invalid usage):
         write a backup archive of the whole model to FILE ("-": stdout),
         mode 0600. Without --include-keys it holds no secret keys (internal
         CA, token signing keys, MFA encryption key).
-  warden restore FILE
+  warden restore FILE [--restore-max-size BYTES]
         replace the whole model with the archive in FILE ("-": stdin),
         atomically, after checking all of it. Keys the archive lacks keep
-        their current values.
+        their current values. An archive without an active user holding
+        connectware-admin, or larger than --restore-max-size once
+        decompressed, is refused.
   warden user add NAME --role ROLE [--role ROLE...] [--password-stdin] [--reset-mfa]
         recovery: create the user with the roles (ROLE "admin" means
         connectware-admin), or, if it exists, set its password, lift a
@@ -80,7 +82,7 @@ func newCommandFlags(name string, env commandEnv) *commandFlags {
 	cf.SetOutput(io.Discard)
 	cf.Usage = func() {}
 	for _, o := range options {
-		if o.flag == "data-dir" || o.flag == "redis-url" {
+		if o.flag == "data-dir" || o.flag == "redis-url" || (name == "restore" && o.flag == "restore-max-size") {
 			o.bind(cf.FlagSet, &cf.cfg, o)
 		}
 	}
@@ -243,7 +245,7 @@ func writeFileAtomically(path string, write func(io.Writer) (store.ArchiveHeader
 
 // restoreCommand is `warden restore FILE`.
 func restoreCommand(ctx context.Context, args []string, env commandEnv) int {
-	const synopsis = "warden restore FILE [--data-dir DIR | --redis-url URL]"
+	const synopsis = "warden restore FILE [--restore-max-size BYTES] [--data-dir DIR | --redis-url URL]"
 	cf := newCommandFlags("restore", env)
 	pos, exit := cf.parse(args, 1, synopsis)
 	if exit >= 0 {
@@ -258,9 +260,16 @@ func restoreCommand(ctx context.Context, args []string, env commandEnv) int {
 		defer f.Close()
 		in = f
 	}
-	// The whole archive is checked before the store is even opened.
-	h, snap, err := store.ReadArchiveWithHeader(in)
-	if err != nil {
+	// The whole archive is checked before the store is even opened, with
+	// the API's limits and rule: a file is no more trusted than an upload.
+	if cf.cfg.RestoreMaxSize < 1 || cf.cfg.RestoreMaxSize > store.MaxArchiveContentBytes {
+		return cf.usageError(synopsis, "--restore-max-size (WARDEN_RESTORE_MAX_SIZE) must be from 1 to %d bytes", store.MaxArchiveContentBytes)
+	}
+	h, snap, err := store.ReadArchiveWith(in, store.ReadOptions{MaxContentBytes: int64(cf.cfg.RestoreMaxSize), Check: admin.CheckRestorable})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return cf.failed("%s: refused: %v", pos[0], err)
+	case err != nil:
 		return cf.failed("%s: %v; nothing was changed", pos[0], err)
 	}
 	s, kind, ok := cf.open(ctx)

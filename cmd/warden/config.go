@@ -15,6 +15,7 @@ import (
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/store"
 )
 
 // Config is every setting of the warden binary (DESIGN.md, "Configuration").
@@ -88,6 +89,10 @@ type Config struct {
 	// failures; JSON lines) goes: "stderr", "stdout", "off" or a file
 	// path, appended to.
 	AuditLog string
+	// RestoreMaxSize bounds the decompressed content of a backup archive
+	// a restore accepts (POST /api/maintenance/db/restore and warden
+	// restore), in bytes; the HTTP upload is capped accordingly.
+	RestoreMaxSize int
 	// InsecureNoAuth replaces warden's auth hook with Mochi's allow-all
 	// hook: every CONNECT, publish and subscribe is allowed. It exists
 	// only to measure what the auth layer costs (scripts/bench-compare.sh);
@@ -216,6 +221,9 @@ var options = []option{
 	{flag: "audit-log", env: "WARDEN_AUDIT_LOG", def: "stderr", arg: "sink",
 		usage: "audit trail of admin changes and authentication failures, as JSON lines: stderr, stdout, off, or a file path (appended to, created with mode 0600)",
 		bind:  stringOpt(func(c *Config) *string { return &c.AuditLog })},
+	{flag: "restore-max-size", env: "WARDEN_RESTORE_MAX_SIZE", def: strconv.Itoa(store.DefaultRestoreMaxBytes), arg: "bytes",
+		usage: "largest model a restore accepts, as uncompressed JSON (POST /api/maintenance/db/restore, whose upload is capped to match, and warden restore); larger archives and archives inflating over 100 times their size are refused",
+		bind:  intOpt(func(c *Config) *int { return &c.RestoreMaxSize })},
 	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool",
 		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
@@ -361,6 +369,9 @@ func (c Config) Validate() error {
 
 	if c.MQTTMaxPendingWrites < 1 || c.MQTTMaxPendingWrites > 1<<20 {
 		add("mqtt-max-pending-writes", "must be from 1 to %d, got %d", 1<<20, c.MQTTMaxPendingWrites)
+	}
+	if c.RestoreMaxSize < 1 || c.RestoreMaxSize > store.MaxArchiveContentBytes {
+		add("restore-max-size", "must be from 1 to %d bytes, got %d", store.MaxArchiveContentBytes, c.RestoreMaxSize)
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)

@@ -37,6 +37,7 @@ func defaultConfig() Config {
 		MFA:                  true,
 
 		MFATrustedDeviceDays: 30,
+		RestoreMaxSize:       256 << 20,
 	}
 }
 
@@ -96,6 +97,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
 				"WARDEN_REGISTRY_MAX_OPEN": "10m", "WARDEN_MQTT_MAX_PENDING_WRITES": "256", "WARDEN_REGISTRY_AUTO_GRANT_ROLES": "line-a", "WARDEN_CLIENT_CERT_VALIDITY": "720h",
 				"WARDEN_MFA": "false", "WARDEN_MFA_TRUSTED_DEVICE_DAYS": "7",
+				"WARDEN_RESTORE_MAX_SIZE": "1048576",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
@@ -105,7 +107,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
 					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second,
 					RegistryMaxOpen: 10 * time.Minute, MQTTMaxPendingWrites: 256, RegistryAutoGrantRoles: "line-a", ClientCertValidity: 720 * time.Hour,
-					MFA: false, MFATrustedDeviceDays: 7}
+					MFA: false, MFATrustedDeviceDays: 7, RestoreMaxSize: 1 << 20}
 			},
 		},
 	}
@@ -241,6 +243,8 @@ func TestValidate(t *testing.T) {
 		{"no MQTT listener at all", func(c *Config) { c.MQTTAddr = "" }, "no MQTT listener"},
 		{"only a WebSocket listener", func(c *Config) { c.MQTTAddr = ""; c.WSAddr = ":8083" }, ""},
 		{"log levels ignore case", func(c *Config) { c.LogLevel = "DEBUG" }, ""},
+		{"a restore limit of 0", func(c *Config) { c.RestoreMaxSize = 0 }, "--restore-max-size (WARDEN_RESTORE_MAX_SIZE): must be from 1"},
+		{"a restore limit over the format's ceiling", func(c *Config) { c.RestoreMaxSize = 1<<30 + 1 }, "--restore-max-size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,6 +304,7 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--log-level", "WARDEN_LOG_LEVEL", `"info"`},
 		{"--shutdown-timeout", "WARDEN_SHUTDOWN_TIMEOUT", `"10s"`},
 		{"--audit-log", "WARDEN_AUDIT_LOG", `"stderr"`},
+		{"--restore-max-size", "WARDEN_RESTORE_MAX_SIZE", `"268435456"`},
 		{"--insecure-no-auth", "WARDEN_INSECURE_NO_AUTH", `"false"`},
 	}
 	for _, w := range want {
