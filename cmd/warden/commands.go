@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -141,7 +142,8 @@ func (cf *commandFlags) usageError(synopsis, format string, args ...any) int {
 
 // open opens the configured store for a subcommand.
 func (cf *commandFlags) open(ctx context.Context) (store.Store, string, bool) {
-	s, kind, err := openStore(ctx, cf.cfg)
+	// A command reports what goes wrong in its own words, on stderr.
+	s, kind, err := openStore(ctx, cf.cfg, slog.New(slog.DiscardHandler))
 	if errors.Is(err, store.ErrInUse) {
 		fmt.Fprintf(cf.env.stderr, "warden %s: %v\nStop warden first: with the embedded store, warden %s works offline.\n", cf.name, err, cf.name)
 		return nil, "", false
@@ -277,12 +279,23 @@ func restoreCommand(ctx context.Context, args []string, env commandEnv) int {
 		return exitFail
 	}
 	defer s.Close()
+	lost := errors.Is(s.Ping(ctx), store.ErrModelLost)
+	if lost && !h.IncludesKeys {
+		// The keys went with the data; the running nodes still hold them
+		// in memory, but new nodes will create others.
+		fmt.Fprintf(env.stderr, "warden restore: warning: %s lost its data, keys included, and this archive holds no keys: "+
+			"new token signing keys, a new internal CA and a new MFA key will be created, so tokens, certificates the old CA issued "+
+			"and MFA enrollments stop working; restore an archive made with --include-keys if you have one\n", cf.where(kind))
+	}
 	if err := store.RestoreBackup(ctx, s, snap); err != nil {
 		return cf.failed("%v; nothing was changed", err)
 	}
 	keys := "the store's own keys were kept"
 	if h.IncludesKeys {
 		keys = "with the archive's keys"
+	}
+	if lost {
+		keys += "; the nodes that kept serving during the loss follow the restored model now"
 	}
 	fmt.Fprintf(env.stderr, "warden restore: backup %s restored into %s: %d users, %d roles, %d tokens, %d registry requests; %s\n",
 		h.ID, cf.where(kind), len(snap.Users), len(snap.Roles), len(snap.Tokens), len(snap.RegistryRequests), keys)

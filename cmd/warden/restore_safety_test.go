@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -57,7 +58,7 @@ func TestRestoreCommandRefusesArchiveWithoutAdmin(t *testing.T) {
 			if _, exit := cf.parse(append([]string{"x"}, args...), 1, ""); exit >= 0 {
 				t.Fatal("flags")
 			}
-			s, _, err := openStore(ctx, cf.cfg)
+			s, _, err := openStore(ctx, cf.cfg, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +95,7 @@ func TestRestoreCommandRefusesArchiveWithoutAdmin(t *testing.T) {
 			if code != exitFail || !strings.Contains(stderr.String(), "no active (not suspended) user holding connectware-admin") || !strings.Contains(stderr.String(), "nothing was changed") {
 				t.Errorf("exit %d, stderr %q; want 1 naming the missing active connectware-admin", code, stderr.String())
 			}
-			s, _, err = openStore(ctx, cf.cfg)
+			s, _, err = openStore(ctx, cf.cfg, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
