@@ -253,9 +253,8 @@ func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool, 
 // knownModel is the identity of the model this node serves.
 func (b *redisBackend) knownModel() string { return *b.model.Load() }
 
-// lostErr describes the lost state for callers.
-func (b *redisBackend) lostErr() error {
-	l := b.lost.Load()
+// lostErr describes a lost state for callers.
+func lostErr(l *lostState) error {
 	return fmt.Errorf("%w since %s: %s; %s", ErrModelLost, l.since.UTC().Format(time.RFC3339), l.why, RestoreHint)
 }
 
@@ -267,10 +266,10 @@ func (b *redisBackend) markLost(gen uint64, why string) error {
 		b.log.Error("Redis lost warden's data: this node keeps its connected MQTT clients and serves cached users, refuses every change (503) and reports not ready until a backup is restored",
 			"store", "redis", "model", b.knownModel(), "reason", why, "restore", RestoreHint)
 	}
-	if b.lost.Load() == nil {
-		return fmt.Errorf("%w: the model changed while it was read; retry", ErrUnavailable)
+	if l := b.lost.Load(); l != nil {
+		return lostErr(l)
 	}
-	return b.lostErr()
+	return fmt.Errorf("%w: the model changed while it was read; retry", ErrUnavailable)
 }
 
 // checkModel compares an identity read from Redis with the node's: it
@@ -585,8 +584,8 @@ func (b *redisBackend) check(ctx context.Context) error {
 	if err := b.checkOpen(ctx); err != nil {
 		return err
 	}
-	if b.lost.Load() != nil {
-		return b.lostErr()
+	if l := b.lost.Load(); l != nil {
+		return lostErr(l)
 	}
 	return nil
 }
