@@ -42,7 +42,9 @@ func BenchmarkLoginFailure(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				rec := httptest.NewRecorder()
-				srv.Handler().ServeHTTP(rec, httptest.NewRequest("POST", "/api/login", strings.NewReader(c.body)))
+				req := httptest.NewRequest("POST", "/api/login", strings.NewReader(c.body))
+				req.Header.Set("Content-Type", "application/json")
+				srv.Handler().ServeHTTP(rec, req)
 				if rec.Code != http.StatusForbidden {
 					b.Fatalf("status %d", rec.Code)
 				}

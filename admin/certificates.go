@@ -229,6 +229,9 @@ func certificatesBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	case len(trimmed) == 0:
 		return nil, errorf(http.StatusBadRequest, "empty request body; a JSON string holding PEM certificates expected")
 	case trimmed[0] == '"':
+		if err := jsonContentType(r); err != nil {
+			return nil, err
+		}
 		var text string
 		if err := decodeJSON(bytes.NewReader(body), &text); err != nil {
 			return nil, err

@@ -70,6 +70,8 @@ func status(err error) (int, string) {
 		return http.StatusConflict, clientText(err, "conflict")
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, acl.ErrInvalidPermission), errors.Is(err, acl.ErrInvalidFilter):
 		return http.StatusBadRequest, clientText(err, "invalid request")
+	case errors.Is(err, store.ErrModelLost):
+		return http.StatusServiceUnavailable, "store unavailable: " + lostModelMessage
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, "store unavailable; try again"
 	case errors.Is(err, credential.ErrTokenExpired), errors.Is(err, credential.ErrTokenInvalid), errors.Is(err, credential.ErrTokenRevoked):
@@ -77,6 +79,10 @@ func status(err error) (int, string) {
 	}
 	return http.StatusInternalServerError, "internal error"
 }
+
+// lostModelMessage tells a client what store.ErrModelLost means and who
+// fixes it.
+const lostModelMessage = "Redis lost warden's data (flushed, or restarted without persistence); an operator must restore a backup with warden restore"
 
 // clientText returns err's text for errors whose text is written for
 // clients (validation and conflicts name the field, never a secret).

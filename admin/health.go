@@ -2,8 +2,11 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
+
+	"github.com/warden-mqtt/warden/store"
 )
 
 // ReadyTimeout bounds the store check of GET /readyz: a probe must answer
@@ -59,8 +62,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ *caller) error
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
 	defer cancel()
+	lost := false
 	if err := s.st.Ping(ctx); err != nil {
 		fail(checkStore, err)
+		lost = errors.Is(err, store.ErrModelLost)
 	} else {
 		body.Checks[checkStore] = checkOK
 	}
@@ -70,6 +75,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ *caller) error
 		} else {
 			body.Checks[checkListeners] = checkOK
 		}
+	}
+	if lost {
+		// The one store failure that waiting or restarting cannot cure:
+		// say so where operators look first.
+		body.Error += "; store: " + lostModelMessage
 	}
 	if body.Error != "" {
 		body.Status, body.Code = "unavailable", http.StatusServiceUnavailable

@@ -18,12 +18,41 @@ import (
 	"github.com/warden-mqtt/warden/store"
 )
 
-// MaxArchiveBytes bounds an archive uploaded to POST
-// /api/maintenance/db/restore (larger uploads get 413). It is far above
-// MaxBodyBytes, which is for JSON bodies: an archive holds the whole
-// model, about 1 KiB per user before compression. Once decompressed, the
-// content is bounded again by store.MaxArchiveContentBytes.
-const MaxArchiveBytes = 256 << 20
+// maxArchiveUpload bounds an archive uploaded to POST
+// /api/maintenance/db/restore (larger uploads get 413), derived from the
+// content limit: an archive holds at most that much content, and gzip
+// adds at most 5 bytes per 16 KiB block and the header to data it cannot
+// compress. Once inflating, the content is bounded again by the limit
+// and by store.MaxInflateRatio (store.ReadArchiveWith).
+func maxArchiveUpload(contentLimit int64) int64 {
+	return contentLimit + contentLimit/1024 + store.MaxArchiveHeaderBytes + 1024
+}
+
+// CheckRestorable refuses a snapshot that would leave warden without an
+// administrator: one user at least, not suspended, must hold the role
+// named RoleAdmin, as it does in a running model (the last holder cannot
+// lose it). Without one, only `warden user add` on the store could make
+// the API usable again. The error wraps store.ErrConflict (409).
+func CheckRestorable(s store.Snapshot) error {
+	admins := map[string]bool{}
+	for _, r := range s.Roles {
+		if r.Name == RoleAdmin {
+			admins[r.ID] = true
+		}
+	}
+	for _, u := range s.Users {
+		if u.Suspended {
+			continue
+		}
+		for _, id := range u.Roles {
+			if admins[id] {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: the archive has no active (not suspended) user holding %s; restoring it would leave nobody able to administer warden, so nothing was changed",
+		store.ErrConflict, RoleAdmin)
+}
 
 // maintenanceTimeout bounds one backup or restore in the background: a
 // store that hangs must not keep the maintenance lock (and every later
@@ -55,6 +84,10 @@ type maintenance struct {
 	// background before it touches the store, so a test can keep one
 	// running for as long as it needs without sleeping.
 	hold func(op string)
+	// upload is held while a restore upload is read and inflated: one at
+	// a time per node, so parallel uploads cannot multiply the memory a
+	// restore may take.
+	upload sync.Mutex
 }
 
 // operation is one backup or restore as GET /api/maintenance/db shows it
@@ -244,19 +277,23 @@ func (s *Server) downloadBackup(w http.ResponseWriter, _ *http.Request, _ *calle
 // multipart/form-data upload whose first file part is. Clients poll GET
 // /api/maintenance/db until running is false and read restore.succeeded.
 func (s *Server) startRestore(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if s.maint.busy() {
+	if s.maint.busy() || !s.maint.upload.TryLock() {
 		return errMaintenanceRunning // before reading a large upload for nothing
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxArchiveBytes)
+	defer s.maint.upload.Unlock()
+	limit := s.opts.RestoreMaxBytes
+	r.Body = http.MaxBytesReader(w, r.Body, maxArchiveUpload(limit))
 	body, err := archiveBody(r)
 	if err != nil {
 		return err
 	}
-	h, snap, err := store.ReadArchiveWithHeader(body)
+	h, snap, err := store.ReadArchiveWith(body, store.ReadOptions{MaxContentBytes: limit, Check: CheckRestorable})
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		return fmt.Errorf("archive upload: %w", mbe)
+	case errors.Is(err, store.ErrArchiveTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, "%s", err.Error())
 	case errors.Is(err, store.ErrArchive):
 		// The texts say what is wrong with the archive, for the operator.
 		return errorf(http.StatusBadRequest, "%s", err.Error())

@@ -736,6 +736,7 @@ func TestTrustedDevicesAreCapped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "kiosk\tbrowser/"+strings.Repeat("é", 200))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

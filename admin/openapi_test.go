@@ -75,7 +75,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		method, path, _ := strings.Cut(k, " ")
 		path = strings.NewReplacer("{id}", "x", "{pemId}", "y").Replace(path)
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader("{}")))
+		req := httptest.NewRequest(method, path, strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
 		if strings.Contains(rec.Body.String(), "no such endpoint") || rec.Code == http.StatusMethodNotAllowed {
 			t.Errorf("%s is documented but answers %d %s", k, rec.Code, rec.Body)
 		}

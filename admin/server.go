@@ -91,6 +91,11 @@ type Options struct {
 	// Ready, when set, is asked by GET /readyz whether the MQTT listeners
 	// serve (health.go); the store is checked in any case.
 	Ready func() error
+	// RestoreMaxBytes bounds the decompressed content of an archive
+	// uploaded to POST /api/maintenance/db/restore, and with it the
+	// upload; 0: store.DefaultRestoreMaxBytes, at most
+	// store.MaxArchiveContentBytes.
+	RestoreMaxBytes int64
 }
 
 // Server is the admin HTTP API.
@@ -199,6 +204,12 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.RestoreMaxBytes == 0 {
+		o.RestoreMaxBytes = store.DefaultRestoreMaxBytes
+	}
+	if o.RestoreMaxBytes < 0 || o.RestoreMaxBytes > store.MaxArchiveContentBytes {
+		return nil, fmt.Errorf("admin: Options.RestoreMaxBytes must be from 1 to %d, got %d", store.MaxArchiveContentBytes, o.RestoreMaxBytes)
+	}
 	mfa, err := credential.NewMFA(context.Background(), o.Store)
 	if err != nil {
 		return nil, err
@@ -231,7 +242,24 @@ func New(o Options) (*Server, error) {
 
 // Handler returns the API's http.Handler, counting every request
 // (metrics.go).
-func (s *Server) Handler() http.Handler { return s.metrics.instrument(s.mux) }
+func (s *Server) Handler() http.Handler { return s.metrics.instrument(apiHeaders(s.mux)) }
+
+// apiHeaders sets the headers every API answer carries, errors and the
+// mux's own 404/405 included: nosniff, so a browser never runs an answer
+// as script or HTML whatever its content type, and a CSP that lets no
+// answer load or run anything should one be opened as a page. It covers
+// /api, the probes and /metrics only: a web UI served elsewhere brings
+// its own policy.
+func apiHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == "/api" || strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz" || p == "/metrics" {
+			h := w.Header()
+			h.Set("X-Content-Type-Options", "nosniff")
+			h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // caller is the authenticated user of a request.
 type caller struct {
@@ -273,6 +301,10 @@ func (s *Server) handle(pattern string, a access, h handlerFunc) {
 				writeError(w, r, s.log, errorf(http.StatusForbidden, "missing permission for %s %s", r.Method, r.URL.Path))
 				return
 			}
+		}
+		if err := requireJSON(r, pattern); err != nil {
+			writeError(w, r, s.log, err)
+			return
 		}
 		if err := h(w, r, c); err != nil {
 			writeError(w, r, s.log, err)

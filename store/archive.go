@@ -46,10 +46,25 @@ const (
 	ArchiveFormatVersion = 1
 	// MaxArchiveHeaderBytes bounds the header line.
 	MaxArchiveHeaderBytes = 64 << 10
-	// MaxArchiveContentBytes bounds the decompressed content (a
-	// compressed archive can claim any size: this keeps a small upload
-	// from exhausting memory). About a million users fit.
+	// MaxArchiveContentBytes is the format's ceiling on the decompressed
+	// content: WriteArchive writes nothing larger, and no reader accepts
+	// more whatever its limit. About a million users fit.
 	MaxArchiveContentBytes = 1 << 30
+	// DefaultRestoreMaxBytes is the content a restore accepts unless told
+	// otherwise (ReadOptions.MaxContentBytes, --restore-max-size): about
+	// 300,000 users with their roles. A restore holds the content and the
+	// decoded model in memory at once, a few times this size.
+	DefaultRestoreMaxBytes = 256 << 20
+	// MaxInflateRatio bounds how many times its compressed size an
+	// archive may inflate to, counted from the start of the stream
+	// (beyond the first InflateSlackBytes). Real archives inflate 5 to 10
+	// times (password hashes and IDs are random); a decompression bomb
+	// inflates about 1,000 times, so it is refused after a few MiB of
+	// output, whatever length its header claims.
+	MaxInflateRatio = 100
+	// InflateSlackBytes is inflated output allowed beyond MaxInflateRatio,
+	// for the very compressible start of an archive.
+	InflateSlackBytes = 4 << 20
 )
 
 // Archive errors. Every refusal of ReadArchive wraps ErrArchive and says
@@ -61,6 +76,10 @@ var (
 	// ErrArchiveVersion: the archive was written in a newer format than
 	// this release reads. It wraps ErrArchive.
 	ErrArchiveVersion = fmt.Errorf("%w: format version not supported", ErrArchive)
+	// ErrArchiveTooLarge: the archive's content is larger than the
+	// reader's limit, or inflates far more than any real archive does.
+	// It wraps ErrArchive.
+	ErrArchiveTooLarge = fmt.Errorf("%w: too large", ErrArchive)
 )
 
 // ArchiveHeader is the first line of an archive: what it is and how to
@@ -172,6 +191,20 @@ func WriteArchive(w io.Writer, snap Snapshot, opts ArchiveOptions) (ArchiveHeade
 	return h, nil
 }
 
+// ReadOptions tune ReadArchiveWith.
+type ReadOptions struct {
+	// MaxContentBytes bounds the decompressed content: an archive whose
+	// header announces more is refused before its content is read; 0
+	// means DefaultRestoreMaxBytes, and MaxArchiveContentBytes is the
+	// ceiling.
+	MaxContentBytes int64
+	// Check, when set, is run on the decoded and consistent snapshot; its
+	// error refuses the archive as it is (not wrapped in ErrArchive), so
+	// a caller states rules the store does not know, such as "someone
+	// can still administer the restored model".
+	Check func(Snapshot) error
+}
+
 // ReadArchive reads a whole archive from r and checks it: format and
 // version, length and checksum, the content's JSON, and the model's
 // invariants (unique names, no dangling references), exactly as Restore
@@ -184,10 +217,29 @@ func ReadArchive(r io.Reader) (Snapshot, error) {
 
 // ReadArchiveWithHeader is ReadArchive that also returns the header.
 func ReadArchiveWithHeader(r io.Reader) (ArchiveHeader, Snapshot, error) {
+	return ReadArchiveWith(r, ReadOptions{})
+}
+
+// ReadArchiveWith is ReadArchiveWithHeader with limits and a rule. The
+// content is inflated into memory only up to the length the header
+// announces, itself at most o.MaxContentBytes, and never beyond
+// MaxInflateRatio times the compressed bytes read so far: a small
+// upload that inflates to gigabytes is refused (ErrArchiveTooLarge)
+// after a few MiB. Refusals other than o.Check's wrap ErrArchive.
+func ReadArchiveWith(r io.Reader, o ReadOptions) (ArchiveHeader, Snapshot, error) {
+	limit := o.MaxContentBytes
+	if limit <= 0 {
+		limit = DefaultRestoreMaxBytes
+	}
+	limit = min(limit, MaxArchiveContentBytes)
 	refuse := func(format string, args ...any) (ArchiveHeader, Snapshot, error) {
 		return ArchiveHeader{}, Snapshot{}, fmt.Errorf("%w: "+format, append([]any{ErrArchive}, args...)...)
 	}
-	br := bufio.NewReader(r)
+	tooLarge := func(format string, args ...any) (ArchiveHeader, Snapshot, error) {
+		return ArchiveHeader{}, Snapshot{}, fmt.Errorf("%w: "+format, append([]any{ErrArchiveTooLarge}, args...)...)
+	}
+	in := &countingReader{r: r}
+	br := bufio.NewReader(in)
 	magic, err := br.Peek(2)
 	switch {
 	case len(magic) == 0 && errors.Is(err, io.EOF):
@@ -204,9 +256,12 @@ func ReadArchiveWithHeader(r io.Reader) (ArchiveHeader, Snapshot, error) {
 	}
 	// One member only: anything after it is not part of the archive.
 	zr.Multistream(false)
-	hr := bufio.NewReaderSize(zr, MaxArchiveHeaderBytes)
+	guard := &inflateGuard{r: zr, in: in}
+	hr := bufio.NewReaderSize(guard, MaxArchiveHeaderBytes)
 	line, err := hr.ReadSlice('\n')
 	switch {
+	case errors.Is(err, errInflateRatio):
+		return tooLarge("%v", err)
 	case errors.Is(err, bufio.ErrBufferFull):
 		return refuse("not a warden backup (no header line)")
 	case errors.Is(err, io.EOF):
@@ -226,6 +281,8 @@ func ReadArchiveWithHeader(r io.Reader) (ArchiveHeader, Snapshot, error) {
 		return refuse("format version %d is not valid", h.FormatVersion)
 	case h.ContentLength < 0 || h.ContentLength > MaxArchiveContentBytes:
 		return refuse("content length %d is out of range (at most %d bytes)", h.ContentLength, MaxArchiveContentBytes)
+	case h.ContentLength > limit:
+		return tooLarge("the content is %d bytes, more than the %d this restore accepts (--restore-max-size)", h.ContentLength, limit)
 	case len(h.ContentSHA256) != 2*sha256.Size:
 		return refuse("the header has no valid contentSha256")
 	}
@@ -237,6 +294,9 @@ func ReadArchiveWithHeader(r io.Reader) (ArchiveHeader, Snapshot, error) {
 	// Reading to the end of the member makes gzip verify its CRC-32 and
 	// length; one byte more than announced tells "too long" apart.
 	content, err := io.ReadAll(io.LimitReader(hr, h.ContentLength+1))
+	if errors.Is(err, errInflateRatio) {
+		return tooLarge("%v", err)
+	}
 	if err != nil {
 		return refuse("%s", streamProblem(err))
 	}
@@ -247,8 +307,11 @@ func ReadArchiveWithHeader(r io.Reader) (ArchiveHeader, Snapshot, error) {
 		return refuse("corrupt: the content is longer than the header says")
 	}
 	if _, err := hr.ReadByte(); !errors.Is(err, io.EOF) {
-		if err == nil {
+		switch {
+		case err == nil:
 			return refuse("corrupt: the content is longer than the header says")
+		case errors.Is(err, errInflateRatio):
+			return tooLarge("%v", err)
 		}
 		return refuse("%s", streamProblem(err))
 	}
@@ -286,10 +349,50 @@ func ReadArchiveWithHeader(r io.Reader) (ArchiveHeader, Snapshot, error) {
 	if s.Settings == nil {
 		s.Settings = map[string][]byte{}
 	}
+	if o.Check != nil {
+		if err := o.Check(s); err != nil {
+			return ArchiveHeader{}, Snapshot{}, err
+		}
+	}
 	if h.ID == "" {
 		h.ID = BackupID(h.ModelVersion, h.CreatedAt)
 	}
 	return h, s, nil
+}
+
+// countingReader counts the compressed bytes read from the source.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// errInflateRatio: the stream inflates more than MaxInflateRatio times.
+var errInflateRatio = fmt.Errorf("the archive inflates to more than %d times its compressed size, far more than a real archive does (a decompression bomb?)", MaxInflateRatio)
+
+// inflateGuard passes inflated bytes on while they stay within
+// MaxInflateRatio times the compressed bytes read (plus
+// InflateSlackBytes), and fails the read that goes beyond: the output
+// never gets far ahead of the input, so a reader allocates in proportion
+// to what was uploaded, not to what a header claims.
+type inflateGuard struct {
+	r   io.Reader
+	in  *countingReader
+	out int64
+}
+
+func (g *inflateGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	g.out += int64(n)
+	if g.out > MaxInflateRatio*g.in.n+InflateSlackBytes {
+		return n, errInflateRatio
+	}
+	return n, err
 }
 
 // streamProblem words a gzip or read error for an operator.

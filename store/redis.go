@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -24,8 +25,44 @@ import (
 //	{warden}:r:<bucket>  counter: bumped by every write to the bucket
 //	{warden}:buckets     set: names of buckets that may hold data
 //	{warden}:version     counter: the model version, +1 per commit
-//	{warden}:events      pub/sub channel: {"v":<version>,"e":[events]}
+//	{warden}:model       string: the model's identity, a random ID set
+//	                     when the model is first opened (or restored)
+//	{warden}:lost        string: the identity of a model that running
+//	                     nodes found gone; set until a restore
+//	{warden}:events      pub/sub channel: {"v":<version>,"e":[events],
+//	                     "m":<model>} ("r":true marks a restore)
 const redisPrefix = "{warden}:"
+
+// A Redis that comes back empty (restarted without persistence, or
+// flushed) looks like a new, empty model; serving it would drop every
+// user. So the model carries an identity ({warden}:model): a node learns
+// it when it opens the store, every read and commit checks it in the same
+// round trip, and polls and readiness probes check it too. When it is
+// gone (or another model's), the node does not follow: it enters the
+// lost state, in which every operation but a restore fails with
+// ErrModelLost (a kind of ErrUnavailable, so connected clients and cached
+// users keep being served as during an outage), logs an error that says
+// what happened and how to restore, and writes {warden}:lost so that a
+// node started meanwhile does not bootstrap a fresh model over the lost
+// one. A restore (load) re-creates the identity (the lost one, so every
+// node recognises it) and every node leaves the lost state with a reset.
+// Only a Redis that holds neither key is a first start.
+
+// ErrModelLost: the Redis store no longer holds the model this node
+// served: Redis was flushed, restarted without persistence, or now holds
+// another warden model. It wraps ErrUnavailable: reads and writes fail,
+// caches keep serving. Restore a backup to recover (RestoreHint).
+var ErrModelLost = fmt.Errorf("%w: Redis lost warden's data", ErrUnavailable)
+
+// RestoreHint says how an operator recovers from ErrModelLost.
+const RestoreHint = "restore a backup into this Redis with `warden restore FILE` (WARDEN_REDIS_URL set to it); " +
+	"every node recovers on its own. To start over with an empty model instead, stop every node and delete the key {warden}:lost"
+
+// lostState is why and since when a node considers its model lost.
+type lostState struct {
+	why   string
+	since time.Time
+}
 
 // Feed tuning. pollInterval bounds how long a node that silently lost
 // pub/sub messages takes to notice (two polls) and reset its caches.
@@ -34,16 +71,28 @@ const (
 	maxAttempts  = 200
 )
 
+// RedisOptions tune a Redis store.
+type RedisOptions struct {
+	// Logger hears what the store finds on its own: that Redis lost
+	// warden's data, and that it was restored. nil: slog.Default().
+	Logger *slog.Logger
+}
+
 // OpenRedis connects to Redis and returns a Store on it. The URL is
 // redis:// or rediss:// as go-redis parses it; `?master_name=NAME` (with
 // `addr=` for more sentinels) selects Sentinel, `addr=` alone selects a
 // Cluster. The connection is checked before OpenRedis returns.
 func OpenRedis(ctx context.Context, rawURL string) (Store, error) {
+	return OpenRedisWith(ctx, rawURL, RedisOptions{})
+}
+
+// OpenRedisWith is OpenRedis with options.
+func OpenRedisWith(ctx context.Context, rawURL string, o RedisOptions) (Store, error) {
 	client, err := redisClient(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	s, err := newRedisStore(ctx, client, true)
+	s, err := newRedisStore(ctx, client, true, o)
 	if err != nil {
 		_ = client.Close()
 		return nil, err
@@ -54,7 +103,7 @@ func OpenRedis(ctx context.Context, rawURL string) (Store, error) {
 // NewRedis returns a Store on an existing client (single server, Sentinel
 // or Cluster). Closing the Store does not close the client.
 func NewRedis(ctx context.Context, client redis.UniversalClient) (Store, error) {
-	return newRedisStore(ctx, client, false)
+	return newRedisStore(ctx, client, false, RedisOptions{})
 }
 
 // RedisURLKind reports which deployment a URL selects ("server",
@@ -132,14 +181,40 @@ type redisBackend struct {
 	mu   sync.Mutex // orders delivery to the feed
 	last uint64     // version of the last delivered commit
 	pend uint64     // version seen by a poll but not yet delivered
+
+	log *slog.Logger
+	// model is the identity of the model this node serves; lost is set
+	// while Redis does not hold it (see ErrModelLost). gen counts the
+	// identities adopted, so a read that began before a restore cannot
+	// declare the restored model lost.
+	model atomic.Pointer[string]
+	lost  atomic.Pointer[lostState]
+	gen   atomic.Uint64
 }
 
-func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool) (Store, error) {
+// openScript returns the model's identity and whether it is lost: the
+// existing identity; else, when running nodes recorded a lost model, that
+// one (lost); else it creates the identity ARGV[2] (a first start, or a
+// store written by a release without identities).
+var openScript = redis.NewScript(`
+local p = ARGV[1]
+local m = redis.call('GET', p..'model')
+if m then return {m, 0} end
+local l = redis.call('GET', p..'lost')
+if l then return {l, 1} end
+redis.call('SET', p..'model', ARGV[2])
+return {ARGV[2], 0}
+`)
+
+func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool, o RedisOptions) (Store, error) {
 	if err := client.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("open redis store: %w", wrapRedis(err))
 	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	f := newFeed()
-	b := &redisBackend{client: client, ownClient: own, feed: f, done: make(chan struct{})}
+	b := &redisBackend{client: client, ownClient: own, feed: f, done: make(chan struct{}), log: o.Logger}
 	lctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	ps := client.Subscribe(lctx, redisPrefix+"events")
@@ -150,7 +225,18 @@ func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool) 
 		_ = ps.Close()
 		return nil, fmt.Errorf("open redis store: subscribe: %w", wrapRedis(err))
 	}
-	v, err := b.version(ctx)
+	res, err := openScript.Run(ctx, client, []string{redisPrefix + "model"}, redisPrefix, NewID()).Slice()
+	if err != nil {
+		cancel()
+		_ = ps.Close()
+		return nil, fmt.Errorf("open redis store: %w", wrapRedis(err))
+	}
+	m, _ := res[0].(string)
+	b.model.Store(&m)
+	if lost, _ := res[1].(int64); lost == 1 {
+		b.markLost(b.gen.Load(), "running nodes found this Redis emptied (flushed, or restarted without persistence) and no backup has been restored since")
+	}
+	v, err := b.rawVersion(ctx)
 	if err != nil {
 		cancel()
 		_ = ps.Close()
@@ -162,6 +248,68 @@ func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool) 
 	return newModel(b, f), nil
 }
 
+// ---- the model's identity ----
+
+// knownModel is the identity of the model this node serves.
+func (b *redisBackend) knownModel() string { return *b.model.Load() }
+
+// lostErr describes a lost state for callers.
+func lostErr(l *lostState) error {
+	return fmt.Errorf("%w since %s: %s; %s", ErrModelLost, l.since.UTC().Format(time.RFC3339), l.why, RestoreHint)
+}
+
+// markLost enters the lost state, once, unless the model was restored
+// (gen moved on) since the observation began. It returns the error to
+// give the caller.
+func (b *redisBackend) markLost(gen uint64, why string) error {
+	if b.gen.Load() == gen && b.lost.CompareAndSwap(nil, &lostState{why: why, since: time.Now()}) {
+		b.log.Error("Redis lost warden's data: this node keeps its connected MQTT clients and serves cached users, refuses every change (503) and reports not ready until a backup is restored",
+			"store", "redis", "model", b.knownModel(), "reason", why, "restore", RestoreHint)
+	}
+	if l := b.lost.Load(); l != nil {
+		return lostErr(l)
+	}
+	return fmt.Errorf("%w: the model changed while it was read; retry", ErrUnavailable)
+}
+
+// checkModel compares an identity read from Redis with the node's: it
+// returns nil when they agree, else enters the lost state.
+func (b *redisBackend) checkModel(gen uint64, m *string) error {
+	known := b.knownModel()
+	switch {
+	case m == nil:
+		return b.markLost(gen, "the model key {warden}:model is gone: Redis was flushed or restarted without persistence")
+	case *m != known:
+		return b.markLost(gen, fmt.Sprintf("Redis holds another warden model (%s) than the one this node served (%s): it was emptied and another node started a new one", *m, known))
+	}
+	return nil
+}
+
+// adoptLocked makes m the served model and leaves the lost state (a restore
+// happened). b.mu must be held.
+func (b *redisBackend) adoptLocked(m string) {
+	if m != "" && m != b.knownModel() {
+		b.model.Store(&m)
+		b.gen.Add(1)
+	}
+	if l := b.lost.Swap(nil); l != nil {
+		b.gen.Add(1)
+		b.log.Info("Redis store restored: serving the restored model again", "store", "redis", "model", b.knownModel(), "lost_since", l.since.UTC().Format(time.RFC3339))
+	}
+}
+
+// markTombstone records, for nodes that start meanwhile, that the model
+// this node served is lost, unless Redis holds a model again.
+var markTombstone = redis.NewScript(`
+local p = ARGV[1]
+if redis.call('EXISTS', p..'model') == 0 then redis.call('SET', p..'lost', ARGV[2], 'NX') end
+return 0
+`)
+
+func (b *redisBackend) tombstone(ctx context.Context) {
+	_ = markTombstone.Run(ctx, b.client, []string{redisPrefix + "model"}, redisPrefix, b.knownModel()).Err()
+}
+
 // ---- transactions ----
 
 type redisCheck struct{ kind, bucket, key, val string }
@@ -171,6 +319,7 @@ type redisOp struct{ kind, bucket, key, val string }
 type redisTxn struct {
 	ctx    context.Context
 	b      *redisBackend
+	gen    uint64 // b.gen when the transaction began
 	checks []redisCheck
 	ops    []redisOp
 	events []Event
@@ -184,7 +333,7 @@ type redisTxn struct {
 
 func (b *redisBackend) newTxn(ctx context.Context) *redisTxn {
 	return &redisTxn{
-		ctx: ctx, b: b,
+		ctx: ctx, b: b, gen: b.gen.Load(),
 		fields:  map[string]map[string]*string{},
 		buckets: map[string]map[string]string{},
 		overlay: map[string]map[string]*string{},
@@ -205,7 +354,26 @@ func (t *redisTxn) stored(bucket, key string) (*string, error) {
 			return v, nil
 		}
 	}
-	raw, err := t.b.client.HGet(t.ctx, redisPrefix+"b:"+bucket, key).Result()
+	// The identity is read after the value, in the same round trip: if it
+	// is still there, the value was read from the model this node serves.
+	var get *redis.StringCmd
+	var model *redis.StringCmd
+	_, err := t.b.client.Pipelined(t.ctx, func(p redis.Pipeliner) error {
+		get = p.HGet(t.ctx, redisPrefix+"b:"+bucket, key)
+		model = p.Get(t.ctx, redisPrefix+"model")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrapRedis(err)
+	}
+	m, err := modelOf(model)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.b.checkModel(t.gen, m); err != nil {
+		return nil, err
+	}
+	raw, err := get.Result()
 	var v *string
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -249,14 +417,22 @@ func (t *redisTxn) storedBucket(bucket string) (map[string]string, error) {
 		return all, nil
 	}
 	var all *redis.MapStringStringCmd
-	var rev *redis.StringCmd
+	var rev, model *redis.StringCmd
 	_, err := t.b.client.TxPipelined(t.ctx, func(p redis.Pipeliner) error {
 		all = p.HGetAll(t.ctx, redisPrefix+"b:"+bucket)
 		rev = p.Get(t.ctx, redisPrefix+"r:"+bucket)
+		model = p.Get(t.ctx, redisPrefix+"model")
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, wrapRedis(err)
+	}
+	id, err := modelOf(model)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.b.checkModel(t.gen, id); err != nil {
+		return nil, err
 	}
 	r, err := rev.Result()
 	if errors.Is(err, redis.Nil) {
@@ -332,12 +508,15 @@ func (t *redisTxn) drop(bucket string) error {
 
 func (t *redisTxn) emit(e Event) { t.events = append(t.events, e) }
 
-// commitScript checks the transaction's reads, applies its writes, and
-// publishes its events under a new version. It returns 0 when a read no
-// longer holds, -1 when nothing was to be published, else the version.
+// commitScript checks the model's identity and the transaction's reads,
+// applies its writes, and publishes its events under a new version. It
+// returns -2 when the identity is not ARGV[2] (the model was lost), 0
+// when a read no longer holds, -1 when nothing was to be published, else
+// the version.
 var commitScript = redis.NewScript(`
 local p = ARGV[1]
-local i = 2
+if redis.call('GET', p..'model') ~= ARGV[2] then return -2 end
+local i = 3
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   local t, b, k, v = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]; i = i + 4
@@ -366,14 +545,14 @@ end
 local ev = ARGV[i]
 if ev == '' then return -1 end
 local ver = redis.call('INCR', p..'version')
-redis.call('PUBLISH', p..'events', '{"v":'..ver..',"e":'..ev..'}')
+redis.call('PUBLISH', p..'events', '{"v":'..ver..',"e":'..ev..',"m":"'..ARGV[2]..'"}')
 return ver
 `)
 
 // commit runs commitScript; ok is false when the transaction must rerun.
 func (t *redisTxn) commit() (ver int64, ok bool, err error) {
-	args := make([]any, 0, 4+4*len(t.checks)+4*len(t.ops))
-	args = append(args, redisPrefix, len(t.checks))
+	args := make([]any, 0, 5+4*len(t.checks)+4*len(t.ops))
+	args = append(args, redisPrefix, t.b.knownModel(), len(t.checks))
 	for _, c := range t.checks {
 		args = append(args, c.kind, c.bucket, c.key, c.val)
 	}
@@ -394,14 +573,42 @@ func (t *redisTxn) commit() (ver int64, ok bool, err error) {
 	if err != nil {
 		return 0, false, wrapRedis(err)
 	}
+	if res == -2 {
+		return 0, false, t.b.markLost(t.gen, "the model key {warden}:model is gone or changed: Redis was flushed or restarted without persistence")
+	}
 	return res, res != 0, nil
 }
 
+// check refuses an operation on a closed store or a lost model.
 func (b *redisBackend) check(ctx context.Context) error {
+	if err := b.checkOpen(ctx); err != nil {
+		return err
+	}
+	if l := b.lost.Load(); l != nil {
+		return lostErr(l)
+	}
+	return nil
+}
+
+// checkOpen is check for a restore, which a lost model allows.
+func (b *redisBackend) checkOpen(ctx context.Context) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
 	return ctx.Err()
+}
+
+// modelOf returns a GET of the model's identity: nil when the key is
+// absent, an error when Redis could not be asked.
+func modelOf(c *redis.StringCmd) (*string, error) {
+	v, err := c.Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	case err != nil:
+		return nil, wrapRedis(err)
+	}
+	return &v, nil
 }
 
 // retry runs one transaction attempt until it commits, backing off with
@@ -456,7 +663,7 @@ func (b *redisBackend) update(ctx context.Context, fn func(txn) error) error {
 			for i := range t.events {
 				t.events[i].Version = uint64(ver)
 			}
-			b.deliver(uint64(ver), t.events, false)
+			b.deliver(feedMessage{V: uint64(ver), E: t.events}, false)
 		}
 		return ok, err
 	})
@@ -467,10 +674,26 @@ func (b *redisBackend) update(ctx context.Context, fn func(txn) error) error {
 // deliver hands a commit's events to this node's consumers, in version
 // order. Our own commits are delivered at once when they are next in
 // line; otherwise the pub/sub message delivers them. fromFeed marks
-// messages from pub/sub, which may also reveal a gap.
-func (b *redisBackend) deliver(ver uint64, events []Event, fromFeed bool) {
+// messages from pub/sub, which may also reveal a gap. A restore (m.R) is
+// delivered as a reset whatever its version (a version counter emptied
+// with the model starts again from 1), and ends a lost state; nothing
+// else is delivered while the model is lost, nor commits of another
+// model.
+func (b *redisBackend) deliver(m feedMessage, fromFeed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	ver, events := m.V, m.E
+	if m.R {
+		if b.lost.Load() != nil || (m.M != "" && m.M != b.knownModel()) || ver > b.last {
+			b.adoptLocked(m.M)
+			b.feed.publish(Event{Kind: KindReset, Version: ver})
+			b.last, b.pend = ver, 0
+		}
+		return
+	}
+	if b.lost.Load() != nil || (m.M != "" && m.M != b.knownModel()) {
+		return
+	}
 	switch {
 	case ver <= b.last:
 		return
@@ -488,16 +711,58 @@ func (b *redisBackend) deliver(ver uint64, events []Event, fromFeed bool) {
 	b.pend = 0
 }
 
+// state reads the version and the model's identity at once.
+func (b *redisBackend) state(ctx context.Context) (ver uint64, model *string, err error) {
+	vals, err := b.client.MGet(ctx, redisPrefix+"version", redisPrefix+"model").Result()
+	if err != nil {
+		return 0, nil, wrapRedis(err)
+	}
+	if s, ok := vals[0].(string); ok {
+		if ver, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return 0, nil, fmt.Errorf("version %q: %w", s, err)
+		}
+	}
+	if s, ok := vals[1].(string); ok {
+		model = &s
+	}
+	return ver, model, nil
+}
+
+// followsLocked checks the model's identity for resync and poll: false when
+// the model is lost (then nothing is delivered). A node whose lost model is
+// back (restored while its pub/sub message went missing) recovers with a
+// reset. b.mu must be held.
+func (b *redisBackend) followsLocked(gen uint64, ver uint64, model *string) bool {
+	if model != nil && *model == b.knownModel() {
+		if b.lost.Load() != nil {
+			b.adoptLocked("")
+			b.feed.publish(Event{Kind: KindReset, Version: ver})
+			b.last, b.pend = ver, 0
+			return false
+		}
+		return true
+	}
+	_ = b.checkModel(gen, model)
+	return false
+}
+
 // resync compares the stored version with the last delivered one and
 // resets consumers when they differ: called after a (re)subscription,
 // when messages may have been lost.
 func (b *redisBackend) resync(ctx context.Context) {
-	v, err := b.version(ctx)
+	gen := b.gen.Load()
+	v, model, err := b.state(ctx)
 	if err != nil {
 		return
 	}
+	if model == nil {
+		b.tombstone(ctx)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.followsLocked(gen, v, model) {
+		return
+	}
 	if v != b.last {
 		b.feed.publish(Event{Kind: KindReset, Version: v})
 		b.last = v
@@ -507,13 +772,21 @@ func (b *redisBackend) resync(ctx context.Context) {
 
 // poll catches messages lost without a reconnect: a version ahead of the
 // delivered one on two polls in a row means its message is not coming.
+// It also finds a model lost while the node was idle.
 func (b *redisBackend) poll(ctx context.Context) {
-	v, err := b.version(ctx)
+	gen := b.gen.Load()
+	v, model, err := b.state(ctx)
 	if err != nil {
 		return
 	}
+	if model == nil {
+		b.tombstone(ctx)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.followsLocked(gen, v, model) {
+		return
+	}
 	switch {
 	case v <= b.last:
 		b.pend = 0
@@ -526,15 +799,20 @@ func (b *redisBackend) poll(ctx context.Context) {
 	}
 }
 
+// feedMessage is one pub/sub message: a commit's version and events,
+// the identity of the model it was made on, and whether it is a restore.
 type feedMessage struct {
 	V uint64  `json:"v"`
 	E []Event `json:"e"`
+	M string  `json:"m,omitempty"`
+	R bool    `json:"r,omitempty"`
 }
 
 func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 	defer close(b.done)
 	defer ps.Close()
 	backoff := 50 * time.Millisecond
+	lastPoll := time.Now()
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, pollInterval)
 		if ctx.Err() != nil {
@@ -546,6 +824,7 @@ func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 				// Quiet channel: check the connection and the version.
 				_ = ps.Ping(ctx)
 				b.poll(ctx)
+				lastPoll = time.Now()
 				continue
 			}
 			// go-redis reconnects on the next receive; the resubscription
@@ -569,7 +848,13 @@ func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 			if err := json.Unmarshal([]byte(m.Payload), &fm); err != nil || fm.V == 0 {
 				continue
 			}
-			b.deliver(fm.V, fm.E, true)
+			b.deliver(fm, true)
+		}
+		// A busy channel never times out: poll on the clock as well, so a
+		// lost model is found whatever the traffic.
+		if time.Since(lastPoll) >= pollInterval {
+			b.poll(ctx)
+			lastPoll = time.Now()
 		}
 	}
 }
@@ -578,7 +863,7 @@ func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 
 var dumpScript = redis.NewScript(`
 local p = ARGV[1]
-local out = {redis.call('GET', p..'version') or '0'}
+local out = {redis.call('GET', p..'version') or '0', redis.call('GET', p..'model') or ''}
 for _, b in ipairs(redis.call('SMEMBERS', p..'buckets')) do
   local all = redis.call('HGETALL', p..'b:'..b)
   if #all > 0 then
@@ -593,11 +878,12 @@ func (b *redisBackend) dump(ctx context.Context) (map[string]map[string][]byte, 
 	if err := b.check(ctx); err != nil {
 		return nil, 0, err
 	}
+	gen := b.gen.Load()
 	res, err := dumpScript.Run(ctx, b.client, []string{redisPrefix + "version"}, redisPrefix).Slice()
 	if err != nil {
 		return nil, 0, wrapRedis(err)
 	}
-	if len(res) == 0 || len(res)%2 != 1 {
+	if len(res) < 2 || len(res)%2 != 0 {
 		return nil, 0, fmt.Errorf("dump: unexpected reply of %d elements", len(res))
 	}
 	verStr, _ := res[0].(string)
@@ -605,8 +891,15 @@ func (b *redisBackend) dump(ctx context.Context) (map[string]map[string][]byte, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("dump: version %q: %w", verStr, err)
 	}
+	var model *string
+	if m, _ := res[1].(string); m != "" {
+		model = &m
+	}
+	if err := b.checkModel(gen, model); err != nil {
+		return nil, 0, err
+	}
 	data := map[string]map[string][]byte{}
-	for i := 1; i+1 < len(res); i += 2 {
+	for i := 2; i+1 < len(res); i += 2 {
 		name, _ := res[i].(string)
 		kv, _ := res[i+1].([]any)
 		m := make(map[string][]byte, len(kv)/2)
@@ -622,17 +915,23 @@ func (b *redisBackend) dump(ctx context.Context) (map[string]map[string][]byte, 
 
 // loadScript replaces every bucket at once. Revisions of old and new
 // buckets are bumped so that any transaction that read them reruns.
-// Settings the keep patterns select (ARGV[4..3+n]; a pattern ending in
+// Settings the keep patterns select (ARGV[5..4+n]; a pattern ending in
 // "/" is a prefix) are read before the wipe and written back after it,
-// inside the same script, so no write can slip in between.
+// inside the same script, so no write can slip in between. The model
+// keeps its identity; a lost one gets back the identity the running
+// nodes recorded (so they recognise it), else a new one (ARGV[2]). It
+// returns the version and the identity.
 var loadScript = redis.NewScript(`
-local p, sb, nkeep = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local p, sb, nkeep = ARGV[1], ARGV[3], tonumber(ARGV[4])
+local m = redis.call('GET', p..'model') or redis.call('GET', p..'lost') or ARGV[2]
+redis.call('SET', p..'model', m)
+redis.call('DEL', p..'lost')
 local kept = {}
 if nkeep > 0 then
   local all = redis.call('HGETALL', p..'b:'..sb)
   for j = 1, #all, 2 do
     local k = all[j]
-    for q = 4, 3 + nkeep do
+    for q = 5, 4 + nkeep do
       local pat = ARGV[q]
       local hit
       if string.sub(pat, -1) == '/' then hit = string.sub(k, 1, #pat) == pat else hit = k == pat end
@@ -648,7 +947,7 @@ for _, b in ipairs(redis.call('SMEMBERS', p..'buckets')) do
   redis.call('INCR', p..'r:'..b)
 end
 redis.call('DEL', p..'buckets')
-local i = 4 + nkeep
+local i = 5 + nkeep
 while i <= #ARGV do
   local b, n = ARGV[i], tonumber(ARGV[i+1]); i = i + 2
   redis.call('SADD', p..'buckets', b)
@@ -668,15 +967,17 @@ if #kept > 0 then
   redis.call('HSET', p..'b:'..sb, unpack(kept))
 end
 local ver = redis.call('INCR', p..'version')
-redis.call('PUBLISH', p..'events', '{"v":'..ver..',"e":[{"kind":"reset"}]}')
-return ver
+redis.call('PUBLISH', p..'events', '{"v":'..ver..',"e":[{"kind":"reset"}],"m":"'..m..'","r":true}')
+return {ver, m}
 `)
 
+// load is the one operation a lost model allows: a restore is how it is
+// recovered.
 func (b *redisBackend) load(ctx context.Context, data map[string]map[string][]byte, keep []string) error {
-	if err := b.check(ctx); err != nil {
+	if err := b.checkOpen(ctx); err != nil {
 		return err
 	}
-	args := []any{redisPrefix, bucketSettings, len(keep)}
+	args := []any{redisPrefix, NewID(), bucketSettings, len(keep)}
 	for _, k := range keep {
 		args = append(args, k)
 	}
@@ -689,16 +990,34 @@ func (b *redisBackend) load(ctx context.Context, data map[string]map[string][]by
 			args = append(args, k, string(v))
 		}
 	}
-	ver, err := loadScript.Run(ctx, b.client, []string{redisPrefix + "version"}, args...).Int64()
+	res, err := loadScript.Run(ctx, b.client, []string{redisPrefix + "version"}, args...).Slice()
 	if err != nil {
 		return wrapRedis(err)
 	}
-	b.deliver(uint64(ver), []Event{{Kind: KindReset}}, false)
+	ver, _ := res[0].(int64)
+	m, _ := res[1].(string)
+	b.deliver(feedMessage{V: uint64(ver), E: []Event{{Kind: KindReset}}, M: m, R: true}, false)
 	return nil
 }
 
 func (b *redisBackend) version(ctx context.Context) (uint64, error) {
 	if err := b.check(ctx); err != nil {
+		return 0, err
+	}
+	gen := b.gen.Load()
+	v, model, err := b.state(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := b.checkModel(gen, model); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// rawVersion reads the version without checking the model.
+func (b *redisBackend) rawVersion(ctx context.Context) (uint64, error) {
+	if err := b.checkOpen(ctx); err != nil {
 		return 0, err
 	}
 	v, err := b.client.Get(ctx, redisPrefix+"version").Uint64()
@@ -711,11 +1030,21 @@ func (b *redisBackend) version(ctx context.Context) (uint64, error) {
 	return v, nil
 }
 
+// ping reads the model's identity: an answer from Redis that no longer
+// holds the model is no ready store.
 func (b *redisBackend) ping(ctx context.Context) error {
 	if err := b.check(ctx); err != nil {
 		return err
 	}
-	return wrapRedis(b.client.Ping(ctx).Err())
+	gen := b.gen.Load()
+	m, err := modelOf(b.client.Get(ctx, redisPrefix+"model"))
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		b.tombstone(ctx)
+	}
+	return b.checkModel(gen, m)
 }
 
 func (b *redisBackend) close() error {

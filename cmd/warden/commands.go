@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,10 +29,12 @@ exit 0 when done, 1 when they fail, 2 on invalid usage):
         write a backup archive of the whole model to FILE ("-": stdout),
         mode 0600. Without --include-keys it holds no secret keys (internal
         CA, token signing keys, MFA encryption key).
-  warden restore FILE
+  warden restore FILE [--restore-max-size BYTES]
         replace the whole model with the archive in FILE ("-": stdin),
         atomically, after checking all of it. Keys the archive lacks keep
-        their current values.
+        their current values. An archive without an active user holding
+        connectware-admin, or larger than --restore-max-size once
+        decompressed, is refused.
   warden user add NAME --role ROLE [--role ROLE...] [--password-stdin] [--reset-mfa]
         recovery: create the user with the roles (ROLE "admin" means
         connectware-admin), or, if it exists, set its password, lift a
@@ -80,7 +83,7 @@ func newCommandFlags(name string, env commandEnv) *commandFlags {
 	cf.SetOutput(io.Discard)
 	cf.Usage = func() {}
 	for _, o := range options {
-		if o.flag == "data-dir" || o.flag == "redis-url" {
+		if o.flag == "data-dir" || o.flag == "redis-url" || (name == "restore" && o.flag == "restore-max-size") {
 			o.bind(cf.FlagSet, &cf.cfg, o)
 		}
 	}
@@ -139,7 +142,8 @@ func (cf *commandFlags) usageError(synopsis, format string, args ...any) int {
 
 // open opens the configured store for a subcommand.
 func (cf *commandFlags) open(ctx context.Context) (store.Store, string, bool) {
-	s, kind, err := openStore(ctx, cf.cfg)
+	// A command reports what goes wrong in its own words, on stderr.
+	s, kind, err := openStore(ctx, cf.cfg, slog.New(slog.DiscardHandler))
 	if errors.Is(err, store.ErrInUse) {
 		fmt.Fprintf(cf.env.stderr, "warden %s: %v\nStop warden first: with the embedded store, warden %s works offline.\n", cf.name, err, cf.name)
 		return nil, "", false
@@ -243,7 +247,7 @@ func writeFileAtomically(path string, write func(io.Writer) (store.ArchiveHeader
 
 // restoreCommand is `warden restore FILE`.
 func restoreCommand(ctx context.Context, args []string, env commandEnv) int {
-	const synopsis = "warden restore FILE [--data-dir DIR | --redis-url URL]"
+	const synopsis = "warden restore FILE [--restore-max-size BYTES] [--data-dir DIR | --redis-url URL]"
 	cf := newCommandFlags("restore", env)
 	pos, exit := cf.parse(args, 1, synopsis)
 	if exit >= 0 {
@@ -258,9 +262,16 @@ func restoreCommand(ctx context.Context, args []string, env commandEnv) int {
 		defer f.Close()
 		in = f
 	}
-	// The whole archive is checked before the store is even opened.
-	h, snap, err := store.ReadArchiveWithHeader(in)
-	if err != nil {
+	// The whole archive is checked before the store is even opened, with
+	// the API's limits and rule: a file is no more trusted than an upload.
+	if cf.cfg.RestoreMaxSize < 1 || cf.cfg.RestoreMaxSize > store.MaxArchiveContentBytes {
+		return cf.usageError(synopsis, "--restore-max-size (WARDEN_RESTORE_MAX_SIZE) must be from 1 to %d bytes", store.MaxArchiveContentBytes)
+	}
+	h, snap, err := store.ReadArchiveWith(in, store.ReadOptions{MaxContentBytes: int64(cf.cfg.RestoreMaxSize), Check: admin.CheckRestorable})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return cf.failed("%s: refused: %v", pos[0], err)
+	case err != nil:
 		return cf.failed("%s: %v; nothing was changed", pos[0], err)
 	}
 	s, kind, ok := cf.open(ctx)
@@ -268,12 +279,23 @@ func restoreCommand(ctx context.Context, args []string, env commandEnv) int {
 		return exitFail
 	}
 	defer s.Close()
+	lost := errors.Is(s.Ping(ctx), store.ErrModelLost)
+	if lost && !h.IncludesKeys {
+		// The keys went with the data; the running nodes still hold them
+		// in memory, but new nodes will create others.
+		fmt.Fprintf(env.stderr, "warden restore: warning: %s lost its data, keys included, and this archive holds no keys: "+
+			"new token signing keys, a new internal CA and a new MFA key will be created, so tokens, certificates the old CA issued "+
+			"and MFA enrollments stop working; restore an archive made with --include-keys if you have one\n", cf.where(kind))
+	}
 	if err := store.RestoreBackup(ctx, s, snap); err != nil {
 		return cf.failed("%v; nothing was changed", err)
 	}
 	keys := "the store's own keys were kept"
 	if h.IncludesKeys {
 		keys = "with the archive's keys"
+	}
+	if lost {
+		keys += "; the nodes that kept serving during the loss follow the restored model now"
 	}
 	fmt.Fprintf(env.stderr, "warden restore: backup %s restored into %s: %d users, %d roles, %d tokens, %d registry requests; %s\n",
 		h.ID, cf.where(kind), len(snap.Users), len(snap.Roles), len(snap.Tokens), len(snap.RegistryRequests), keys)

@@ -17,6 +17,7 @@ import (
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/store"
 )
 
 // Config is every setting of the warden binary (DESIGN.md, "Configuration").
@@ -119,6 +120,10 @@ type Config struct {
 	// failures; JSON lines) goes: "stderr", "stdout", "off" or a file
 	// path, appended to.
 	AuditLog string
+	// RestoreMaxSize bounds the decompressed content of a backup archive
+	// a restore accepts (POST /api/maintenance/db/restore and warden
+	// restore), in bytes; the HTTP upload is capped accordingly.
+	RestoreMaxSize int
 	// InsecureNoAuth replaces warden's auth hook with Mochi's allow-all
 	// hook: every CONNECT, publish and subscribe is allowed. It exists
 	// only to measure what the auth layer costs (scripts/bench-compare.sh);
@@ -283,6 +288,9 @@ var options = []option{
 	{flag: "audit-log", env: "WARDEN_AUDIT_LOG", def: "stderr", arg: "sink",
 		usage: "audit trail of admin changes and authentication failures, as JSON lines: stderr, stdout, off, or a file path (appended to, created with mode 0600)",
 		bind:  stringOpt(func(c *Config) *string { return &c.AuditLog })},
+	{flag: "restore-max-size", env: "WARDEN_RESTORE_MAX_SIZE", def: strconv.Itoa(store.DefaultRestoreMaxBytes), arg: "bytes",
+		usage: "largest model a restore accepts, as uncompressed JSON (POST /api/maintenance/db/restore, whose upload is capped to match, and warden restore); larger archives and archives inflating over 100 times their size are refused",
+		bind:  intOpt(func(c *Config) *int { return &c.RestoreMaxSize })},
 	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool",
 		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
@@ -451,6 +459,9 @@ func (c Config) Validate() error {
 	}
 	if ka := c.MQTTMaxKeepalive; ka < 0 || ka > 65535*time.Second || ka%time.Second != 0 {
 		add("mqtt-max-keepalive", "must be 0 (no ceiling) or whole seconds up to 65535s, got %s", ka)
+	}
+	if c.RestoreMaxSize < 1 || c.RestoreMaxSize > store.MaxArchiveContentBytes {
+		add("restore-max-size", "must be from 1 to %d bytes, got %d", store.MaxArchiveContentBytes, c.RestoreMaxSize)
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)

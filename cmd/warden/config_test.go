@@ -45,6 +45,7 @@ func defaultConfig() Config {
 		MQTTMaxQueuedMessages:  1000,
 		MQTTMaxTopicLevels:     128,
 		MQTTMaxTopicLength:     65535,
+		RestoreMaxSize:         256 << 20,
 	}
 }
 
@@ -109,6 +110,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_HTTP_TLS_CERT": "h.pem", "WARDEN_HTTP_TLS_KEY": "hk.pem",
 				"WARDEN_MQTT_MAX_SESSION_EXPIRY": "1h", "WARDEN_MQTT_MAX_OFFLINE_SESSIONS": "3", "WARDEN_MQTT_MAX_QUEUED_MESSAGES": "50",
 				"WARDEN_MQTT_MAX_TOPIC_LEVELS": "16", "WARDEN_MQTT_MAX_TOPIC_LENGTH": "1024",
+				"WARDEN_RESTORE_MAX_SIZE": "1048576",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
@@ -121,7 +123,8 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					MFA: false, MFATrustedDeviceDays: 7,
 					MQTTMaxPacketSize: 65536, MQTTMaxConnections: 5000, MQTTMaxKeepalive: 20 * time.Minute,
 					WSAllowedOrigins: "https://ui.example.com", HTTPTLS: true, HTTPTLSCert: "h.pem", HTTPTLSKey: "hk.pem",
-					MQTTMaxSessionExpiry: time.Hour, MQTTMaxOfflineSessions: 3, MQTTMaxQueuedMessages: 50, MQTTMaxTopicLevels: 16, MQTTMaxTopicLength: 1024}
+					MQTTMaxSessionExpiry: time.Hour, MQTTMaxOfflineSessions: 3, MQTTMaxQueuedMessages: 50, MQTTMaxTopicLevels: 16, MQTTMaxTopicLength: 1024,
+					RestoreMaxSize: 1 << 20}
 			},
 		},
 	}
@@ -257,6 +260,8 @@ func TestValidate(t *testing.T) {
 		{"no MQTT listener at all", func(c *Config) { c.MQTTAddr = "" }, "no MQTT listener"},
 		{"only a WebSocket listener", func(c *Config) { c.MQTTAddr = ""; c.WSAddr = ":8083" }, ""},
 		{"log levels ignore case", func(c *Config) { c.LogLevel = "DEBUG" }, ""},
+		{"a restore limit of 0", func(c *Config) { c.RestoreMaxSize = 0 }, "--restore-max-size (WARDEN_RESTORE_MAX_SIZE): must be from 1"},
+		{"a restore limit over the format's ceiling", func(c *Config) { c.RestoreMaxSize = 1<<30 + 1 }, "--restore-max-size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -328,6 +333,7 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--log-level", "WARDEN_LOG_LEVEL", `"info"`},
 		{"--shutdown-timeout", "WARDEN_SHUTDOWN_TIMEOUT", `"10s"`},
 		{"--audit-log", "WARDEN_AUDIT_LOG", `"stderr"`},
+		{"--restore-max-size", "WARDEN_RESTORE_MAX_SIZE", `"268435456"`},
 		{"--insecure-no-auth", "WARDEN_INSECURE_NO_AUTH", `"false"`},
 	}
 	for _, w := range want {

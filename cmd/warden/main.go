@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer closeAudit()
 
-	s, kind, err := openStore(ctx, cfg)
+	s, kind, err := openStore(ctx, cfg, log)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		return exitFail
@@ -147,10 +147,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 }
 
 // openStore opens Redis when a URL is configured, else the bolt file in
-// the data directory. kind names the store for the logs.
-func openStore(ctx context.Context, cfg Config) (s store.Store, kind string, err error) {
+// the data directory. kind names the store for the logs; log hears what
+// the Redis store finds on its own (that Redis lost warden's data).
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s store.Store, kind string, err error) {
 	if cfg.RedisURL != "" {
-		s, err = store.OpenRedis(ctx, cfg.RedisURL)
+		s, err = store.OpenRedisWith(ctx, cfg.RedisURL, store.RedisOptions{Logger: log})
 		if err != nil {
 			// go-redis errors name the address, never the password.
 			return nil, "", fmt.Errorf("redis store at %s: %w", redactURL(cfg.RedisURL), err)

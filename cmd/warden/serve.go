@@ -92,7 +92,7 @@ func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *regist
 		return nil, nil
 	}
 	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, Audit: auditLog, MFAEnabled: cfg.MFA, TrustedDeviceDays: cfg.MFATrustedDeviceDays,
-		Metrics: tel.registry, Ready: tel.ready})
+		Metrics: tel.registry, Ready: tel.ready, RestoreMaxBytes: int64(cfg.RestoreMaxSize)})
 	if err != nil {
 		return nil, err
 	}

@@ -1669,7 +1669,11 @@ func startRedis(bin, dir string) (*Redis, error) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
+	return startRedisAt(bin, dir, port)
+}
 
+// startRedisAt starts redis-server without persistence on the port.
+func startRedisAt(bin, dir string, port int) (*Redis, error) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	r := &Redis{
 		URL:    "redis://" + addr + "/0",

@@ -1,0 +1,157 @@
+package store_test
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/warden-mqtt/warden/store"
+)
+
+// bombArchive returns a reader of a gzip archive whose header announces
+// claimed content bytes and whose content is fill repeated: prefix, then
+// `fill` until claimed bytes are written. It is compressed on the fly by
+// a goroutine as the reader reads, so neither the test nor the machine
+// ever holds the inflated content; the goroutine stops when the reader
+// is closed. compressed reports the bytes handed out so far.
+func bombArchive(t testing.TB, claimed int64, prefix string, fill byte) (r io.ReadCloser, compressed func() int64) {
+	t.Helper()
+	header, err := json.Marshal(map[string]any{
+		"format": store.ArchiveFormat, "formatVersion": store.ArchiveFormatVersion, "id": "bomb",
+		"createdAt": "2025-05-17T17:36:56.589Z", "modelVersion": 1, "includesKeys": false,
+		"contentLength": claimed, "contentSha256": strings.Repeat("ab", 32),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		zw, _ := gzip.NewWriterLevel(pw, gzip.BestCompression)
+		chunk := make([]byte, 1<<20)
+		for i := range chunk {
+			chunk[i] = fill
+		}
+		_, err := zw.Write(append(append(header, '\n'), prefix...))
+		for left := claimed - int64(len(prefix)); err == nil && left > 0; left -= int64(len(chunk)) {
+			_, err = zw.Write(chunk[:min(left, int64(len(chunk)))])
+		}
+		if err == nil {
+			err = zw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	cr := &countReader{r: pr}
+	t.Cleanup(func() { _ = pr.Close() })
+	return struct {
+		io.Reader
+		io.Closer
+	}{cr, pr}, func() int64 { return cr.n }
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// allocated returns the bytes the process allocated while fn ran.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestArchiveBombRefusedWithoutInflating: archives that inflate to 1 GiB
+// from about 1 MiB of gzip, as an attacker would upload them, are refused
+// as too large after reading a few KiB of them, and reading them
+// allocates a few MiB, not the gigabyte they claim: zeros (not even
+// JSON), and valid JSON that a decoder would buffer whole (a setting
+// holding a gigabyte of "A"). With the default limit a header that
+// claims 1 GiB is refused before any content is read; with the format's
+// ceiling as the limit the inflation ratio stops them.
+func TestArchiveBombRefusedWithoutInflating(t *testing.T) {
+	const GiB = 1 << 30
+	for _, tc := range []struct {
+		name    string
+		claimed int64
+		limit   int64 // 0: ReadArchive's default
+		prefix  string
+		fill    byte
+	}{
+		{"zeros claiming 200 MiB, under the default limit", 200 << 20, 0, "", 0},
+		{"zeros claiming 1 GiB, default limit", GiB, 0, "", 0},
+		{"zeros claiming 1 GiB, limit 1 GiB", GiB, store.MaxArchiveContentBytes, "", 0},
+		{"a 1 GiB JSON string, limit 1 GiB", GiB, store.MaxArchiveContentBytes, `{"settings":{"x":"`, 'A'},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, compressed := bombArchive(t, tc.claimed, tc.prefix, tc.fill)
+			defer r.Close()
+			var err error
+			alloc := allocated(func() {
+				if tc.limit == 0 {
+					_, err = store.ReadArchive(r)
+				} else {
+					_, _, err = store.ReadArchiveWith(r, store.ReadOptions{MaxContentBytes: tc.limit})
+				}
+			})
+			t.Logf("claimed %d MiB: read %d KiB of gzip, allocated %.1f MiB: %v", tc.claimed>>20, compressed()>>10, float64(alloc)/(1<<20), err)
+			if !errors.Is(err, store.ErrArchiveTooLarge) || !errors.Is(err, store.ErrArchive) {
+				t.Errorf("err = %v, want ErrArchiveTooLarge (wrapping ErrArchive)", err)
+			}
+			if alloc > 64<<20 {
+				t.Errorf("reading the bomb allocated %d MiB, want under 64 MiB", alloc>>20)
+			}
+			if compressed() > 1<<20 {
+				t.Errorf("read %d KiB of the bomb before refusing it, want under 1 MiB", compressed()>>10)
+			}
+		})
+	}
+}
+
+// TestArchiveWithinRatioStillReads: the bound is no obstacle to real
+// archives, incompressible content included, up to the limit given.
+func TestArchiveWithinRatioStillReads(t *testing.T) {
+	s := store.Snapshot{Settings: map[string][]byte{}}
+	for i := range 2000 {
+		s.Settings[fmt.Sprintf("setting-%04d", i)] = []byte(strings.Repeat(fmt.Sprint(i), 200))
+	}
+	raw := writeArchive(t, s, store.ArchiveOptions{})
+	h, _, err := store.ReadArchiveWith(strings.NewReader(string(raw)), store.ReadOptions{})
+	if err != nil {
+		t.Fatalf("a real archive: %v", err)
+	}
+	if _, _, err := store.ReadArchiveWith(strings.NewReader(string(raw)), store.ReadOptions{MaxContentBytes: h.ContentLength - 1}); !errors.Is(err, store.ErrArchiveTooLarge) || !strings.Contains(err.Error(), "--restore-max-size") {
+		t.Fatalf("one byte over the limit: %v, want ErrArchiveTooLarge naming --restore-max-size", err)
+	}
+	if _, _, err := store.ReadArchiveWith(strings.NewReader(string(raw)), store.ReadOptions{MaxContentBytes: h.ContentLength}); err != nil {
+		t.Fatalf("exactly at the limit: %v", err)
+	}
+}
+
+// TestArchiveCheckRefusesAsItSays: a rule passed in refuses the archive
+// with its own error, after every other check.
+func TestArchiveCheckRefusesAsItSays(t *testing.T) {
+	raw := writeArchive(t, store.Snapshot{Settings: map[string][]byte{"a": []byte("b")}}, store.ArchiveOptions{})
+	rule := errors.New("no admin in it")
+	var seen store.Snapshot
+	_, _, err := store.ReadArchiveWith(strings.NewReader(string(raw)), store.ReadOptions{Check: func(s store.Snapshot) error { seen = s; return rule }})
+	if !errors.Is(err, rule) || errors.Is(err, store.ErrArchive) {
+		t.Fatalf("err = %v, want the rule's error as it is", err)
+	}
+	if string(seen.Settings["a"]) != "b" {
+		t.Fatalf("the rule saw %+v", seen)
+	}
+}
