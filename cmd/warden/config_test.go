@@ -37,6 +37,8 @@ func defaultConfig() Config {
 		MFA:                  true,
 
 		MFATrustedDeviceDays: 30,
+
+		AuthMaxFailuresUserTotal: 100,
 	}
 }
 
@@ -94,6 +96,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_TLS_HOSTS": "mqtt.example.com", "WARDEN_WS_TLS": "true", "WARDEN_CONNECT_TIMEOUT": "3s",
 				"WARDEN_AUTH_MAX_FAILURES_USER": "5", "WARDEN_AUTH_MAX_FAILURES_IP": "-1",
 				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
+				"WARDEN_AUTH_MAX_FAILURES_USER_TOTAL": "50", "WARDEN_AUTH_VERIFY_WORKERS": "3", "WARDEN_MFA_MQTT_PASSWORD": "true",
 				"WARDEN_REGISTRY_MAX_OPEN": "10m", "WARDEN_MQTT_MAX_PENDING_WRITES": "256", "WARDEN_REGISTRY_AUTO_GRANT_ROLES": "line-a", "WARDEN_CLIENT_CERT_VALIDITY": "720h",
 				"WARDEN_MFA": "false", "WARDEN_MFA_TRUSTED_DEVICE_DAYS": "7",
 			},
@@ -104,6 +107,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					AuditLog: "/var/log/warden-audit.jsonl",
 					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
 					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second,
+					AuthMaxFailuresUserTotal: 50, AuthVerifyWorkers: 3, MFAMQTTPassword: true,
 					RegistryMaxOpen: 10 * time.Minute, MQTTMaxPendingWrites: 256, RegistryAutoGrantRoles: "line-a", ClientCertValidity: 720 * time.Hour,
 					MFA: false, MFATrustedDeviceDays: 7}
 			},
@@ -288,15 +292,18 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--ws-tls", "WARDEN_WS_TLS", `"false"`},
 		{"--connect-timeout", "WARDEN_CONNECT_TIMEOUT", `"10s"`},
 		{"--auth-max-failures-user", "WARDEN_AUTH_MAX_FAILURES_USER", `"10"`},
+		{"--auth-max-failures-user-total", "WARDEN_AUTH_MAX_FAILURES_USER_TOTAL", `"100"`},
 		{"--auth-max-failures-ip", "WARDEN_AUTH_MAX_FAILURES_IP", `"100"`},
 		{"--auth-failure-window", "WARDEN_AUTH_FAILURE_WINDOW", `"5m"`},
 		{"--auth-backoff", "WARDEN_AUTH_BACKOFF", `"5m"`},
+		{"--auth-verify-workers", "WARDEN_AUTH_VERIFY_WORKERS", `"0"`},
 		{"--mqtt-max-pending-writes", "WARDEN_MQTT_MAX_PENDING_WRITES", `"1024"`},
 		{"--registry-max-open", "WARDEN_REGISTRY_MAX_OPEN", `"1h"`},
 		{"--registry-auto-grant-roles", "WARDEN_REGISTRY_AUTO_GRANT_ROLES", "empty"},
 		{"--client-cert-validity", "WARDEN_CLIENT_CERT_VALIDITY", `"8760h"`},
 		{"--mfa", "WARDEN_MFA", `"true"`},
 		{"--mfa-trusted-device-days", "WARDEN_MFA_TRUSTED_DEVICE_DAYS", `"30"`},
+		{"--mfa-mqtt-password", "WARDEN_MFA_MQTT_PASSWORD", `"false"`},
 		{"--log-level", "WARDEN_LOG_LEVEL", `"info"`},
 		{"--shutdown-timeout", "WARDEN_SHUTDOWN_TIMEOUT", `"10s"`},
 		{"--audit-log", "WARDEN_AUDIT_LOG", `"stderr"`},
