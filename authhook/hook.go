@@ -511,9 +511,10 @@ func peerCertificate(cl *mqtt.Client) *x509.Certificate {
 // authentication step so it can answer with the precise CONNACK code; a
 // refused client gets its CONNACK here and the connection closes.
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	ctx, cancel := context.WithTimeout(h.ctx, h.opts.VerifyWait)
-	defer cancel()
-	c, r, reason := h.authenticate(ctx, cl, pk)
+	now := time.Now()
+	ctx := &lazyDeadline{Context: h.ctx, deadline: now.Add(h.opts.VerifyWait)}
+	defer ctx.stop()
+	c, r, reason := h.authenticate(ctx, cl, pk, now)
 	if c == nil {
 		h.opts.Metrics.connectRefused(r)
 		code := r.code(cl.Properties.ProtocolVersion >= 5, reason)
@@ -525,8 +526,45 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
-func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet) (*conn, refusal, string) {
-	now := time.Now()
+// lazyDeadline is context.WithDeadline(Context, deadline), its timer made
+// on first use: a CONNECT served from the caches (user and password)
+// never waits, and the timer would be a quarter of its cost.
+type lazyDeadline struct {
+	context.Context // the parent
+	deadline        time.Time
+
+	once   sync.Once
+	inner  context.Context
+	cancel context.CancelFunc
+}
+
+func (c *lazyDeadline) ctx() context.Context {
+	c.once.Do(func() { c.inner, c.cancel = context.WithDeadline(c.Context, c.deadline) })
+	return c.inner
+}
+
+// Deadline, Done and Err make lazyDeadline a context.Context.
+func (c *lazyDeadline) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *lazyDeadline) Done() <-chan struct{}       { return c.ctx().Done() }
+func (c *lazyDeadline) Err() error                  { return c.ctx().Err() }
+
+// stop releases the timer, if one was made; a use after it sees a
+// context that is done.
+func (c *lazyDeadline) stop() {
+	c.once.Do(func() { c.inner = stoppedContext })
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+// stoppedContext is done from the start (never changed after init).
+var stoppedContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet, now time.Time) (*conn, refusal, string) {
 	remote := cl.Net.Remote
 	username := string(cl.Properties.Username)
 	cert := peerCertificate(cl)

@@ -144,19 +144,23 @@ func TestLockoutSprayCannotKeepDeviceOut(t *testing.T) {
 	// One attacker address: 10 guesses; the first 3 are verified, the
 	// rest refused unverified, with the same answer.
 	before := g.ver.Verifications()
+	var codes []byte
 	for i := range 10 {
-		if code := connectFrom(t, g.node, attacker, connectOpts{username: "press-7", password: fmt.Sprint("guess-", i)}); code != 0x86 {
-			t.Fatalf("guess %d: CONNACK 0x%02x, want 0x86", i, code)
-		}
+		codes = append(codes, connectFrom(t, g.node, attacker, connectOpts{username: "press-7", password: fmt.Sprint("guess-", i)}))
 	}
-	if n := g.ver.Verifications() - before; n != 3 {
-		t.Errorf("%d guesses verified, want 3 (then blocked without hashing)", n)
+	if code := connectFrom(t, g.node, device, connectOpts{username: "press-7", password: "press-secret-7"}); code != 0 {
+		t.Fatalf("device's right password from its own address while another address is blocked: CONNACK 0x%02x, want 0", code)
+	}
+	if n := g.ver.Verifications() - before; n != 4 {
+		t.Errorf("%d verifications for 10 guesses and the device's login, want 4 (3 guesses, then blocked without hashing)", n)
 	}
 	if code := connectFrom(t, g.node, attacker, connectOpts{username: "press-7", password: "press-secret-7"}); code != 0x86 {
 		t.Fatalf("right password from the blocked attacker address: CONNACK 0x%02x, want 0x86", code)
 	}
-	if code := connectFrom(t, g.node, device, connectOpts{username: "press-7", password: "press-secret-7"}); code != 0 {
-		t.Fatalf("device's right password from its own address while another address is blocked: CONNACK 0x%02x, want 0", code)
+	for i, code := range codes {
+		if code != 0x86 {
+			t.Fatalf("guess %d: CONNACK 0x%02x, want 0x86 (blocked or not, as a wrong password)", i, code)
+		}
 	}
 
 	// Guesses from three more addresses reach the username's total of 9.
@@ -204,6 +208,16 @@ func TestLockoutAddressBlock(t *testing.T) {
 	for i := range 5 {
 		connectFrom(t, g.node, attacker, connectOpts{username: fmt.Sprint("user-", i), password: "guess-password"})
 	}
+	if code := connectFrom(t, g.node, attacker, connectOpts{username: "cam-1", password: tok}); code != 0 {
+		t.Fatalf("login token from the blocked address: CONNACK 0x%02x, want 0", code)
+	}
+	cert := issueClient(t, g.ca, "cam-1")
+	if code := tlsConnectFrom(t, g.node, g.ca, &cert, attacker, connectOpts{}); code != 0 {
+		t.Fatalf("client certificate from the blocked address: CONNACK 0x%02x, want 0", code)
+	}
+	if code := connectFrom(t, g.node, "127.0.0.7", connectOpts{username: "cam-1", password: "cam-secret-1"}); code != 0 {
+		t.Fatalf("another address: CONNACK 0x%02x, want 0", code)
+	}
 	before := g.ver.Verifications()
 	if code := connectFrom(t, g.node, attacker, connectOpts{username: "cam-1", password: "cam-secret-1"}); code != 0x9F {
 		t.Fatalf("v5 from the blocked address: CONNACK 0x%02x, want 0x9F", code)
@@ -213,16 +227,6 @@ func TestLockoutAddressBlock(t *testing.T) {
 	}
 	if g.ver.Verifications() != before {
 		t.Error("a blocked address made the server hash")
-	}
-	if code := connectFrom(t, g.node, "127.0.0.7", connectOpts{username: "cam-1", password: "cam-secret-1"}); code != 0 {
-		t.Fatalf("another address: CONNACK 0x%02x, want 0", code)
-	}
-	if code := connectFrom(t, g.node, attacker, connectOpts{username: "cam-1", password: tok}); code != 0 {
-		t.Fatalf("login token from the blocked address: CONNACK 0x%02x, want 0", code)
-	}
-	cert := issueClient(t, g.ca, "cam-1")
-	if code := tlsConnectFrom(t, g.node, g.ca, &cert, attacker, connectOpts{}); code != 0 {
-		t.Fatalf("client certificate from the blocked address: CONNACK 0x%02x, want 0", code)
 	}
 }
 
@@ -423,4 +427,37 @@ func TestMFAPasswordOverMQTTWhenAllowed(t *testing.T) {
 			t.Fatalf("MFA-locked user with a token: CONNACK 0x%02x, want 0", code)
 		}
 	})
+}
+
+// TestConnectBusyWhenPoolSaturated: while every verification worker is
+// busy, an uncached CONNECT waits VerifyWait and is then refused as
+// "server busy" (0x89 / 3), without counting as a failure; a CONNECT
+// served from the caches does not wait at all.
+func TestConnectBusyWhenPoolSaturated(t *testing.T) {
+	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: 1}, func(o *authhook.Options) { o.VerifyWait = 100 * time.Millisecond })
+	slow, err := credential.Hash("slow-password-1", credential.Params{Memory: 64 << 10, Time: 8, Threads: 1, SaltLen: 16, KeyLen: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addUser(t, g.st, "slow", "", nil, func(u *store.User) { u.PasswordHash = slow })
+	addUser(t, g.st, "cam-2", "cam-secret-2", nil, nil)
+	if code := connectFrom(t, g.node, "127.0.0.1", connectOpts{username: "cam-2", password: "cam-secret-2"}); code != 0 {
+		t.Fatalf("warm-up: CONNACK 0x%02x", code)
+	}
+	before := g.ver.Verifications()
+	done := make(chan byte, 1)
+	go func() { done <- connectFrom(t, g.node, "127.0.0.8", connectOpts{username: "slow", password: "not-it"}) }()
+	eventually(t, 10*time.Second, "the slow verification started", func() bool { return g.ver.Verifications() > before })
+	for _, v := range versions {
+		want := map[byte]byte{4: 3, 5: 0x89}[v]
+		if code := connectFrom(t, g.node, "127.0.0.1", connectOpts{version: v, username: "cam-2", password: "wrong-password"}); code != want {
+			t.Fatalf("%s: uncached CONNECT while the pool is saturated: CONNACK 0x%02x, want 0x%02x", vname(v), code, want)
+		}
+	}
+	if code := connectFrom(t, g.node, "127.0.0.1", connectOpts{username: "cam-2", password: "cam-secret-2"}); code != 0 {
+		t.Fatalf("cached CONNECT while the pool is saturated: CONNACK 0x%02x, want 0 (no wait, and the busy answers counted nothing)", code)
+	}
+	if code := <-done; code != 0x86 {
+		t.Fatalf("slow wrong password: CONNACK 0x%02x, want 0x86", code)
+	}
 }
