@@ -26,9 +26,11 @@ import (
 // items 2 and 16). WARDEN_TEST_BIN=/work/before/warden runs them against
 // the build before the fix.
 
-// Bounds of TestLoginFloodBounded. The pool runs argon2id (19 MiB each)
-// on half the cores; the rest of warden needs some 30 MiB, and Go's
-// collector lets the heap grow to twice what is live before it collects.
+// Bounds of TestLoginFloodBounded. The pool runs argon2id, 19 MiB each,
+// on --auth-verify-workers workers (pinned to 1 here, the default on 2
+// cores, so the bound does not depend on the machine); an idle warden
+// takes some 55 MiB, and Go's collector lets the heap grow to twice what
+// is live before it collects: about 55 + 2 × 19 MiB per worker.
 const (
 	floodMaxRSSMiB  = 150
 	floodMaxHealthz = 100 * time.Millisecond
@@ -48,12 +50,12 @@ func randomName(prefix string) string {
 // random usernames, back to back, for 3 s. warden's memory stays under
 // floodMaxRSSMiB and GET /healthz keeps answering within 100 ms. The
 // per-address failure limit is off, as for a flood from many addresses:
-// only the verification pool bounds the work. Every refusal is 403, 429
+// only the verification pool (one worker) bounds the work. Every refusal is 403, 429
 // or 503, the last two with Retry-After.
 func TestLoginFloodBounded(t *testing.T) {
 	bin := buildWarden(t)
 	p := startWarden(t, bin, "WARDEN_DATA_DIR="+filepath.Join(t.TempDir(), "data"), "WARDEN_ADMIN_PASSWORD="+validPassword(t),
-		"WARDEN_AUTH_MAX_FAILURES_IP=-1")
+		"WARDEN_AUTH_MAX_FAILURES_IP=-1", "WARDEN_AUTH_VERIFY_WORKERS=1")
 	p.waitFor("warden ready")
 	base := "http://" + listenAddr(t, p.out.String(), "http")
 	idle := rssMiB(t, p.pid())
