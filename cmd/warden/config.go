@@ -218,7 +218,7 @@ var options = []option{
 		usage: "lifetime of the client certificates the registry issues for CSRs",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ClientCertValidity })},
 	{flag: "mfa", env: "WARDEN_MFA", def: "true", arg: "bool",
-		usage: "multi-factor authentication (TOTP) for HTTP logins: enrolled users need a code after their password (false: the /api/mfa endpoints answer 403, logins ask for no code, enrollments are kept)",
+		usage: "multi-factor authentication (TOTP) for HTTP logins: enrolled users need a code after their password, and over MQTT a login token or certificate (see --mfa-mqtt-password) (false: the /api/mfa endpoints answer 403, logins ask for no code, enrollments are kept)",
 		bind:  boolOpt(func(c *Config) *bool { return &c.MFA })},
 	{flag: "mfa-trusted-device-days", env: "WARDEN_MFA_TRUSTED_DEVICE_DAYS", def: "30", arg: "days",
 		usage: "days a device trusted at an MFA login (trustDevice) may skip the MFA step, from 1 to 365",
