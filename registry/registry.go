@@ -400,12 +400,12 @@ func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 // poll answers a repeated request: 201 once granted, 202 while pending,
 // 409 when the credentials differ from the stored request's.
 func (r *Registry) poll(ctx context.Context, q store.RegistryRequest, req Request, csr *x509.CertificateRequest) (Result, error) {
-	conflict := conflict()
+	taken := conflict()
 	if q.Flow != FlowExplicit || (q.PasswordHash != "") != (req.Password != "") || (len(q.CSR) > 0) != (csr != nil) {
-		return Result{}, conflict
+		return Result{}, taken
 	}
 	if csr != nil && subtle.ConstantTimeCompare([]byte(q.Fingerprint), []byte(keyFingerprint(csr))) != 1 {
-		return Result{}, conflict
+		return Result{}, taken
 	}
 	if q.PasswordHash != "" {
 		ok, err := r.verify(ctx, req.Password, q.PasswordHash)
@@ -413,7 +413,7 @@ func (r *Registry) poll(ctx context.Context, q store.RegistryRequest, req Reques
 			return Result{}, err
 		}
 		if !ok {
-			return Result{}, conflict
+			return Result{}, taken
 		}
 	}
 	if !q.Granted {
