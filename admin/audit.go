@@ -160,16 +160,16 @@ func loginRefusal(lookup, verr error, ok bool, u store.User) string {
 	switch {
 	case lookup != nil:
 		return "unknown user"
+	case u.Suspended:
+		return "suspended"
+	case !passwordGrant(u):
+		return "password grant not allowed"
 	case u.PasswordHash == "":
 		return "no password set"
 	case verr != nil:
 		return "stored hash unusable"
 	case !ok:
 		return "wrong password"
-	case u.Suspended:
-		return "suspended"
-	case !passwordGrant(u):
-		return "password grant not allowed"
 	}
 	return "refused"
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/credential"
@@ -18,6 +20,14 @@ import (
 type apiError struct {
 	status int
 	msg    string
+	// retry, when set, is sent as Retry-After (429, 503).
+	retry time.Duration
+}
+
+// retryLater is an apiError whose client should wait for d before trying
+// again (sent as Retry-After, in whole seconds, at least 1).
+func retryLater(status int, d time.Duration, msg string) error {
+	return &apiError{status: status, msg: msg, retry: d}
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -96,6 +106,9 @@ func clientText(err error, fallback string) string {
 // writeError renders err; 5xx are logged with their cause.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code, msg := status(err)
+	if ae := (*apiError)(nil); errors.As(err, &ae) && ae.retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (ae.retry+time.Second-1)/time.Second))))
+	}
 	if code >= 500 {
 		log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	}

@@ -57,9 +57,7 @@ var (
 )
 
 // mfaActive: the state holds an active key, so logins need a second factor.
-func mfaActive(m *store.MFAState) bool {
-	return m != nil && slices.ContainsFunc(m.Keys, func(k store.MFAKey) bool { return k.Status == store.MFAStatusActive })
-}
+func mfaActive(m *store.MFAState) bool { return credential.MFAActive(m) }
 
 // mfaRequired: a login of u needs its second step.
 func (s *Server) mfaRequired(u store.User) bool { return s.opts.MFAEnabled && mfaActive(u.MFA) }
@@ -72,7 +70,7 @@ func (s *Server) mfaEnrollmentDue(u store.User) bool {
 
 // mfaLocked: too many wrong codes lock u on every node (the lock is stored).
 func (s *Server) mfaLocked(u store.User) bool {
-	return s.opts.MFAEnabled && u.MFA != nil && s.now().Before(u.MFA.LockedUntil)
+	return s.opts.MFAEnabled && credential.MFALocked(u.MFA, s.now())
 }
 
 // updateMFA is UpdateUser where fn may return errUnchanged to write
@@ -510,6 +508,7 @@ func (s *Server) mfaLogin(w http.ResponseWriter, r *http.Request, _ *caller) err
 	if req.Username == "" || req.Secret == "" {
 		return errorf(http.StatusBadRequest, "username and secret are required")
 	}
+	req.Username = credential.NormalizeUsername(req.Username) // as checkPassword
 	if err := code.validate(); err != nil {
 		return err
 	}
@@ -522,7 +521,7 @@ func (s *Server) mfaLogin(w http.ResponseWriter, r *http.Request, _ *caller) err
 			return err
 		}
 	}
-	if s.locked(req.Username) {
+	if s.locked(r, req.Username) {
 		s.log.Info("mfa login refused", "user", req.Username, "remote", r.RemoteAddr, "reason", "locked")
 		s.auditAuth(r.Context(), audit.ChannelMFA, req.Username, "locked")
 		return errMFALocked
@@ -568,7 +567,7 @@ func (s *Server) mfaLogin(w http.ResponseWriter, r *http.Request, _ *caller) err
 	if err != nil {
 		return err
 	}
-	s.succeed(u.Username)
+	s.succeed(r, u.Username)
 	tok, rec, err := s.tokens.Issue(r.Context(), u, credential.KindLogin, ch.Label, ch.TokenTTL)
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +34,9 @@ const (
 	DefaultMaxTokenTTL      = 365 * 24 * time.Hour
 	DefaultLoginMaxFailures = 5
 	DefaultLoginBackoff     = 5 * time.Minute
+	// DefaultVerifyWait is how long a login waits for a password
+	// verification worker before it is answered 503.
+	DefaultVerifyWait = time.Second
 	// DefaultTrustedDeviceDays is how long a device trusted at an MFA
 	// login skips the MFA step.
 	DefaultTrustedDeviceDays = 30
@@ -61,9 +63,24 @@ type Options struct {
 	// expireTimeInHours; MaxTokenTTL caps expireTimeInHours.
 	TokenTTL    time.Duration
 	MaxTokenTTL time.Duration
-	// LoginMaxFailures failed logins lock an account for LoginBackoff.
+	// Lockout is the brute-force limit on password logins, shared with
+	// MQTT CONNECT (cmd/warden builds one for both). nil: one of the
+	// server's own, where LoginMaxFailures failed logins of a username
+	// from one address within LoginBackoff block that pair for
+	// LoginBackoff (negative: no lockout), with the credential package's
+	// defaults for the per-username and per-address limits.
+	// LoginMaxFailures is also the number of wrong MFA codes that lock an
+	// account (for LoginBackoff), whatever Lockout is.
+	Lockout          *credential.Lockout
 	LoginMaxFailures int
 	LoginBackoff     time.Duration
+	// Verifier runs the argon2id verifications of password logins on the
+	// worker pool shared with MQTT CONNECT; nil: a pool of the server's
+	// own (credential defaults, dummy hash made with Params). A login
+	// waits at most VerifyWait for a worker, then is answered 503 with
+	// Retry-After.
+	Verifier   *credential.Verifier
+	VerifyWait time.Duration
 	// MFAEnabled switches MFA on (GET /api/auth/mfa reports it). Off,
 	// logins never ask for a code, enforceMFAEnrollment restricts nothing
 	// and the /api/mfa endpoints other than isenrolled answer 403; the
@@ -111,19 +128,12 @@ type Server struct {
 	maint    *maintenance // backup and restore (maintenance.go)
 	metrics  *metrics     // Prometheus metrics (metrics.go)
 
-	// dummyHash is verified when a login names an unknown user, so the
-	// answer takes as long as for a wrong password.
-	dummyHash string
-
-	mu       sync.Mutex
-	failures map[string]*loginFailures // username -> recent failures
+	// verifier checks passwords on the shared worker pool; a login of an
+	// unknown user verifies its dummy hash, so the answer takes as long
+	// as for a wrong password.
+	verifier *credential.Verifier
+	lockout  *credential.Lockout
 	now      func() time.Time
-}
-
-type loginFailures struct {
-	count       int
-	first       time.Time
-	lockedUntil time.Time
 }
 
 // route is one registered endpoint, listed by the OpenAPI test.
@@ -179,9 +189,15 @@ func New(o Options) (*Server, error) {
 	if o.TrustedDeviceDays < 0 || o.TrustedDeviceDays > MaxTrustedDeviceDays {
 		return nil, fmt.Errorf("admin: Options.TrustedDeviceDays must be from 1 to %d, got %d", MaxTrustedDeviceDays, o.TrustedDeviceDays)
 	}
-	dummy, err := credential.Hash("warden-dummy-password", o.Params)
-	if err != nil {
-		return nil, err
+	if o.VerifyWait <= 0 {
+		o.VerifyWait = DefaultVerifyWait
+	}
+	if o.Verifier == nil {
+		v, err := credential.NewVerifier(credential.VerifierOptions{Params: o.Params})
+		if err != nil {
+			return nil, err
+		}
+		o.Verifier = v
 	}
 	if o.Registry == nil {
 		ca, err := pki.LoadOrCreateCA(context.Background(), o.Store, pki.DefaultCAName)
@@ -210,13 +226,20 @@ func New(o Options) (*Server, error) {
 	if o.RestoreMaxBytes < 0 || o.RestoreMaxBytes > store.MaxArchiveContentBytes {
 		return nil, fmt.Errorf("admin: Options.RestoreMaxBytes must be from 1 to %d, got %d", store.MaxArchiveContentBytes, o.RestoreMaxBytes)
 	}
+	if o.Lockout == nil {
+		lo := credential.LockoutOptions{MaxPerUserIP: o.LoginMaxFailures, Window: o.LoginBackoff, Backoff: o.LoginBackoff, Now: o.Now}
+		if o.LoginMaxFailures < 0 {
+			lo.MaxPerUser, lo.MaxPerIP = -1, -1
+		}
+		o.Lockout = credential.NewLockout(lo)
+	}
 	mfa, err := credential.NewMFA(context.Background(), o.Store)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		opts: o, st: o.Store, tokens: o.Tokens, registry: o.Registry, mfa: mfa, log: o.Logger, mux: http.NewServeMux(),
-		dummyHash: dummy, failures: map[string]*loginFailures{}, now: o.Now,
+		verifier: o.Verifier, lockout: o.Lockout, now: o.Now,
 	}
 	if s.metrics, err = newMetrics(o.Metrics); err != nil {
 		return nil, err

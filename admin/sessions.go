@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -88,47 +89,69 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 // checkPassword is the password step shared by every endpoint that logs
 // in with a password (POST /api/login, its alias POST /api/oauth2, POST
 // /api/v1/authenticate), so lockout and the equal-time answer cannot drift
-// apart between them. Every refusal is errLogin itself (callers may
-// compare with errors.Is to answer in their own contract's status); an
-// unknown user costs a hash verification like a wrong password. Success
-// clears the user's failure count.
+// apart between them. Every refusal of the credentials is errLogin itself
+// (callers may compare with errors.Is to answer in their own contract's
+// status), a locked username included; an unknown or suspended user costs
+// a hash verification like a wrong password. Two answers say something
+// else, about the server or the client, never about the account: 429 when
+// the client's address is over its failure limit, and 503 when no
+// verification worker became free within VerifyWait (the pool is shared
+// with MQTT CONNECT); both with Retry-After. Success clears the failures of
+// the username from this address.
 func (s *Server) checkPassword(r *http.Request, username, password string) (store.User, error) {
+	ctx := r.Context()
+	// One spelling per name (NFC, as stored): the lockout must not count
+	// a composed and a decomposed spelling of a name apart.
+	username = credential.NormalizeUsername(username)
 	if len(password) > credential.MaxPasswordLen {
-		s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, "password too long")
+		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, "password too long")
 		return store.User{}, errLogin
 	}
-	if s.locked(username) {
+	switch block, left := s.lockout.Check(username, r.RemoteAddr); block {
+	case credential.BlockedAddress:
+		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "address blocked")
+		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, "address blocked")
+		return store.User{}, retryLater(http.StatusTooManyRequests, left, "too many failed logins from this address; retry later")
+	case credential.BlockedUser:
 		// Same answer as a wrong password; the lock is in the log.
 		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "locked")
-		s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, "locked")
+		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, "locked")
 		return store.User{}, errLogin
 	}
-	u, err := s.st.UserByUsername(r.Context(), username)
-	hash := s.dummyHash
-	switch {
-	case err == nil:
-		hash = u.PasswordHash
-		if hash == "" {
-			hash = s.dummyHash
-		}
-	case errors.Is(err, store.ErrNotFound):
-	default:
+	u, err := s.st.UserByUsername(ctx, username)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, err
 	}
-	ok, verr := credential.Verify(password, hash)
-	if err != nil || verr != nil || !ok || u.PasswordHash == "" || u.Suspended || !passwordGrant(u) {
-		s.fail(username)
+	wait, cancel := context.WithTimeout(ctx, s.opts.VerifyWait)
+	defer cancel()
+	var ok bool
+	var verr error
+	if err == nil && u.PasswordHash != "" && !u.Suspended && passwordGrant(u) {
+		ok, _, verr = s.verifier.Verify(wait, u.ID, password, u.PasswordHash, u.PasswordVersion)
+	} else {
+		verr = s.verifier.Dummy(wait, password)
+	}
+	if errors.Is(verr, credential.ErrBusy) {
+		// Not a verdict on the password: nothing counts.
+		s.log.Warn("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "verification pool busy")
+		return store.User{}, retryLater(http.StatusServiceUnavailable, time.Second, "too many logins in progress; retry later")
+	}
+	if err != nil || verr != nil || !ok {
+		s.lockout.Fail(username, r.RemoteAddr)
 		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr)
-		s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, loginRefusal(err, verr, ok, u))
+		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, loginRefusal(err, verr, ok, u))
 		return store.User{}, errLogin
 	}
 	if s.mfaLocked(u) {
-		// Too many wrong MFA codes: refused on every node, like a lock.
+		// Too many wrong MFA codes: refused on every node, like a lock. It
+		// counts as a failure, as a wrong password would: otherwise the
+		// lockout's schedule would tell a guesser its guess was right.
+		s.lockout.Fail(username, r.RemoteAddr)
 		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "mfa locked")
-		s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, "mfa locked")
+		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, "mfa locked")
 		return store.User{}, errLogin
 	}
-	s.succeed(username)
+	s.lockout.Succeed(username, r.RemoteAddr)
 	return u, nil
 }
 
@@ -145,55 +168,23 @@ func passwordGrant(u store.User) bool {
 	return false
 }
 
-func (s *Server) locked(username string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f := s.failures[username]
-	return f != nil && s.now().Before(f.lockedUntil)
+// locked: password attempts for username from r's address are blocked
+// (by the username's failures, or the address's).
+func (s *Server) locked(r *http.Request, username string) bool {
+	b, _ := s.lockout.Check(username, r.RemoteAddr)
+	return b != credential.NotBlocked
 }
 
-func (s *Server) fail(username string) {
-	if s.opts.LoginMaxFailures < 0 {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	if len(s.failures) > 100_000 { // bound memory under a username spray
-		for k, f := range s.failures {
-			if now.After(f.lockedUntil) {
-				delete(s.failures, k)
-			}
-		}
-	}
-	f := s.failures[username]
-	if f == nil || now.Sub(f.first) > s.opts.LoginBackoff {
-		f = &loginFailures{first: now}
-		s.failures[username] = f
-	}
-	f.count++
-	if f.count >= s.opts.LoginMaxFailures {
-		f.lockedUntil = now.Add(s.opts.LoginBackoff)
-		f.count, f.first = 0, now
-	}
-}
+// fail counts a wrong password for username from r's address.
+func (s *Server) fail(r *http.Request, username string) { s.lockout.Fail(username, r.RemoteAddr) }
 
-// lock locks username for LoginBackoff at once (too many wrong MFA
-// codes), with the same effect as too many wrong passwords.
-func (s *Server) lock(username string) {
-	if s.opts.LoginMaxFailures < 0 {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	s.failures[username] = &loginFailures{first: now, lockedUntil: now.Add(s.opts.LoginBackoff)}
-}
+// lock blocks username's password logins from every address at once (too
+// many wrong MFA codes), as too many wrong passwords would.
+func (s *Server) lock(username string) { s.lockout.Lock(username) }
 
-func (s *Server) succeed(username string) {
-	s.mu.Lock()
-	delete(s.failures, username)
-	s.mu.Unlock()
+// succeed forgets username's failures from r's address.
+func (s *Server) succeed(r *http.Request, username string) {
+	s.lockout.Succeed(username, r.RemoteAddr)
 }
 
 type logoutRequest struct {

@@ -596,13 +596,13 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return errorf(http.StatusBadRequest, "password and newPassword are required")
 	}
 	name := c.user.Username
-	if s.locked(name) {
+	if s.locked(r, name) {
 		s.auditPasswordRefused(r, name, "locked (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}
 	ok, err := credential.Verify(req.Password, c.user.PasswordHash)
 	if c.user.PasswordHash == "" || err != nil || !ok {
-		s.fail(name)
+		s.fail(r, name)
 		s.auditPasswordRefused(r, name, "wrong password (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}

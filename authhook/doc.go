@@ -1,7 +1,10 @@
 // Package authhook owns warden's Mochi hook: it authenticates every
 // CONNECT (password, login token, client certificate, grant types),
 // decides every PUBLISH, SUBSCRIBE and delivery against the user's compiled
-// permissions, applies the publish prefix, limits brute force, and follows
+// permissions, applies the publish prefix, limits brute force (with the
+// credential package's Verifier and Lockout, shared with the HTTP logins:
+// failed passwords never keep a valid certificate or token out, and a
+// refusal does not tell whether the user exists), and follows
 // the store's change feed so an admin's change reaches connected clients at
 // once (snapshots swapped, subscriptions pruned, revoked clients
 // disconnected, their pending wills and queued messages withdrawn). It

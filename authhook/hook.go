@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,12 +25,13 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultMaxFailuresPerUser = 10
-	DefaultMaxFailuresPerIP   = 100
-	DefaultFailureWindow      = 5 * time.Minute
-	DefaultBackoff            = 5 * time.Minute
-	DefaultVerifyWait         = 5 * time.Second
-	DefaultCacheSize          = 100_000
+	DefaultMaxFailuresPerUser      = credential.DefaultMaxFailuresPerUserIP
+	DefaultMaxFailuresPerUserTotal = credential.DefaultMaxFailuresPerUser
+	DefaultMaxFailuresPerIP        = credential.DefaultMaxFailuresPerIP
+	DefaultFailureWindow           = credential.DefaultFailureWindow
+	DefaultBackoff                 = credential.DefaultLockoutBackoff
+	DefaultVerifyWait              = 5 * time.Second
+	DefaultCacheSize               = credential.DefaultVerifyCacheSize
 )
 
 // Options configure a Hook. Zero values take the defaults above.
@@ -49,21 +48,39 @@ type Options struct {
 	// CONNECT is audited: ACL checks stay free of I/O and allocation.
 	Audit *audit.Logger
 
-	// MaxFailuresPerUser and MaxFailuresPerIP failed CONNECTs within
-	// FailureWindow block further attempts for that username or address
-	// for Backoff, without hashing. A negative value disables the limit.
-	MaxFailuresPerUser int
-	MaxFailuresPerIP   int
-	FailureWindow      time.Duration
-	Backoff            time.Duration
+	// Lockout is the brute-force limit on password attempts, shared with
+	// the HTTP logins (cmd/warden builds one for both). nil: the hook
+	// builds its own from the four fields below: MaxFailuresPerUser failed
+	// passwords for a username from one address, MaxFailuresPerUserTotal
+	// from all addresses, or MaxFailuresPerIP from one address for any
+	// username, within FailureWindow, block password attempts (only
+	// those) for Backoff, without hashing. A negative value disables that
+	// limit.
+	Lockout                 *credential.Lockout
+	MaxFailuresPerUser      int
+	MaxFailuresPerUserTotal int
+	MaxFailuresPerIP        int
+	FailureWindow           time.Duration
+	Backoff                 time.Duration
 
-	// VerifyWorkers bounds concurrent argon2id verifications (default:
-	// half of GOMAXPROCS, at least 1); VerifyWait is how long a CONNECT waits for a worker
-	// before it is refused as "server busy".
+	// Verifier is the argon2id worker pool and success cache, shared with
+	// the HTTP logins. nil: the hook builds its own with VerifyWorkers
+	// workers (default: half of GOMAXPROCS, at least 1) and CacheSize
+	// cached successes. VerifyWait is how long a CONNECT waits for a
+	// worker before it is refused as "server busy".
+	Verifier      *credential.Verifier
 	VerifyWorkers int
 	VerifyWait    time.Duration
-	// CacheSize bounds the cache of successful password verifications.
-	CacheSize int
+	CacheSize     int
+
+	// MFA is on (admin.Options.MFAEnabled): a user with an active MFA key
+	// cannot connect with its account password alone; it sends a login
+	// token (obtained with MFA) as the password, or a client certificate.
+	// The stored MFA lock (too many wrong codes) refuses its password too.
+	// MFAAllowPassword keeps password-only CONNECTs of such users working
+	// (--mfa-mqtt-password).
+	MFA              bool
+	MFAAllowPassword bool
 	// Registry, when set, sees every CONNECT naming an unknown user, so
 	// the client registry can record it while open (the implicit flow).
 	Registry Registrar
@@ -95,9 +112,8 @@ type Hook struct {
 	tokens *credential.Tokens
 	log    *slog.Logger
 	model  *model
-	ver    *verifier
-	users  *limiter
-	ips    *limiter
+	ver    *credential.Verifier
+	lock   *credential.Lockout
 
 	// epoch counts change-feed events begun; a CONNECT that loaded a user
 	// before an event rechecks after registering (see OnConnect).
@@ -127,29 +143,25 @@ func New(ctx context.Context, o Options) (*Hook, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.MaxFailuresPerUser == 0 {
-		o.MaxFailuresPerUser = DefaultMaxFailuresPerUser
+	if o.Lockout == nil {
+		o.Lockout = credential.NewLockout(credential.LockoutOptions{
+			MaxPerUserIP: o.MaxFailuresPerUser, MaxPerUser: o.MaxFailuresPerUserTotal, MaxPerIP: o.MaxFailuresPerIP,
+			Window: o.FailureWindow, Backoff: o.Backoff,
+		})
 	}
-	if o.MaxFailuresPerIP == 0 {
-		o.MaxFailuresPerIP = DefaultMaxFailuresPerIP
-	}
-	if o.FailureWindow <= 0 {
-		o.FailureWindow = DefaultFailureWindow
-	}
-	if o.Backoff <= 0 {
-		o.Backoff = DefaultBackoff
-	}
-	if o.VerifyWorkers <= 0 {
-		// Half the cores: a flood of wrong passwords then saturates only
-		// those, and the rest keep serving connected clients and cached
-		// reconnects (the denied scenario of cmd/warden-bench).
-		o.VerifyWorkers = max(1, runtime.GOMAXPROCS(0)/2)
+	if o.Verifier == nil {
+		// Half the cores by default: a flood of wrong passwords then
+		// saturates only those, and the rest keep serving connected
+		// clients and cached reconnects (the denied scenario of
+		// cmd/warden-bench).
+		v, err := credential.NewVerifier(credential.VerifierOptions{Workers: o.VerifyWorkers, CacheSize: o.CacheSize})
+		if err != nil {
+			return nil, err
+		}
+		o.Verifier = v
 	}
 	if o.VerifyWait <= 0 {
 		o.VerifyWait = DefaultVerifyWait
-	}
-	if o.CacheSize <= 0 {
-		o.CacheSize = DefaultCacheSize
 	}
 	if o.MaxOfflineSessions <= 0 {
 		o.MaxOfflineSessions = DefaultMaxOfflineSessions
@@ -161,9 +173,8 @@ func New(ctx context.Context, o Options) (*Hook, error) {
 		tokens: o.Tokens,
 		log:    o.Logger,
 		model:  newModel(o.Store),
-		ver:    newVerifier(o.VerifyWorkers, o.CacheSize),
-		users:  newLimiter(o.MaxFailuresPerUser, o.FailureWindow, o.Backoff, 1<<20),
-		ips:    newLimiter(o.MaxFailuresPerIP, o.FailureWindow, o.Backoff, 1<<20),
+		ver:    o.Verifier,
+		lock:   o.Lockout,
 		byUser: map[string]map[*conn]struct{}{},
 		ctx:    hctx,
 		cancel: cancel,
@@ -465,19 +476,20 @@ const (
 	refuseUnavailable                   // v5 0x88, v3 3
 	refuseBusy                          // v5 0x89, v3 3
 	refuseClientID                      // v5 0x85, v3 2
-	refuseBlocked                       // as refuseNotAuthorized: too many failures
+	refuseBlocked                       // as refuseBadCredentials: the username is locked
 	refusePending                       // as refuseNotAuthorized: registration pending
+	refuseAddress                       // v5 0x9F, v3 3: too many failures from the address
 	refusalKinds                        // the number of refusals, for metrics
 )
 
 func (r refusal) code(v5 bool, reason string) packets.Code {
 	if !v5 {
 		switch r {
-		case refuseBadCredentials:
+		case refuseBadCredentials, refuseBlocked:
 			return packets.ErrMalformedUsername // -> v3 4 bad user name or password
-		case refuseNotAuthorized, refuseBlocked, refusePending:
+		case refuseNotAuthorized, refusePending:
 			return packets.ErrBadUsernameOrPassword // -> v3 5 not authorized
-		case refuseUnavailable, refuseBusy:
+		case refuseUnavailable, refuseBusy, refuseAddress:
 			return packets.ErrServerUnavailable // -> v3 3
 		default:
 			return packets.ErrClientIdentifierNotValid // -> v3 2
@@ -485,14 +497,16 @@ func (r refusal) code(v5 bool, reason string) packets.Code {
 	}
 	var c packets.Code
 	switch r {
-	case refuseBadCredentials:
+	case refuseBadCredentials, refuseBlocked:
 		c = packets.ErrBadUsernameOrPassword
-	case refuseNotAuthorized, refuseBlocked, refusePending:
+	case refuseNotAuthorized, refusePending:
 		c = packets.ErrNotAuthorized
 	case refuseUnavailable:
 		c = packets.ErrServerUnavailable
 	case refuseBusy:
 		c = packets.ErrServerBusy
+	case refuseAddress:
+		c = packets.ErrConnectionRateExceeded
 	default:
 		c = packets.ErrClientIdentifierNotValid
 	}
@@ -519,21 +533,14 @@ func peerCertificate(cl *mqtt.Client) *x509.Certificate {
 	return cs.PeerCertificates[0]
 }
 
-func remoteIP(remote string) string {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return remote
-	}
-	return host
-}
-
 // OnConnect authenticates the client. It runs before Mochi's own
 // authentication step so it can answer with the precise CONNACK code; a
 // refused client gets its CONNACK here and the connection closes.
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	ctx, cancel := context.WithTimeout(h.ctx, h.opts.VerifyWait)
-	defer cancel()
-	c, r, reason := h.authenticate(ctx, cl, pk)
+	now := time.Now()
+	ctx := &lazyDeadline{Context: h.ctx, deadline: now.Add(h.opts.VerifyWait)}
+	defer ctx.stop()
+	c, r, reason := h.authenticate(ctx, cl, pk, now)
 	if c == nil {
 		h.opts.Metrics.connectRefused(r)
 		code := r.code(cl.Properties.ProtocolVersion >= 5, reason)
@@ -545,32 +552,99 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
-func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet) (*conn, refusal, string) {
-	now := time.Now()
-	ip := remoteIP(cl.Net.Remote)
-	username := string(cl.Properties.Username)
+// lazyDeadline is context.WithDeadline(Context, deadline), its timer made
+// on first use: a CONNECT served from the caches (user and password)
+// never waits, and the timer would be a quarter of its cost.
+type lazyDeadline struct {
+	context.Context // the parent
+	deadline        time.Time
+
+	once   sync.Once
+	inner  context.Context
+	cancel context.CancelFunc
+}
+
+func (c *lazyDeadline) ctx() context.Context {
+	c.once.Do(func() { c.inner, c.cancel = context.WithDeadline(c.Context, c.deadline) })
+	return c.inner
+}
+
+// Deadline, Done and Err make lazyDeadline a context.Context.
+func (c *lazyDeadline) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *lazyDeadline) Done() <-chan struct{}       { return c.ctx().Done() }
+func (c *lazyDeadline) Err() error                  { return c.ctx().Err() }
+
+// stop releases the timer, if one was made; a use after it sees a
+// context that is done.
+func (c *lazyDeadline) stop() {
+	c.once.Do(func() { c.inner = stoppedContext })
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+// stoppedContext is done from the start (never changed after init).
+var stoppedContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet, now time.Time) (*conn, refusal, string) {
+	remote := cl.Net.Remote
+	// One spelling per name (NFC, as stored), so the lockout, the cache and
+	// the {username} placeholder see a decomposed spelling as the same name.
+	username := credential.NormalizeUsername(string(cl.Properties.Username))
 	cert := peerCertificate(cl)
 	if username == "" && cert != nil {
 		username = cert.Subject.CommonName
 		cl.Properties.Username = []byte(username)
 	}
 	fail := func(r refusal, why string) (*conn, refusal, string) {
-		h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", cl.Net.Remote, "reason", why)
+		h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", remote, "reason", why)
 		h.auditRefusal(ctx, cl, username, why)
 		return nil, r, ""
 	}
 	if username == "" {
 		return fail(refuseBadCredentials, "anonymous")
 	}
-	if h.ips.blocked(ip, now) || h.users.blocked(username, now) {
-		h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", cl.Net.Remote, "reason", "too many failures")
-		h.auditRefusal(ctx, cl, username, "too many failures")
-		return nil, refuseBlocked, "too many failed attempts; retry later"
+	var password string
+	if pk.Connect.PasswordFlag && len(pk.Connect.Password) > 0 {
+		password = string(pk.Connect.Password)
 	}
-	failed := func(r refusal, why string) (*conn, refusal, string) {
-		h.users.fail(username, now)
-		h.ips.fail(ip, now)
-		return fail(r, why)
+
+	// Password failures block password attempts only: a client
+	// certificate or a login token is checked whatever the lockout says.
+	// Without either, a blocked attempt ends here, before the store.
+	block, _ := h.lock.Check(username, remote)
+	tokenLike := password != "" && h.tokens != nil && credential.LooksLikeToken(password)
+	blocked := func() (*conn, refusal, string) {
+		if block == credential.BlockedAddress {
+			h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", remote, "reason", "address blocked")
+			h.auditRefusal(ctx, cl, username, "address blocked")
+			return nil, refuseAddress, "too many failed logins from this address; retry later"
+		}
+		// As a wrong password: the lock says nothing about the account.
+		return fail(refuseBlocked, "locked")
+	}
+	if block != credential.NotBlocked && cert == nil && !tokenLike {
+		return blocked()
+	}
+	// deny refuses like a wrong password, in code and in time: a password
+	// sent is verified (against a dummy hash, on the same workers) and
+	// counts towards the lockout, whether or not the user exists, is
+	// suspended or may use a password at all.
+	deny := func(why string) (*conn, refusal, string) {
+		if password != "" {
+			if block != credential.NotBlocked {
+				return blocked()
+			}
+			if errors.Is(h.ver.Dummy(ctx, password), credential.ErrBusy) {
+				return fail(refuseBusy, "verification queue full")
+			}
+			h.lock.Fail(username, remote)
+		}
+		return fail(refuseBadCredentials, why)
 	}
 
 	// A recheck after registering is needed only if a change was being
@@ -598,10 +672,10 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 				// Not a failure to count: the device waits for an admin.
 				return fail(refusePending, "registration pending")
 			default:
-				return failed(refuseBadCredentials, "unknown user")
+				return deny("unknown user")
 			}
 		case errors.Is(err, store.ErrNotFound):
-			return failed(refuseBadCredentials, "unknown user")
+			return deny("unknown user")
 		case errors.Is(err, errBrokenModel):
 			h.log.Error("mqtt connect: user's permissions do not compile", "user", username, "error", err)
 			return fail(refuseNotAuthorized, "broken permissions")
@@ -612,7 +686,7 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	}
 	u := e.user
 	if u.Suspended {
-		return failed(refuseNotAuthorized, "suspended")
+		return deny("suspended")
 	}
 
 	allowed, required := grants(u)
@@ -628,12 +702,11 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	}
 	pwOK := false
 	var tokenExp time.Time
-	if pk.Connect.PasswordFlag && len(pk.Connect.Password) > 0 {
+	if password != "" {
 		if !allowed[store.GrantPassword] {
-			return failed(refuseBadCredentials, "password grant not allowed")
+			return deny("password grant not allowed")
 		}
-		password := string(pk.Connect.Password)
-		if h.tokens != nil && credential.LooksLikeToken(password) {
+		if tokenLike {
 			claims, err := h.tokens.Parse(password)
 			if err == nil && claims.UserID == u.ID && credential.AcceptedKind(claims.Kind) {
 				_, err := h.st.Token(ctx, claims.TokenID)
@@ -641,40 +714,33 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 				case err == nil, errors.Is(err, store.ErrUnavailable) && fromCache:
 					pwOK, c.tokenID, tokenExp = true, claims.TokenID, claims.ExpiresAt
 				case errors.Is(err, store.ErrNotFound):
-					return failed(refuseBadCredentials, "token revoked")
+					// A genuine token, revoked: not a guess, so it does
+					// not count towards the lockout.
+					return fail(refuseBadCredentials, "token revoked")
 				default:
 					return fail(refuseUnavailable, "store unavailable")
 				}
 			}
 		}
+		// Anything else is a password (one may look like a token).
 		if !pwOK {
-			if u.PasswordHash == "" {
-				return failed(refuseBadCredentials, "no password set")
+			if r, why := h.checkPassword(ctx, c, u, password, block, certOK && !required[store.GrantPassword]); why != "" {
+				if r == refuseBlocked || r == refuseAddress {
+					return blocked()
+				}
+				return fail(r, why)
 			}
-			ok, cached, err := h.ver.verify(ctx, u.ID, password, u.PasswordHash, u.PasswordVersion)
-			if !errors.Is(err, errBusy) {
-				h.opts.Metrics.cacheLookup(cachePassword, cached)
-			}
-			switch {
-			case errors.Is(err, errBusy):
-				return fail(refuseBusy, "verification queue full")
-			case err != nil:
-				h.log.Error("mqtt connect: stored password hash unusable", "user", username, "error", err)
-				return failed(refuseBadCredentials, "bad stored hash")
-			case !ok:
-				return failed(refuseBadCredentials, "wrong password")
-			}
-			pwOK, c.password, c.pwVersion = true, true, u.PasswordVersion
+			pwOK = c.password
 		}
 	}
 	if required[store.GrantPassword] && !pwOK {
-		return failed(refuseBadCredentials, "password required")
+		return fail(refuseBadCredentials, "password required")
 	}
 	if required[store.GrantCertificate] && !certOK {
-		return failed(refuseNotAuthorized, "client certificate required")
+		return fail(refuseNotAuthorized, "client certificate required")
 	}
 	if !pwOK && !certOK {
-		return failed(refuseBadCredentials, "no valid credential")
+		return fail(refuseBadCredentials, "no valid credential")
 	}
 
 	sess := &session{prefix: u.MQTTPublishPrefix, bound: e.matcher.Bind(username, cl.ID), epoch: e.epoch}
@@ -707,8 +773,74 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	if !tokenExp.IsZero() {
 		c.timer = time.AfterFunc(time.Until(tokenExp), func() { h.revoke(c, "token expired") })
 	}
-	h.users.reset(username)
+	if c.password {
+		h.lock.Succeed(username, remote)
+	}
 	return c, 0, ""
+}
+
+// checkPassword verifies the account password of u for a CONNECT. It
+// returns why it refused ("" when the password is right and usable; then
+// c.password is set), with the refusal to answer; refuseBlocked and
+// refuseAddress mean the lockout's answer. certSuffices: a verified client
+// certificate authenticates u and the password is not required, so a
+// password that cannot be used (blocked, MFA lock) is ignored rather than
+// refused: password failures never keep a valid certificate out.
+func (h *Hook) checkPassword(ctx context.Context, c *conn, u store.User, password string, block credential.Block, certSuffices bool) (refusal, string) {
+	username, remote := c.username, c.cl.Net.Remote
+	if block != credential.NotBlocked {
+		if certSuffices {
+			return 0, ""
+		}
+		if block == credential.BlockedAddress {
+			return refuseAddress, "address blocked"
+		}
+		return refuseBlocked, "locked"
+	}
+	if u.PasswordHash == "" {
+		if errors.Is(h.ver.Dummy(ctx, password), credential.ErrBusy) {
+			return refuseBusy, "verification queue full"
+		}
+		h.lock.Fail(username, remote)
+		return refuseBadCredentials, "no password set"
+	}
+	ok, cached, err := h.ver.Verify(ctx, u.ID, password, u.PasswordHash, u.PasswordVersion)
+	if !errors.Is(err, credential.ErrBusy) {
+		h.opts.Metrics.cacheLookup(cachePassword, cached)
+	}
+	switch {
+	case errors.Is(err, credential.ErrBusy):
+		return refuseBusy, "verification queue full"
+	case errors.Is(err, credential.ErrPasswordTooLong):
+		h.lock.Fail(username, remote)
+		return refuseBadCredentials, "password too long"
+	case err != nil:
+		h.log.Error("mqtt connect: stored password hash unusable", "user", username, "error", err)
+		h.lock.Fail(username, remote)
+		return refuseBadCredentials, "bad stored hash"
+	case !ok:
+		h.lock.Fail(username, remote)
+		return refuseBadCredentials, "wrong password"
+	}
+	// The password is right. The MFA rules are applied only now, so that
+	// they cost what a wrong password costs and answer the same; and they
+	// count as a failure, or the lockout's schedule would tell a guesser
+	// which guess was right.
+	if h.opts.MFA && credential.MFALocked(u.MFA, time.Now()) {
+		if certSuffices {
+			return 0, ""
+		}
+		h.lock.Fail(username, remote)
+		return refuseBadCredentials, "mfa locked"
+	}
+	if h.opts.MFA && !h.opts.MFAAllowPassword && credential.MFAActive(u.MFA) && c.certFP == "" {
+		// A password alone is one factor; a certificate beside it is the
+		// second (certFP is set only for a verified, accepted one).
+		h.lock.Fail(username, remote)
+		return refuseBadCredentials, "mfa required"
+	}
+	c.password, c.pwVersion = true, u.PasswordVersion
+	return 0, ""
 }
 
 // grants returns the user's allowed and required grant methods. A user

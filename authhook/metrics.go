@@ -32,6 +32,7 @@ var refusalReasons = [refusalKinds]string{
 	refuseClientID:       "client_id_in_use",
 	refuseBlocked:        "blocked",
 	refusePending:        "registration_pending",
+	refuseAddress:        "address_blocked",
 }
 
 // Kinds of ACL denial ("kind" label).

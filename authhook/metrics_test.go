@@ -126,14 +126,14 @@ func TestMetricsCountAnMQTTSession(t *testing.T) {
 			t.Fatalf("wrong password %d: CONNACK 0x%02x, want 0x86", i, code)
 		}
 	}
-	if _, code := n.connect(t, connectOpts{clientID: "bob-right", username: "bob-metrics", password: "bob-secret-123", clean: true}); code != 0x87 {
-		t.Fatalf("blocked: CONNACK 0x%02x, want 0x87", code)
+	if _, code := n.connect(t, connectOpts{clientID: "bob-right", username: "bob-metrics", password: "bob-secret-123", clean: true}); code != 0x86 {
+		t.Fatalf("blocked: CONNACK 0x%02x, want 0x86", code)
 	}
-	if _, code := n.connect(t, connectOpts{version: 4, clientID: "bob-right-v3", username: "bob-metrics", password: "bob-secret-123", clean: true}); code != 5 {
-		t.Fatalf("blocked, MQTT 3.1.1: CONNACK %d, want 5", code)
+	if _, code := n.connect(t, connectOpts{version: 4, clientID: "bob-right-v3", username: "bob-metrics", password: "bob-secret-123", clean: true}); code != 4 {
+		t.Fatalf("blocked, MQTT 3.1.1: CONNACK %d, want 4", code)
 	}
-	if _, code := n.connect(t, connectOpts{clientID: "sus", username: "sus-metrics", password: "sus-secret-123", clean: true}); code != 0x87 {
-		t.Fatalf("suspended: CONNACK 0x%02x, want 0x87", code)
+	if _, code := n.connect(t, connectOpts{clientID: "sus", username: "sus-metrics", password: "sus-secret-123", clean: true}); code != 0x86 {
+		t.Fatalf("suspended: CONNACK 0x%02x, want 0x86", code)
 	}
 	if _, err := registrar.Open(context.Background(), time.Minute); err != nil {
 		t.Fatal(err)
@@ -142,8 +142,8 @@ func TestMetricsCountAnMQTTSession(t *testing.T) {
 		t.Fatalf("registration pending: CONNACK 0x%02x, want 0x87", code)
 	}
 	for reason, want := range map[string]float64{
-		"bad_credentials": 2, "blocked": 2, "not_authorized": 1, "registration_pending": 1,
-		"unavailable": 0, "busy": 0, "client_id_in_use": 0,
+		"bad_credentials": 3, "blocked": 2, "not_authorized": 0, "registration_pending": 1,
+		"unavailable": 0, "busy": 0, "client_id_in_use": 0, "address_blocked": 0,
 	} {
 		if got := refused(reason); got != want {
 			t.Errorf("refused %s = %v, want %v", reason, got, want)

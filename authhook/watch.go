@@ -28,13 +28,11 @@ func (h *Hook) watch(events <-chan store.Event) {
 			}
 			h.apply(ev)
 			h.settled.Store(h.epoch.Load())
-		case now := <-tick.C:
+		case <-tick.C:
 			if h.dirty.Load() {
 				h.resync()
 				h.settled.Store(h.epoch.Load())
 			}
-			h.users.prune(now)
-			h.ips.prune(now)
 			h.sweep()
 		}
 	}

@@ -16,5 +16,14 @@
 // returns the time step a code matched, which the caller consumes in the
 // same atomic update that accepts the code, so every code works once.
 // Backup codes, login-challenge secrets and device tokens are random and
-// stored as SHA-256 hashes. The package holds no per-user state.
+// stored as SHA-256 hashes.
+//
+// The defence of password logins is here too, shared by every surface
+// (MQTT CONNECT, HTTP logins) so they cannot drift apart: a Verifier runs
+// argon2id on a bounded pool of workers (its size bounds the memory a
+// login flood takes) with a cache of successful checks keyed by an HMAC,
+// never by a secret; a Lockout counts failed passwords per (username,
+// address), per username and per address, in bounded in-memory tables,
+// and blocks password attempts only. Apart from these two, the package
+// holds no per-user state.
 package credential

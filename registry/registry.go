@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -98,6 +99,9 @@ type Registry struct {
 	st    store.Store
 	log   *slog.Logger
 	slots chan struct{}
+	// dummy is verified when a registration names an existing user, as a
+	// poll of a pending password request would verify its hash.
+	dummy string
 }
 
 // New builds a registry.
@@ -132,7 +136,15 @@ func New(o Options) (*Registry, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Registry{o: o, st: o.Store, log: o.Logger, slots: make(chan struct{}, o.HashWorkers)}, nil
+	var pw [24]byte
+	if _, err := rand.Read(pw[:]); err != nil {
+		return nil, fmt.Errorf("registry: dummy password: %w", err)
+	}
+	dummy, err := credential.Hash(string(pw[:]), o.Params)
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{o: o, st: o.Store, log: o.Logger, slots: make(chan struct{}, o.HashWorkers), dummy: dummy}, nil
 }
 
 // Status is the answer of GET /api/client-registry/status.
@@ -258,7 +270,11 @@ const maxContext = 1024
 
 // Register handles a device's request, or its repeated poll. A poll must
 // carry the same credentials as the stored request: anything else is a
-// conflict, never a takeover.
+// conflict, never a takeover. The endpoint is public, so its answers
+// must not tell which usernames exist: an existing user's name gets
+// exactly the answer of a request pending with other credentials (the
+// same 409, after the same work), and while the registry is locked every
+// refusal is ErrLocked.
 func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 	if err := credential.ValidUsername(req.Username); err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrPolicy, err)
@@ -299,7 +315,16 @@ func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 	case err == nil && r.expired(q):
 		_ = r.st.DeleteRegistryRequest(ctx, q.Username)
 	case err == nil:
-		return r.poll(ctx, q, req, csr)
+		res, err := r.poll(ctx, q, req, csr)
+		if errors.Is(err, ErrConflict) {
+			// Only granted requests outlive a lock, and each is a user
+			// now: while locked, other credentials get what any
+			// unknown name gets.
+			if open, oerr := r.open(ctx); oerr == nil && !open {
+				return Result{}, ErrLocked
+			}
+		}
+		return res, err
 	case !errors.Is(err, store.ErrNotFound):
 		return Result{}, err
 	}
@@ -312,7 +337,15 @@ func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 		return Result{}, ErrLocked
 	}
 	if _, err := r.st.UserByUsername(ctx, req.Username); err == nil {
-		return Result{}, fmt.Errorf("%w: user %q exists", ErrConflict, req.Username)
+		// Answered as a poll of a pending request with other credentials
+		// would be, after the same work: a password is verified (against
+		// a dummy hash), a CSR's key compared.
+		if req.Password != "" {
+			if _, err := r.verify(ctx, req.Password, r.dummy); err != nil {
+				return Result{}, err
+			}
+		}
+		return Result{}, conflict()
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return Result{}, err
 	}
@@ -341,7 +374,7 @@ func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 			// another device): answer as a poll of the stored one.
 			won, gerr := r.st.RegistryRequest(ctx, req.Username)
 			if gerr != nil {
-				return Result{}, fmt.Errorf("%w: a request for %q is pending", ErrConflict, req.Username)
+				return Result{}, conflict()
 			}
 			return r.poll(ctx, won, req, csr)
 		}
@@ -367,12 +400,12 @@ func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 // poll answers a repeated request: 201 once granted, 202 while pending,
 // 409 when the credentials differ from the stored request's.
 func (r *Registry) poll(ctx context.Context, q store.RegistryRequest, req Request, csr *x509.CertificateRequest) (Result, error) {
-	conflict := fmt.Errorf("%w: a request for %q with other credentials is pending", ErrConflict, req.Username)
+	taken := conflict()
 	if q.Flow != FlowExplicit || (q.PasswordHash != "") != (req.Password != "") || (len(q.CSR) > 0) != (csr != nil) {
-		return Result{}, conflict
+		return Result{}, taken
 	}
 	if csr != nil && subtle.ConstantTimeCompare([]byte(q.Fingerprint), []byte(keyFingerprint(csr))) != 1 {
-		return Result{}, conflict
+		return Result{}, taken
 	}
 	if q.PasswordHash != "" {
 		ok, err := r.verify(ctx, req.Password, q.PasswordHash)
@@ -380,7 +413,7 @@ func (r *Registry) poll(ctx context.Context, q store.RegistryRequest, req Reques
 			return Result{}, err
 		}
 		if !ok {
-			return Result{}, conflict
+			return Result{}, taken
 		}
 	}
 	if !q.Granted {
@@ -391,6 +424,14 @@ func (r *Registry) poll(ctx context.Context, q store.RegistryRequest, req Reques
 		res.Certificate = base64.StdEncoding.EncodeToString(q.Result)
 	}
 	return res, nil
+}
+
+// conflict is the one answer for a username that is taken, by a request
+// with other credentials or by a user: which of the two, it does not say
+// (Connectware's 409: "a conflicting registration is pending or a
+// conflicting user is already existing").
+func conflict() error {
+	return fmt.Errorf("%w: the username is taken: a registration with other credentials is pending, or a user of that name exists", ErrConflict)
 }
 
 // roomForOne refuses a new request when MaxPending are stored.

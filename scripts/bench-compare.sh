@@ -32,7 +32,7 @@
 #
 # Both brokers are configured as shipped except where a case needs
 # otherwise: warden runs with its failed-CONNECT lockout off
-# (--auth-max-failures-user/-ip -1) because every bench client comes from
+# (--auth-max-failures-user/-user-total/-ip -1) because every bench client comes from
 # 127.0.0.1 and the denied case would otherwise lock the legitimate clients
 # out (Mosquitto has no such lockout; with it on, warden would refuse the
 # flood without hashing, which is cheaper than what is measured here).
@@ -177,7 +177,7 @@ api() { # METHOD PATH [BODY]: prints the response body, fails on an HTTP error
 
 ADMIN_PW=$(randpw)
 say "starting warden (auth on) and creating $USERS users through the admin API"
-start_warden warden --http-addr 127.0.0.1:0 --admin-password "$ADMIN_PW" --auth-max-failures-user -1 --auth-max-failures-ip -1
+start_warden warden --http-addr 127.0.0.1:0 --admin-password "$ADMIN_PW" --auth-max-failures-user -1 --auth-max-failures-user-total -1 --auth-max-failures-ip -1
 HTTP=$(grep -o 'msg=listening listener=http addr=[^ ]*' "$WORK/warden.log" | head -1 | sed 's/.*addr=//')
 TOKEN=
 TOKEN=$(api POST /api/login "{\"username\":\"admin\",\"password\":\"$ADMIN_PW\"}" | grep -o '"token":"[^"]*"' | head -1 | cut -d'"' -f4)

@@ -61,7 +61,7 @@ func startWarden(t *testing.T) string {
 	// The lockout is off, as in the script: every client comes from
 	// 127.0.0.1, and the denied scenario's flood would lock the
 	// legitimate clients out.
-	h, err := authhook.New(ctx, authhook.Options{Store: st, Tokens: tokens, MaxFailuresPerUser: -1, MaxFailuresPerIP: -1})
+	h, err := authhook.New(ctx, authhook.Options{Store: st, Tokens: tokens, MaxFailuresPerUser: -1, MaxFailuresPerUserTotal: -1, MaxFailuresPerIP: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,12 +68,19 @@ type Config struct {
 	// ConnectTimeout closes a connection that has not completed its TLS
 	// handshake and CONNECT in time.
 	ConnectTimeout time.Duration
-	// AuthMaxFailuresUser and AuthMaxFailuresIP failed CONNECTs within
-	// AuthFailureWindow block that username or address for AuthBackoff.
-	AuthMaxFailuresUser int
-	AuthMaxFailuresIP   int
-	AuthFailureWindow   time.Duration
-	AuthBackoff         time.Duration
+	// AuthMaxFailuresUser failed password logins (MQTT and HTTP) of a
+	// username from one address, AuthMaxFailuresUserTotal from all
+	// addresses, or AuthMaxFailuresIP from one address for any username,
+	// within AuthFailureWindow, block password logins (only those) of that
+	// pair, username or address for AuthBackoff.
+	AuthMaxFailuresUser      int
+	AuthMaxFailuresUserTotal int
+	AuthMaxFailuresIP        int
+	AuthFailureWindow        time.Duration
+	AuthBackoff              time.Duration
+	// AuthVerifyWorkers bounds concurrent argon2id verifications, for
+	// MQTT and HTTP together; 0: half the CPU cores.
+	AuthVerifyWorkers int
 	// MQTTMaxSessionExpiry, MQTTMaxQueuedMessages, MQTTMaxTopicLevels and
 	// MQTTMaxTopicLength bound what one client makes the broker keep (see
 	// broker.Config); MQTTMaxOfflineSessions caps one user's offline
@@ -112,6 +119,9 @@ type Config struct {
 	// MFATrustedDeviceDays is how long a device trusted at an MFA login
 	// skips the MFA step.
 	MFATrustedDeviceDays int
+	// MFAMQTTPassword lets users with MFA connect over MQTT with their
+	// password alone (off: they send a login token or a certificate).
+	MFAMQTTPassword bool
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// ShutdownTimeout bounds how long a clean shutdown may take.
@@ -226,13 +236,16 @@ var options = []option{
 		usage: "close an MQTT connection that has not finished its TLS handshake and CONNECT within this time",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
 	{flag: "auth-max-failures-user", env: "WARDEN_AUTH_MAX_FAILURES_USER", def: "10", arg: "count",
-		usage: "failed MQTT CONNECTs for one username within --auth-failure-window that block it for --auth-backoff (negative: no limit)",
+		usage: "failed password logins (MQTT and HTTP) of one username from one IP address (IPv6: one /64) within --auth-failure-window that block that username's password logins from that address for --auth-backoff; certificates and login tokens still work (negative: no limit)",
 		bind:  intOpt(func(c *Config) *int { return &c.AuthMaxFailuresUser })},
+	{flag: "auth-max-failures-user-total", env: "WARDEN_AUTH_MAX_FAILURES_USER_TOTAL", def: "100", arg: "count",
+		usage: "failed password logins of one username from all addresses together within --auth-failure-window that block its password logins from every address for --auth-backoff; keep it well above --auth-max-failures-user (negative: no limit)",
+		bind:  intOpt(func(c *Config) *int { return &c.AuthMaxFailuresUserTotal })},
 	{flag: "auth-max-failures-ip", env: "WARDEN_AUTH_MAX_FAILURES_IP", def: "100", arg: "count",
-		usage: "failed MQTT CONNECTs from one IP address within --auth-failure-window that block it for --auth-backoff (negative: no limit)",
+		usage: "failed password logins from one IP address (IPv6: one /64), any username, within --auth-failure-window that block password logins from it for --auth-backoff: HTTP 429, MQTT 5 0x9F, MQTT 3.1.1 3 (negative: no limit)",
 		bind:  intOpt(func(c *Config) *int { return &c.AuthMaxFailuresIP })},
 	{flag: "auth-failure-window", env: "WARDEN_AUTH_FAILURE_WINDOW", def: "5m", arg: "duration",
-		usage: "window in which failed CONNECTs are counted",
+		usage: "window in which failed password logins are counted",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.AuthFailureWindow })},
 	{flag: "auth-backoff", env: "WARDEN_AUTH_BACKOFF", def: "5m", arg: "duration",
 		usage: "how long a blocked username or address is refused without checking its password",
@@ -252,6 +265,9 @@ var options = []option{
 	{flag: "mqtt-max-topic-length", env: "WARDEN_MQTT_MAX_TOPIC_LENGTH", def: "65535", arg: "bytes",
 		usage: "most bytes in a topic name or filter; longer ones are refused like deeper ones",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxTopicLength })},
+	{flag: "auth-verify-workers", env: "WARDEN_AUTH_VERIFY_WORKERS", def: "0", arg: "count",
+		usage: "argon2id password verifications run at once, for MQTT CONNECTs and HTTP logins together; each takes 19 MiB while it runs, so this bounds their memory; more wait (MQTT up to 5 s, then 0x89/3; HTTP up to 1 s, then 503) (0: half the CPU cores)",
+		bind:  intOpt(func(c *Config) *int { return &c.AuthVerifyWorkers })},
 	{flag: "mqtt-max-pending-writes", env: "WARDEN_MQTT_MAX_PENDING_WRITES", def: "1024", arg: "count",
 		usage: "packets that may wait to be written to one MQTT client before further deliveries to it are dropped; each slot costs 8 bytes per connected client",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxPendingWrites })},
@@ -274,11 +290,14 @@ var options = []option{
 		usage: "lifetime of the client certificates the registry issues for CSRs",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ClientCertValidity })},
 	{flag: "mfa", env: "WARDEN_MFA", def: "true", arg: "bool",
-		usage: "multi-factor authentication (TOTP) for HTTP logins: enrolled users need a code after their password (false: the /api/mfa endpoints answer 403, logins ask for no code, enrollments are kept)",
+		usage: "multi-factor authentication (TOTP) for HTTP logins: enrolled users need a code after their password, and over MQTT a login token or certificate (see --mfa-mqtt-password) (false: the /api/mfa endpoints answer 403, logins ask for no code, enrollments are kept)",
 		bind:  boolOpt(func(c *Config) *bool { return &c.MFA })},
 	{flag: "mfa-trusted-device-days", env: "WARDEN_MFA_TRUSTED_DEVICE_DAYS", def: "30", arg: "days",
 		usage: "days a device trusted at an MFA login (trustDevice) may skip the MFA step, from 1 to 365",
 		bind:  intOpt(func(c *Config) *int { return &c.MFATrustedDeviceDays })},
+	{flag: "mfa-mqtt-password", env: "WARDEN_MFA_MQTT_PASSWORD", def: "false", arg: "bool",
+		usage: "let users with an active MFA key connect over MQTT with their password alone (off: such a user sends a login token obtained with MFA as the MQTT password, or a client certificate)",
+		bind:  boolOpt(func(c *Config) *bool { return &c.MFAMQTTPassword })},
 	{flag: "log-level", env: "WARDEN_LOG_LEVEL", def: "info", arg: "level",
 		usage: "log level: debug, info, warn or error",
 		bind:  stringOpt(func(c *Config) *string { return &c.LogLevel })},
@@ -446,6 +465,12 @@ func (c Config) Validate() error {
 	}
 	if c.AuthMaxFailuresUser == 0 || c.AuthMaxFailuresIP == 0 {
 		add("auth-max-failures-user", "a limit of 0 would block every login; use a negative value for no limit")
+	}
+	if c.AuthMaxFailuresUserTotal == 0 {
+		add("auth-max-failures-user-total", "a limit of 0 would block every login; use a negative value for no limit")
+	}
+	if c.AuthVerifyWorkers < 0 || c.AuthVerifyWorkers > 1024 {
+		add("auth-verify-workers", "must be from 0 (half the CPU cores) to 1024, got %d", c.AuthVerifyWorkers)
 	}
 
 	if c.MQTTMaxPendingWrites < 1 || c.MQTTMaxPendingWrites > 1<<20 {

@@ -112,14 +112,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
-	b, err := startBroker(ctx, cfg, s, tokens, reg, trust, log, brokerLog, auditLog, tel.hook)
+	guard, err := newLoginGuard(cfg)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		_ = closeStore()
+		return exitFail
+	}
+	b, err := startBroker(ctx, cfg, s, tokens, reg, trust, log, brokerLog, auditLog, tel.hook, guard)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()
 		return exitFail
 	}
 	tel.serving(b)
-	httpSrv, err := startHTTP(cfg, s, tokens, reg, trust, log, auditLog, tel)
+	httpSrv, err := startHTTP(cfg, s, tokens, reg, trust, log, auditLog, tel, guard)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = b.Close()

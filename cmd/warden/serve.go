@@ -40,7 +40,7 @@ const caCertFile = "ca.pem"
 
 // startBroker wires the auth hook and the embedded broker and starts
 // serving MQTT.
-func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger, auditLog *audit.Logger, metrics *authhook.Metrics) (*broker.Broker, error) {
+func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger, auditLog *audit.Logger, metrics *authhook.Metrics, guard *loginGuard) (*broker.Broker, error) {
 	var err error
 	var tlsCfg *tls.Config
 	if cfg.MQTTSAddr != "" || cfg.WSTLS {
@@ -58,10 +58,10 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 		Logger:             log,
 		Audit:              auditLog,
 		Metrics:            metrics,
-		MaxFailuresPerUser: cfg.AuthMaxFailuresUser,
-		MaxFailuresPerIP:   cfg.AuthMaxFailuresIP,
-		FailureWindow:      cfg.AuthFailureWindow,
-		Backoff:            cfg.AuthBackoff,
+		Lockout:            guard.lockout,
+		Verifier:           guard.verifier,
+		MFA:                cfg.MFA,
+		MFAAllowPassword:   cfg.MFAMQTTPassword,
 		Registry:           reg,
 		MaxOfflineSessions: cfg.MQTTMaxOfflineSessions,
 	})
@@ -87,12 +87,12 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 }
 
 // startHTTP serves the admin API on --http-addr (nil, nil when off).
-func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, auditLog *audit.Logger, tel *telemetry) (*http.Server, error) {
+func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, auditLog *audit.Logger, tel *telemetry, guard *loginGuard) (*http.Server, error) {
 	if cfg.HTTPAddr == "" {
 		return nil, nil
 	}
 	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, Audit: auditLog, MFAEnabled: cfg.MFA, TrustedDeviceDays: cfg.MFATrustedDeviceDays,
-		Metrics: tel.registry, Ready: tel.ready, RestoreMaxBytes: int64(cfg.RestoreMaxSize)})
+		Metrics: tel.registry, Ready: tel.ready, RestoreMaxBytes: int64(cfg.RestoreMaxSize), Lockout: guard.lockout, Verifier: guard.verifier})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,102 @@
+package credential
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newTestVerifier(t *testing.T, workers int) *Verifier {
+	t.Helper()
+	v, err := NewVerifier(VerifierOptions{Workers: workers, Params: testParams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestVerifierVerifyAndCache(t *testing.T) {
+	v := newTestVerifier(t, 1)
+	h, err := Hash("device-secret-1", testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if ok, cached, err := v.Verify(ctx, "u1", "wrong", h, 1); ok || cached || err != nil {
+		t.Fatalf("wrong password: %v %v %v", ok, cached, err)
+	}
+	if ok, cached, err := v.Verify(ctx, "u1", "device-secret-1", h, 1); !ok || cached || err != nil {
+		t.Fatalf("first right password: %v %v %v", ok, cached, err)
+	}
+	if ok, cached, err := v.Verify(ctx, "u1", "device-secret-1", h, 1); !ok || !cached || err != nil {
+		t.Fatalf("second right password: %v %v %v, want a cache hit", ok, cached, err)
+	}
+	// A new password version (the password changed) is not served from
+	// the cache, nor is another user with the same password.
+	if _, cached, _ := v.Verify(ctx, "u1", "device-secret-1", h, 2); cached {
+		t.Fatal("cache hit across password versions")
+	}
+	if _, cached, _ := v.Verify(ctx, "u2", "device-secret-1", h, 2); cached {
+		t.Fatal("cache hit for another user")
+	}
+	if got := v.Verifications(); got != 4 {
+		t.Fatalf("Verifications = %d, want 4 (cache hits do not count)", got)
+	}
+	if ok, _, err := v.Verify(ctx, "u1", "x", "not-a-hash", 1); ok || !errors.Is(err, ErrMalformedHash) {
+		t.Fatalf("malformed hash: %v %v", ok, err)
+	}
+}
+
+func TestVerifierDummyCostsAVerification(t *testing.T) {
+	v := newTestVerifier(t, 1)
+	before := v.Verifications()
+	if err := v.Dummy(context.Background(), "whatever"); err != nil {
+		t.Fatal(err)
+	}
+	if v.Verifications() != before+1 {
+		t.Fatal("Dummy did not run a verification")
+	}
+	// Too long: refused before any work, as Verify refuses it.
+	if err := v.Dummy(context.Background(), strings.Repeat("x", MaxPasswordLen+1)); err != nil {
+		t.Fatal(err)
+	}
+	if v.Verifications() != before+1 {
+		t.Fatal("an over-long password was hashed")
+	}
+}
+
+// TestVerifierBoundsConcurrency: with every worker busy a caller waits,
+// and gets ErrBusy when its context ends first; a freed worker serves it.
+func TestVerifierBoundsConcurrency(t *testing.T) {
+	v := newTestVerifier(t, 2)
+	if v.Workers() != 2 {
+		t.Fatalf("Workers = %d", v.Workers())
+	}
+	// Hold both slots as two long verifications would.
+	v.slots <- struct{}{}
+	v.slots <- struct{}{}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := v.Dummy(ctx, "x"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("saturated pool: %v, want ErrBusy", err)
+	}
+	if v.Verifications() != 0 {
+		t.Fatal("a verification ran beyond the workers")
+	}
+	done := make(chan error, 1)
+	go func() { done <- v.Dummy(context.Background(), "x") }()
+	select {
+	case err := <-done:
+		t.Fatalf("ran while every worker was busy: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	<-v.slots // one verification finishes
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if v.Verifications() != 1 {
+		t.Fatalf("Verifications = %d, want 1", v.Verifications())
+	}
+}
