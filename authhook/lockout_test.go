@@ -461,3 +461,23 @@ func TestConnectBusyWhenPoolSaturated(t *testing.T) {
 		t.Fatalf("slow wrong password: CONNACK 0x%02x, want 0x86", code)
 	}
 }
+
+// TestLockoutOneSpellingPerName (item 15 with item 5): a username typed
+// decomposed (NFD) is the stored NFC user, so its failures count towards
+// the same lockout: an attacker cannot double its guesses by alternating
+// spellings, and the device's NFD spelling still logs in.
+func TestLockoutOneSpellingPerName(t *testing.T) {
+	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 100, MaxPerIP: 100, Backoff: time.Minute}, nil)
+	const nfc, nfd = "jos\u00e9-press", "jose\u0301-press"
+	addUser(t, g.st, nfc, "press-secret-9", nil, nil)
+	const device, attacker = "127.0.0.1", "127.0.0.2"
+	if code := connectFrom(t, g.node, device, connectOpts{username: nfd, password: "press-secret-9"}); code != 0 {
+		t.Fatalf("decomposed spelling with the right password: CONNACK 0x%02x, want 0", code)
+	}
+	for i, name := range []string{nfc, nfd, nfd} {
+		connectFrom(t, g.node, attacker, connectOpts{username: name, password: fmt.Sprint("guess-", i)})
+	}
+	if code := connectFrom(t, g.node, attacker, connectOpts{username: nfc, password: "press-secret-9"}); code != 0x86 {
+		t.Fatalf("right password after 3 failures under two spellings: CONNACK 0x%02x, want 0x86 (blocked: one name, one count)", code)
+	}
+}
