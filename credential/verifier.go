@@ -91,8 +91,8 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 // Workers is the number of concurrent verifications the pool allows.
 func (v *Verifier) Workers() int { return cap(v.slots) }
 
-// Verifications counts the argon2id computations run so far (real and
-// dummy; cache hits are not counted).
+// Verifications counts the argon2id computations run so far on the pool
+// (verifications real and dummy, and hashes; cache hits are not counted).
 func (v *Verifier) Verifications() uint64 { return v.runs.Load() }
 
 // cacheKey is HMAC(key, len(userID) userID len(password) password): fields
@@ -152,16 +152,47 @@ func (v *Verifier) Dummy(ctx context.Context, password string) error {
 	return nil
 }
 
+// Check reports whether password matches encoded, like Verify but
+// without the cache: for hashes that belong to no user yet (a pending
+// registration) or that are checked once (the current password of a
+// password change). It waits for a worker like Verify.
+func (v *Verifier) Check(ctx context.Context, password, encoded string) (bool, error) {
+	return v.run(ctx, password, encoded)
+}
+
+// Hash hashes a new password with p on the same workers: making a hash
+// costs what verifying one does, and the registration endpoint, which
+// needs no token, must not get around the pool's bound.
+func (v *Verifier) Hash(ctx context.Context, password string, p Params) (string, error) {
+	if len(password) > MaxPasswordLen {
+		return "", ErrPasswordTooLong
+	}
+	if err := v.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer func() { <-v.slots }()
+	v.runs.Add(1)
+	return Hash(password, p)
+}
+
 func (v *Verifier) run(ctx context.Context, password, encoded string) (bool, error) {
 	if len(password) > MaxPasswordLen {
 		return false, ErrPasswordTooLong // refused before queueing: costs nothing
 	}
-	select {
-	case v.slots <- struct{}{}:
-	case <-ctx.Done():
-		return false, ErrBusy
+	if err := v.acquire(ctx); err != nil {
+		return false, err
 	}
 	defer func() { <-v.slots }()
 	v.runs.Add(1)
 	return Verify(password, encoded)
+}
+
+// acquire takes a worker slot, or gives up with ErrBusy when ctx ends.
+func (v *Verifier) acquire(ctx context.Context) error {
+	select {
+	case v.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ErrBusy
+	}
 }

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -84,9 +83,13 @@ type Options struct {
 	// GrantRetention keeps a granted request so the device's repeated
 	// poll gets the same answer (and certificate).
 	GrantRetention time.Duration
-	// MaxPending bounds stored requests; HashWorkers bounds concurrent
-	// argon2id work.
-	MaxPending  int
+	// MaxPending bounds stored requests.
+	MaxPending int
+	// Verifier runs the registry's argon2id work (hashing registered
+	// passwords, checking polls) on the pool the logins use, so that the
+	// public registration endpoint cannot get around its bound; nil: a
+	// pool of its own with HashWorkers workers (default: the cores).
+	Verifier    *credential.Verifier
 	HashWorkers int
 	// Now is the clock (tests inject one).
 	Now func() time.Time
@@ -95,13 +98,13 @@ type Options struct {
 // Registry is the client registry: its open/locked state and requests
 // live in the store, so every node sees the same registry.
 type Registry struct {
-	o     Options
-	st    store.Store
-	log   *slog.Logger
-	slots chan struct{}
-	// dummy is verified when a registration names an existing user, as a
-	// poll of a pending password request would verify its hash.
-	dummy string
+	o   Options
+	st  store.Store
+	log *slog.Logger
+	// ver hashes and verifies on a bounded pool; its Dummy is verified
+	// when a registration names an existing user, as a poll of a pending
+	// password request would verify its hash.
+	ver *credential.Verifier
 }
 
 // New builds a registry.
@@ -136,15 +139,14 @@ func New(o Options) (*Registry, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	var pw [24]byte
-	if _, err := rand.Read(pw[:]); err != nil {
-		return nil, fmt.Errorf("registry: dummy password: %w", err)
+	if o.Verifier == nil {
+		v, err := credential.NewVerifier(credential.VerifierOptions{Workers: o.HashWorkers, Params: o.Params})
+		if err != nil {
+			return nil, fmt.Errorf("registry: %w", err)
+		}
+		o.Verifier = v
 	}
-	dummy, err := credential.Hash(string(pw[:]), o.Params)
-	if err != nil {
-		return nil, err
-	}
-	return &Registry{o: o, st: o.Store, log: o.Logger, slots: make(chan struct{}, o.HashWorkers), dummy: dummy}, nil
+	return &Registry{o: o, st: o.Store, log: o.Logger, ver: o.Verifier}, nil
 }
 
 // Status is the answer of GET /api/client-registry/status.
@@ -341,7 +343,7 @@ func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 		// would be, after the same work: a password is verified (against
 		// a dummy hash), a CSR's key compared.
 		if req.Password != "" {
-			if _, err := r.verify(ctx, req.Password, r.dummy); err != nil {
+			if err := r.dummy(ctx, req.Password); err != nil {
 				return Result{}, err
 			}
 		}
@@ -453,38 +455,40 @@ func keyFingerprint(csr *x509.CertificateRequest) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// hash and verify run argon2id on a bounded number of slots: the
-// registration endpoint needs no token, so a flood must not starve the
-// process.
+// hash, verify and dummy run argon2id on the verifier's bounded pool:
+// the registration endpoint needs no token, so a flood must not starve the
+// process or allocate argon2id's memory without bound.
 func (r *Registry) hash(ctx context.Context, pw string) (string, error) {
-	if err := r.acquire(ctx); err != nil {
-		return "", err
+	ctx, cancel := context.WithTimeout(ctx, hashWait)
+	defer cancel()
+	h, err := r.ver.Hash(ctx, pw, r.o.Params)
+	if errors.Is(err, credential.ErrBusy) {
+		return "", ErrBusy
 	}
-	defer func() { <-r.slots }()
-	return credential.Hash(pw, r.o.Params)
+	return h, err
 }
 
 func (r *Registry) verify(ctx context.Context, pw, hash string) (bool, error) {
-	if err := r.acquire(ctx); err != nil {
-		return false, err
+	ctx, cancel := context.WithTimeout(ctx, hashWait)
+	defer cancel()
+	ok, err := r.ver.Check(ctx, pw, hash)
+	if errors.Is(err, credential.ErrBusy) {
+		return false, ErrBusy
 	}
-	defer func() { <-r.slots }()
-	ok, err := credential.Verify(pw, hash)
 	return ok && err == nil, nil
 }
 
-func (r *Registry) acquire(ctx context.Context) error {
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	select {
-	case r.slots <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ErrBusy
-	case <-t.C:
+func (r *Registry) dummy(ctx context.Context, pw string) error {
+	ctx, cancel := context.WithTimeout(ctx, hashWait)
+	defer cancel()
+	if errors.Is(r.ver.Dummy(ctx, pw), credential.ErrBusy) {
 		return ErrBusy
 	}
+	return nil
 }
+
+// hashWait is how long a registration waits for a worker before ErrBusy.
+const hashWait = 5 * time.Second
 
 // Grant is what an admin's confirmation gives the new user.
 type Grant struct {

@@ -5,7 +5,7 @@ import (
 )
 
 // loginGuard is the defence of password logins, built once and shared by
-// MQTT CONNECT and the HTTP logins, so that both run on one bounded pool
+// MQTT CONNECT, the HTTP logins and the client registry, so that all run on one bounded pool
 // of argon2id workers (their number bounds the memory a login flood can
 // take: 19 MiB each) and see one lockout state.
 type loginGuard struct {

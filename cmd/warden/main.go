@@ -100,19 +100,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
-	reg, err := startRegistry(ctx, cfg, s, log)
+	guard, err := newLoginGuard(cfg)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		_ = closeStore()
+		return exitFail
+	}
+	reg, err := startRegistry(ctx, cfg, s, log, guard.verifier)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()
 		return exitFail
 	}
 	trust, err := startTrust(ctx, cfg, s, log)
-	if err != nil {
-		log.Error("startup failed", "err", err)
-		_ = closeStore()
-		return exitFail
-	}
-	guard, err := newLoginGuard(cfg)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
@@ -13,7 +14,7 @@ import (
 // startRegistry builds the client registry and locks it: the registry is
 // locked after every start (for all nodes sharing the store), so a node
 // restart never leaves it open by accident.
-func startRegistry(ctx context.Context, cfg Config, s store.Store, log *slog.Logger) (*registry.Registry, error) {
+func startRegistry(ctx context.Context, cfg Config, s store.Store, log *slog.Logger, ver *credential.Verifier) (*registry.Registry, error) {
 	ca, err := pki.LoadOrCreateCA(ctx, s, pki.DefaultCAName)
 	if err != nil {
 		return nil, err
@@ -31,7 +32,7 @@ func startRegistry(ctx context.Context, cfg Config, s store.Store, log *slog.Log
 	}
 	reg, err := registry.New(registry.Options{
 		Store: s, CA: ca, Logger: log, MaxOpen: cfg.RegistryMaxOpen,
-		CertLifetime: cfg.ClientCertValidity, AutoGrantRoles: roles,
+		CertLifetime: cfg.ClientCertValidity, AutoGrantRoles: roles, Verifier: ver,
 	})
 	if err != nil {
 		return nil, err
