@@ -109,6 +109,13 @@ func newAPI(t testing.TB, st store.Store, opts ...func(*admin.Options)) *api {
 // []byte (sent as is). It returns the status and the raw response body.
 func (a *api) do(method, path, token string, body any) (int, []byte) {
 	a.t.Helper()
+	code, _, out := a.doWithHeaders(method, path, token, body)
+	return code, out
+}
+
+// doWithHeaders is do that also returns the answer's headers.
+func (a *api) doWithHeaders(method, path, token string, body any) (int, http.Header, []byte) {
+	a.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -142,7 +149,7 @@ func (a *api) do(method, path, token string, body any) (int, []byte) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	return resp.StatusCode, out
+	return resp.StatusCode, resp.Header, out
 }
 
 // must sends a request as the admin and fails unless the status matches;

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -105,28 +106,7 @@ func TestLoginPoolSaturated(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
-	// A user whose stored hash takes long to verify (64 MiB, 8 passes:
-	// about a second) holds the only worker.
-	slow, err := credential.Hash("slow-password-1", credential.Params{Memory: 64 << 10, Time: 8, Threads: 1, SaltLen: 16, KeyLen: 32})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.st.CreateUser(context.Background(), store.User{Username: "slow", PasswordHash: slow}); err != nil {
-		t.Fatal(err)
-	}
-	before := ver.Verifications()
-	done := make(chan int, 1)
-	go func() {
-		code, _, _ := a.postFrom("127.0.0.1", "/api/login", loginBody("slow", "not-it"))
-		done <- code
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for ver.Verifications() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("the slow login never started verifying")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	done := holdTheOnlyWorker(t, a, ver)
 	// The admin's right password is cached since newAPI logged it in: a
 	// wrong one needs a worker.
 	for _, path := range []string{"/api/login", "/api/v1/authenticate"} {
@@ -171,4 +151,65 @@ func TestLoginUnknownUserCostsAVerification(t *testing.T) {
 			t.Errorf("%s: %d verifications, want 1", c.user, n)
 		}
 	}
+}
+
+// holdTheOnlyWorker starts a login whose stored hash takes long to verify
+// (64 MiB, 8 passes: about a second), so it holds the only worker of ver,
+// and returns once it verifies; its answer arrives on the channel.
+func holdTheOnlyWorker(t *testing.T, a *api, ver *credential.Verifier) <-chan int {
+	t.Helper()
+	slow, err := credential.Hash("slow-password-1", credential.Params{Memory: 64 << 10, Time: 8, Threads: 1, SaltLen: 16, KeyLen: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.st.CreateUser(context.Background(), store.User{Username: "slow", PasswordHash: slow}); err != nil {
+		t.Fatal(err)
+	}
+	before := ver.Verifications()
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := a.postFrom("127.0.0.1", "/api/login", loginBody("slow", "not-it"))
+		done <- code
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for ver.Verifications() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow login never started verifying")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return done
+}
+
+// TestPasswordWorkOnTheLoginPool (item 2): changing a password (checking
+// the current one, hashing the new one) and creating a user with a
+// password run argon2id on the pool the logins share, so a token holder
+// looping over them cannot get around its bound: with no worker free
+// they get 503 with Retry-After, and nothing changes.
+func TestPasswordWorkOnTheLoginPool(t *testing.T) {
+	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
+	sCreateUser(t, a, "carol", "carol-password-1")
+	tok := a.login("carol", "carol-password-1")
+	done := holdTheOnlyWorker(t, a, ver)
+	for _, c := range []struct {
+		what, method, path, token string
+		body                      any
+	}{
+		{"change-password", "PUT", "/api/users/change-password", tok, map[string]string{"password": "carol-password-1", "newPassword": "carol-password-2"}},
+		{"create a user", "POST", "/api/users", a.admin, map[string]any{"username": "dave", "password": "dave-password-1"}},
+	} {
+		code, h, b := a.doWithHeaders(c.method, c.path, c.token, c.body)
+		if code != http.StatusServiceUnavailable || h.Get("Retry-After") != "1" {
+			t.Errorf("%s while the pool is saturated: %d Retry-After %q %s, want 503 with Retry-After 1", c.what, code, h.Get("Retry-After"), b)
+		}
+	}
+	<-done
+	if _, err := a.st.UserByUsername(context.Background(), "dave"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("user created although the pool was busy: %v", err)
+	}
+	a.login("carol", "carol-password-1") // the password did not change
 }

@@ -204,7 +204,7 @@ func New(o Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		if o.Registry, err = registry.New(registry.Options{Store: o.Store, CA: ca, Logger: o.Logger, Policy: o.Policy, Params: o.Params}); err != nil {
+		if o.Registry, err = registry.New(registry.Options{Store: o.Store, CA: ca, Logger: o.Logger, Policy: o.Policy, Params: o.Params, Verifier: o.Verifier}); err != nil {
 			return nil, err
 		}
 	}

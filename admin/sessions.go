@@ -46,6 +46,11 @@ type loginResponse struct {
 	DeviceToken string `json:"deviceToken,omitempty"`
 }
 
+// errPoolBusy answers a password operation that found no argon2id worker
+// free within VerifyWait: the pool, shared by MQTT, HTTP logins and the
+// registry, is saturated; retry after a second.
+var errPoolBusy = retryLater(http.StatusServiceUnavailable, time.Second, "too many logins in progress; retry later")
+
 // errLogin is the one answer to every failed login, so it does not tell
 // whether the user exists (seed: 403 "Authentication Error").
 var errLogin = errorf(http.StatusForbidden, "authentication failed")
@@ -134,7 +139,7 @@ func (s *Server) checkPassword(r *http.Request, username, password string) (stor
 	if errors.Is(verr, credential.ErrBusy) {
 		// Not a verdict on the password: nothing counts.
 		s.log.Warn("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "verification pool busy")
-		return store.User{}, retryLater(http.StatusServiceUnavailable, time.Second, "too many logins in progress; retry later")
+		return store.User{}, errPoolBusy
 	}
 	if err != nil || verr != nil || !ok {
 		s.lockout.Fail(username, r.RemoteAddr)

@@ -91,7 +91,7 @@ func (s *Server) prepareUser(ctx context.Context, rule grantRule, req newUserReq
 	if err := s.nameFree(ctx, req.Username, ""); err != nil {
 		return newUser{}, err
 	}
-	hash, err := s.hashPassword(req.Password)
+	hash, err := s.hashPassword(ctx, req.Password)
 	if err != nil {
 		return newUser{}, err
 	}
@@ -126,14 +126,23 @@ func (s *Server) nameFree(ctx context.Context, name, self string) error {
 
 // hashPassword checks the policy (422) and hashes; "" stays "" (a user
 // without a password, e.g. certificate only).
-func (s *Server) hashPassword(pw string) (string, error) {
+func (s *Server) hashPassword(ctx context.Context, pw string) (string, error) {
 	if pw == "" {
 		return "", nil
 	}
 	if err := s.opts.Policy.Check(pw); err != nil {
 		return "", err
 	}
-	return credential.Hash(pw, s.opts.Params)
+	// On the login pool: a hash costs what a verification does, and a
+	// token holder looping over password changes must not get around the
+	// bound.
+	wait, cancel := context.WithTimeout(ctx, s.opts.VerifyWait)
+	defer cancel()
+	h, err := s.verifier.Hash(wait, pw, s.opts.Params)
+	if errors.Is(err, credential.ErrBusy) {
+		return "", errPoolBusy
+	}
+	return h, err
 }
 
 // certificates normalizes the fingerprints of a creation request.
@@ -415,7 +424,7 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 		if *req.Password == "" {
 			return errorf(http.StatusBadRequest, "password must not be empty")
 		}
-		if hash, err = s.hashPassword(*req.Password); err != nil {
+		if hash, err = s.hashPassword(ctx, *req.Password); err != nil {
 			return err
 		}
 	} else if req.RevokeApplicationTokens {
@@ -600,13 +609,18 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		s.auditPasswordRefused(r, name, "locked (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}
-	ok, err := credential.Verify(req.Password, c.user.PasswordHash)
+	wait, cancel := context.WithTimeout(r.Context(), s.opts.VerifyWait)
+	defer cancel()
+	ok, err := s.verifier.Check(wait, req.Password, c.user.PasswordHash)
+	if errors.Is(err, credential.ErrBusy) {
+		return errPoolBusy
+	}
 	if c.user.PasswordHash == "" || err != nil || !ok {
 		s.fail(r, name)
 		s.auditPasswordRefused(r, name, "wrong password (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}
-	hash, err := s.hashPassword(req.NewPassword)
+	hash, err := s.hashPassword(r.Context(), req.NewPassword)
 	if err != nil {
 		return err
 	}
