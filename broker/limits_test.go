@@ -121,6 +121,17 @@ func TestOversizedPacketsAreRefusedOnTheFixedHeader(t *testing.T) {
 		closedWithin(t, c, quick)
 	})
 
+	t.Run("a remaining length of more than four bytes is malformed and closes the connection", func(t *testing.T) {
+		// 0x80 continuation bytes without end: the length never grows, so
+		// no size limit stops it; MQTT allows four bytes at most.
+		c := dialTCP(addr)(t)
+		defer c.Close()
+		if _, err := c.Write([]byte{0x10, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80}); err != nil {
+			t.Fatal(err)
+		}
+		closedWithin(t, c, quick)
+	})
+
 	t.Run("a CONNECT over the pre-authentication limit is closed although under the packet limit", func(t *testing.T) {
 		c := dialTCP(addr)(t)
 		defer c.Close()
