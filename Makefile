@@ -3,9 +3,11 @@ GO ?= go
 
 .PHONY: test deps vet build run bench fuzz fmt
 
-## test: install what the tests need when missing, then vet and run every test with the race detector
+## test: install what the tests need when missing, then vet and run every test with the race detector,
+## then, alone on the machine, the attack tests whose bounds are latencies (-tags attack)
 test: deps vet
 	$(GO) test -race ./...
+	$(GO) test -tags attack -count=1 -run '^TestLoginFlood' ./cmd/warden
 
 ## deps: install redis-server, mosquitto-clients, openssl and oathtool when missing (apt-get)
 deps:
