@@ -95,16 +95,20 @@ func (v *Verifier) Workers() int { return cap(v.slots) }
 // (verifications real and dummy, and hashes; cache hits are not counted).
 func (v *Verifier) Verifications() uint64 { return v.runs.Load() }
 
-// cacheKey is HMAC(key, len(userID) userID len(password) password): fields
-// are length-prefixed so ("ab","c") and ("a","bc") never collide.
-func (v *Verifier) cacheKey(userID, password string) [32]byte {
+// cacheKey is HMAC(key, userID, encoded, password), each field
+// length-prefixed so ("ab","c") and ("a","bc") never collide. The stored
+// hash is part of the key (its salt is new with every password), so a
+// success stays valid only for the hash it was checked against: a
+// password version can repeat (a restore rewinds it, a later change
+// reaches the same number), a hash does not.
+func (v *Verifier) cacheKey(userID, encoded, password string) [32]byte {
 	m := v.macs.Get().(hash.Hash)
 	m.Reset()
 	var n [binary.MaxVarintLen64]byte
-	m.Write(n[:binary.PutUvarint(n[:], uint64(len(userID)))])
-	m.Write([]byte(userID))
-	m.Write(n[:binary.PutUvarint(n[:], uint64(len(password)))])
-	m.Write([]byte(password))
+	for _, f := range [...]string{userID, encoded, password} {
+		m.Write(n[:binary.PutUvarint(n[:], uint64(len(f)))])
+		m.Write([]byte(f))
+	}
 	var out [32]byte
 	m.Sum(out[:0])
 	v.macs.Put(m)
@@ -117,7 +121,7 @@ func (v *Verifier) cacheKey(userID, password string) [32]byte {
 // worker until ctx ends, then returns ErrBusy. A malformed hash is an
 // error, never a match.
 func (v *Verifier) Verify(ctx context.Context, userID, password, encoded string, version uint64) (ok, cached bool, err error) {
-	k := v.cacheKey(userID, password)
+	k := v.cacheKey(userID, encoded, password)
 	v.mu.Lock()
 	ver, hit := v.cache[k]
 	v.mu.Unlock()

@@ -49,6 +49,33 @@ func TestVerifierVerifyAndCache(t *testing.T) {
 	}
 }
 
+// TestVerifierCacheFollowsTheHash: a password version can repeat (a
+// restore rewinds it, and the next change reaches the old number again
+// with a new hash); a cached success must not outlive the hash it was
+// checked against, or a replaced password would keep logging in.
+func TestVerifierCacheFollowsTheHash(t *testing.T) {
+	v := newTestVerifier(t, 1)
+	ctx := context.Background()
+	old, err := Hash("stolen-password-2", testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, _ := v.Verify(ctx, "u1", "stolen-password-2", old, 2); !ok {
+		t.Fatal("the password at version 2 does not verify")
+	}
+	// Restored to version 1, then changed again: version 2, another hash.
+	replaced, err := Hash("new-password-3", testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, cached, _ := v.Verify(ctx, "u1", "stolen-password-2", replaced, 2); ok {
+		t.Fatalf("the replaced password still verifies against the new hash (cached %v)", cached)
+	}
+	if ok, _, _ := v.Verify(ctx, "u1", "new-password-3", replaced, 2); !ok {
+		t.Fatal("the new password does not verify")
+	}
+}
+
 func TestVerifierDummyCostsAVerification(t *testing.T) {
 	v := newTestVerifier(t, 1)
 	before := v.Verifications()
