@@ -684,7 +684,11 @@ func (b *redisBackend) deliver(m feedMessage, fromFeed bool) {
 	defer b.mu.Unlock()
 	ver, events := m.V, m.E
 	if m.R {
-		if b.lost.Load() != nil || (m.M != "" && m.M != b.knownModel()) || ver > b.last {
+		// Any version but the one delivered last is news: a node that had
+		// not noticed the loss yet is behind the restore's version counter,
+		// which started again from 1. Only our own restore, delivered at
+		// commit and again by pub/sub, is skipped the second time.
+		if b.lost.Load() != nil || (m.M != "" && m.M != b.knownModel()) || ver != b.last {
 			b.adoptLocked(m.M)
 			b.feed.publish(Event{Kind: KindReset, Version: ver})
 			b.last, b.pend = ver, 0
@@ -788,7 +792,13 @@ func (b *redisBackend) poll(ctx context.Context) {
 		return
 	}
 	switch {
-	case v <= b.last:
+	case v < b.last:
+		// The version went backwards: the model was replaced (a restore
+		// whose message we missed). Start again from it.
+		b.feed.publish(Event{Kind: KindReset, Version: v})
+		b.last = v
+		b.pend = 0
+	case v == b.last:
 		b.pend = 0
 	case b.pend != 0 && b.last < b.pend:
 		b.feed.publish(Event{Kind: KindReset, Version: v})

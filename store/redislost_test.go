@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -245,5 +246,53 @@ func TestRedisFirstStartAndStartingOver(t *testing.T) {
 	c := openRedis(t, srv.URL)
 	if _, err := c.CreateUser(ctx, store.User{Username: "again"}); err != nil {
 		t.Fatalf("starting over after deleting {warden}:lost: %v", err)
+	}
+}
+
+// TestRedisRestoreReachesNodesThatMissedTheLoss: one node notices that
+// Redis lost the model and an operator restores before another node's next
+// poll. The restore's version counter starts again from 1, below the
+// version the second node delivered last; that node must still reset on the
+// restore and follow the commits after it, or its caches keep revoked users
+// and tokens.
+func TestRedisRestoreReachesNodesThatMissedTheLoss(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	srv := storetest.StartRedis(t)
+	a := openRedis(t, srv.URL)
+	b := openRedis(t, srv.URL)
+	events, err := b.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for i := range 8 {
+		u, err := a.CreateUser(ctx, store.User{Username: fmt.Sprintf("user-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = u.ID
+	}
+	waitEvent(t, events, 5*time.Second, func(e store.Event) bool { return e.ID == last })
+	backup, err := a.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client(t).FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Ping(ctx) // a notices the loss; b has not polled yet
+	if err := a.Restore(ctx, backup); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tryEvent(events, 2*time.Second, func(e store.Event) bool { return e.Kind == store.KindReset }); !ok {
+		t.Fatal("the node that missed the loss got no reset for the restore")
+	}
+	u, err := a.CreateUser(ctx, store.User{Username: "after-restore"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tryEvent(events, 5*time.Second, func(e store.Event) bool { return e.ID == u.ID }); !ok {
+		t.Fatal("the node that missed the loss did not follow the commit after the restore")
 	}
 }
