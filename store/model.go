@@ -191,6 +191,13 @@ func (m *model) user(tx txn, id string) (User, error) {
 }
 
 func (m *model) UserByUsername(ctx context.Context, username string) (User, error) {
+	if !isASCII(username) && len(username) <= maxNameBytes {
+		// A name stored decomposed by an older release is found through
+		// the fold index, which older data gets on first use: build it
+		// before the first such lookup, not only before the first write.
+		// Best effort: without it, exact lookups still work.
+		_ = m.foldReady(ctx)
+	}
 	var u User
 	err := m.be.view(ctx, func(tx txn) (err error) {
 		u, err = m.userByUsername(tx, username)

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -77,5 +78,66 @@ func TestFoldIndexBuiltForOldRedisData(t *testing.T) {
 	}
 	if _, err := s.CreateUser(ctx, store.User{Username: "Ghost"}); err != nil {
 		t.Errorf("CreateUser(Ghost) with a stale index entry: %v", err)
+	}
+}
+
+// TestOldDecomposedNameFoundBeforeAnyWrite: an older release stored a
+// name as typed, decomposed (NFD); logins now look names up in NFC. The
+// device must be found on the first lookup after an upgrade, before
+// anything writes (the fold index that finds it is built on first use).
+func TestOldDecomposedNameFoundBeforeAnyWrite(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "warden.db")
+	s, err := store.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.CreateUser(ctx, store.User{Username: "Jos\u00e9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite it as the older release left it: the name decomposed, no
+	// fold index.
+	const nfd = "Jose\u0301"
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte("usernamefold")); err != nil {
+			return err
+		}
+		names := tx.Bucket([]byte("usernames"))
+		if err := names.Delete([]byte(u.Username)); err != nil {
+			return err
+		}
+		if err := names.Put([]byte(nfd), []byte(u.ID)); err != nil {
+			return err
+		}
+		users := tx.Bucket([]byte("users"))
+		var rec map[string]any
+		if err := json.Unmarshal(users.Get([]byte(u.ID)), &rec); err != nil {
+			return err
+		}
+		rec["username"] = nfd
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return users.Put([]byte(u.ID), raw)
+	})
+	if err != nil {
+		t.Fatalf("writing the old form: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openBolt(t, path)
+	if got, err := s.UserByUsername(ctx, "Jos\u00e9"); err != nil || got.ID != u.ID {
+		t.Fatalf("UserByUsername(NFC) of a name stored decomposed, before any write: %+v, %v", got, err)
 	}
 }
