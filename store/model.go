@@ -778,18 +778,27 @@ func (m *model) DeleteToken(ctx context.Context, id string) error {
 		if err := getJSON(tx, bucketTokens, id, &t); err != nil {
 			return err
 		}
-		if t.ParentID != "" {
-			if err := tx.del(tokenChildrenBucket(t.ParentID), id); err != nil {
-				return err
-			}
-		}
-		_, err := m.deleteTokenTree(tx, t, map[string]bool{})
+		_, err := m.revokeToken(tx, t, map[string]bool{})
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete token: %w", err)
 	}
 	return nil
+}
+
+// revokeToken unlinks t from its parent's children and deletes it with
+// the tokens obtained with it (deleteTokenTree); it returns how many went.
+func (m *model) revokeToken(tx txn, t Token, seen map[string]bool) (int, error) {
+	if seen[t.ID] {
+		return 0, nil
+	}
+	if t.ParentID != "" {
+		if err := tx.del(tokenChildrenBucket(t.ParentID), t.ID); err != nil {
+			return 0, err
+		}
+	}
+	return m.deleteTokenTree(tx, t, seen)
 }
 
 // deleteTokenTree deletes t, then the tokens obtained with it, and theirs,
@@ -900,49 +909,14 @@ func (m *model) DeleteUserTokensWhere(ctx context.Context, userID string, match 
 		if err != nil {
 			return err
 		}
-		// Children are the user's tokens too: the whole family is in toks,
-		// so the cascade needs no further reads.
-		kids := map[string][]Token{}
-		for _, t := range toks {
-			if t.ParentID != "" {
-				kids[t.ParentID] = append(kids[t.ParentID], t)
-			}
-		}
-		gone := map[string]bool{}
-		var del func(t Token) error
-		del = func(t Token) error {
-			if gone[t.ID] {
-				return nil
-			}
-			gone[t.ID] = true
-			n++
-			if err := tx.del(bucketTokens, t.ID); err != nil {
-				return err
-			}
-			if err := tx.del(userTokensBucket(userID), t.ID); err != nil {
-				return err
-			}
-			if t.ParentID != "" {
-				if err := tx.del(tokenChildrenBucket(t.ParentID), t.ID); err != nil {
-					return err
-				}
-			}
-			tx.emit(Event{Kind: KindToken, Op: OpDelete, ID: t.ID})
-			for _, c := range kids[t.ID] {
-				if err := del(c); err != nil {
-					return err
-				}
-			}
-			if len(kids[t.ID]) > 0 {
-				return tx.drop(tokenChildrenBucket(t.ID))
-			}
-			return nil
-		}
+		seen := map[string]bool{}
 		for _, t := range toks {
 			if match(t) {
-				if err := del(t); err != nil {
+				k, err := m.revokeToken(tx, t, seen)
+				if err != nil {
 					return err
 				}
+				n += k
 			}
 		}
 		return nil
