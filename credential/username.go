@@ -76,7 +76,7 @@ func usernameProblem(name string) string {
 		switch {
 		case unicode.IsControl(r):
 			return "username must not contain control characters"
-		case invisible(r):
+		case store.DefaultIgnorable(r):
 			return "username must not contain format or invisible characters (zero-width, bidi controls)"
 		case unicode.IsSpace(r) && r != ' ', unicode.In(r, unicode.Zl, unicode.Zp):
 			return "username must not contain white space other than the ASCII space"
@@ -91,13 +91,6 @@ func usernameProblem(name string) string {
 		return "username must not mix scripts (such as Latin and Cyrillic letters)"
 	}
 	return ""
-}
-
-// invisible reports format characters and the other default-ignorable
-// code points (variation selectors, Hangul fillers): they render as
-// nothing, so two names differing only by them look the same.
-func invisible(r rune) bool {
-	return unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
 
 // assigned reports whether r is an assigned character in the Unicode

@@ -36,7 +36,7 @@ func NormalizeUsername(name string) string {
 func FoldUsername(name string) string {
 	s := norm.NFKC.String(name)
 	s = strings.Map(func(r rune) rune {
-		if defaultIgnorable(r) {
+		if DefaultIgnorable(r) {
 			return -1
 		}
 		return r
@@ -45,10 +45,12 @@ func FoldUsername(name string) string {
 	return norm.NFKC.String(cases.Fold().String(s))
 }
 
-// defaultIgnorable approximates Unicode's Default_Ignorable_Code_Point:
+// DefaultIgnorable approximates Unicode's Default_Ignorable_Code_Point:
 // characters that render as nothing (format characters such as zero-width
-// joiners and bidi controls, variation selectors, Hangul fillers).
-func defaultIgnorable(r rune) bool {
+// joiners and bidi controls, variation selectors, Hangul fillers). The
+// fold key drops them, and the username rules (credential) refuse them in
+// new names: one definition, so the two cannot drift apart.
+func DefaultIgnorable(r rune) bool {
 	return unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
 
