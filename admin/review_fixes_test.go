@@ -3,13 +3,162 @@ package admin_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 )
+
+// as is a copy of a whose requests made with a.admin carry token, so the
+// helpers written for the admin (bUpload, bBackup) run as another caller.
+func as(a *api, token string) *api {
+	b := *a
+	b.admin = token
+	return &b
+}
+
+// TestReviewMFAKeyOfAnotherUserNeedsTakeover: a helpdesk user with write
+// on /api/v1/user/# (and /api/users/#) deletes the admin's MFA key, which
+// resets the admin's second factor as {"disableMfa": true} would. It is
+// refused like that reset (403, the takeover rule); another user's key it
+// may delete when that user holds nothing the helpdesk lacks.
+func TestReviewMFAKeyOfAnotherUserNeedsTakeover(t *testing.T) {
+	mBackends(t, func(t *testing.T, m *mEnv) {
+		adminID := uAdminID(t, m.api)
+		key, _ := m.t2Enroll(m.admin, "admin", adminPassword)
+		_, _, helpdesk := eUser(t, m.api, "helpdesk", nil, httpPerm("/api/users/#", "readWrite"), httpPerm("/api/v1/user/#", "readWrite"))
+
+		eRefused(t, m.api, helpdesk, "PUT", "/api/users/"+adminID, map[string]any{"disableMfa": true}, `cannot change how "admin" logs in`)
+		eRefused(t, m.api, helpdesk, "DELETE", "/api/v1/user/"+adminID+"/mfa/"+key.ID, nil, `cannot change how "admin" logs in: it holds role connectware-admin`)
+		if keys := m.t2Keys(m.admin, "my"); len(keys) != 1 || keys[0].ID != key.ID {
+			t.Fatalf("the admin's keys after the refused delete: %+v", keys)
+		}
+		if m.t2LoginWithoutCode("admin", adminPassword, "") {
+			t.Fatal("the admin logs in with its password alone after the refused delete")
+		}
+
+		// A user holding only what the helpdesk holds: its lost phone is
+		// the helpdesk's to reset.
+		plainID, _, plain := eUser(t, m.api, "plain", nil)
+		plainKey, _ := m.t2Enroll(plain, "plain", rPassword)
+		eAllowed(t, m.api, helpdesk, "DELETE", "/api/v1/user/"+plainID+"/mfa/"+plainKey.ID, nil, http.StatusNoContent)
+		if !m.t2LoginWithoutCode("plain", rPassword, "") {
+			t.Fatal("plain still needs a code after its only key was deleted")
+		}
+	})
+}
+
+// TestReviewRestoreAndKeysNeedAdmin: a user with readWrite on
+// /api/maintenance/# (and nothing else) restores an archive in which it
+// holds connectware-admin, backs up the keys, or downloads the admin's
+// backup with keys (token signing keys: any token for anyone). Each is
+// refused with 403 naming connectware-admin; a backup without keys stays
+// its to take and download.
+func TestReviewRestoreAndKeysNeedAdmin(t *testing.T) {
+	backends(t, func(t *testing.T, a *api) {
+		ctx := context.Background()
+		id, _, tok := eUser(t, a, "mallory", nil, httpPerm("/api/maintenance/#", "readWrite"))
+		mallory := as(a, tok)
+		adminRole := uRoleID(t, a, admin.RoleAdmin)
+
+		snap := bSnapshot(t, a.st)
+		for i := range snap.Users {
+			if snap.Users[i].ID == id {
+				snap.Users[i].Roles = append(snap.Users[i].Roles, adminRole)
+			}
+		}
+		code, body := bUpload(mallory, rsArchive(t, snap), false)
+		if code != http.StatusForbidden || !strings.Contains(string(body), "only a holder of connectware-admin may restore a backup") {
+			t.Fatalf("restore by mallory: %d %s, want 403 naming connectware-admin", code, body)
+		}
+		if st := bWaitIdle(a); st.Restore != nil {
+			t.Fatalf("a restore ran: %+v", st.Restore)
+		}
+		if u, err := a.st.User(ctx, id); err != nil || slices.Contains(u.Roles, adminRole) {
+			t.Fatalf("mallory after the refused restore: %+v %v", u.Roles, err)
+		}
+
+		eRefused(t, a, tok, "POST", "/api/maintenance/db/backup?includeKeys=true", nil, "only a holder of connectware-admin may back up the keys")
+		if st := bWaitIdle(a); st.Backup != nil {
+			t.Fatalf("a backup ran: %+v", st.Backup)
+		}
+		bBackup(a, "?includeKeys=true")
+		eRefused(t, a, tok, "GET", "/api/maintenance/db/backup", nil, "only a holder of connectware-admin may download a backup that holds the keys")
+
+		// Without keys: Connectware's backup page permissions suffice.
+		if _, archive := bBackup(mallory, ""); len(archive) == 0 {
+			t.Fatal("empty archive")
+		}
+	})
+}
+
+// TestReviewTrustedCertificatesNeedAdmin: a user with write on
+// /api/certificates adds a CA of its own, with which it could sign a
+// client certificate whose CN is any user with the certificate grant, an
+// admin included: refused (403), and the CA is not trusted. A helpdesk
+// with write on /api/users/# unpins the admin's certificate fingerprint
+// (so any trusted certificate named admin would log in): refused like
+// pinning one (the takeover rule).
+func TestReviewTrustedCertificatesNeedAdmin(t *testing.T) {
+	a := newAPI(t, openBolt(t))
+	_, _, mallory := eUser(t, a, "mallory", nil, httpPerm("/api/certificates", "readWrite"))
+	ca := cCA(t, "mallory CA")
+	eRefused(t, a, mallory, "POST", "/api/certificates", ca.pem(), "only a holder of connectware-admin may add trusted certificates")
+	if slices.Contains(cIDs(cList(t, a)), ca.id()) {
+		t.Fatal("mallory's CA is trusted")
+	}
+	if code, b := cPost(t, a, "application/x-pem-file", []byte(ca.pem())); code != http.StatusCreated {
+		t.Fatalf("the admin adds the CA: %d %s", code, b)
+	}
+
+	adminID := uAdminID(t, a)
+	_, fp := uFingerprint(7)
+	a.must("POST", "/api/users/"+adminID+"/certificates", map[string]any{"fingerprint": fp}, http.StatusCreated, nil)
+	_, _, helpdesk := eUser(t, a, "helpdesk", nil, httpPerm("/api/users/#", "readWrite"))
+	eRefused(t, a, helpdesk, "DELETE", "/api/users/"+adminID+"/certificates", map[string]any{"fingerprint": fp}, `cannot change how "admin" logs in`)
+	if got := uGet(t, a, adminID).Certificates; len(got) != 1 {
+		t.Fatalf("the admin's pinned certificates after the refused removal: %+v", got)
+	}
+	plainID, _ := rCreateUser(t, a, "plain", nil)
+	a.must("POST", "/api/users/"+plainID+"/certificates", map[string]any{"fingerprint": fp}, http.StatusCreated, nil)
+	eAllowed(t, a, helpdesk, "DELETE", "/api/users/"+plainID+"/certificates", map[string]any{"fingerprint": fp}, http.StatusOK)
+}
+
+// TestReviewRenameWithUsernamePlaceholder: a user holding {username}/#
+// and write on /api/users/+ renames itself, or another user it may
+// change, to plant1 and so gains plant1/#. Refused (403 naming the
+// placeholder) unless the caller holds connectware-admin; creating a user
+// named plant2 holding {username}/# stays allowed (placeholders are
+// compared as written), and so does renaming a user whose permissions
+// name no placeholder.
+func TestReviewRenameWithUsernamePlaceholder(t *testing.T) {
+	backends(t, func(t *testing.T, a *api) {
+		mine := mqttPermOf("{username}/#", "readWrite")
+		malloryID, _, tok := eUser(t, a, "mallory", nil, httpPerm("/api/users/#", "readWrite"), mine)
+		eRefused(t, a, tok, "PUT", "/api/users/"+malloryID, map[string]any{"username": "plant1"},
+			`cannot rename "mallory": its permission readWrite on mqtt {username}/# uses {username}`)
+		devID, _ := rCreateUser(t, a, "dev-7", nil, mine)
+		eRefused(t, a, tok, "PUT", "/api/users/"+devID, map[string]any{"username": "plant1"},
+			`cannot rename "dev-7": its permission readWrite on mqtt {username}/# uses {username}`)
+		ops := rCreateRole(t, a, "device-base", true, httpPerm("/api/users/{username}", "read"))
+		viaRoleID, _ := rCreateUser(t, a, "dev-8", []string{ops.ID})
+		eRefused(t, a, tok, "PUT", "/api/users/"+viaRoleID, map[string]any{"username": "plant1"}, "uses {username}")
+		if names := uUsernames(t, a); names["plant1"] != "" {
+			t.Fatal("a refused rename took effect")
+		}
+
+		eAllowed(t, a, tok, "POST", "/api/users", map[string]any{"username": "plant2", "password": rPassword,
+			"initialPermissions": []rPerm{mine}}, http.StatusCreated)
+		plainID, _ := rCreateUser(t, a, "plain", nil)
+		eAllowed(t, a, tok, "PUT", "/api/users/"+plainID, map[string]any{"username": "plain-2"}, http.StatusOK)
+		a.must("PUT", "/api/users/"+devID, map[string]any{"username": "plant1"}, http.StatusOK, nil)
+	})
+}
 
 // rvFullRegistry is a second server on a's store and tokens whose client
 // registry runs on clock and holds at most maxPending requests.

@@ -393,9 +393,16 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 
 // effectivePermissions is the union of the user's roles' permissions.
 func (s *Server) effectivePermissions(ctx context.Context, u store.User) ([]acl.Permission, error) {
+	return permissionsOf(func(id string) (store.Role, error) { return s.st.Role(ctx, id) }, u)
+}
+
+// permissionsOf is effectivePermissions with the roles read by role: from
+// the store, or from a transaction (tx.Role) so that a check sees what the
+// change it guards sees.
+func permissionsOf(role func(id string) (store.Role, error), u store.User) ([]acl.Permission, error) {
 	perms := []acl.Permission{}
 	for _, id := range u.Roles {
-		r, err := s.st.Role(ctx, id)
+		r, err := role(id)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}

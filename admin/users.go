@@ -369,7 +369,8 @@ type updateUserRequest struct {
 // user's roles (its own role is kept); permissions replaces the
 // permissions of its own role. Everything is one store transaction: the
 // user, its own role (renamed with it), the escalation rule on what is
-// newly granted and the last-admin rule.
+// newly granted, the takeover and rename rules (escalation.go) and the
+// last-admin rule.
 func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req updateUserRequest
 	if err := decode(w, r, &req); err != nil {
@@ -414,11 +415,7 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	if rename || req.Password != nil || req.GrantTypes != nil || (req.DisableMFA != nil && *req.DisableMFA) {
-		if err := s.checkTakeover(ctx, rule, c, u); err != nil {
-			return err
-		}
-	}
+	takeover := rename || req.Password != nil || req.GrantTypes != nil || (req.DisableMFA != nil && *req.DisableMFA)
 	var hash string
 	if req.Password != nil {
 		if *req.Password == "" {
@@ -436,6 +433,18 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 			return errorf(http.StatusNotFound, "user not found")
 		} else if err != nil {
 			return err
+		}
+		// On the transaction's view, so that the user and roles checked
+		// are the ones changed.
+		if takeover {
+			if err := checkTakeover(rule, c, cur, tx.Role); err != nil {
+				return err
+			}
+		}
+		if rename {
+			if err := checkRename(rule, cur, tx.Role); err != nil {
+				return err
+			}
 		}
 		own, err := ownRole(tx, cur)
 		if err != nil {
@@ -706,11 +715,7 @@ func (s *Server) addCertificate(w http.ResponseWriter, r *http.Request, c *calle
 		return err
 	}
 	// A registered fingerprint is a way to log in as u (escalation.go).
-	rule, err := s.grantRuleFor(r.Context(), c)
-	if err != nil {
-		return err
-	}
-	if err := s.checkTakeover(r.Context(), rule, c, u); err != nil {
+	if err := s.checkTakeoverOf(r.Context(), c, u); err != nil {
 		return err
 	}
 	now := s.now()
@@ -729,10 +734,15 @@ func (s *Server) addCertificate(w http.ResponseWriter, r *http.Request, c *calle
 }
 
 // removeCertificate unregisters a fingerprint; the broker disconnects
-// clients that connected with it.
+// clients that connected with it. Removing another user's last pinned
+// fingerprint lets any certificate with its name from a trusted CA log in
+// as it, so it takes what adding one does (escalation.go).
 func (s *Server) removeCertificate(w http.ResponseWriter, r *http.Request, c *caller) error {
 	u, fp, err := s.certificateTarget(w, r)
 	if err != nil {
+		return err
+	}
+	if err := s.checkTakeoverOf(r.Context(), c, u); err != nil {
 		return err
 	}
 	if _, err := s.st.UpdateUser(r.Context(), u.ID, func(x *store.User) error {
