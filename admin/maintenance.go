@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,20 +35,9 @@ func maxArchiveUpload(contentLimit int64) int64 {
 // lose it). Without one, only `warden user add` on the store could make
 // the API usable again. The error wraps store.ErrConflict (409).
 func CheckRestorable(s store.Snapshot) error {
-	admins := map[string]bool{}
 	for _, r := range s.Roles {
-		if r.Name == RoleAdmin {
-			admins[r.ID] = true
-		}
-	}
-	for _, u := range s.Users {
-		if u.Suspended {
-			continue
-		}
-		for _, id := range u.Roles {
-			if admins[id] {
-				return nil
-			}
+		if r.Name == RoleAdmin && slices.ContainsFunc(s.Users, func(u store.User) bool { return activeAdmin(u, r.ID) }) {
+			return nil
 		}
 	}
 	return fmt.Errorf("%w: the archive has no active (not suspended) user holding %s; restoring it would leave nobody able to administer warden, so nothing was changed",

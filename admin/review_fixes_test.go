@@ -7,11 +7,13 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
+	"github.com/warden-mqtt/warden/store"
 )
 
 // as is a copy of a whose requests made with a.admin carry token, so the
@@ -158,6 +160,65 @@ func TestReviewRenameWithUsernamePlaceholder(t *testing.T) {
 		eAllowed(t, a, tok, "PUT", "/api/users/"+plainID, map[string]any{"username": "plain-2"}, http.StatusOK)
 		a.must("PUT", "/api/users/"+devID, map[string]any{"username": "plant1"}, http.StatusOK, nil)
 	})
+}
+
+// scanCounting is a store whose transactions count how often they read
+// every user (Tx.Users), to see what a change of one user costs.
+type scanCounting struct {
+	store.Store
+	scans atomic.Int64
+}
+
+func (s *scanCounting) Atomic(ctx context.Context, fn func(store.Tx) error) error {
+	return s.Store.Atomic(ctx, func(tx store.Tx) error { return fn(scanCountingTx{tx, &s.scans}) })
+}
+
+type scanCountingTx struct {
+	store.Tx
+	scans *atomic.Int64
+}
+
+func (tx scanCountingTx) Users() ([]store.User, error) {
+	tx.scans.Add(1)
+	return tx.Tx.Users()
+}
+
+// TestReviewUserChangeReadsOnlyItsUsers: changing, suspending or deleting
+// a user that is no admin, on a fleet where devices are users, reads that
+// user, not every user (which on Redis also makes any concurrent user
+// write rerun the change). Only a change that takes an active admin away
+// reads the others, to find the next admin; the last one is still kept.
+func TestReviewUserChangeReadsOnlyItsUsers(t *testing.T) {
+	for name, open := range map[string]func(testing.TB) store.Store{"bolt": openBolt, "redis": openRedis} {
+		t.Run(name, func(t *testing.T) { testUserChangeReadsOnlyItsUsers(t, open(t)) })
+	}
+}
+
+func testUserChangeReadsOnlyItsUsers(t *testing.T, real store.Store) {
+	st := &scanCounting{Store: real}
+	b := newAPI(t, st)
+	devs := make([]string, 0, 20)
+	for i := range cap(devs) {
+		id, _ := rCreateUser(t, b, "device-"+string(rune('a'+i)), nil)
+		devs = append(devs, id)
+	}
+	st.scans.Store(0)
+	b.must("PUT", "/api/users/"+devs[0], map[string]any{"mqttPublishPrefix": "plant1/"}, http.StatusOK, nil)
+	b.must("PUT", "/api/users/"+devs[1], map[string]any{"suspended": true}, http.StatusOK, nil)
+	b.must("DELETE", "/api/users/"+devs[2], nil, http.StatusOK, nil)
+	b.must("POST", "/api/users/batch/delete", devs[3:5], http.StatusOK, nil)
+	if n := st.scans.Load(); n != 0 {
+		t.Fatalf("4 changes of devices read every user %d times, want 0", n)
+	}
+
+	adminRole := uRoleID(t, b, admin.RoleAdmin)
+	second, _ := rCreateUser(t, b, "admin2", []string{adminRole})
+	b.must("PUT", "/api/users/"+second, map[string]any{"suspended": true}, http.StatusOK, nil)
+	if st.scans.Load() == 0 {
+		t.Fatal("suspending an admin did not look for another one")
+	}
+	b.must("DELETE", "/api/users/"+second, nil, http.StatusOK, nil)
+	b.must("DELETE", "/api/users/"+uAdminID(t, b), nil, http.StatusConflict, nil)
 }
 
 // rvFullRegistry is a second server on a's store and tokens whose client
