@@ -1,7 +1,12 @@
 package admin_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +15,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
@@ -129,6 +137,105 @@ func TestReviewTrustedCertificatesNeedAdmin(t *testing.T) {
 	plainID, _ := rCreateUser(t, a, "plain", nil)
 	a.must("POST", "/api/users/"+plainID+"/certificates", map[string]any{"fingerprint": fp}, http.StatusCreated, nil)
 	eAllowed(t, a, helpdesk, "DELETE", "/api/users/"+plainID+"/certificates", map[string]any{"fingerprint": fp}, http.StatusOK)
+}
+
+// countingWriter counts what the server logs.
+type countingWriter struct{ n atomic.Int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// TestReviewLongUsernameLogin: a login naming a 60 KB username (it fits
+// the public body cap) is refused with the answer any unknown user gets,
+// and neither the log nor the audit trail takes more than a clipped name
+// (an 800 KB one used to write 800 KB to the log). A decomposed spelling
+// of a long stored name, longer than 256 bytes, still logs in.
+func TestReviewLongUsernameLogin(t *testing.T) {
+	logs, trail := &countingWriter{}, &mLog{}
+	clock := &mClock{t: mEpoch}
+	a := newAPI(t, openBolt(t), func(o *admin.Options) {
+		o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+		o.Audit = audit.New(trail)
+		o.MFAEnabled = true
+		o.Now = clock.now
+	})
+	long := strings.Repeat("é", 30_000) // 60,000 bytes
+
+	_, unknown := a.do("POST", "/api/login", "", map[string]any{"username": "nobody-at-all", "password": "some-password-1"})
+	before := logs.n.Load()
+	for _, c := range []struct {
+		path string
+		body map[string]any
+		want int
+	}{
+		{"/api/login", map[string]any{"username": long, "password": "some-password-1"}, http.StatusForbidden},
+		{"/api/oauth2", map[string]any{"username": long, "password": "some-password-1"}, http.StatusForbidden},
+		{"/api/v1/authenticate", map[string]any{"username": long, "password": "some-password-1"}, http.StatusUnauthorized},
+		{"/api/mfa/login", map[string]any{"username": long, "secret": "x", "otp": "123456"}, http.StatusUnauthorized},
+	} {
+		code, b := a.do("POST", c.path, "", c.body)
+		if code != c.want {
+			t.Fatalf("%s with a 60 KB username: %d %s, want %d", c.path, code, b, c.want)
+		}
+		if c.path == "/api/login" && !bytes.Equal(b, unknown) {
+			t.Fatalf("answer %s, want an unknown user's %s", b, unknown)
+		}
+	}
+	if n := logs.n.Load() - before; n > 4<<10 {
+		t.Fatalf("4 logins with a 60 KB username wrote %d bytes to the log", n)
+	}
+	var refused int
+	for _, r := range auditRecords(t, trail) {
+		if u, _ := r["user"].(string); strings.HasPrefix(u, "éé") {
+			refused++
+			if len(u) > 100 {
+				t.Fatalf("audit record with a %d-byte username", len(u))
+			}
+		}
+	}
+	if refused != 4 {
+		t.Fatalf("%d audit records of the refused logins, want 4", refused)
+	}
+
+	// Legitimate: a stored name of 200 bytes, typed decomposed (300 bytes).
+	name := strings.Repeat("é", 100)
+	sCreateUser(t, a, name, "long-name-password-1", admin.RoleMinimum)
+	a.login(norm.NFD.String(name), "long-name-password-1")
+}
+
+// TestReviewPublicBodyCap: a body over 64 KiB on a route that needs no
+// token (a 70 KB login) is 413 before it is read further; a registration
+// with a CSR of a 4096-bit RSA key, the largest a device sends, fits that
+// cap, and routes with a token keep the 1 MiB cap.
+func TestReviewPublicBodyCap(t *testing.T) {
+	a := newAPI(t, openBolt(t))
+	for _, path := range []string{"/api/login", "/api/v1/authenticate", "/api/client-registry/register"} {
+		code, b := a.do("POST", path, "", map[string]any{"username": strings.Repeat("a", 70_000), "password": "some-password-1"})
+		if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "larger than 65536 bytes") {
+			t.Fatalf("%s with a 70 KB body: %d %s, want 413 naming the 65536-byte limit", path, code, b)
+		}
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gOpen(t, a, map[string]any{"duration": 60000})
+	gWant(t, a, map[string]any{"username": "dev-rsa", "csr": gCSR(t, key, "dev-rsa"), "context": strings.Repeat("s", 1024)}, http.StatusAccepted)
+	// 100 KiB of permissions on a route with a token: read, not refused
+	// for its size.
+	perms := make([]rPerm, 0, 2000)
+	for i := range cap(perms) {
+		perms = append(perms, mqttPermOf(fmt.Sprintf("plant1/line-%04d/station/#", i), "read"))
+	}
+	body, _ := json.Marshal(map[string]any{"username": "many-perms", "password": rPassword, "initialPermissions": perms})
+	if len(body) < 100<<10 {
+		t.Fatalf("body of %d bytes, want over 100 KiB", len(body))
+	}
+	if code, b := a.do("POST", "/api/users", a.admin, body); code != http.StatusCreated {
+		t.Fatalf("POST /api/users with %d bytes: %d %s, want 201", len(body), code, b)
+	}
 }
 
 // TestReviewRenameWithUsernamePlaceholder: a user holding {username}/#

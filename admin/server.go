@@ -305,7 +305,11 @@ func (s *Server) handle(pattern string, a access, h handlerFunc) {
 		var c *caller
 		w, r = s.auditStart(w, r, a)
 		defer s.auditEnd(w, r, pattern, &c)
-		if a != public {
+		if a == public {
+			// Anyone can send these; none needs more (the largest, a
+			// registration with a CSR, is a few KiB).
+			r.Body = http.MaxBytesReader(w, r.Body, MaxPublicBodyBytes)
+		} else {
 			var err error
 			c, err = s.authenticate(r)
 			if err != nil {

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -105,6 +106,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 // the username from this address.
 func (s *Server) checkPassword(r *http.Request, username, password string) (store.User, error) {
 	ctx := r.Context()
+	if len(username) > maxLoginUsernameLen {
+		// No stored name is that long: refused before any work (no
+		// normalisation, lockout, dummy hash), which tells nothing.
+		s.log.Info("http login refused", "user", clipUsername(username), "remote", r.RemoteAddr, "reason", "username too long")
+		s.auditAuth(ctx, audit.ChannelHTTPLogin, clipUsername(username), "username too long")
+		return store.User{}, errLogin
+	}
 	// One spelling per name (NFC, as stored): the lockout must not count
 	// a composed and a decomposed spelling of a name apart.
 	username = credential.NormalizeUsername(username)
@@ -160,6 +168,24 @@ func (s *Server) checkPassword(r *http.Request, username, password string) (stor
 	return u, nil
 }
 
+// maxLoginUsernameLen bounds the username a login names, checked before
+// anything else is done with it. A stored name is at most
+// credential.MaxUsernameLen bytes in NFC; a decomposed (NFD) spelling of
+// it, which logs in as the same user, takes at most three times as many
+// bytes (UAX #15's maximum expansion of NFD in UTF-8), so no longer name
+// can be any user's.
+const maxLoginUsernameLen = 4 * credential.MaxUsernameLen
+
+// clipUsername cuts a username that is too long to be anyone's for the
+// log and the audit trail, which must not take whatever a client sends.
+func clipUsername(name string) string {
+	const keep = 64
+	if len(name) <= keep {
+		return name
+	}
+	return strings.ToValidUTF8(name[:keep], "") + fmt.Sprintf("... (%d bytes)", len(name))
+}
+
 // passwordGrant: a user without grant types may use a password.
 func passwordGrant(u store.User) bool {
 	if len(u.GrantTypes) == 0 {
@@ -171,25 +197,6 @@ func passwordGrant(u store.User) bool {
 		}
 	}
 	return false
-}
-
-// locked: password attempts for username from r's address are blocked
-// (by the username's failures, or the address's).
-func (s *Server) locked(r *http.Request, username string) bool {
-	b, _ := s.lockout.Check(username, r.RemoteAddr)
-	return b != credential.NotBlocked
-}
-
-// fail counts a wrong password for username from r's address.
-func (s *Server) fail(r *http.Request, username string) { s.lockout.Fail(username, r.RemoteAddr) }
-
-// lock blocks username's password logins from every address at once (too
-// many wrong MFA codes), as too many wrong passwords would.
-func (s *Server) lock(username string) { s.lockout.Lock(username) }
-
-// succeed forgets username's failures from r's address.
-func (s *Server) succeed(r *http.Request, username string) {
-	s.lockout.Succeed(username, r.RemoteAddr)
 }
 
 type logoutRequest struct {

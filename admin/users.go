@@ -609,7 +609,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return errorf(http.StatusBadRequest, "password and newPassword are required")
 	}
 	name := c.user.Username
-	if s.locked(r, name) {
+	if b, _ := s.lockout.Check(name, r.RemoteAddr); b != credential.NotBlocked {
 		s.auditPasswordRefused(r, name, "locked (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}
@@ -620,7 +620,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return errPoolBusy
 	}
 	if c.user.PasswordHash == "" || err != nil || !ok {
-		s.fail(r, name)
+		s.lockout.Fail(name, r.RemoteAddr)
 		s.auditPasswordRefused(r, name, "wrong password (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}
