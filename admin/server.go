@@ -384,6 +384,11 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	if u.Suspended {
 		return nil, errorf(http.StatusUnauthorized, "account suspended")
 	}
+	if stale, err := s.staleLoginToken(r.Context(), claims, u); err != nil {
+		return nil, err
+	} else if stale {
+		return nil, errorf(http.StatusUnauthorized, "invalid, expired or revoked token")
+	}
 	perms, err := s.effectivePermissions(r.Context(), u)
 	if err != nil {
 		return nil, err
@@ -393,6 +398,27 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 		return nil, err
 	}
 	return &caller{user: u, claims: claims, token: tok, perms: perms, http: m.Bind(u.Username, "")}, nil
+}
+
+// staleLoginToken reports whether claims are of a login token whose
+// record was issued for a password u no longer has. A password change
+// revokes those records (endSessions); one left behind, because the
+// revocation failed or a restore brought it back, must not authenticate
+// either. Application tokens, and the application-session tokens
+// exchanged for them, do not stand for the password and outlive its
+// change unless revoked.
+func (s *Server) staleLoginToken(ctx context.Context, claims credential.Claims, u store.User) (bool, error) {
+	if claims.Kind != credential.KindLogin {
+		return false, nil
+	}
+	rec, err := s.st.Token(ctx, claims.TokenID)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil // revoked since it was verified
+	}
+	if err != nil {
+		return false, err
+	}
+	return rec.PasswordVersion != 0 && rec.PasswordVersion != u.PasswordVersion, nil
 }
 
 // effectivePermissions is the union of the user's roles' permissions.
