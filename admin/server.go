@@ -74,11 +74,13 @@ type Options struct {
 	Lockout          *credential.Lockout
 	LoginMaxFailures int
 	LoginBackoff     time.Duration
-	// Verifier runs the argon2id verifications of password logins on the
-	// worker pool shared with MQTT CONNECT; nil: a pool of the server's
-	// own (credential defaults, dummy hash made with Params). A login
-	// waits at most VerifyWait for a worker, then is answered 503 with
-	// Retry-After.
+	// Verifier runs the API's argon2id work on the worker pool shared
+	// with MQTT CONNECT and the client registry: the verifications of
+	// password logins and of the current password of a change, and the
+	// hashing of new passwords (user creation, password changes); nil: a
+	// pool of the server's own (credential defaults, dummy hash made with
+	// Params), which the registry built here uses too. Each waits at most
+	// VerifyWait for a worker, then is answered 503 with Retry-After.
 	Verifier   *credential.Verifier
 	VerifyWait time.Duration
 	// MFAEnabled switches MFA on (GET /api/auth/mfa reports it). Off,

@@ -47,9 +47,11 @@ type loginResponse struct {
 	DeviceToken string `json:"deviceToken,omitempty"`
 }
 
-// errPoolBusy answers a password operation that found no argon2id worker
-// free within VerifyWait: the pool, shared by MQTT, HTTP logins and the
-// registry, is saturated; retry after a second.
+// errPoolBusy answers a password operation (a login, checking the current
+// password, hashing a new one) that found no argon2id worker free within
+// VerifyWait: the pool, shared by MQTT CONNECT, the API's logins and
+// password changes and the client registry's hashing, is saturated;
+// retry after a second.
 var errPoolBusy = retryLater(http.StatusServiceUnavailable, time.Second, "too many logins in progress; retry later")
 
 // errLogin is the one answer to every failed login, so it does not tell
