@@ -188,8 +188,13 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, _ *cal
 
 // addCertificates trusts the certificates of a PEM bundle and answers 201
 // with each of them, including those that were trusted already (adding is
-// idempotent).
+// idempotent). Only a holder of connectware-admin may: a trusted CA
+// vouches for a client certificate of any common name, so it logs in as
+// any user with the certificate grant, an admin included.
 func (s *Server) addCertificates(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.requireAdmin(r.Context(), c, "add trusted certificates: a trusted CA can issue a client certificate for any user"); err != nil {
+		return err
+	}
 	data, err := certificatesBody(w, r)
 	if err != nil {
 		return err

@@ -16,6 +16,11 @@ import (
 // MaxBodyBytes bounds every request body; larger ones get 413.
 const MaxBodyBytes = 1 << 20
 
+// MaxPublicBodyBytes bounds the body of a route that needs no token
+// (login, logout, token exchange, MFA login, registry registration,
+// enhanced auth): anyone can send those, and none needs more.
+const MaxPublicBodyBytes = 64 << 10
+
 // MaxJSONDepth bounds how deeply a JSON request body may nest objects and
 // arrays (400 beyond). No request of the API nests more than four levels;
 // the bound keeps the duplicate-key pass's memory proportional to the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/store"
@@ -19,14 +20,19 @@ import (
 // as written). Kubernetes lets the escalate and bind verbs lift the rule;
 // here holding the connectware-admin role does, and only a holder of that
 // role may grant it. Removing permissions is always allowed. Every path
-// that grants calls grantRule.check; nothing else decides.
+// that grants calls grantRule.check; nothing else decides. Changing how
+// another user logs in (checkTakeover) and renaming a user whose
+// permissions use {username} (checkRename) grant too; restoring a backup,
+// a backup's keys and trusting a CA grant everything, so only holders of
+// connectware-admin may (requireAdmin).
 
 // grantRule is the caller's side of the rule, read once per request so
 // the check itself reads nothing (it runs inside store transactions,
 // which may repeat it).
 type grantRule struct {
-	exempt bool             // the caller holds connectware-admin
-	held   []acl.Permission // the caller's effective permissions
+	exempt    bool             // the caller holds connectware-admin
+	adminRole string           // the ID of connectware-admin ("" if missing)
+	held      []acl.Permission // the caller's effective permissions
 }
 
 // grant is what one change hands out.
@@ -48,7 +54,23 @@ func (s *Server) grantRuleFor(ctx context.Context, c *caller) (grantRule, error)
 	if err != nil {
 		return grantRule{}, err
 	}
-	return grantRule{exempt: rid != "" && slices.Contains(c.user.Roles, rid), held: c.perms}, nil
+	return grantRule{exempt: rid != "" && slices.Contains(c.user.Roles, rid), adminRole: rid, held: c.perms}, nil
+}
+
+// requireAdmin refuses (403) a caller that does not hold connectware-admin
+// (the rule's exempt caller) the action named by what: actions that no
+// permission check can bound, because they hand out everything at once
+// (a restore sets every user and role; the key material of a backup
+// signs any token; a trusted CA vouches for any certificate name).
+func (s *Server) requireAdmin(ctx context.Context, c *caller, what string) error {
+	g, err := s.grantRuleFor(ctx, c)
+	if err != nil {
+		return err
+	}
+	if !g.exempt {
+		return errorf(http.StatusForbidden, "only a holder of %s may %s", RoleAdmin, what)
+	}
+	return nil
 }
 
 // check refuses (403) a grant of anything the caller does not hold,
@@ -58,7 +80,7 @@ func (g grantRule) check(gr grant) error {
 		return nil
 	}
 	for _, ro := range gr.roles {
-		if ro.Name == RoleAdmin {
+		if g.adminRole != "" && ro.ID == g.adminRole {
 			return errorf(http.StatusForbidden, "cannot grant role %s: only its holders can", RoleAdmin)
 		}
 	}
@@ -76,27 +98,60 @@ func (g grantRule) check(gr grant) error {
 }
 
 // checkTakeover applies the rule to changing how another user logs in
-// (username, password, grant types, certificates, an MFA reset): whoever
-// sets those can act as that user, so it must hold everything that user
-// holds (Kubernetes treats impersonation the same way).
-func (s *Server) checkTakeover(ctx context.Context, g grantRule, c *caller, target store.User) error {
+// (username, password, grant types, certificates, an MFA reset or MFA
+// key): whoever sets those can act as that user, so it must hold
+// everything that user holds (Kubernetes treats impersonation the same
+// way). role reads a role from the store or from the transaction that
+// makes the change, so the check and the change see the same target.
+func checkTakeover(g grantRule, c *caller, target store.User, role func(id string) (store.Role, error)) error {
 	if g.exempt || target.ID == c.user.ID {
 		return nil
 	}
-	rid, err := s.adminRoleID(ctx)
-	if err != nil {
-		return err
-	}
-	if rid != "" && slices.Contains(target.Roles, rid) {
+	if g.adminRole != "" && slices.Contains(target.Roles, g.adminRole) {
 		return errorf(http.StatusForbidden, "cannot change how %q logs in: it holds role %s, and you do not", target.Username, RoleAdmin)
 	}
-	perms, err := s.effectivePermissions(ctx, target)
+	perms, err := permissionsOf(role, target)
 	if err != nil {
 		return err
 	}
 	if p, missing := acl.Ungranted(g.held, perms); missing {
 		return errorf(http.StatusForbidden, "cannot change how %q logs in: it holds %s on %s %s, and you do not",
 			target.Username, p.Operation, p.Context, p.Resource)
+	}
+	return nil
+}
+
+// checkTakeoverOf is checkTakeover of target by c, on the store's
+// current roles, for changes made outside a transaction.
+func (s *Server) checkTakeoverOf(ctx context.Context, c *caller, target store.User) error {
+	g, err := s.grantRuleFor(ctx, c)
+	if err != nil {
+		return err
+	}
+	return checkTakeover(g, c, target, func(id string) (store.Role, error) { return s.st.Role(ctx, id) })
+}
+
+// usernamePlaceholder is acl's placeholder for the user's own name.
+const usernamePlaceholder = "{username}"
+
+// checkRename applies the rule to renaming a user whose permissions use
+// the {username} placeholder: the new name points them at other topics
+// (or paths), those of the user that name stands for, so the rename grants
+// what the caller may not hold (plant1/# for a rename to plant1). Only a
+// holder of connectware-admin may. role reads as in checkTakeover.
+func checkRename(g grantRule, target store.User, role func(id string) (store.Role, error)) error {
+	if g.exempt {
+		return nil
+	}
+	perms, err := permissionsOf(role, target)
+	if err != nil {
+		return err
+	}
+	for _, p := range perms {
+		if strings.Contains(p.Resource, usernamePlaceholder) {
+			return errorf(http.StatusForbidden, "cannot rename %q: its permission %s on %s %s uses %s, so a new name would reach other resources; only a holder of %s may rename it",
+				target.Username, p.Operation, p.Context, p.Resource, usernamePlaceholder, RoleAdmin)
+		}
 	}
 	return nil
 }

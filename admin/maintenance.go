@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,20 +35,9 @@ func maxArchiveUpload(contentLimit int64) int64 {
 // lose it). Without one, only `warden user add` on the store could make
 // the API usable again. The error wraps store.ErrConflict (409).
 func CheckRestorable(s store.Snapshot) error {
-	admins := map[string]bool{}
 	for _, r := range s.Roles {
-		if r.Name == RoleAdmin {
-			admins[r.ID] = true
-		}
-	}
-	for _, u := range s.Users {
-		if u.Suspended {
-			continue
-		}
-		for _, id := range u.Roles {
-			if admins[id] {
-				return nil
-			}
+		if r.Name == RoleAdmin && slices.ContainsFunc(s.Users, func(u store.User) bool { return activeAdmin(u, r.ID) }) {
+			return nil
 		}
 	}
 	return fmt.Errorf("%w: the archive has no active (not suspended) user holding %s; restoring it would leave nobody able to administer warden, so nothing was changed",
@@ -178,7 +168,9 @@ func copyOp(op *operation) *operation {
 
 // startBackup answers 202 at once and takes the snapshot in the
 // background; GET /api/maintenance/db says when it is done.
-// ?includeKeys=true adds the secret key settings (store.KeySettings).
+// ?includeKeys=true adds the secret key settings (store.KeySettings),
+// for holders of connectware-admin only: the token signing keys sign a
+// token for any user, the CA's key a certificate for any name.
 func (s *Server) startBackup(w http.ResponseWriter, r *http.Request, c *caller) error {
 	includeKeys := false
 	if v := r.URL.Query().Get("includeKeys"); v != "" {
@@ -187,6 +179,11 @@ func (s *Server) startBackup(w http.ResponseWriter, r *http.Request, c *caller) 
 			return errorf(http.StatusBadRequest, "includeKeys must be true or false")
 		}
 		includeKeys = b
+	}
+	if includeKeys {
+		if err := s.requireAdmin(r.Context(), c, "back up the keys: the token signing keys sign a token for any user"); err != nil {
+			return err
+		}
 	}
 	if s.maint.busy() {
 		return errMaintenanceRunning
@@ -244,8 +241,9 @@ func (m *maintenance) busy() bool {
 
 // downloadBackup serves the last finished backup as a gzip archive
 // (store/archive.go describes the format): 423 while an operation runs,
-// 404 before the first backup or after a failed one.
-func (s *Server) downloadBackup(w http.ResponseWriter, _ *http.Request, _ *caller) error {
+// 404 before the first backup or after a failed one, 403 for a backup
+// with keys unless the caller holds connectware-admin.
+func (s *Server) downloadBackup(w http.ResponseWriter, r *http.Request, c *caller) error {
 	m := s.maint
 	m.mu.Lock()
 	running, archive, keys, last := m.running, m.archive, m.archiveKeys, copyOp(m.backup)
@@ -257,6 +255,11 @@ func (s *Server) downloadBackup(w http.ResponseWriter, _ *http.Request, _ *calle
 		return errorf(http.StatusNotFound, "no backup yet: start one with POST /api/maintenance/db/backup")
 	case archive == nil:
 		return errorf(http.StatusNotFound, "the last backup failed (%s): start another one", last.StatusMessage)
+	}
+	if keys {
+		if err := s.requireAdmin(r.Context(), c, "download a backup that holds the keys"); err != nil {
+			return err
+		}
 	}
 	w.Header().Set("Content-Type", "application/gzip")
 	w.Header().Set("Cache-Control", "no-store")
@@ -276,7 +279,13 @@ func (s *Server) downloadBackup(w http.ResponseWriter, _ *http.Request, _ *calle
 // the background, atomically. The body is the archive itself, or a
 // multipart/form-data upload whose first file part is. Clients poll GET
 // /api/maintenance/db until running is false and read restore.succeeded.
+// Only a holder of connectware-admin may restore: an archive sets every
+// user, role and key, so the escalation rule cannot bound it (403 before
+// the upload is read).
 func (s *Server) startRestore(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.requireAdmin(r.Context(), c, "restore a backup: an archive sets every user, role and key"); err != nil {
+		return err
+	}
 	if s.maint.busy() || !s.maint.upload.TryLock() {
 		return errMaintenanceRunning // before reading a large upload for nothing
 	}

@@ -407,7 +407,8 @@ func (s *Server) useCode(ctx context.Context, u store.User, req codeRequest, gua
 	}
 	if outcome != nil {
 		if outcome == errMFALocked {
-			s.lock(u.Username)
+			// As too many wrong passwords would, from every address.
+			s.lockout.Lock(u.Username)
 		}
 		s.log.Info("mfa code refused", "user", u.Username, "reason", why)
 		s.auditAuth(ctx, audit.ChannelMFA, u.Username, why)
@@ -508,10 +509,16 @@ func (s *Server) mfaLogin(w http.ResponseWriter, r *http.Request, _ *caller) err
 	if req.Username == "" || req.Secret == "" {
 		return errorf(http.StatusBadRequest, "username and secret are required")
 	}
-	req.Username = credential.NormalizeUsername(req.Username) // as checkPassword
 	if err := code.validate(); err != nil {
 		return err
 	}
+	if len(req.Username) > maxLoginUsernameLen {
+		// As checkPassword: nobody's, refused before any work.
+		s.log.Info("mfa login refused", "user", clipUsername(req.Username), "remote", r.RemoteAddr, "reason", "username too long")
+		s.auditAuth(r.Context(), audit.ChannelMFA, clipUsername(req.Username), "username too long")
+		return errCode
+	}
+	req.Username = credential.NormalizeUsername(req.Username) // as checkPassword
 	// Prepared before any check, so a bad device name spends no code.
 	var device store.TrustedDevice
 	var deviceToken string
@@ -521,7 +528,7 @@ func (s *Server) mfaLogin(w http.ResponseWriter, r *http.Request, _ *caller) err
 			return err
 		}
 	}
-	if s.locked(r, req.Username) {
+	if b, _ := s.lockout.Check(req.Username, r.RemoteAddr); b != credential.NotBlocked {
 		s.log.Info("mfa login refused", "user", req.Username, "remote", r.RemoteAddr, "reason", "locked")
 		s.auditAuth(r.Context(), audit.ChannelMFA, req.Username, "locked")
 		return errMFALocked
@@ -567,7 +574,7 @@ func (s *Server) mfaLogin(w http.ResponseWriter, r *http.Request, _ *caller) err
 	if err != nil {
 		return err
 	}
-	s.succeed(r, u.Username)
+	s.lockout.Succeed(u.Username, r.RemoteAddr)
 	tok, rec, err := s.tokens.Issue(r.Context(), u, credential.KindLogin, ch.Label, ch.TokenTTL)
 	if err != nil {
 		return err

@@ -269,7 +269,8 @@ func (s *Server) mfaKeyTypes(w http.ResponseWriter, _ *http.Request, _ *caller) 
 // "my" (or no {user_id}) and the caller's own id are the caller, which
 // needs no permission; another user needs the caller's http permission
 // on the path, checked before the user is looked up so that ids cannot be
-// probed (403 either way), and must exist (404).
+// probed (403 either way), and must exist (404). Deleting another user's
+// key takes the takeover rule too (deleteMFAKey).
 func (s *Server) mfaOwner(r *http.Request, c *caller) (u store.User, own bool, err error) {
 	id := r.PathValue("user_id")
 	if id == "" || id == "my" || id == c.user.ID {
@@ -341,7 +342,10 @@ func removeKey(m *store.MFAState, id string) {
 // with a current code or a backup code in the body (seed 002's DELETE has
 // none, so it is optional), checked, spent and counted as POST
 // /api/mfa/disable does: without one that would switch MFA off with a
-// token alone (409). An admin needs no code (a lost phone).
+// token alone (409). Another user's key needs no code (a lost phone), but
+// removing it resets that user's second factor, so the caller must be
+// allowed to change how that user logs in: hold everything it holds, as
+// PUT /api/users/{id} {"disableMfa": true} requires (checkTakeover).
 func (s *Server) deleteMFAKey(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if !s.opts.MFAEnabled {
 		return errMFAOff
@@ -349,6 +353,11 @@ func (s *Server) deleteMFAKey(w http.ResponseWriter, r *http.Request, c *caller)
 	u, own, err := s.mfaOwner(r, c)
 	if err != nil {
 		return err
+	}
+	if !own {
+		if err := s.checkTakeoverOf(r.Context(), c, u); err != nil {
+			return err
+		}
 	}
 	var req deleteMFAKeyRequest
 	if err := decodeOptional(w, r, &req); err != nil {

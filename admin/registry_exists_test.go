@@ -43,5 +43,20 @@ func TestRegistryRegisterDoesNotTellWhichUsersExist(t *testing.T) {
 		}
 		// The granted device itself still gets its answer.
 		gWant(t, a, map[string]any{"username": "dev-granted", "password": gDevicePW, "context": "serial 2"}, http.StatusCreated)
+
+		// While the registry is full (the granted request kept for its
+		// device fills a registry of one), an existing user's name gets
+		// the 429 a new name gets, not the 409 that would tell it exists.
+		full := rvFullRegistry(t, a, clock, 1)
+		full.must("POST", "/api/client-registry/open", map[string]any{"duration": 600000}, http.StatusNoContent, nil)
+		tooMany := gWant(t, full, map[string]any{"username": "never-seen", "password": other, "context": "x"}, http.StatusTooManyRequests)
+		for _, name := range []string{"admin", "dev-pending"} {
+			if b := gWant(t, full, map[string]any{"username": name, "password": other, "context": "x"}, http.StatusTooManyRequests); !bytes.Equal(b, tooMany) {
+				t.Errorf("%s while full: %s, want %s", name, b, tooMany)
+			}
+		}
+		if b := gWant(t, full, map[string]any{"username": "admin", "csr": gCSR(t, gECKey(t), "admin"), "context": "x"}, http.StatusTooManyRequests); !bytes.Equal(b, tooMany) {
+			t.Errorf("existing user with a CSR while full: %s, want %s", b, tooMany)
+		}
 	})
 }

@@ -74,11 +74,13 @@ type Options struct {
 	Lockout          *credential.Lockout
 	LoginMaxFailures int
 	LoginBackoff     time.Duration
-	// Verifier runs the argon2id verifications of password logins on the
-	// worker pool shared with MQTT CONNECT; nil: a pool of the server's
-	// own (credential defaults, dummy hash made with Params). A login
-	// waits at most VerifyWait for a worker, then is answered 503 with
-	// Retry-After.
+	// Verifier runs the API's argon2id work on the worker pool shared
+	// with MQTT CONNECT and the client registry: the verifications of
+	// password logins and of the current password of a change, and the
+	// hashing of new passwords (user creation, password changes); nil: a
+	// pool of the server's own (credential defaults, dummy hash made with
+	// Params), which the registry built here uses too. Each waits at most
+	// VerifyWait for a worker, then is answered 503 with Retry-After.
 	Verifier   *credential.Verifier
 	VerifyWait time.Duration
 	// MFAEnabled switches MFA on (GET /api/auth/mfa reports it). Off,
@@ -305,7 +307,11 @@ func (s *Server) handle(pattern string, a access, h handlerFunc) {
 		var c *caller
 		w, r = s.auditStart(w, r, a)
 		defer s.auditEnd(w, r, pattern, &c)
-		if a != public {
+		if a == public {
+			// Anyone can send these; none needs more (the largest, a
+			// registration with a CSR, is a few KiB).
+			r.Body = http.MaxBytesReader(w, r.Body, MaxPublicBodyBytes)
+		} else {
 			var err error
 			c, err = s.authenticate(r)
 			if err != nil {
@@ -380,6 +386,11 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	if u.Suspended {
 		return nil, errorf(http.StatusUnauthorized, "account suspended")
 	}
+	if stale, err := s.staleLoginToken(r.Context(), claims, u); err != nil {
+		return nil, err
+	} else if stale {
+		return nil, errorf(http.StatusUnauthorized, "invalid, expired or revoked token")
+	}
 	perms, err := s.effectivePermissions(r.Context(), u)
 	if err != nil {
 		return nil, err
@@ -391,11 +402,39 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	return &caller{user: u, claims: claims, token: tok, perms: perms, http: m.Bind(u.Username, "")}, nil
 }
 
+// staleLoginToken reports whether claims are of a login token whose
+// record was issued for a password u no longer has. A password change
+// revokes those records (endSessions); one left behind, because the
+// revocation failed or a restore brought it back, must not authenticate
+// either. Application tokens, and the application-session tokens
+// exchanged for them, do not stand for the password and outlive its
+// change unless revoked.
+func (s *Server) staleLoginToken(ctx context.Context, claims credential.Claims, u store.User) (bool, error) {
+	if claims.Kind != credential.KindLogin {
+		return false, nil
+	}
+	rec, err := s.st.Token(ctx, claims.TokenID)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil // revoked since it was verified
+	}
+	if err != nil {
+		return false, err
+	}
+	return rec.PasswordVersion != 0 && rec.PasswordVersion != u.PasswordVersion, nil
+}
+
 // effectivePermissions is the union of the user's roles' permissions.
 func (s *Server) effectivePermissions(ctx context.Context, u store.User) ([]acl.Permission, error) {
+	return permissionsOf(func(id string) (store.Role, error) { return s.st.Role(ctx, id) }, u)
+}
+
+// permissionsOf is effectivePermissions with the roles read by role: from
+// the store, or from a transaction (tx.Role) so that a check sees what the
+// change it guards sees.
+func permissionsOf(role func(id string) (store.Role, error), u store.User) ([]acl.Permission, error) {
 	perms := []acl.Permission{}
 	for _, id := range u.Roles {
-		r, err := s.st.Role(ctx, id)
+		r, err := role(id)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -46,9 +47,11 @@ type loginResponse struct {
 	DeviceToken string `json:"deviceToken,omitempty"`
 }
 
-// errPoolBusy answers a password operation that found no argon2id worker
-// free within VerifyWait: the pool, shared by MQTT, HTTP logins and the
-// registry, is saturated; retry after a second.
+// errPoolBusy answers a password operation (a login, checking the current
+// password, hashing a new one) that found no argon2id worker free within
+// VerifyWait: the pool, shared by MQTT CONNECT, the API's logins and
+// password changes and the client registry's hashing, is saturated;
+// retry after a second.
 var errPoolBusy = retryLater(http.StatusServiceUnavailable, time.Second, "too many logins in progress; retry later")
 
 // errLogin is the one answer to every failed login, so it does not tell
@@ -105,6 +108,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *caller) error 
 // the username from this address.
 func (s *Server) checkPassword(r *http.Request, username, password string) (store.User, error) {
 	ctx := r.Context()
+	if len(username) > maxLoginUsernameLen {
+		// No stored name is that long: refused before any work (no
+		// normalisation, lockout, dummy hash), which tells nothing.
+		s.log.Info("http login refused", "user", clipUsername(username), "remote", r.RemoteAddr, "reason", "username too long")
+		s.auditAuth(ctx, audit.ChannelHTTPLogin, clipUsername(username), "username too long")
+		return store.User{}, errLogin
+	}
 	// One spelling per name (NFC, as stored): the lockout must not count
 	// a composed and a decomposed spelling of a name apart.
 	username = credential.NormalizeUsername(username)
@@ -160,6 +170,24 @@ func (s *Server) checkPassword(r *http.Request, username, password string) (stor
 	return u, nil
 }
 
+// maxLoginUsernameLen bounds the username a login names, checked before
+// anything else is done with it. A stored name is at most
+// credential.MaxUsernameLen bytes in NFC; a decomposed (NFD) spelling of
+// it, which logs in as the same user, takes at most three times as many
+// bytes (UAX #15's maximum expansion of NFD in UTF-8), so no longer name
+// can be any user's.
+const maxLoginUsernameLen = 4 * credential.MaxUsernameLen
+
+// clipUsername cuts a username that is too long to be anyone's for the
+// log and the audit trail, which must not take whatever a client sends.
+func clipUsername(name string) string {
+	const keep = 64
+	if len(name) <= keep {
+		return name
+	}
+	return strings.ToValidUTF8(name[:keep], "") + fmt.Sprintf("... (%d bytes)", len(name))
+}
+
 // passwordGrant: a user without grant types may use a password.
 func passwordGrant(u store.User) bool {
 	if len(u.GrantTypes) == 0 {
@@ -171,25 +199,6 @@ func passwordGrant(u store.User) bool {
 		}
 	}
 	return false
-}
-
-// locked: password attempts for username from r's address are blocked
-// (by the username's failures, or the address's).
-func (s *Server) locked(r *http.Request, username string) bool {
-	b, _ := s.lockout.Check(username, r.RemoteAddr)
-	return b != credential.NotBlocked
-}
-
-// fail counts a wrong password for username from r's address.
-func (s *Server) fail(r *http.Request, username string) { s.lockout.Fail(username, r.RemoteAddr) }
-
-// lock blocks username's password logins from every address at once (too
-// many wrong MFA codes), as too many wrong passwords would.
-func (s *Server) lock(username string) { s.lockout.Lock(username) }
-
-// succeed forgets username's failures from r's address.
-func (s *Server) succeed(r *http.Request, username string) {
-	s.lockout.Succeed(username, r.RemoteAddr)
 }
 
 type logoutRequest struct {

@@ -118,6 +118,11 @@ func (s *Server) validateToken(w http.ResponseWriter, r *http.Request, _ *caller
 	if u.Suspended {
 		return writeInvalid(w, reasonSuspended)
 	}
+	if stale, err := s.staleLoginToken(r.Context(), claims, u); err != nil {
+		return err
+	} else if stale {
+		return writeInvalid(w, reasonRevoked)
+	}
 	perms, err := s.effectivePermissions(r.Context(), u)
 	if err != nil {
 		return err
@@ -200,10 +205,9 @@ func (s *Server) authenticateV1(w http.ResponseWriter, r *http.Request, _ *calle
 		return err
 	}
 	var (
-		u     store.User
-		ttl   = s.opts.TokenTTL
-		label string
-		err   error
+		u   store.User
+		ttl = s.opts.TokenTTL
+		err error
 	)
 	switch {
 	case req.ApplicationToken != nil && (req.Username != nil || req.Password != nil):
@@ -240,7 +244,7 @@ func (s *Server) authenticateV1(w http.ResponseWriter, r *http.Request, _ *calle
 			return errorf(http.StatusUnauthorized, "this account uses multi-factor authentication: log in with POST /api/login, or authenticate with an application_token")
 		}
 	}
-	tok, _, err := s.tokens.Issue(r.Context(), u, credential.KindLogin, label, ttl)
+	tok, _, err := s.tokens.Issue(r.Context(), u, credential.KindLogin, "", ttl)
 	if err != nil {
 		return err
 	}

@@ -168,11 +168,6 @@ func certificates(in []certificateInput, now time.Time) ([]store.Certificate, er
 	return out, nil
 }
 
-// commit stores a prepared user with its own role.
-func (s *Server) commit(ctx context.Context, n newUser) (store.User, error) {
-	return store.CreateUserWithRole(ctx, s.st, n.user, n.perms)
-}
-
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req newUserRequest
 	if err := decode(w, r, &req); err != nil {
@@ -187,7 +182,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	u, err := s.commit(r.Context(), n)
+	u, err := store.CreateUserWithRole(r.Context(), s.st, n.user, n.perms)
 	if err != nil {
 		return err
 	}
@@ -369,7 +364,8 @@ type updateUserRequest struct {
 // user's roles (its own role is kept); permissions replaces the
 // permissions of its own role. Everything is one store transaction: the
 // user, its own role (renamed with it), the escalation rule on what is
-// newly granted and the last-admin rule.
+// newly granted, the takeover and rename rules (escalation.go) and the
+// last-admin rule.
 func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req updateUserRequest
 	if err := decode(w, r, &req); err != nil {
@@ -414,11 +410,7 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	if rename || req.Password != nil || req.GrantTypes != nil || (req.DisableMFA != nil && *req.DisableMFA) {
-		if err := s.checkTakeover(ctx, rule, c, u); err != nil {
-			return err
-		}
-	}
+	takeover := rename || req.Password != nil || req.GrantTypes != nil || (req.DisableMFA != nil && *req.DisableMFA)
 	var hash string
 	if req.Password != nil {
 		if *req.Password == "" {
@@ -430,12 +422,24 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	} else if req.RevokeApplicationTokens {
 		return errorf(http.StatusBadRequest, "revokeApplicationTokens goes with a new password")
 	}
-	err = s.atomicKeepingAdmin(ctx, func(tx store.Tx) error {
+	err = s.atomicKeepingAdmin(ctx, []string{u.ID}, func(tx store.Tx) error {
 		cur, err := tx.User(u.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			return errorf(http.StatusNotFound, "user not found")
 		} else if err != nil {
 			return err
+		}
+		// On the transaction's view, so that the user and roles checked
+		// are the ones changed.
+		if takeover {
+			if err := checkTakeover(rule, c, cur, tx.Role); err != nil {
+				return err
+			}
+		}
+		if rename {
+			if err := checkRename(rule, cur, tx.Role); err != nil {
+				return err
+			}
 		}
 		own, err := ownRole(tx, cur)
 		if err != nil {
@@ -543,7 +547,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	}
 	// The store deletes the user's tokens and own role with it; the broker
 	// disconnects its clients when the change feed reports the delete.
-	err = s.atomicKeepingAdmin(r.Context(), func(tx store.Tx) error { return tx.DeleteUser(u.ID) })
+	err = s.atomicKeepingAdmin(r.Context(), []string{u.ID}, func(tx store.Tx) error { return tx.DeleteUser(u.ID) })
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf(http.StatusNotFound, "user not found")
 	}
@@ -567,7 +571,7 @@ func (s *Server) deleteUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 		return errorf(http.StatusBadRequest, "a non-empty array of user ids is expected")
 	}
 	noteTarget(r, "ids", ids...)
-	err := s.atomicKeepingAdmin(r.Context(), func(tx store.Tx) error {
+	err := s.atomicKeepingAdmin(r.Context(), ids, func(tx store.Tx) error {
 		for _, id := range ids {
 			if err := tx.DeleteUser(id); errors.Is(err, store.ErrNotFound) {
 				return errorf(http.StatusNotFound, "user %q not found", id)
@@ -605,7 +609,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return errorf(http.StatusBadRequest, "password and newPassword are required")
 	}
 	name := c.user.Username
-	if s.locked(r, name) {
+	if b, _ := s.lockout.Check(name, r.RemoteAddr); b != credential.NotBlocked {
 		s.auditPasswordRefused(r, name, "locked (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}
@@ -616,7 +620,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return errPoolBusy
 	}
 	if c.user.PasswordHash == "" || err != nil || !ok {
-		s.fail(r, name)
+		s.lockout.Fail(name, r.RemoteAddr)
 		s.auditPasswordRefused(r, name, "wrong password (change-password)")
 		return errorf(http.StatusForbidden, "wrong password")
 	}
@@ -706,11 +710,7 @@ func (s *Server) addCertificate(w http.ResponseWriter, r *http.Request, c *calle
 		return err
 	}
 	// A registered fingerprint is a way to log in as u (escalation.go).
-	rule, err := s.grantRuleFor(r.Context(), c)
-	if err != nil {
-		return err
-	}
-	if err := s.checkTakeover(r.Context(), rule, c, u); err != nil {
+	if err := s.checkTakeoverOf(r.Context(), c, u); err != nil {
 		return err
 	}
 	now := s.now()
@@ -729,10 +729,15 @@ func (s *Server) addCertificate(w http.ResponseWriter, r *http.Request, c *calle
 }
 
 // removeCertificate unregisters a fingerprint; the broker disconnects
-// clients that connected with it.
+// clients that connected with it. Removing another user's last pinned
+// fingerprint lets any certificate with its name from a trusted CA log in
+// as it, so it takes what adding one does (escalation.go).
 func (s *Server) removeCertificate(w http.ResponseWriter, r *http.Request, c *caller) error {
 	u, fp, err := s.certificateTarget(w, r)
 	if err != nil {
+		return err
+	}
+	if err := s.checkTakeoverOf(r.Context(), c, u); err != nil {
 		return err
 	}
 	if _, err := s.st.UpdateUser(r.Context(), u.ID, func(x *store.User) error {
@@ -819,7 +824,7 @@ func (s *Server) removeUserRole(w http.ResponseWriter, r *http.Request, c *calle
 	if ro.AutoGenerated && ro.OwnerID == u.ID {
 		return errorf(http.StatusConflict, "a user's own role cannot be removed from it")
 	}
-	if err := s.atomicKeepingAdmin(r.Context(), func(tx store.Tx) error {
+	if err := s.atomicKeepingAdmin(r.Context(), []string{u.ID}, func(tx store.Tx) error {
 		_, err := tx.UpdateUser(u.ID, func(x *store.User) error {
 			x.Roles = slices.DeleteFunc(x.Roles, func(id string) bool { return id == req.RoleID })
 			return nil

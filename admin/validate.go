@@ -190,50 +190,75 @@ func (s *Server) adminRoleID(ctx context.Context) (string, error) {
 // admin role.
 var errLastAdmin = errorf(http.StatusConflict, "the last user holding %s cannot lose it", RoleAdmin)
 
-// atomicKeepingAdmin runs change in one store transaction and refuses it
-// (409) when it leaves no active (not suspended) user holding the admin
-// role while there was one. The count and the change commit together, so
+// atomicKeepingAdmin runs change, which changes the users ids (and
+// nothing else that bears on who is an admin), in one store transaction
+// and refuses it (409) when it leaves no active user holding the admin
+// role while there was one. Only a change that touches an active admin
+// can do that, so only then are the other users read, up to the first
+// active admin among them: a change of any other user reads the users it
+// changes and nothing more (on Redis, concurrent writes of other users do
+// not make it run again). The check and the change commit together, so
 // two requests removing the last two admins at once cannot both succeed,
 // on any node.
-func (s *Server) atomicKeepingAdmin(ctx context.Context, change func(tx store.Tx) error) error {
+func (s *Server) atomicKeepingAdmin(ctx context.Context, ids []string, change func(tx store.Tx) error) error {
 	return s.st.Atomic(ctx, func(tx store.Tx) error {
-		before, err := activeAdmins(tx)
+		ro, err := tx.RoleByName(RoleAdmin)
+		if errors.Is(err, store.ErrNotFound) {
+			return change(tx)
+		}
 		if err != nil {
 			return err
+		}
+		admins := func() ([]store.User, error) { return usersOf(tx, ids) }
+		before, err := admins()
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(before, func(u store.User) bool { return activeAdmin(u, ro.ID) }) {
+			return change(tx)
 		}
 		if err := change(tx); err != nil {
 			return err
 		}
-		after, err := activeAdmins(tx)
+		after, err := admins()
 		if err != nil {
 			return err
 		}
-		if before > 0 && after == 0 {
+		if slices.ContainsFunc(after, func(u store.User) bool { return activeAdmin(u, ro.ID) }) {
+			return nil
+		}
+		users, err := tx.Users()
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(users, func(u store.User) bool { return activeAdmin(u, ro.ID) }) {
 			return errLastAdmin
 		}
 		return nil
 	})
 }
 
-// activeAdmins counts the users of tx holding the admin role and not
-// suspended (a suspended user cannot log in, so cannot administer).
-func activeAdmins(tx store.Tx) (int, error) {
-	ro, err := tx.RoleByName(RoleAdmin)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	users, err := tx.Users()
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, u := range users {
-		if !u.Suspended && slices.Contains(u.Roles, ro.ID) {
-			n++
+// usersOf reads the users ids in tx; missing ones are skipped (the change
+// reports them).
+func usersOf(tx store.Tx, ids []string) ([]store.User, error) {
+	out := make([]store.User, 0, len(ids))
+	for _, id := range ids {
+		u, err := tx.User(id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
 		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
 	}
-	return n, nil
+	return out, nil
+}
+
+// activeAdmin: u holds the admin role (adminRole, its ID) and is not
+// suspended (a suspended user cannot log in, so cannot administer). The
+// one rule of who counts as an administrator, for the API's changes and
+// for a restore (CheckRestorable).
+func activeAdmin(u store.User, adminRole string) bool {
+	return !u.Suspended && slices.Contains(u.Roles, adminRole)
 }

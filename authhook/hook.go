@@ -709,8 +709,13 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		if tokenLike {
 			claims, err := h.tokens.Parse(password)
 			if err == nil && claims.UserID == u.ID && credential.AcceptedKind(claims.Kind) {
-				_, err := h.st.Token(ctx, claims.TokenID)
+				rec, err := h.st.Token(ctx, claims.TokenID)
 				switch {
+				case err == nil && claims.Kind == credential.KindLogin && rec.PasswordVersion != 0 && rec.PasswordVersion != u.PasswordVersion:
+					// Issued for a password the user no longer has: left
+					// behind by a revocation that failed (admin's
+					// staleLoginToken refuses it too).
+					return fail(refuseBadCredentials, "token of an old password")
 				case err == nil, errors.Is(err, store.ErrUnavailable) && fromCache:
 					pwOK, c.tokenID, tokenExp = true, claims.TokenID, claims.ExpiresAt
 				case errors.Is(err, store.ErrNotFound):

@@ -275,8 +275,8 @@ const maxContext = 1024
 // conflict, never a takeover. The endpoint is public, so its answers
 // must not tell which usernames exist: an existing user's name gets
 // exactly the answer of a request pending with other credentials (the
-// same 409, after the same work), and while the registry is locked every
-// refusal is ErrLocked.
+// same 409, after the same work), while the registry is locked every
+// refusal is ErrLocked, and while it is full every new name is ErrFull.
 func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 	if err := credential.ValidUsername(req.Username); err != nil {
 		return Result{}, fmt.Errorf("%w: %v", ErrPolicy, err)
@@ -338,6 +338,11 @@ func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 	if !open {
 		return Result{}, ErrLocked
 	}
+	// Before the user lookup: a full registry answers every new name
+	// alike, whether a user has it or not.
+	if err := r.roomForOne(ctx); err != nil {
+		return Result{}, err
+	}
 	if _, err := r.st.UserByUsername(ctx, req.Username); err == nil {
 		// Answered as a poll of a pending request with other credentials
 		// would be, after the same work: a password is verified (against
@@ -349,9 +354,6 @@ func (r *Registry) Register(ctx context.Context, req Request) (Result, error) {
 		}
 		return Result{}, conflict()
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return Result{}, err
-	}
-	if err := r.roomForOne(ctx); err != nil {
 		return Result{}, err
 	}
 	q = store.RegistryRequest{
