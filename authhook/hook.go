@@ -23,18 +23,12 @@ import (
 	"github.com/warden-mqtt/warden/store"
 )
 
-// Defaults for Options fields left zero.
-const (
-	DefaultMaxFailuresPerUser      = credential.DefaultMaxFailuresPerUserIP
-	DefaultMaxFailuresPerUserTotal = credential.DefaultMaxFailuresPerUser
-	DefaultMaxFailuresPerIP        = credential.DefaultMaxFailuresPerIP
-	DefaultFailureWindow           = credential.DefaultFailureWindow
-	DefaultBackoff                 = credential.DefaultLockoutBackoff
-	DefaultVerifyWait              = 5 * time.Second
-	DefaultCacheSize               = credential.DefaultVerifyCacheSize
-)
+// DefaultVerifyWait is Options.VerifyWait's default.
+const DefaultVerifyWait = 5 * time.Second
 
-// Options configure a Hook. Zero values take the defaults above.
+// Options configure a Hook. Zero values take the defaults: DefaultVerifyWait,
+// DefaultMaxOfflineSessions, and credential's for the lockout and the
+// verifier (credential.NewLockout, credential.NewVerifier).
 type Options struct {
 	// Store holds users, roles and token records; required.
 	Store store.Store
@@ -50,12 +44,14 @@ type Options struct {
 
 	// Lockout is the brute-force limit on password attempts, shared with
 	// the HTTP logins (cmd/warden builds one for both). nil: the hook
-	// builds its own from the four fields below: MaxFailuresPerUser failed
-	// passwords for a username from one address, MaxFailuresPerUserTotal
-	// from all addresses, or MaxFailuresPerIP from one address for any
-	// username, within FailureWindow, block password attempts (only
-	// those) for Backoff, without hashing. A negative value disables that
-	// limit.
+	// builds its own from the five fields below: MaxFailuresPerUser
+	// refused CONNECTs for a username from one address,
+	// MaxFailuresPerUserTotal from all addresses, or MaxFailuresPerIP from
+	// one address for any username, within FailureWindow, block attempts
+	// for Backoff, without hashing. A negative value disables that limit.
+	// A refused CONNECT counts when it presented no client certificate
+	// (a wrong password, an unknown user, no usable credential), and a
+	// block refuses only CONNECTs without a certificate or a login token.
 	Lockout                 *credential.Lockout
 	MaxFailuresPerUser      int
 	MaxFailuresPerUserTotal int
@@ -613,13 +609,13 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		password = string(pk.Connect.Password)
 	}
 
-	// Password failures block password attempts only: a client
-	// certificate or a login token is checked whatever the lockout says.
-	// Without either, a blocked attempt ends here, before the store.
+	// Failures block attempts without a certificate or token only: a
+	// client certificate or a login token is checked whatever the lockout
+	// says. Without either, a blocked attempt ends here, before the store.
 	block, _ := h.lock.Check(username, remote)
 	tokenLike := password != "" && h.tokens != nil && credential.LooksLikeToken(password)
-	blocked := func() (*conn, refusal, string) {
-		if block == credential.BlockedAddress {
+	blocked := func(r refusal) (*conn, refusal, string) {
+		if r == refuseAddress {
 			h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", remote, "reason", "address blocked")
 			h.auditRefusal(ctx, cl, username, "address blocked")
 			return nil, refuseAddress, "too many failed logins from this address; retry later"
@@ -628,23 +624,36 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		return fail(refuseBlocked, "locked")
 	}
 	if block != credential.NotBlocked && cert == nil && !tokenLike {
-		return blocked()
+		return blocked(blockRefusal(block))
+	}
+	// counted refuses a CONNECT as fail does and counts it towards the
+	// lockout when it presented no client certificate, password or not:
+	// so unknown usernames and missing credentials are throttled too
+	// (--auth-max-failures-ip). Certificate failures are not counted, so
+	// one bad device cannot block a NAT of certificate devices.
+	counted := func(r refusal, why string) (*conn, refusal, string) {
+		if cert == nil {
+			h.lock.Fail(username, remote)
+		}
+		return fail(r, why)
 	}
 	// deny refuses like a wrong password, in code and in time: a password
 	// sent is verified (against a dummy hash, on the same workers) and
 	// counts towards the lockout, whether or not the user exists, is
 	// suspended or may use a password at all.
 	deny := func(why string) (*conn, refusal, string) {
-		if password != "" {
-			if block != credential.NotBlocked {
-				return blocked()
-			}
-			if errors.Is(h.ver.Dummy(ctx, password), credential.ErrBusy) {
-				return fail(refuseBusy, "verification queue full")
-			}
-			h.lock.Fail(username, remote)
+		if password == "" {
+			return counted(refuseBadCredentials, why)
 		}
-		return fail(refuseBadCredentials, why)
+		if block != credential.NotBlocked {
+			return blocked(blockRefusal(block))
+		}
+		switch r, why := h.refuseAsWrongPassword(ctx, username, remote, password, why); r {
+		case refuseBlocked, refuseAddress:
+			return blocked(r)
+		default:
+			return fail(r, why)
+		}
 	}
 
 	// A recheck after registering is needed only if a change was being
@@ -726,7 +735,7 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		if !pwOK {
 			if r, why := h.checkPassword(ctx, c, u, password, block, certOK && !required[store.GrantPassword]); why != "" {
 				if r == refuseBlocked || r == refuseAddress {
-					return blocked()
+					return blocked(r)
 				}
 				return fail(r, why)
 			}
@@ -734,13 +743,13 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		}
 	}
 	if required[store.GrantPassword] && !pwOK {
-		return fail(refuseBadCredentials, "password required")
+		return counted(refuseBadCredentials, "password required")
 	}
 	if required[store.GrantCertificate] && !certOK {
-		return fail(refuseNotAuthorized, "client certificate required")
+		return counted(refuseNotAuthorized, "client certificate required")
 	}
 	if !pwOK && !certOK {
-		return fail(refuseBadCredentials, "no valid credential")
+		return counted(refuseBadCredentials, "no valid credential")
 	}
 
 	sess := &session{prefix: u.MQTTPublishPrefix, bound: e.matcher.Bind(username, cl.ID), epoch: e.epoch}
@@ -792,55 +801,100 @@ func (h *Hook) checkPassword(ctx context.Context, c *conn, u store.User, passwor
 		if certSuffices {
 			return 0, ""
 		}
-		if block == credential.BlockedAddress {
-			return refuseAddress, "address blocked"
+		return blockRefusal(block), "blocked"
+	}
+	// The MFA rules are decided before the password is verified: a
+	// refusal costs one (dummy) verification and counts as a failure, as
+	// a wrong password does, and never comes from the cache of verified
+	// passwords, whose quick answer would tell a guesser the password was
+	// right (and the lockout's count, which guess).
+	if why := h.mfaRefusal(u, c.certFP, time.Now()); why != "" {
+		if certSuffices {
+			return 0, ""
 		}
-		return refuseBlocked, "locked"
+		return h.refuseAsWrongPassword(ctx, username, remote, password, why)
 	}
 	if u.PasswordHash == "" {
-		if errors.Is(h.ver.Dummy(ctx, password), credential.ErrBusy) {
-			return refuseBusy, "verification queue full"
-		}
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "no password set"
+		return h.refuseAsWrongPassword(ctx, username, remote, password, "no password set")
 	}
-	ok, cached, err := h.ver.Verify(ctx, u.ID, password, u.PasswordHash, u.PasswordVersion)
-	if !errors.Is(err, credential.ErrBusy) {
+	// The gate re-checks the lockout once a worker is free and counts a
+	// wrong password before the worker is released (credential.Gate).
+	gate := h.lock.Gate(username, remote)
+	ok, cached, err := h.ver.VerifyIf(ctx, gate, u.ID, password, u.PasswordHash, u.PasswordVersion)
+	if !errors.Is(err, credential.ErrBusy) && !errors.Is(err, credential.ErrBlocked) {
 		h.opts.Metrics.cacheLookup(cachePassword, cached)
 	}
 	switch {
 	case errors.Is(err, credential.ErrBusy):
 		return refuseBusy, "verification queue full"
-	case errors.Is(err, credential.ErrPasswordTooLong):
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "password too long"
-	case err != nil:
-		h.log.Error("mqtt connect: stored password hash unusable", "user", username, "error", err)
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "bad stored hash"
-	case !ok:
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "wrong password"
-	}
-	// The password is right. The MFA rules are applied only now, so that
-	// they cost what a wrong password costs and answer the same; and they
-	// count as a failure, or the lockout's schedule would tell a guesser
-	// which guess was right.
-	if h.opts.MFA && credential.MFALocked(u.MFA, time.Now()) {
+	case errors.Is(err, credential.ErrBlocked):
 		if certSuffices {
 			return 0, ""
 		}
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "mfa locked"
-	}
-	if h.opts.MFA && !h.opts.MFAAllowPassword && credential.MFAActive(u.MFA) && c.certFP == "" {
-		// A password alone is one factor; a certificate beside it is the
-		// second (certFP is set only for a verified, accepted one).
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "mfa required"
+		return h.blockedNow(username, remote), "blocked"
+	case errors.Is(err, credential.ErrPasswordTooLong):
+		h.lock.Fail(username, remote) // refused before a worker: the gate saw nothing
+		return refuseBadCredentials, "password too long"
+	case err != nil:
+		h.log.Error("mqtt connect: stored password hash unusable", "user", username, "error", err)
+		return refuseBadCredentials, "bad stored hash" // counted by the gate
+	case !ok:
+		return refuseBadCredentials, "wrong password" // counted by the gate
 	}
 	c.password, c.pwVersion = true, u.PasswordVersion
 	return 0, ""
+}
+
+// mfaRefusal says why MFA forbids u's account password over MQTT ("" if
+// it does not): with MFA on, the stored MFA lock (too many wrong codes)
+// refuses it, and an active MFA key does unless the client presented a
+// verified certificate (certFP, the second factor) or --mfa-mqtt-password
+// allows passwords alone.
+func (h *Hook) mfaRefusal(u store.User, certFP string, now time.Time) string {
+	switch {
+	case !h.opts.MFA:
+		return ""
+	case credential.MFALocked(u.MFA, now):
+		return "mfa locked"
+	case !h.opts.MFAAllowPassword && credential.MFAActive(u.MFA) && certFP == "":
+		return "mfa required"
+	}
+	return ""
+}
+
+// refuseAsWrongPassword refuses password the way a wrong one is refused,
+// in code and in time: it is verified against the dummy hash on the same
+// workers, behind the login's gate, which counts the failure. It answers
+// busy when no worker was free in time, and the lockout's refusal when
+// the attempt was blocked while it waited (neither is counted).
+func (h *Hook) refuseAsWrongPassword(ctx context.Context, username, remote, password, why string) (refusal, string) {
+	gate := h.lock.Gate(username, remote)
+	switch err := h.ver.DummyIf(ctx, gate, password); {
+	case errors.Is(err, credential.ErrBusy):
+		return refuseBusy, "verification queue full"
+	case errors.Is(err, credential.ErrBlocked):
+		return h.blockedNow(username, remote), "blocked"
+	}
+	if len(password) > credential.MaxPasswordLen {
+		h.lock.Fail(username, remote) // refused before a worker: the gate saw nothing
+	}
+	return refuseBadCredentials, why
+}
+
+// blockedNow is the lockout's refusal of a login that a verification gate
+// found blocked.
+func (h *Hook) blockedNow(username, remote string) refusal {
+	b, _ := h.lock.Check(username, remote)
+	return blockRefusal(b)
+}
+
+// blockRefusal answers a lockout block: an address block says so, a
+// username block looks like a wrong password.
+func blockRefusal(b credential.Block) refusal {
+	if b == credential.BlockedAddress {
+		return refuseAddress
+	}
+	return refuseBlocked
 }
 
 // grants returns the user's allowed and required grant methods. A user
