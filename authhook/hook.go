@@ -475,6 +475,7 @@ const (
 	refuseBlocked                       // as refuseBadCredentials: the username is locked
 	refusePending                       // as refuseNotAuthorized: registration pending
 	refuseAddress                       // v5 0x9F, v3 3: too many failures from the address
+	refuseTopic                         // v5 0x90, v3 5: the (prefixed) will topic exceeds the topic limits
 	refusalKinds                        // the number of refusals, for metrics
 )
 
@@ -483,7 +484,7 @@ func (r refusal) code(v5 bool, reason string) packets.Code {
 		switch r {
 		case refuseBadCredentials, refuseBlocked:
 			return packets.ErrMalformedUsername // -> v3 4 bad user name or password
-		case refuseNotAuthorized, refusePending:
+		case refuseNotAuthorized, refusePending, refuseTopic:
 			return packets.ErrBadUsernameOrPassword // -> v3 5 not authorized
 		case refuseUnavailable, refuseBusy, refuseAddress:
 			return packets.ErrServerUnavailable // -> v3 3
@@ -503,6 +504,8 @@ func (r refusal) code(v5 bool, reason string) packets.Code {
 		c = packets.ErrServerBusy
 	case refuseAddress:
 		c = packets.ErrConnectionRateExceeded
+	case refuseTopic:
+		c = packets.ErrTopicNameInvalid
 	default:
 		c = packets.ErrClientIdentifierNotValid
 	}
@@ -753,8 +756,8 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	}
 
 	sess := &session{prefix: u.MQTTPublishPrefix, bound: e.matcher.Bind(username, cl.ID), epoch: e.epoch}
-	if !h.willAllowed(cl, sess) {
-		return fail(refuseNotAuthorized, "will topic not permitted")
+	if r, why := h.willAllowed(cl, sess); why != "" {
+		return fail(r, why)
 	}
 	if r, why := h.takeover(cl, username); why != "" {
 		return fail(r, why)
@@ -927,18 +930,24 @@ func certPinned(u store.User, fp string, now time.Time) bool {
 	return false
 }
 
-// willAllowed checks the will topic like a publish (Mochi never does) and
-// applies the prefix to it.
-func (h *Hook) willAllowed(cl *mqtt.Client, s *session) bool {
+// willAllowed checks the will topic like a publish (Mochi never does)
+// and applies the prefix to it. It returns why it refused ("" if not):
+// a topic not permitted, or one the prefix made exceed the topic limits,
+// refused as Mochi refuses a will topic over them (0x90 / 5): accepted
+// now, it would be dropped when due (mayPublishWill), without a word.
+func (h *Hook) willAllowed(cl *mqtt.Client, s *session) (refusal, string) {
 	if cl.Properties.Will.Flag == 0 {
-		return true
+		return 0, ""
 	}
 	topic := s.prefix + cl.Properties.Will.TopicName
+	if !h.topicWithinLimits(topic) {
+		return refuseTopic, "will topic exceeds the topic limits"
+	}
 	if acl.ValidateTopicName(topic) != nil || !s.bound.Allows(topic, acl.OpWrite) {
-		return false
+		return refuseNotAuthorized, "will topic not permitted"
 	}
 	cl.Properties.Will.TopicName = topic
-	return true
+	return 0, ""
 }
 
 // takeover refuses a client ID held by another user's connected client:
