@@ -1,6 +1,7 @@
 package authhook
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -121,9 +122,9 @@ type Hook struct {
 	conns  sync.Map // *mqtt.Client -> *conn: read lock-free by OnACLCheck
 	mu     sync.Mutex
 	byUser map[string]map[*conn]struct{}
-	// offline lists each user's offline persistent sessions, oldest first
-	// (sessions.go); guarded by mu.
-	offline map[string][]*conn
+	// offline lists each user's offline persistent sessions (*conn),
+	// oldest first (sessions.go); guarded by mu.
+	offline map[string]*list.List
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -236,6 +237,9 @@ type conn struct {
 	// willDue is when (unix ns) a delayed will left by this client stops
 	// being sendable; 0: none (sessions.go).
 	willDue atomic.Int64
+	// offline is c's element in its user's offline sessions while listed
+	// (wentOffline); guarded by Hook.mu.
+	offline *list.Element
 
 	// subscribing holds the filters of the SUBSCRIBE being processed
 	// (metrics on only): see deny.
@@ -377,8 +381,21 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 }
 
-// OnClientExpired forgets an expired persistent session.
-func (h *Hook) OnClientExpired(cl *mqtt.Client) { h.forget(cl) }
+// OnClientExpired forgets an expired persistent session, unless it left a
+// delayed will that is still pending: with a Will Delay Interval at least
+// the session expiry, Mochi's expiry and will tickers fire in the same
+// second in either order, and OnWill must still find the client then
+// (sweep forgets it once the will has gone). It leaves its user's offline
+// sessions at once.
+func (h *Hook) OnClientExpired(cl *mqtt.Client) {
+	if c := h.lookup(cl); c != nil && c.willPending(time.Now()) {
+		h.mu.Lock()
+		h.unlistOffline(c)
+		h.mu.Unlock()
+		return
+	}
+	h.forget(cl)
+}
 
 func (h *Hook) register(c *conn) {
 	h.conns.Store(c.cl, c)
@@ -451,12 +468,7 @@ func (h *Hook) disconnect(c *conn) {
 			_ = s.DisconnectClient(c.cl, packets.ErrNotAuthorized)
 			// A persistent session would otherwise linger with its
 			// subscriptions and queue; the revoked user gets nothing back.
-			s.UnsubscribeClient(c.cl)
-			c.cl.ClearInflights()
-			if cur, ok := s.Clients.Get(c.cl.ID); ok && cur == c.cl {
-				s.Clients.Delete(c.cl.ID)
-			}
-			h.forget(c.cl)
+			h.purge(s, c.cl)
 		}()
 	})
 }
@@ -963,14 +975,18 @@ func (h *Hook) takeover(cl *mqtt.Client, username string) (refusal, string) {
 		return 0, ""
 	}
 	if ec := h.lookup(existing); ec != nil && ec.username == username {
+		if existing.Closed() {
+			// Resumed or replaced by this CONNECT: no longer one of the
+			// user's offline sessions.
+			h.mu.Lock()
+			h.unlistOffline(ec)
+			h.mu.Unlock()
+		}
 		return 0, ""
 	}
 	if !existing.Closed() {
 		return refuseClientID, "client ID in use by another user"
 	}
-	s.UnsubscribeClient(existing)
-	existing.ClearInflights()
-	s.Clients.Delete(existing.ID)
-	h.forget(existing)
+	h.purge(s, existing)
 	return 0, ""
 }

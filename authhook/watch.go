@@ -206,9 +206,12 @@ func (h *Hook) resync() {
 	})
 }
 
-// sweep forgets connections Mochi dropped without calling OnDisconnect (a
-// CONNACK that could not be written) and that hold no session, nor a
-// delayed will that may still be sent.
+// sweep forgets gone connections that hold no session in Mochi (any
+// more), nor a delayed will Mochi still holds for them: those Mochi
+// dropped without calling OnDisconnect (a CONNACK that could not be
+// written), sessions resumed or replaced by a newer client, and clients
+// whose will was sent, refused, or dropped by Mochi when the session was
+// resumed or its client ID reused.
 func (h *Hook) sweep() {
 	srv := h.server.Load()
 	if srv == nil {
@@ -217,7 +220,7 @@ func (h *Hook) sweep() {
 	now := time.Now()
 	h.conns.Range(func(k, v any) bool {
 		c := v.(*conn)
-		if !c.cl.Closed() || c.willPending(now) {
+		if !c.cl.Closed() || h.willWaiting(srv, c, now) {
 			return true
 		}
 		if cur, ok := srv.Clients.Get(c.cl.ID); !ok || cur != c.cl {

@@ -101,6 +101,14 @@ func (w *delayedWillsMap) cancel(cl *Client) bool {
 	return false
 }
 
+// pending reports whether the will pending for cl's ID is cl's.
+func (w *delayedWillsMap) pending(cl *Client) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d, ok := w.m[cl.ID]
+	return ok && d.cl == cl
+}
+
 // expedite makes the will pending for cl's ID due now if it is cl's.
 func (w *delayedWillsMap) expedite(cl *Client) bool {
 	w.mu.Lock()
@@ -134,6 +142,15 @@ func (w *delayedWillsMap) due(now int64) []delayedWill {
 // revoked after the client has gone.
 func (s *Server) CancelDelayedWill(cl *Client) bool {
 	return s.loop.willDelayed.cancel(cl)
+}
+
+// DelayedWillPending reports whether cl's own will waits for its Will
+// Delay Interval: false once it has been sent or cancelled, and once Mochi
+// dropped it because the session was resumed or its client ID reused
+// (then the will waiting under that ID, if any, is another client's). An
+// auth hook keeps its state for a gone client only while this holds.
+func (s *Server) DelayedWillPending(cl *Client) bool {
+	return s.loop.willDelayed.pending(cl)
 }
 
 // willDelay is how long cl's will waits: its Will Delay Interval, but no
