@@ -117,6 +117,13 @@ func (h *Hook) reevaluate(c *conn, e *entry) {
 	u := e.user
 	now := time.Now()
 	allowed, required := grants(u)
+	// A password session is held to the MFA rules as a new CONNECT would
+	// be (checkPassword): unless a certificate authenticated it without
+	// the password, enrolling MFA or the MFA lock ends it.
+	mfa := ""
+	if c.password && (c.certFP == "" || required[store.GrantPassword]) {
+		mfa = h.mfaRefusal(u, c.certFP, now)
+	}
 	switch {
 	case u.ID != c.userID || u.Username != c.username:
 		h.revoke(c, "user replaced or renamed")
@@ -126,6 +133,8 @@ func (h *Hook) reevaluate(c *conn, e *entry) {
 		h.revoke(c, "password changed")
 	case (c.password || c.tokenID != "") && !allowed[store.GrantPassword]:
 		h.revoke(c, "password grant removed")
+	case mfa != "":
+		h.revoke(c, mfa)
 	case c.certFP != "" && (!allowed[store.GrantCertificate] || !certPinned(u, c.certFP, now)):
 		h.revoke(c, "certificate removed")
 	case required[store.GrantPassword] && !c.password && c.tokenID == "":
