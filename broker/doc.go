@@ -46,6 +46,10 @@
 // the upgrade hijacks it, so the handler sets the deadline again (accept time
 // + ConnectTimeout) before handing the connection to Mochi. The HTTP server's
 // ReadHeaderTimeout is ConnectTimeout, which also bounds the WSS handshake.
+// HTTP keep-alives are off (and IdleTimeout is ConnectTimeout): every request
+// is either upgraded or refused, and a refused one (403 Origin, 400 not an
+// upgrade) has its socket closed after the answer, so it cannot hold a
+// connection slot.
 // gorilla/websocket resets the socket's write deadline to its own value on
 // every message it writes, so the WebSocket connection keeps the deadline
 // Mochi sets and hands it to gorilla before each write.
