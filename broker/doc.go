@@ -70,6 +70,9 @@
 //     authentication. Both are checked on the fixed header, before the body
 //     is read or allocated (patched Mochi, third_party WARDEN-PATCHES.md);
 //     MQTT 5 clients learn the limit in CONNACK and get DISCONNECT 0x95.
+//     A CONNECT's body is read in chunks that grow with the bytes received,
+//     so a socket that claims 64 KiB and sends little holds about what it
+//     sent, not what it claimed.
 //     A WebSocket frame may claim any length: gorilla/websocket streams it
 //     and Mochi's limit applies to the MQTT packets inside. The upgrade
 //     request's header is capped at 16 KiB.
