@@ -145,16 +145,21 @@ func (h *Hook) endSession(c *conn) {
 // messages, and the session itself while it is still cl's (not a newer
 // client's with the same ID). The hook forgets cl, unless a delayed will
 // of cl's is still pending: OnWill must find it then, and sweep forgets
-// it once the will has gone.
+// it once the will has gone; it is no offline session any more either way.
 func (h *Hook) purge(srv *mqtt.Server, cl *mqtt.Client) {
 	srv.UnsubscribeClient(cl)
 	cl.ClearInflights()
 	if cur, ok := srv.Clients.Get(cl.ID); ok && cur == cl {
 		srv.Clients.Delete(cl.ID)
 	}
-	if c := h.lookup(cl); c == nil || !c.willPending(time.Now()) {
+	c := h.lookup(cl)
+	if c == nil || !c.willPending(time.Now()) {
 		h.forget(cl)
+		return
 	}
+	h.mu.Lock()
+	h.unlistOffline(c)
+	h.mu.Unlock()
 }
 
 // unlistOffline removes c from its user's offline sessions (h.mu held).
