@@ -308,7 +308,7 @@ func validate(cfg Config, hooks []mqtt.Hook) (limits, error) {
 	case cfg.MaxQueuedMessages < 0 || cfg.MaxQueuedMessages > math.MaxUint16:
 		return lim, fmt.Errorf("broker: MaxQueuedMessages %d out of range 1..%d", cfg.MaxQueuedMessages, math.MaxUint16)
 	case cfg.MaxTopicLevels < 0:
-		return lim, fmt.Errorf("broker: MaxTopicLevels %d out of range 1..", cfg.MaxTopicLevels)
+		return lim, fmt.Errorf("broker: negative MaxTopicLevels %d", cfg.MaxTopicLevels)
 	case cfg.MaxTopicLength < 0 || cfg.MaxTopicLength > math.MaxUint16:
 		return lim, fmt.Errorf("broker: MaxTopicLength %d out of range 1..%d", cfg.MaxTopicLength, math.MaxUint16)
 	}
