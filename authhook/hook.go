@@ -1,6 +1,7 @@
 package authhook
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -23,18 +24,12 @@ import (
 	"github.com/warden-mqtt/warden/store"
 )
 
-// Defaults for Options fields left zero.
-const (
-	DefaultMaxFailuresPerUser      = credential.DefaultMaxFailuresPerUserIP
-	DefaultMaxFailuresPerUserTotal = credential.DefaultMaxFailuresPerUser
-	DefaultMaxFailuresPerIP        = credential.DefaultMaxFailuresPerIP
-	DefaultFailureWindow           = credential.DefaultFailureWindow
-	DefaultBackoff                 = credential.DefaultLockoutBackoff
-	DefaultVerifyWait              = 5 * time.Second
-	DefaultCacheSize               = credential.DefaultVerifyCacheSize
-)
+// DefaultVerifyWait is Options.VerifyWait's default.
+const DefaultVerifyWait = 5 * time.Second
 
-// Options configure a Hook. Zero values take the defaults above.
+// Options configure a Hook. Zero values take the defaults: DefaultVerifyWait,
+// DefaultMaxOfflineSessions, and credential's for the lockout and the
+// verifier (credential.NewLockout, credential.NewVerifier).
 type Options struct {
 	// Store holds users, roles and token records; required.
 	Store store.Store
@@ -50,12 +45,14 @@ type Options struct {
 
 	// Lockout is the brute-force limit on password attempts, shared with
 	// the HTTP logins (cmd/warden builds one for both). nil: the hook
-	// builds its own from the four fields below: MaxFailuresPerUser failed
-	// passwords for a username from one address, MaxFailuresPerUserTotal
-	// from all addresses, or MaxFailuresPerIP from one address for any
-	// username, within FailureWindow, block password attempts (only
-	// those) for Backoff, without hashing. A negative value disables that
-	// limit.
+	// builds its own from the five fields below: MaxFailuresPerUser
+	// refused CONNECTs for a username from one address,
+	// MaxFailuresPerUserTotal from all addresses, or MaxFailuresPerIP from
+	// one address for any username, within FailureWindow, block attempts
+	// for Backoff, without hashing. A negative value disables that limit.
+	// A refused CONNECT counts when it presented no client certificate
+	// (a wrong password, an unknown user, no usable credential), and a
+	// block refuses only CONNECTs without a certificate or a login token.
 	Lockout                 *credential.Lockout
 	MaxFailuresPerUser      int
 	MaxFailuresPerUserTotal int
@@ -125,9 +122,9 @@ type Hook struct {
 	conns  sync.Map // *mqtt.Client -> *conn: read lock-free by OnACLCheck
 	mu     sync.Mutex
 	byUser map[string]map[*conn]struct{}
-	// offline lists each user's offline persistent sessions, oldest first
-	// (sessions.go); guarded by mu.
-	offline map[string][]*conn
+	// offline lists each user's offline persistent sessions (*conn),
+	// oldest first (sessions.go); guarded by mu.
+	offline map[string]*list.List
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -240,6 +237,9 @@ type conn struct {
 	// willDue is when (unix ns) a delayed will left by this client stops
 	// being sendable; 0: none (sessions.go).
 	willDue atomic.Int64
+	// offline is c's element in its user's offline sessions while listed
+	// (wentOffline); guarded by Hook.mu.
+	offline *list.Element
 
 	// subscribing holds the filters of the SUBSCRIBE being processed
 	// (metrics on only): see deny.
@@ -381,8 +381,21 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 }
 
-// OnClientExpired forgets an expired persistent session.
-func (h *Hook) OnClientExpired(cl *mqtt.Client) { h.forget(cl) }
+// OnClientExpired forgets an expired persistent session, unless it left a
+// delayed will that is still pending: with a Will Delay Interval at least
+// the session expiry, Mochi's expiry and will tickers fire in the same
+// second in either order, and OnWill must still find the client then
+// (sweep forgets it once the will has gone). It leaves its user's offline
+// sessions at once.
+func (h *Hook) OnClientExpired(cl *mqtt.Client) {
+	if c := h.lookup(cl); c != nil && c.willPending(time.Now()) {
+		h.mu.Lock()
+		h.unlistOffline(c)
+		h.mu.Unlock()
+		return
+	}
+	h.forget(cl)
+}
 
 func (h *Hook) register(c *conn) {
 	h.conns.Store(c.cl, c)
@@ -455,12 +468,7 @@ func (h *Hook) disconnect(c *conn) {
 			_ = s.DisconnectClient(c.cl, packets.ErrNotAuthorized)
 			// A persistent session would otherwise linger with its
 			// subscriptions and queue; the revoked user gets nothing back.
-			s.UnsubscribeClient(c.cl)
-			c.cl.ClearInflights()
-			if cur, ok := s.Clients.Get(c.cl.ID); ok && cur == c.cl {
-				s.Clients.Delete(c.cl.ID)
-			}
-			h.forget(c.cl)
+			h.purge(s, c.cl)
 		}()
 	})
 }
@@ -479,6 +487,7 @@ const (
 	refuseBlocked                       // as refuseBadCredentials: the username is locked
 	refusePending                       // as refuseNotAuthorized: registration pending
 	refuseAddress                       // v5 0x9F, v3 3: too many failures from the address
+	refuseTopic                         // v5 0x90, v3 5: the (prefixed) will topic exceeds the topic limits
 	refusalKinds                        // the number of refusals, for metrics
 )
 
@@ -487,7 +496,7 @@ func (r refusal) code(v5 bool, reason string) packets.Code {
 		switch r {
 		case refuseBadCredentials, refuseBlocked:
 			return packets.ErrMalformedUsername // -> v3 4 bad user name or password
-		case refuseNotAuthorized, refusePending:
+		case refuseNotAuthorized, refusePending, refuseTopic:
 			return packets.ErrBadUsernameOrPassword // -> v3 5 not authorized
 		case refuseUnavailable, refuseBusy, refuseAddress:
 			return packets.ErrServerUnavailable // -> v3 3
@@ -507,6 +516,8 @@ func (r refusal) code(v5 bool, reason string) packets.Code {
 		c = packets.ErrServerBusy
 	case refuseAddress:
 		c = packets.ErrConnectionRateExceeded
+	case refuseTopic:
+		c = packets.ErrTopicNameInvalid
 	default:
 		c = packets.ErrClientIdentifierNotValid
 	}
@@ -613,13 +624,13 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		password = string(pk.Connect.Password)
 	}
 
-	// Password failures block password attempts only: a client
-	// certificate or a login token is checked whatever the lockout says.
-	// Without either, a blocked attempt ends here, before the store.
+	// Failures block attempts without a certificate or token only: a
+	// client certificate or a login token is checked whatever the lockout
+	// says. Without either, a blocked attempt ends here, before the store.
 	block, _ := h.lock.Check(username, remote)
 	tokenLike := password != "" && h.tokens != nil && credential.LooksLikeToken(password)
-	blocked := func() (*conn, refusal, string) {
-		if block == credential.BlockedAddress {
+	blocked := func(r refusal) (*conn, refusal, string) {
+		if r == refuseAddress {
 			h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", remote, "reason", "address blocked")
 			h.auditRefusal(ctx, cl, username, "address blocked")
 			return nil, refuseAddress, "too many failed logins from this address; retry later"
@@ -628,23 +639,36 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		return fail(refuseBlocked, "locked")
 	}
 	if block != credential.NotBlocked && cert == nil && !tokenLike {
-		return blocked()
+		return blocked(blockRefusal(block))
+	}
+	// counted refuses a CONNECT as fail does and counts it towards the
+	// lockout when it presented no client certificate, password or not:
+	// so unknown usernames and missing credentials are throttled too
+	// (--auth-max-failures-ip). Certificate failures are not counted, so
+	// one bad device cannot block a NAT of certificate devices.
+	counted := func(r refusal, why string) (*conn, refusal, string) {
+		if cert == nil {
+			h.lock.Fail(username, remote)
+		}
+		return fail(r, why)
 	}
 	// deny refuses like a wrong password, in code and in time: a password
 	// sent is verified (against a dummy hash, on the same workers) and
 	// counts towards the lockout, whether or not the user exists, is
 	// suspended or may use a password at all.
 	deny := func(why string) (*conn, refusal, string) {
-		if password != "" {
-			if block != credential.NotBlocked {
-				return blocked()
-			}
-			if errors.Is(h.ver.Dummy(ctx, password), credential.ErrBusy) {
-				return fail(refuseBusy, "verification queue full")
-			}
-			h.lock.Fail(username, remote)
+		if password == "" {
+			return counted(refuseBadCredentials, why)
 		}
-		return fail(refuseBadCredentials, why)
+		if block != credential.NotBlocked {
+			return blocked(blockRefusal(block))
+		}
+		switch r, why := h.refuseAsWrongPassword(ctx, username, remote, password, why); r {
+		case refuseBlocked, refuseAddress:
+			return blocked(r)
+		default:
+			return fail(r, why)
+		}
 	}
 
 	// A recheck after registering is needed only if a change was being
@@ -731,7 +755,7 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		if !pwOK {
 			if r, why := h.checkPassword(ctx, c, u, password, block, certOK && !required[store.GrantPassword]); why != "" {
 				if r == refuseBlocked || r == refuseAddress {
-					return blocked()
+					return blocked(r)
 				}
 				return fail(r, why)
 			}
@@ -739,18 +763,18 @@ func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 		}
 	}
 	if required[store.GrantPassword] && !pwOK {
-		return fail(refuseBadCredentials, "password required")
+		return counted(refuseBadCredentials, "password required")
 	}
 	if required[store.GrantCertificate] && !certOK {
-		return fail(refuseNotAuthorized, "client certificate required")
+		return counted(refuseNotAuthorized, "client certificate required")
 	}
 	if !pwOK && !certOK {
-		return fail(refuseBadCredentials, "no valid credential")
+		return counted(refuseBadCredentials, "no valid credential")
 	}
 
 	sess := &session{prefix: u.MQTTPublishPrefix, bound: e.matcher.Bind(username, cl.ID), epoch: e.epoch}
-	if !h.willAllowed(cl, sess) {
-		return fail(refuseNotAuthorized, "will topic not permitted")
+	if r, why := h.willAllowed(cl, sess); why != "" {
+		return fail(r, why)
 	}
 	if r, why := h.takeover(cl, username); why != "" {
 		return fail(r, why)
@@ -797,55 +821,100 @@ func (h *Hook) checkPassword(ctx context.Context, c *conn, u store.User, passwor
 		if certSuffices {
 			return 0, ""
 		}
-		if block == credential.BlockedAddress {
-			return refuseAddress, "address blocked"
+		return blockRefusal(block), "blocked"
+	}
+	// The MFA rules are decided before the password is verified: a
+	// refusal costs one (dummy) verification and counts as a failure, as
+	// a wrong password does, and never comes from the cache of verified
+	// passwords, whose quick answer would tell a guesser the password was
+	// right (and the lockout's count, which guess).
+	if why := h.mfaRefusal(u, c.certFP, time.Now()); why != "" {
+		if certSuffices {
+			return 0, ""
 		}
-		return refuseBlocked, "locked"
+		return h.refuseAsWrongPassword(ctx, username, remote, password, why)
 	}
 	if u.PasswordHash == "" {
-		if errors.Is(h.ver.Dummy(ctx, password), credential.ErrBusy) {
-			return refuseBusy, "verification queue full"
-		}
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "no password set"
+		return h.refuseAsWrongPassword(ctx, username, remote, password, "no password set")
 	}
-	ok, cached, err := h.ver.Verify(ctx, u.ID, password, u.PasswordHash, u.PasswordVersion)
-	if !errors.Is(err, credential.ErrBusy) {
+	// The gate re-checks the lockout once a worker is free and counts a
+	// wrong password before the worker is released (credential.Gate).
+	gate := h.lock.Gate(username, remote)
+	ok, cached, err := h.ver.VerifyIf(ctx, gate, u.ID, password, u.PasswordHash, u.PasswordVersion)
+	if !errors.Is(err, credential.ErrBusy) && !errors.Is(err, credential.ErrBlocked) {
 		h.opts.Metrics.cacheLookup(cachePassword, cached)
 	}
 	switch {
 	case errors.Is(err, credential.ErrBusy):
 		return refuseBusy, "verification queue full"
-	case errors.Is(err, credential.ErrPasswordTooLong):
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "password too long"
-	case err != nil:
-		h.log.Error("mqtt connect: stored password hash unusable", "user", username, "error", err)
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "bad stored hash"
-	case !ok:
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "wrong password"
-	}
-	// The password is right. The MFA rules are applied only now, so that
-	// they cost what a wrong password costs and answer the same; and they
-	// count as a failure, or the lockout's schedule would tell a guesser
-	// which guess was right.
-	if h.opts.MFA && credential.MFALocked(u.MFA, time.Now()) {
+	case errors.Is(err, credential.ErrBlocked):
 		if certSuffices {
 			return 0, ""
 		}
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "mfa locked"
-	}
-	if h.opts.MFA && !h.opts.MFAAllowPassword && credential.MFAActive(u.MFA) && c.certFP == "" {
-		// A password alone is one factor; a certificate beside it is the
-		// second (certFP is set only for a verified, accepted one).
-		h.lock.Fail(username, remote)
-		return refuseBadCredentials, "mfa required"
+		return h.blockedNow(username, remote), "blocked"
+	case errors.Is(err, credential.ErrPasswordTooLong):
+		h.lock.Fail(username, remote) // refused before a worker: the gate saw nothing
+		return refuseBadCredentials, "password too long"
+	case err != nil:
+		h.log.Error("mqtt connect: stored password hash unusable", "user", username, "error", err)
+		return refuseBadCredentials, "bad stored hash" // counted by the gate
+	case !ok:
+		return refuseBadCredentials, "wrong password" // counted by the gate
 	}
 	c.password, c.pwVersion = true, u.PasswordVersion
 	return 0, ""
+}
+
+// mfaRefusal says why MFA forbids u's account password over MQTT ("" if
+// it does not): with MFA on, the stored MFA lock (too many wrong codes)
+// refuses it, and an active MFA key does unless the client presented a
+// verified certificate (certFP, the second factor) or --mfa-mqtt-password
+// allows passwords alone.
+func (h *Hook) mfaRefusal(u store.User, certFP string, now time.Time) string {
+	switch {
+	case !h.opts.MFA:
+		return ""
+	case credential.MFALocked(u.MFA, now):
+		return "mfa locked"
+	case !h.opts.MFAAllowPassword && credential.MFAActive(u.MFA) && certFP == "":
+		return "mfa required"
+	}
+	return ""
+}
+
+// refuseAsWrongPassword refuses password the way a wrong one is refused,
+// in code and in time: it is verified against the dummy hash on the same
+// workers, behind the login's gate, which counts the failure. It answers
+// busy when no worker was free in time, and the lockout's refusal when
+// the attempt was blocked while it waited (neither is counted).
+func (h *Hook) refuseAsWrongPassword(ctx context.Context, username, remote, password, why string) (refusal, string) {
+	gate := h.lock.Gate(username, remote)
+	switch err := h.ver.DummyIf(ctx, gate, password); {
+	case errors.Is(err, credential.ErrBusy):
+		return refuseBusy, "verification queue full"
+	case errors.Is(err, credential.ErrBlocked):
+		return h.blockedNow(username, remote), "blocked"
+	}
+	if len(password) > credential.MaxPasswordLen {
+		h.lock.Fail(username, remote) // refused before a worker: the gate saw nothing
+	}
+	return refuseBadCredentials, why
+}
+
+// blockedNow is the lockout's refusal of a login that a verification gate
+// found blocked.
+func (h *Hook) blockedNow(username, remote string) refusal {
+	b, _ := h.lock.Check(username, remote)
+	return blockRefusal(b)
+}
+
+// blockRefusal answers a lockout block: an address block says so, a
+// username block looks like a wrong password.
+func blockRefusal(b credential.Block) refusal {
+	if b == credential.BlockedAddress {
+		return refuseAddress
+	}
+	return refuseBlocked
 }
 
 // grants returns the user's allowed and required grant methods. A user
@@ -878,18 +947,24 @@ func certPinned(u store.User, fp string, now time.Time) bool {
 	return false
 }
 
-// willAllowed checks the will topic like a publish (Mochi never does) and
-// applies the prefix to it.
-func (h *Hook) willAllowed(cl *mqtt.Client, s *session) bool {
+// willAllowed checks the will topic like a publish (Mochi never does)
+// and applies the prefix to it. It returns why it refused ("" if not):
+// a topic not permitted, or one the prefix made exceed the topic limits,
+// refused as Mochi refuses a will topic over them (0x90 / 5): accepted
+// now, it would be dropped when due (mayPublishWill), without a word.
+func (h *Hook) willAllowed(cl *mqtt.Client, s *session) (refusal, string) {
 	if cl.Properties.Will.Flag == 0 {
-		return true
+		return 0, ""
 	}
 	topic := s.prefix + cl.Properties.Will.TopicName
+	if !h.topicWithinLimits(topic) {
+		return refuseTopic, "will topic exceeds the topic limits"
+	}
 	if acl.ValidateTopicName(topic) != nil || !s.bound.Allows(topic, acl.OpWrite) {
-		return false
+		return refuseNotAuthorized, "will topic not permitted"
 	}
 	cl.Properties.Will.TopicName = topic
-	return true
+	return 0, ""
 }
 
 // takeover refuses a client ID held by another user's connected client:
@@ -905,14 +980,18 @@ func (h *Hook) takeover(cl *mqtt.Client, username string) (refusal, string) {
 		return 0, ""
 	}
 	if ec := h.lookup(existing); ec != nil && ec.username == username {
+		if existing.Closed() {
+			// Resumed or replaced by this CONNECT: no longer one of the
+			// user's offline sessions.
+			h.mu.Lock()
+			h.unlistOffline(ec)
+			h.mu.Unlock()
+		}
 		return 0, ""
 	}
 	if !existing.Closed() {
 		return refuseClientID, "client ID in use by another user"
 	}
-	s.UnsubscribeClient(existing)
-	existing.ClearInflights()
-	s.Clients.Delete(existing.ID)
-	h.forget(existing)
+	h.purge(s, existing)
 	return 0, ""
 }

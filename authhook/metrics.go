@@ -33,6 +33,7 @@ var refusalReasons = [refusalKinds]string{
 	refuseBlocked:        "blocked",
 	refusePending:        "registration_pending",
 	refuseAddress:        "address_blocked",
+	refuseTopic:          "topic_invalid",
 }
 
 // Kinds of ACL denial ("kind" label).

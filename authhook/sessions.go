@@ -1,7 +1,7 @@
 package authhook
 
 import (
-	"slices"
+	"container/list"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -61,13 +61,24 @@ func (h *Hook) mayPublishWill(c *conn, topic string) bool {
 	if s == nil || c.revoked.Load() || !s.bound.Allows(topic, acl.OpWrite) {
 		return false
 	}
-	srv := h.server.Load()
-	return srv == nil || srv.Options.Capabilities.TopicWithinLimits(topic)
+	return h.topicWithinLimits(topic)
 }
 
 // willPending reports whether c's delayed will may still be sent.
 func (c *conn) willPending(now time.Time) bool {
 	return c.willDue.Load() > now.UnixNano()
+}
+
+// willWaiting reports whether c must still be known for its delayed
+// will: Mochi holds that will for c's client (not one Mochi dropped when
+// the session was resumed or its client ID reused), or its delay has
+// passed and Mochi is about to ask OnWill (willGrace after the delay).
+func (h *Hook) willWaiting(srv *mqtt.Server, c *conn, now time.Time) bool {
+	due := c.willDue.Load()
+	if due <= now.UnixNano() {
+		return false
+	}
+	return now.UnixNano() >= due-int64(willGrace) || srv.DelayedWillPending(c.cl)
 }
 
 // cancelWill drops the will c's client left waiting for its delay.
@@ -84,28 +95,33 @@ func (h *Hook) cancelWill(c *conn) {
 // for up to the session expiry, so without a cap one user could make the
 // broker hold any number of them. Ending the oldest, never refusing a new
 // CONNECT, keeps a device that reconnects under a fresh client ID working.
+// A session leaves the list when it is resumed or replaced (takeover),
+// expires or ends (forget), so this is O(1), whatever the list's length.
 func (h *Hook) wentOffline(c *conn) {
 	srv := h.server.Load()
 	if srv == nil || c.revoked.Load() {
 		return // a revoked session is being ended (disconnect)
 	}
 	h.mu.Lock()
+	if _, known := h.byUser[c.username][c]; !known || c.offline != nil {
+		h.mu.Unlock() // forgotten meanwhile, or listed already
+		return
+	}
 	if h.offline == nil {
-		h.offline = map[string][]*conn{}
+		h.offline = map[string]*list.List{}
 	}
-	// Drop entries whose session was resumed or has ended meanwhile: only
-	// sessions Mochi still holds for that connection count.
-	q := slices.DeleteFunc(h.offline[c.username], func(o *conn) bool {
-		cur, ok := srv.Clients.Get(o.clientID)
-		return o == c || !ok || cur != o.cl
-	})
-	q = append(q, c)
+	q := h.offline[c.username]
+	if q == nil {
+		q = list.New()
+		h.offline[c.username] = q
+	}
+	c.offline = q.PushBack(c)
 	var evict []*conn
-	if n := len(q) - h.opts.MaxOfflineSessions; n > 0 {
-		evict = slices.Clone(q[:n])
-		q = slices.Delete(q, 0, n)
+	for q.Len() > h.opts.MaxOfflineSessions {
+		o := q.Remove(q.Front()).(*conn)
+		o.offline = nil
+		evict = append(evict, o)
 	}
-	h.offline[c.username] = q
 	h.mu.Unlock()
 	for _, o := range evict {
 		h.endSession(o)
@@ -118,31 +134,44 @@ func (h *Hook) wentOffline(c *conn) {
 // about it once more at the next tick, then forgets the client.
 func (h *Hook) endSession(c *conn) {
 	srv := h.server.Load()
-	srv.UnsubscribeClient(c.cl)
-	c.cl.ClearInflights()
-	if cur, ok := srv.Clients.Get(c.cl.ID); ok && cur == c.cl {
-		srv.Clients.Delete(c.cl.ID)
-	}
 	h.log.Info("mqtt offline session ended: user has too many", "user", c.username, "client", c.clientID, "max", h.opts.MaxOfflineSessions)
-	now := time.Now()
 	if srv.ExpediteDelayedWill(c.cl) {
-		c.willDue.Store(now.Add(willGrace).UnixNano())
+		c.willDue.Store(time.Now().Add(willGrace).UnixNano())
 	}
-	if !c.willPending(now) {
-		h.forget(c.cl)
+	h.purge(srv, c.cl)
+}
+
+// purge ends cl's session in Mochi: its subscriptions, its queued
+// messages, and the session itself while it is still cl's (not a newer
+// client's with the same ID). The hook forgets cl, unless a delayed will
+// of cl's is still pending: OnWill must find it then, and sweep forgets
+// it once the will has gone; it is no offline session any more either way.
+func (h *Hook) purge(srv *mqtt.Server, cl *mqtt.Client) {
+	srv.UnsubscribeClient(cl)
+	cl.ClearInflights()
+	if cur, ok := srv.Clients.Get(cl.ID); ok && cur == cl {
+		srv.Clients.Delete(cl.ID)
 	}
+	c := h.lookup(cl)
+	if c == nil || !c.willPending(time.Now()) {
+		h.forget(cl)
+		return
+	}
+	h.mu.Lock()
+	h.unlistOffline(c)
+	h.mu.Unlock()
 }
 
 // unlistOffline removes c from its user's offline sessions (h.mu held).
 func (h *Hook) unlistOffline(c *conn) {
+	if c.offline == nil {
+		return
+	}
 	q := h.offline[c.username]
-	if i := slices.Index(q, c); i >= 0 {
-		q = slices.Delete(q, i, i+1)
-		if len(q) == 0 {
-			delete(h.offline, c.username)
-		} else {
-			h.offline[c.username] = q
-		}
+	q.Remove(c.offline)
+	c.offline = nil
+	if q.Len() == 0 {
+		delete(h.offline, c.username)
 	}
 }
 
@@ -151,6 +180,9 @@ func (h *Hook) unlistOffline(c *conn) {
 // free their memory now (Mochi re-checks them on resend too; see
 // WARDEN-PATCHES.md). A connected client's queue is left to Mochi: what
 // it has been sent it has, and the rest is checked before it is sent.
+// Messages already in a client's outbound channel (up to
+// --mqtt-max-pending-writes, written by its write loop) are not
+// re-checked: they were checked when they were queued.
 func (h *Hook) dropUnreadable(c *conn, s *session) {
 	srv := h.server.Load()
 	if srv == nil || !c.cl.Closed() || c.cl.State.Inflight.Len() == 0 {

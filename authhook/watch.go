@@ -117,6 +117,13 @@ func (h *Hook) reevaluate(c *conn, e *entry) {
 	u := e.user
 	now := time.Now()
 	allowed, required := grants(u)
+	// A password session is held to the MFA rules as a new CONNECT would
+	// be (checkPassword): unless a certificate authenticated it without
+	// the password, enrolling MFA or the MFA lock ends it.
+	mfa := ""
+	if c.password && (c.certFP == "" || required[store.GrantPassword]) {
+		mfa = h.mfaRefusal(u, c.certFP, now)
+	}
 	switch {
 	case u.ID != c.userID || u.Username != c.username:
 		h.revoke(c, "user replaced or renamed")
@@ -126,6 +133,8 @@ func (h *Hook) reevaluate(c *conn, e *entry) {
 		h.revoke(c, "password changed")
 	case (c.password || c.tokenID != "") && !allowed[store.GrantPassword]:
 		h.revoke(c, "password grant removed")
+	case mfa != "":
+		h.revoke(c, mfa)
 	case c.certFP != "" && (!allowed[store.GrantCertificate] || !certPinned(u, c.certFP, now)):
 		h.revoke(c, "certificate removed")
 	case required[store.GrantPassword] && !c.password && c.tokenID == "":
@@ -206,9 +215,12 @@ func (h *Hook) resync() {
 	})
 }
 
-// sweep forgets connections Mochi dropped without calling OnDisconnect (a
-// CONNACK that could not be written) and that hold no session, nor a
-// delayed will that may still be sent.
+// sweep forgets gone connections that hold no session in Mochi (any
+// more), nor a delayed will Mochi still holds for them: those Mochi
+// dropped without calling OnDisconnect (a CONNACK that could not be
+// written), sessions resumed or replaced by a newer client, and clients
+// whose will was sent, refused, or dropped by Mochi when the session was
+// resumed or its client ID reused.
 func (h *Hook) sweep() {
 	srv := h.server.Load()
 	if srv == nil {
@@ -217,7 +229,7 @@ func (h *Hook) sweep() {
 	now := time.Now()
 	h.conns.Range(func(k, v any) bool {
 		c := v.(*conn)
-		if !c.cl.Closed() || c.willPending(now) {
+		if !c.cl.Closed() || h.willWaiting(srv, c, now) {
 			return true
 		}
 		if cur, ok := srv.Clients.Get(c.cl.ID); !ok || cur != c.cl {

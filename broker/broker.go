@@ -104,7 +104,8 @@ type Config struct {
 	// Interval an MQTT 5 client asks for at CONNECT or DISCONNECT is cut to
 	// it, and an MQTT 3.1.1 session with clean session 0 (which has no
 	// expiry of its own) expires after it. Zero means
-	// DefaultMaxSessionExpiry; it is cut to whole seconds.
+	// DefaultMaxSessionExpiry; otherwise from 1 s to 2^32-1 s (MQTT's
+	// largest), cut to whole seconds.
 	MaxSessionExpiry time.Duration
 	// MaxQueuedMessages caps the QoS 1 and 2 messages held for one client,
 	// in flight or queued while it is offline (Mochi's MaximumInflight);
@@ -115,7 +116,8 @@ type Config struct {
 	// topic name and filter a client sends (PUBLISH, will, SUBSCRIBE,
 	// UNSUBSCRIBE); longer ones are refused before Mochi's topic index
 	// sees them (see mqtt.Capabilities.TopicWithinLimits). Zero means
-	// DefaultMaxTopicLevels and DefaultMaxTopicLength.
+	// DefaultMaxTopicLevels and DefaultMaxTopicLength; MaxTopicLength is
+	// at most 65535 (MQTT's longest string).
 	MaxTopicLevels int
 	MaxTopicLength int
 }
@@ -127,6 +129,11 @@ type limits struct {
 	maxConnect     uint32
 	maxConns       int
 	maxKeepalive   uint16 // seconds; 0: no ceiling
+
+	maxSessionExpiry uint32 // seconds
+	maxQueued        uint16
+	maxTopicLevels   int
+	maxTopicLength   int
 }
 
 // Session and topic limits used when the Config fields are zero.
@@ -141,6 +148,10 @@ const (
 	DefaultMaxTopicLevels = 128
 	// DefaultMaxTopicLength is the longest MQTT string, EMQX's limit.
 	DefaultMaxTopicLength = 65535
+
+	// maxSessionExpiryLimit is the longest Session Expiry Interval MQTT
+	// can carry, 2^32-1 seconds.
+	maxSessionExpiryLimit = math.MaxUint32 * time.Second
 )
 
 // DefaultMaxPendingWrites is Config.MaxPendingWrites' default: 1,024
@@ -178,17 +189,13 @@ type Broker struct {
 //
 // Server options: capabilities from mqtt.NewDefaultServerCapabilities() with
 // MaximumMessageExpiryInterval 0 (no forced expiry of retained and in-flight
-// messages; messages with their own MQTT 5 expiry still expire),
-// MaximumClientWritesPending from Config.MaxPendingWrites, the packet size
-// and connection limits of Config (see the package documentation), topic
-// aliases and session expiry left at their defaults, PassiveClientDisconnect
-// false, NoInheritedPropertiesOnAck true, no inline client. Unless
-// Config.MaxKeepalive is negative, a hook enforcing the keepalive ceiling
-// runs before the given hooks.
-// MaximumClientWritesPending from Config.MaxPendingWrites, session
-// expiry, queued messages and topic limits from Config (setSessionLimits),
-// topic aliases left at their defaults, PassiveClientDisconnect false, no
-// inline client.
+// messages; messages with their own MQTT 5 expiry still expire), the packet,
+// connection and keepalive limits of Config (see the package documentation),
+// MaximumClientWritesPending from Config.MaxPendingWrites, the session
+// expiry, queued-message and topic limits of Config, topic aliases left at
+// their defaults, PassiveClientDisconnect false, NoInheritedPropertiesOnAck
+// true and no inline client. Unless Config.MaxKeepalive is negative, a hook
+// enforcing the keepalive ceiling runs first, before the given hooks.
 //
 // On error nothing stays bound and every hook already initialised is
 // stopped.
@@ -222,7 +229,9 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 	caps.MaximumPacketSize = lim.maxPacket
 	caps.MaximumConnectPacketSize = lim.maxConnect
 	caps.MaximumClients = int64(lim.maxConns)
-	setSessionLimits(caps, cfg)
+	caps.MaximumSessionExpiryInterval = lim.maxSessionExpiry
+	caps.MaximumInflight = lim.maxQueued
+	caps.MaximumTopicLevels, caps.MaximumTopicLength = lim.maxTopicLevels, lim.maxTopicLength
 
 	server := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
@@ -265,27 +274,6 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 	return b, nil
 }
 
-// setSessionLimits applies the session and topic limits of cfg (or their
-// defaults) to caps.
-func setSessionLimits(caps *mqtt.Capabilities, cfg Config) {
-	expiry := DefaultMaxSessionExpiry
-	if cfg.MaxSessionExpiry > 0 {
-		expiry = cfg.MaxSessionExpiry
-	}
-	caps.MaximumSessionExpiryInterval = uint32(min(expiry/time.Second, math.MaxUint32))
-	caps.MaximumInflight = DefaultMaxQueuedMessages
-	if cfg.MaxQueuedMessages > 0 {
-		caps.MaximumInflight = uint16(min(cfg.MaxQueuedMessages, math.MaxUint16))
-	}
-	caps.MaximumTopicLevels, caps.MaximumTopicLength = DefaultMaxTopicLevels, DefaultMaxTopicLength
-	if cfg.MaxTopicLevels > 0 {
-		caps.MaximumTopicLevels = cfg.MaxTopicLevels
-	}
-	if cfg.MaxTopicLength > 0 {
-		caps.MaximumTopicLength = cfg.MaxTopicLength
-	}
-}
-
 // validate checks cfg and hooks and returns the effective limits.
 func validate(cfg Config, hooks []mqtt.Hook) (limits, error) {
 	var lim limits
@@ -315,6 +303,14 @@ func validate(cfg Config, hooks []mqtt.Hook) (limits, error) {
 		return lim, fmt.Errorf("broker: negative MaxConnections %d", cfg.MaxConnections)
 	case cfg.MaxKeepalive > maxKeepaliveLimit || (cfg.MaxKeepalive > 0 && cfg.MaxKeepalive%time.Second != 0):
 		return lim, fmt.Errorf("broker: MaxKeepalive %v is not a whole number of seconds up to %v", cfg.MaxKeepalive, maxKeepaliveLimit)
+	case cfg.MaxSessionExpiry < 0 || (cfg.MaxSessionExpiry > 0 && cfg.MaxSessionExpiry < time.Second) || cfg.MaxSessionExpiry > maxSessionExpiryLimit:
+		return lim, fmt.Errorf("broker: MaxSessionExpiry %v out of range 1s..%v", cfg.MaxSessionExpiry, maxSessionExpiryLimit)
+	case cfg.MaxQueuedMessages < 0 || cfg.MaxQueuedMessages > math.MaxUint16:
+		return lim, fmt.Errorf("broker: MaxQueuedMessages %d out of range 1..%d", cfg.MaxQueuedMessages, math.MaxUint16)
+	case cfg.MaxTopicLevels < 0:
+		return lim, fmt.Errorf("broker: negative MaxTopicLevels %d", cfg.MaxTopicLevels)
+	case cfg.MaxTopicLength < 0 || cfg.MaxTopicLength > math.MaxUint16:
+		return lim, fmt.Errorf("broker: MaxTopicLength %d out of range 1..%d", cfg.MaxTopicLength, math.MaxUint16)
 	}
 	lim.maxPacket = uint32(cmp.Or(cfg.MaxPacketSize, DefaultMaxPacketSize))
 	lim.maxConnect = min(uint32(cmp.Or(cfg.MaxConnectPacketSize, DefaultMaxConnectPacketSize)), lim.maxPacket)
@@ -328,6 +324,10 @@ func validate(cfg Config, hooks []mqtt.Hook) (limits, error) {
 	case cfg.MaxKeepalive > 0:
 		lim.maxKeepalive = uint16(cfg.MaxKeepalive / time.Second)
 	}
+	lim.maxSessionExpiry = uint32(cmp.Or(cfg.MaxSessionExpiry, DefaultMaxSessionExpiry) / time.Second)
+	lim.maxQueued = uint16(cmp.Or(cfg.MaxQueuedMessages, DefaultMaxQueuedMessages))
+	lim.maxTopicLevels = cmp.Or(cfg.MaxTopicLevels, DefaultMaxTopicLevels)
+	lim.maxTopicLength = cmp.Or(cfg.MaxTopicLength, DefaultMaxTopicLength)
 	for _, o := range cfg.WSAllowedOrigins {
 		if err := CheckOrigin(o); err != nil {
 			return lim, fmt.Errorf("broker: WSAllowedOrigins: %w", err)

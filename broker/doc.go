@@ -46,6 +46,10 @@
 // the upgrade hijacks it, so the handler sets the deadline again (accept time
 // + ConnectTimeout) before handing the connection to Mochi. The HTTP server's
 // ReadHeaderTimeout is ConnectTimeout, which also bounds the WSS handshake.
+// HTTP keep-alives are off (and IdleTimeout is ConnectTimeout): every request
+// is either upgraded or refused, and a refused one (403 Origin, 400 not an
+// upgrade) has its socket closed after the answer, so it cannot hold a
+// connection slot.
 // gorilla/websocket resets the socket's write deadline to its own value on
 // every message it writes, so the WebSocket connection keeps the deadline
 // Mochi sets and hands it to gorilla before each write.
@@ -66,6 +70,9 @@
 //     authentication. Both are checked on the fixed header, before the body
 //     is read or allocated (patched Mochi, third_party WARDEN-PATCHES.md);
 //     MQTT 5 clients learn the limit in CONNACK and get DISCONNECT 0x95.
+//     A CONNECT's body is read in chunks that grow with the bytes received,
+//     so a socket that claims 64 KiB and sends little holds about what it
+//     sent, not what it claimed.
 //     A WebSocket frame may claim any length: gorilla/websocket streams it
 //     and Mochi's limit applies to the MQTT packets inside. The upgrade
 //     request's header is capped at 16 KiB.

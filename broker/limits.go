@@ -74,8 +74,12 @@ func (l *connLimit) acquire() bool {
 	now := time.Now().UnixNano()
 	last := l.lastLog.Load()
 	if now-last >= int64(connLimitLogEvery) && l.lastLog.CompareAndSwap(last, now) {
-		l.log.Warn("mqtt connection refused: connection limit reached",
-			"limit", l.max, "refused", l.refused.Swap(0), "since", time.Duration(now-last).Round(time.Second).String())
+		if last == 0 { // the first warning: no earlier one to count from
+			l.log.Warn("mqtt connection refused: connection limit reached", "limit", l.max, "refused", l.refused.Swap(0))
+		} else {
+			l.log.Warn("mqtt connection refused: connection limit reached",
+				"limit", l.max, "refused", l.refused.Swap(0), "since", time.Duration(now-last).Round(time.Second).String())
+		}
 	}
 	return false
 }

@@ -468,6 +468,14 @@ func TestNewRefusesBadLimits(t *testing.T) {
 		"a keepalive in milliseconds":       {MaxKeepalive: 1500 * time.Millisecond},
 		"an origin with a path":             {WSAllowedOrigins: []string{"https://ui.example.com/app"}},
 		"an origin without a scheme":        {WSAllowedOrigins: []string{"ui.example.com"}},
+		"a negative session expiry":         {MaxSessionExpiry: -time.Second},
+		"a session expiry under a second":   {MaxSessionExpiry: 500 * time.Millisecond},
+		"a session expiry past 2^32-1 s":    {MaxSessionExpiry: (1 << 32) * time.Second},
+		"negative queued messages":          {MaxQueuedMessages: -1},
+		"more queued messages than IDs":     {MaxQueuedMessages: 65536},
+		"negative topic levels":             {MaxTopicLevels: -1},
+		"a negative topic length":           {MaxTopicLength: -1},
+		"a topic longer than MQTT allows":   {MaxTopicLength: 65536},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg.TCPAddr = local

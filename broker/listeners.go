@@ -295,6 +295,13 @@ func (l *wsListener) Init(log *slog.Logger) error {
 		// Bounds the WSS handshake (net/http uses it as the TLS handshake
 		// timeout) and the upgrade request's headers.
 		ReadHeaderTimeout: l.timeout,
+		// net/http clears the deadlines after answering a request and
+		// waits for the next one for IdleTimeout, with none set for ever:
+		// a refused upgrade (403 Origin, 400 not an upgrade) would hold
+		// its socket, and a --mqtt-max-connections slot, until the client
+		// closed it. Keep-alives are off (below), so this only bounds what
+		// net/http might still wait for.
+		IdleTimeout: l.timeout,
 		// The upgrade request is read before any authentication.
 		MaxHeaderBytes: wsMaxHeaderBytes,
 		ErrorLog:       slog.NewLogLogger(l.log.Handler(), slog.LevelWarn),
@@ -304,6 +311,10 @@ func (l *wsListener) Init(log *slog.Logger) error {
 		// A non-nil empty map disables HTTP/2.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
+	// Every request is either upgraded (hijacked: net/http lets go of the
+	// connection) or refused; a refused one gets "Connection: close" and
+	// its socket is closed, instead of waiting for another request.
+	l.srv.SetKeepAlivesEnabled(false)
 	return nil
 }
 

@@ -24,6 +24,9 @@
 // login flood takes) with a cache of successful checks keyed by an HMAC,
 // never by a secret; a Lockout counts failed passwords per (username,
 // address), per username and per address, in bounded in-memory tables,
-// and blocks password attempts only. Apart from these two, the package
+// and blocks password attempts only. A verification behind the lockout's
+// Gate (VerifyIf, DummyIf with Lockout.Gate) checks it again once it
+// holds a worker and counts its failure before letting the worker go, so
+// guesses sent at once cannot all run. Apart from these two, the package
 // holds no per-user state.
 package credential

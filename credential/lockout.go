@@ -150,6 +150,17 @@ func (l *Lockout) Check(username, remote string) (Block, time.Duration) {
 	return NotBlocked, 0
 }
 
+// Gate is the gate of a password login of username from remote (see
+// Gate): a verification runs only while the login is not blocked, and a
+// failed one is counted before its worker is released, so guesses sent at
+// once cannot all pass the check made before they waited for a worker.
+func (l *Lockout) Gate(username, remote string) Gate {
+	return Gate{
+		Allow:  func() bool { b, _ := l.Check(username, remote); return b == NotBlocked },
+		Failed: func() { l.Fail(username, remote) },
+	}
+}
+
 // Fail records a failed password login of username from remote.
 func (l *Lockout) Fail(username, remote string) {
 	kp, ku, ka := l.keys(username, remote)

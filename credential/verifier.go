@@ -19,6 +19,41 @@ import (
 // password: answer "busy, retry later".
 var ErrBusy = errors.New("credential: password verification pool busy")
 
+// ErrBlocked: the caller's Gate refused the verification once a worker was
+// free (the lockout blocked the attempt while it waited). Nothing was
+// hashed; answer as the lockout's block would have been answered.
+var ErrBlocked = errors.New("credential: password verification refused by the caller's gate")
+
+// Gate bounds verifications by a caller's rule (the lockout) across
+// callers that wait for the pool at the same time. Checking the rule
+// before waiting is not enough: guesses sent at once all pass that check,
+// and then all run. VerifyIf and DummyIf ask Allow once they hold a
+// worker, right before hashing, and tell Failed about a password that did
+// not match while they still hold it, so the next waiter's Allow sees the
+// failure: with one worker, N parallel guesses run at most the rule's
+// limit of verifications (with W workers, at most W-1 more).
+//
+// A zero Gate allows everything and records nothing (Verify, Dummy).
+// Lockout.Gate builds the gate of a login; an HTTP login adopts it by
+// calling VerifyIf and DummyIf with lockout.Gate(username, remote) and
+// leaving the failures they ran to the gate (it still counts those that
+// never reach a worker, such as an over-long password).
+type Gate struct {
+	// Allow reports whether the verification may run; false: ErrBlocked.
+	Allow func() bool
+	// Failed records a verification that ran and did not succeed (a
+	// wrong password, a malformed stored hash, or any dummy run).
+	Failed func()
+}
+
+func (g Gate) allow() bool { return g.Allow == nil || g.Allow() }
+
+func (g Gate) failed() {
+	if g.Failed != nil {
+		g.Failed()
+	}
+}
+
 // Defaults for VerifierOptions fields left zero.
 const (
 	DefaultVerifyCacheSize = 100_000
@@ -121,6 +156,16 @@ func (v *Verifier) cacheKey(userID, encoded, password string) [32]byte {
 // worker until ctx ends, then returns ErrBusy. A malformed hash is an
 // error, never a match.
 func (v *Verifier) Verify(ctx context.Context, userID, password, encoded string, version uint64) (ok, cached bool, err error) {
+	return v.VerifyIf(ctx, Gate{}, userID, password, encoded, version)
+}
+
+// VerifyIf is Verify behind g (see Gate): once a worker is free it asks
+// g.Allow, and answers ErrBlocked without hashing when refused; a
+// verification that ran and failed is reported to g.Failed before the
+// worker is released. A cached success is answered at once, without
+// asking g: it costs nothing to bound, and the caller checked its rule
+// before calling.
+func (v *Verifier) VerifyIf(ctx context.Context, g Gate, userID, password, encoded string, version uint64) (ok, cached bool, err error) {
 	k := v.cacheKey(userID, encoded, password)
 	v.mu.Lock()
 	ver, hit := v.cache[k]
@@ -128,7 +173,7 @@ func (v *Verifier) Verify(ctx context.Context, userID, password, encoded string,
 	if hit && ver == version {
 		return true, true, nil
 	}
-	ok, err = v.run(ctx, password, encoded)
+	ok, err = v.run(ctx, g, password, encoded)
 	if err != nil || !ok {
 		return false, false, err
 	}
@@ -149,8 +194,16 @@ func (v *Verifier) Verify(ctx context.Context, userID, password, encoded string,
 // (unknown, suspended, no password set). It returns only ErrBusy, like
 // Verify would have.
 func (v *Verifier) Dummy(ctx context.Context, password string) error {
-	_, err := v.run(ctx, password, v.dummy)
-	if errors.Is(err, ErrBusy) {
+	return v.DummyIf(ctx, Gate{}, password)
+}
+
+// DummyIf is Dummy behind g (see Gate): it returns ErrBlocked without
+// hashing when g.Allow refuses once a worker is free, and otherwise
+// reports the run (which never matches) to g.Failed before the worker is
+// released. Errors other than ErrBusy and ErrBlocked are not returned.
+func (v *Verifier) DummyIf(ctx context.Context, g Gate, password string) error {
+	_, err := v.run(ctx, g, password, v.dummy)
+	if errors.Is(err, ErrBusy) || errors.Is(err, ErrBlocked) {
 		return err
 	}
 	return nil
@@ -161,7 +214,7 @@ func (v *Verifier) Dummy(ctx context.Context, password string) error {
 // registration) or that are checked once (the current password of a
 // password change). It waits for a worker like Verify.
 func (v *Verifier) Check(ctx context.Context, password, encoded string) (bool, error) {
-	return v.run(ctx, password, encoded)
+	return v.run(ctx, Gate{}, password, encoded)
 }
 
 // Hash hashes a new password with p on the same workers: making a hash
@@ -179,7 +232,8 @@ func (v *Verifier) Hash(ctx context.Context, password string, p Params) (string,
 	return Hash(password, p)
 }
 
-func (v *Verifier) run(ctx context.Context, password, encoded string) (bool, error) {
+// run verifies password against encoded on a worker, behind g.
+func (v *Verifier) run(ctx context.Context, g Gate, password, encoded string) (bool, error) {
 	if len(password) > MaxPasswordLen {
 		return false, ErrPasswordTooLong // refused before queueing: costs nothing
 	}
@@ -187,8 +241,15 @@ func (v *Verifier) run(ctx context.Context, password, encoded string) (bool, err
 		return false, err
 	}
 	defer func() { <-v.slots }()
+	if !g.allow() {
+		return false, ErrBlocked
+	}
 	v.runs.Add(1)
-	return Verify(password, encoded)
+	ok, err := Verify(password, encoded)
+	if !ok {
+		g.failed() // still holding the worker: the next waiter's Allow sees it
+	}
+	return ok, err
 }
 
 // acquire takes a worker slot, or gives up with ErrBusy when ctx ends.

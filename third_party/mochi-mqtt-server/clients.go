@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -510,8 +511,18 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion // inherit client protocol version for decoding
 	pk.FixedHeader = *fh
-	p := make([]byte, pk.FixedHeader.Remaining)
-	n, err := io.ReadFull(cl.Net.bconn, p)
+	var p []byte
+	var n int
+	if pk.FixedHeader.Type == packets.Connect {
+		// warden patch: read before the client is authenticated, so it is
+		// read as it arrives (readGrowing): a socket that claims a large
+		// CONNECT and goes silent holds about what it sent.
+		p, err = readGrowing(cl.Net.bconn, pk.FixedHeader.Remaining)
+		n = len(p)
+	} else {
+		p = make([]byte, pk.FixedHeader.Remaining)
+		n, err = io.ReadFull(cl.Net.bconn, p)
+	}
 	if err != nil {
 		return pk, err
 	}
@@ -563,6 +574,34 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	pk, err = cl.ops.hooks.OnPacketRead(cl, pk)
 	return
+}
+
+// connectReadChunk is the first chunk readGrowing reads into (warden
+// patch): most CONNECTs (client ID, username, password) fit.
+const connectReadChunk = 512
+
+// readGrowing reads exactly n bytes from r into a buffer that starts at
+// connectReadChunk bytes and doubles only once it is full, up to n (warden
+// patch). Mochi allocated all n bytes before reading any: a socket that
+// claimed a 64 KiB CONNECT and sent nothing more held 64 KiB for the
+// connect timeout. Now a socket holds at most about twice what it sent
+// (plus the first chunk). Errors are io.ReadFull's.
+func readGrowing(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, min(n, connectReadChunk))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), n-len(buf)))
+		}
+		k, err := io.ReadFull(r, buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+k]
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(buf) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // WritePacket encodes and writes a packet to the client.

@@ -1067,17 +1067,14 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		out.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9]
 	}
 
-	if cl.Properties.Props.TopicAliasMaximum > 0 {
-		var aliasExists bool
-		out.Properties.TopicAlias, aliasExists = cl.State.TopicAliases.Outbound.Set(pk.TopicName)
-		if out.Properties.TopicAlias > 0 {
-			out.Properties.TopicAliasFlag = true
-			if aliasExists {
-				out.TopicName = ""
-			}
-		}
-	}
-
+	// warden patch: the topic alias is applied below, to the copy written
+	// now only. Upstream stored the aliased copy in the inflight store, so a
+	// message that went out with only an alias (TopicName "") was held
+	// without its topic: the ACL re-checks of queued messages could not
+	// read it, and a resend on a new connection, which has no aliases, was
+	// a protocol error. The stored copy keeps its topic and has no alias;
+	// it is resent with the topic. A message held back by the client's
+	// Receive Maximum gets no alias either, as it is not written now.
 	if out.FixedHeader.Qos > 0 {
 		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
 			// add hook?
@@ -1112,6 +1109,17 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 
 	if cl.Net.Conn == nil || cl.Closed() {
 		return out, packets.CodeDisconnect
+	}
+
+	if cl.Properties.Props.TopicAliasMaximum > 0 { // warden patch: see above
+		var aliasExists bool
+		out.Properties.TopicAlias, aliasExists = cl.State.TopicAliases.Outbound.Set(pk.TopicName)
+		if out.Properties.TopicAlias > 0 {
+			out.Properties.TopicAliasFlag = true
+			if aliasExists {
+				out.TopicName = ""
+			}
+		}
 	}
 
 	select {

@@ -101,6 +101,14 @@ func (w *delayedWillsMap) cancel(cl *Client) bool {
 	return false
 }
 
+// pending reports whether the will pending for cl's ID is cl's.
+func (w *delayedWillsMap) pending(cl *Client) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d, ok := w.m[cl.ID]
+	return ok && d.cl == cl
+}
+
 // expedite makes the will pending for cl's ID due now if it is cl's.
 func (w *delayedWillsMap) expedite(cl *Client) bool {
 	w.mu.Lock()
@@ -134,6 +142,15 @@ func (w *delayedWillsMap) due(now int64) []delayedWill {
 // revoked after the client has gone.
 func (s *Server) CancelDelayedWill(cl *Client) bool {
 	return s.loop.willDelayed.cancel(cl)
+}
+
+// DelayedWillPending reports whether cl's own will waits for its Will
+// Delay Interval: false once it has been sent or cancelled, and once Mochi
+// dropped it because the session was resumed or its client ID reused
+// (then the will waiting under that ID, if any, is another client's). An
+// auth hook keeps its state for a gone client only while this holds.
+func (s *Server) DelayedWillPending(cl *Client) bool {
+	return s.loop.willDelayed.pending(cl)
 }
 
 // willDelay is how long cl's will waits: its Will Delay Interval, but no
@@ -184,19 +201,14 @@ func (s *Server) DropInflights(cl *Client, drop func(pk packets.Packet) bool) in
 }
 
 // unreadable reports whether pk is a message cl may no longer receive: a
-// PUBLISH whose topic the ACL hooks now deny for reading, or whose topic
-// cannot be told (an outbound topic alias this connection does not know,
-// e.g. one set on the connection before a reconnect; resending it would be
-// a protocol error anyway).
+// PUBLISH whose topic the ACL hooks now deny for reading. Stored messages
+// keep their topic (an outbound topic alias is applied only to the copy
+// written, in publishToClient); one without a topic is refused.
 func (s *Server) unreadable(cl *Client, pk packets.Packet) bool {
 	if pk.FixedHeader.Type != packets.Publish {
 		return false
 	}
-	topic := pk.TopicName
-	if topic == "" && pk.Properties.TopicAliasFlag {
-		topic = cl.State.TopicAliases.Outbound.topicOf(pk.Properties.TopicAlias)
-	}
-	return topic == "" || !s.hooks.OnACLCheck(cl, topic, false)
+	return pk.TopicName == "" || !s.hooks.OnACLCheck(cl, pk.TopicName, false)
 }
 
 // dropUnreadableInflights checks a resumed session's messages against the
@@ -219,16 +231,4 @@ func (s *Server) nextReadableImmediate(cl *Client) (packets.Packet, bool) {
 		}
 	}
 	return packets.Packet{}, false
-}
-
-// topicOf returns the topic an outbound alias stands for ("" if none).
-func (a *OutboundTopicAliases) topicOf(id uint16) string {
-	a.RLock()
-	defer a.RUnlock()
-	for topic, i := range a.internal {
-		if i == id {
-			return topic
-		}
-	}
-	return ""
 }
