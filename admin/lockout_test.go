@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,4 +213,85 @@ func TestPasswordWorkOnTheLoginPool(t *testing.T) {
 		t.Errorf("user created although the pool was busy: %v", err)
 	}
 	a.login("carol", "carol-password-1") // the password did not change
+}
+
+// TestLoginParallelGuessesRunAtMostTheLimit (item 5): guesses sent at
+// once all pass the lockout's check before they wait for a verification
+// worker; the check is repeated once a worker is free, so 40 parallel
+// wrong passwords for one username from one address run at most the
+// limit's verifications (one worker), and every answer is the ordinary
+// refusal.
+func TestLoginParallelGuessesRunAtMostTheLimit(t *testing.T) {
+	// Verifications slow enough (8 MiB, 2 passes) that all 40 guesses are
+	// waiting for the worker before the first one is decided.
+	slow := credential.Params{Memory: 8 << 10, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
+	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: slow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := credential.NewLockout(credential.LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 100, MaxPerIP: 100, Backoff: time.Minute})
+	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.Lockout = ver, lock })
+	h, err := credential.Hash("frank-password-1", slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.st.CreateUser(context.Background(), store.User{Username: "frank", PasswordHash: h}); err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"frank", "nobody-at-all"} {
+		before := ver.Verifications()
+		codes := make(chan int, 40)
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Go(func() {
+				code, _, _ := a.postFrom("127.0.0.9", "/api/login", loginBody(user, fmt.Sprint("guess-", i)))
+				codes <- code
+			})
+		}
+		wg.Wait()
+		close(codes)
+		for code := range codes {
+			if code != http.StatusForbidden {
+				t.Errorf("%s: a parallel guess got %d, want 403", user, code)
+			}
+		}
+		if n := ver.Verifications() - before; n > 3 {
+			t.Errorf("%s: 40 parallel guesses ran %d verifications, want at most 3 (the limit per username and address)", user, n)
+		}
+	}
+}
+
+// TestLoginMFALockedPasswordCostsAVerification (item 7 with item 5): a
+// user locked after too many wrong MFA codes is refused whatever the
+// password, after a dummy verification that counts as a failure; the
+// right password is never answered from the verified cache, which would
+// be faster and tell a guesser it was right.
+func TestLoginMFALockedPasswordCostsAVerification(t *testing.T) {
+	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.MFAEnabled = ver, true })
+	u := sCreateUser(t, a, "erin", "erin-password-1")
+	a.login("erin", "erin-password-1") // the right password is now cached
+	if _, err := a.st.UpdateUser(context.Background(), u.ID, func(x *store.User) error {
+		x.MFA = &store.MFAState{LockedUntil: time.Now().Add(time.Hour)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for _, pw := range []string{"erin-password-1", "erin-password-1", "wrong-password"} {
+		before := ver.Verifications()
+		code, _, b := a.postFrom("127.0.0.1", "/api/login", loginBody("erin", pw))
+		if want == nil {
+			want = b
+		}
+		if code != http.StatusForbidden || !bytes.Equal(b, want) {
+			t.Errorf("MFA-locked user, password %q: %d %s, want 403 %s", pw, code, b, want)
+		}
+		if n := ver.Verifications() - before; n != 1 {
+			t.Errorf("MFA-locked user, password %q: %d verifications, want 1 (a dummy, never the cache)", pw, n)
+		}
+	}
 }

@@ -122,16 +122,8 @@ func (s *Server) checkPassword(r *http.Request, username, password string) (stor
 		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, "password too long")
 		return store.User{}, errLogin
 	}
-	switch block, left := s.lockout.Check(username, r.RemoteAddr); block {
-	case credential.BlockedAddress:
-		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "address blocked")
-		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, "address blocked")
-		return store.User{}, retryLater(http.StatusTooManyRequests, left, "too many failed logins from this address; retry later")
-	case credential.BlockedUser:
-		// Same answer as a wrong password; the lock is in the log.
-		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "locked")
-		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, "locked")
-		return store.User{}, errLogin
+	if block, left := s.lockout.Check(username, r.RemoteAddr); block != credential.NotBlocked {
+		return store.User{}, s.blockedLogin(r, username, block, left)
 	}
 	u, err := s.st.UserByUsername(ctx, username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -139,31 +131,37 @@ func (s *Server) checkPassword(r *http.Request, username, password string) (stor
 	}
 	wait, cancel := context.WithTimeout(ctx, s.opts.VerifyWait)
 	defer cancel()
+	// Behind the lockout's gate: checked again once a worker is free, so
+	// logins sent at once cannot all pass the check above and all run; a
+	// verification that ran and failed is counted there.
+	gate := s.lockout.Gate(username, r.RemoteAddr)
 	var ok bool
 	var verr error
-	if err == nil && u.PasswordHash != "" && !u.Suspended && passwordGrant(u) {
-		ok, _, verr = s.verifier.Verify(wait, u.ID, password, u.PasswordHash, u.PasswordVersion)
+	mfaLocked := err == nil && s.mfaLocked(u)
+	if err == nil && u.PasswordHash != "" && !u.Suspended && passwordGrant(u) && !mfaLocked {
+		ok, _, verr = s.verifier.VerifyIf(wait, gate, u.ID, password, u.PasswordHash, u.PasswordVersion)
 	} else {
-		verr = s.verifier.Dummy(wait, password)
+		// Unknown, suspended, no password, or MFA-locked (too many wrong
+		// codes: refused on every node): a dummy verification, counted as
+		// a failure, so neither the time nor the lockout's schedule tells
+		// that the user exists or that a guess was right.
+		verr = s.verifier.DummyIf(wait, gate, password)
 	}
-	if errors.Is(verr, credential.ErrBusy) {
+	switch {
+	case errors.Is(verr, credential.ErrBusy):
 		// Not a verdict on the password: nothing counts.
 		s.log.Warn("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "verification pool busy")
 		return store.User{}, errPoolBusy
-	}
-	if err != nil || verr != nil || !ok {
-		s.lockout.Fail(username, r.RemoteAddr)
-		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr)
-		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, loginRefusal(err, verr, ok, u))
-		return store.User{}, errLogin
-	}
-	if s.mfaLocked(u) {
-		// Too many wrong MFA codes: refused on every node, like a lock. It
-		// counts as a failure, as a wrong password would: otherwise the
-		// lockout's schedule would tell a guesser its guess was right.
-		s.lockout.Fail(username, r.RemoteAddr)
+	case errors.Is(verr, credential.ErrBlocked):
+		block, left := s.lockout.Check(username, r.RemoteAddr)
+		return store.User{}, s.blockedLogin(r, username, block, left)
+	case mfaLocked:
 		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "mfa locked")
 		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, "mfa locked")
+		return store.User{}, errLogin
+	case err != nil || verr != nil || !ok:
+		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr)
+		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, loginRefusal(err, verr, ok, u))
 		return store.User{}, errLogin
 	}
 	s.lockout.Succeed(username, r.RemoteAddr)
@@ -186,6 +184,21 @@ func clipUsername(name string) string {
 		return name
 	}
 	return strings.ToValidUTF8(name[:keep], "") + fmt.Sprintf("... (%d bytes)", len(name))
+}
+
+// blockedLogin answers a login the lockout blocks: an address over its
+// limit is told so (429 with Retry-After, for the rest of its block); a
+// locked username gets the answer of a wrong password, the lock being in
+// the log and the audit trail only.
+func (s *Server) blockedLogin(r *http.Request, username string, block credential.Block, left time.Duration) error {
+	if block == credential.BlockedAddress {
+		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "address blocked")
+		s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, "address blocked")
+		return retryLater(http.StatusTooManyRequests, left, "too many failed logins from this address; retry later")
+	}
+	s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", "locked")
+	s.auditAuth(r.Context(), audit.ChannelHTTPLogin, username, "locked")
+	return errLogin
 }
 
 // passwordGrant: a user without grant types may use a password.
