@@ -236,7 +236,7 @@ var options = []option{
 		usage: "close an MQTT connection that has not finished its TLS handshake and CONNECT within this time",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
 	{flag: "auth-max-failures-user", env: "WARDEN_AUTH_MAX_FAILURES_USER", def: "10", arg: "count",
-		usage: "failed password logins (MQTT and HTTP) of one username from one IP address (IPv6: one /64) within --auth-failure-window that block that username's password logins from that address for --auth-backoff; certificates and login tokens still work (negative: no limit)",
+		usage: "failed password logins (MQTT and HTTP; over MQTT every refused CONNECT without a client certificate) of one username from one IP address (IPv6: one /64) within --auth-failure-window that block that username's password logins from that address for --auth-backoff; certificates and login tokens still work (negative: no limit)",
 		bind:  intOpt(func(c *Config) *int { return &c.AuthMaxFailuresUser })},
 	{flag: "auth-max-failures-user-total", env: "WARDEN_AUTH_MAX_FAILURES_USER_TOTAL", def: "100", arg: "count",
 		usage: "failed password logins of one username from all addresses together within --auth-failure-window that block its password logins from every address for --auth-backoff; keep it well above --auth-max-failures-user (negative: no limit)",
