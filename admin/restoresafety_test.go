@@ -2,7 +2,6 @@ package admin_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // rsArchive writes s as an archive.
@@ -111,30 +111,6 @@ func TestRestoreRefusesArchiveWithoutActiveAdmin(t *testing.T) {
 	})
 }
 
-// rsBomb is a gzip archive compressed on the fly from a generator: a
-// header announcing claimed bytes, then zeros, so the test never holds
-// the inflated gigabyte. Reading stops it.
-func rsBomb(t *testing.T, claimed int64) io.Reader {
-	t.Helper()
-	header, _ := json.Marshal(map[string]any{"format": store.ArchiveFormat, "formatVersion": store.ArchiveFormatVersion,
-		"contentLength": claimed, "contentSha256": strings.Repeat("00", 32)})
-	pr, pw := io.Pipe()
-	go func() {
-		zw, _ := gzip.NewWriterLevel(pw, gzip.BestCompression)
-		_, err := zw.Write(append(header, '\n'))
-		zeros := make([]byte, 1<<20)
-		for left := claimed; err == nil && left > 0; left -= int64(len(zeros)) {
-			_, err = zw.Write(zeros[:min(left, int64(len(zeros)))])
-		}
-		if err == nil {
-			err = zw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	t.Cleanup(func() { _ = pr.Close() })
-	return pr
-}
-
 // TestRestoreRefusesDecompressionBomb: about 1 MiB of gzip that inflates
 // to 1 GiB, posted to the restore endpoint as raw or chunked upload, is
 // refused with 413 at once, and the server allocates a few MiB for it,
@@ -147,7 +123,7 @@ func TestRestoreRefusesDecompressionBomb(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			resp, body := rawRequest(t, "POST", a.url+"/api/maintenance/db/restore", a.admin, "application/gzip", rsBomb(t, claimed))
+			resp, body := rawRequest(t, "POST", a.url+"/api/maintenance/db/restore", a.admin, "application/gzip", bomb(t, claimed))
 			runtime.ReadMemStats(&after)
 			alloc := after.TotalAlloc - before.TotalAlloc
 			t.Logf("limit %d MiB, bomb claiming %d MiB: %d %s; allocated %.1f MiB", limit>>20, claimed>>20, resp.StatusCode, bytes.TrimSpace(body), float64(alloc)/(1<<20))
@@ -162,4 +138,10 @@ func TestRestoreRefusesDecompressionBomb(t *testing.T) {
 			t.Errorf("a bomb started a restore: %+v", st.Restore)
 		}
 	}
+}
+
+// bomb is a decompression bomb claiming claimed bytes of zeros.
+func bomb(t *testing.T, claimed int64) io.Reader {
+	r, _ := storetest.ArchiveBomb(t, claimed, "", 0)
+	return r
 }

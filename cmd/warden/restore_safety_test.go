@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,31 +15,8 @@ import (
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
-
-// rsBomb is a gzip archive compressed on the fly from a generator: a
-// header announcing claimed bytes, then zeros. About 1 MiB of gzip per
-// GiB claimed; the test never holds the inflated content.
-func rsBomb(t *testing.T, claimed int64) io.Reader {
-	t.Helper()
-	header, _ := json.Marshal(map[string]any{"format": store.ArchiveFormat, "formatVersion": store.ArchiveFormatVersion,
-		"contentLength": claimed, "contentSha256": strings.Repeat("00", 32)})
-	pr, pw := io.Pipe()
-	go func() {
-		zw, _ := gzip.NewWriterLevel(pw, gzip.BestCompression)
-		_, err := zw.Write(append(header, '\n'))
-		zeros := make([]byte, 1<<20)
-		for left := claimed; err == nil && left > 0; left -= int64(len(zeros)) {
-			_, err = zw.Write(zeros[:min(left, int64(len(zeros)))])
-		}
-		if err == nil {
-			err = zw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	t.Cleanup(func() { _ = pr.Close() })
-	return pr
-}
 
 // TestRestoreCommandRefusesArchiveWithoutAdmin: `warden restore` refuses,
 // exit 1 with the reason, an archive that leaves no active user holding
@@ -115,14 +90,14 @@ func TestRestoreCommandRefusesDecompressionBomb(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	for _, claimed := range []int64{200 << 20, 1 << 30} {
 		var stdout, stderr bytes.Buffer
-		in := &countingReader{r: rsBomb(t, claimed)}
+		in, read := storetest.ArchiveBomb(t, claimed, "", 0)
 		code := runCommand(t.Context(), []string{"restore", "-", "--data-dir", dataDir}, env(nil), in, &stdout, &stderr)
-		t.Logf("claiming %d MiB: exit %d after %d KiB of gzip: %s", claimed>>20, code, in.n>>10, strings.TrimSpace(stderr.String()))
+		t.Logf("claiming %d MiB: exit %d after %d KiB of gzip: %s", claimed>>20, code, read()>>10, strings.TrimSpace(stderr.String()))
 		if code != exitFail || !strings.Contains(stderr.String(), "too large") {
 			t.Errorf("claiming %d MiB: exit %d, stderr %q; want 1 and too large", claimed>>20, code, stderr.String())
 		}
-		if in.n > 1<<20 {
-			t.Errorf("claiming %d MiB: read %d KiB before refusing", claimed>>20, in.n>>10)
+		if read() > 1<<20 {
+			t.Errorf("claiming %d MiB: read %d KiB before refusing", claimed>>20, read()>>10)
 		}
 	}
 	var buf bytes.Buffer
@@ -134,17 +109,6 @@ func TestRestoreCommandRefusesDecompressionBomb(t *testing.T) {
 	if code != exitFail || !strings.Contains(stderr.String(), "--restore-max-size") {
 		t.Errorf("over --restore-max-size: exit %d, stderr %q", code, stderr.String())
 	}
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // TestRestoreBombMemory posts decompression bombs (about 1 MiB of gzip
@@ -163,7 +127,7 @@ func TestRestoreBombMemory(t *testing.T) {
 	before := rssMiB(t, s.p.pid())
 	peak := before
 	for _, claimed := range []int64{200 << 20, 1 << 30} {
-		req, err := http.NewRequest("POST", "http://"+s.http+"/api/maintenance/db/restore", rsBomb(t, claimed))
+		req, err := http.NewRequest("POST", "http://"+s.http+"/api/maintenance/db/restore", bombReader(t, claimed))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,4 +151,10 @@ func TestRestoreBombMemory(t *testing.T) {
 		t.Errorf("RSS grew by %.1f MiB, want under 50 MiB", peak-before)
 	}
 	s.stop(t)
+}
+
+// bombReader is a decompression bomb claiming claimed bytes of zeros.
+func bombReader(t *testing.T, claimed int64) io.Reader {
+	r, _ := storetest.ArchiveBomb(t, claimed, "", 0)
+	return r
 }
