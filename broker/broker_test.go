@@ -59,7 +59,7 @@ func TestRoundTripV5(t *testing.T) {
 func TestRoundTripV311(t *testing.T) {
 	for _, bin := range []string{"mosquitto_sub", "mosquitto_pub"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (apt-get install -y mosquitto-clients)", bin)
+			t.Fatalf("%s not installed: make deps (or apt-get install -y mosquitto-clients) installs it", bin)
 		}
 	}
 	ca := newTestCA(t)
