@@ -13,20 +13,25 @@ import (
 )
 
 // connectWithWill connects an MQTT 5 client with a session that outlives
-// the connection by expiry seconds and a QoS 1 will on topic delayed by
-// delay seconds; the test closes the returned connection to vanish
-// without a DISCONNECT.
-func connectWithWill(t *testing.T, n *node, clientID, username, password, topic string, expiry, delay uint32) net.Conn {
+// the connection by expiry seconds (0: none, no Session Expiry Interval
+// sent) and a QoS 1 will on topic, retained if retain, delayed by delay
+// seconds; the test closes the returned connection to vanish without a
+// DISCONNECT.
+func connectWithWill(t *testing.T, n *node, clientID, username, password, topic string, expiry, delay uint32, retain bool) net.Conn {
 	t.Helper()
 	conn := n.dial(t)
 	c := paho.NewClient(paho.ClientConfig{Conn: conn})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var props *paho.ConnectProperties
+	if expiry > 0 {
+		props = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+	}
 	ca, err := c.Connect(ctx, &paho.Connect{
 		ClientID: clientID, KeepAlive: 30, CleanStart: true,
 		Username: username, UsernameFlag: true, Password: []byte(password), PasswordFlag: true,
-		Properties:     &paho.ConnectProperties{SessionExpiryInterval: &expiry},
-		WillMessage:    &paho.WillMessage{Topic: topic, Payload: []byte(clientID + " gone"), QoS: 1},
+		Properties:     props,
+		WillMessage:    &paho.WillMessage{Topic: topic, Payload: []byte(clientID + " gone"), QoS: 1, Retain: retain},
 		WillProperties: &paho.WillProperties{WillDelayInterval: &delay},
 	})
 	if err != nil || ca.ReasonCode != 0 {
@@ -61,7 +66,7 @@ func TestWillPublishedWhenItsSessionExpires(t *testing.T) {
 		for i := range 2 {
 			id := fmt.Sprintf("dev-%d-%d", expiry, i)
 			topics = append(topics, "wills/"+id)
-			conns = append(conns, connectWithWill(t, n, id, "dev", "dev-secret-123", "wills/"+id, expiry, 3600))
+			conns = append(conns, connectWithWill(t, n, id, "dev", "dev-secret-123", "wills/"+id, expiry, 3600, false))
 		}
 	}
 	for _, c := range conns {
@@ -91,7 +96,7 @@ func TestReconnectsDoNotPinGoneClients(t *testing.T) {
 	srv := n.broker.Server()
 	const cycles = 200
 	for range cycles {
-		_ = connectWithWill(t, n, "flapper", "dev", "dev-secret-123", "wills/flapper", 86400, 86400).Close()
+		_ = connectWithWill(t, n, "flapper", "dev", "dev-secret-123", "wills/flapper", 86400, 86400, false).Close()
 		eventually(t, 3*time.Second, "not disconnected", func() bool {
 			cl, ok := srv.Clients.Get("flapper")
 			return !ok || cl.Closed()

@@ -28,32 +28,11 @@ const willDelay = 2
 // without a DISCONNECT.
 func pahoWillClient(t *testing.T, n *node, clientID, username, password, topic string, clean bool) net.Conn {
 	t.Helper()
-	conn := n.dial(t)
-	c := paho.NewClient(paho.ClientConfig{Conn: conn})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	delay, expiry := uint32(willDelay), uint32(3600)
-	props := &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+	expiry := uint32(3600)
 	if clean {
-		props = nil
+		expiry = 0
 	}
-	ca, err := c.Connect(ctx, &paho.Connect{
-		ClientID:       clientID,
-		KeepAlive:      30,
-		CleanStart:     true,
-		Username:       username,
-		UsernameFlag:   true,
-		Password:       []byte(password),
-		PasswordFlag:   true,
-		Properties:     props,
-		WillMessage:    &paho.WillMessage{Topic: topic, Payload: []byte(clientID + " gone"), QoS: 1, Retain: true},
-		WillProperties: &paho.WillProperties{WillDelayInterval: &delay},
-	})
-	if err != nil || ca.ReasonCode != 0 {
-		t.Fatalf("%s: connect: %v (%+v)", clientID, err, ca)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return conn
+	return connectWithWill(t, n, clientID, username, password, topic, expiry, willDelay, true)
 }
 
 // TestDelayedWillRespectsRevocation: a device connects with a retained will
