@@ -115,6 +115,9 @@ func decodeJSON(body io.Reader, v any) error {
 		if errors.Is(err, io.EOF) {
 			return errorf(http.StatusBadRequest, "empty request body; JSON expected")
 		}
+		if uf := unknownFieldError(raw, v); uf != nil {
+			return uf
+		}
 		return errorf(http.StatusBadRequest, "malformed JSON: %s", jsonProblem(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -121,6 +122,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	if v != nil {
-		_ = json.NewEncoder(w).Encode(v)
+		_ = encodeJSON(w, v)
 	}
+}
+
+// encodeJSON writes v as JSON without HTML escaping, so that an otpauth
+// URI keeps its literal "&" instead of "\u0026" (curl and jq users read
+// these answers). The escaping guards JSON embedded in HTML; every answer
+// here is application/json with nosniff and a CSP that lets nothing run
+// (apiHeaders), so it guards nothing.
+func encodeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }

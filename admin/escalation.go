@@ -157,14 +157,16 @@ func checkRename(g grantRule, target store.User, role func(id string) (store.Rol
 }
 
 // grantedRoles loads the roles a change gives user uid ("" for a new
-// user): 404 naming the first that does not exist, 409 for another
-// user's own role. get reads a role from the store or a transaction.
-func grantedRoles(get func(id string) (store.Role, error), ids []string, uid string) ([]store.Role, error) {
+// user): 404 naming the first that does not exist (and, to a caller that
+// may read roles (reveal), the ID of a role it names instead:
+// missingRole), 409 for another user's own role. roles reads from the
+// store or a transaction.
+func grantedRoles(roles roleReader, ids []string, uid string, reveal bool) ([]store.Role, error) {
 	out := make([]store.Role, 0, len(ids))
 	for _, id := range ids {
-		ro, err := get(id)
+		ro, err := roles.Role(id)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, errorf(http.StatusNotFound, "role %q does not exist", id)
+			return nil, missingRole(roles, reveal, "roles", id, errorf(http.StatusNotFound, "role %q does not exist", id))
 		}
 		if err != nil {
 			return nil, err

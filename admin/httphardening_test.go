@@ -51,7 +51,7 @@ func TestAPIAnswersCarrySecurityHeaders(t *testing.T) {
 		{"GET", "/api/roles", "", http.StatusUnauthorized},
 		{"GET", "/api/session", "not-a-token", http.StatusUnauthorized},
 		{"GET", "/api/no-such-thing", a.admin, http.StatusNotFound},
-		{"PATCH", "/api/login", "", http.StatusNotFound},
+		{"PATCH", "/api/login", "", http.StatusMethodNotAllowed},
 		{"GET", "/api/openapi.json", "", http.StatusOK},
 		{"GET", "/api/.well-known/jwks.json", "", http.StatusOK},
 		{"GET", "/healthz", "", http.StatusOK},

@@ -156,7 +156,7 @@ func (s *Server) registryConfirm(w http.ResponseWriter, r *http.Request, c *call
 			return check
 		}
 	}
-	granted, err := grantedRoles(func(id string) (store.Role, error) { return s.st.Role(r.Context(), id) }, roles, "")
+	granted, err := grantedRoles(storeRoles{r.Context(), s.st}, roles, "", readsRoles(c))
 	if err != nil {
 		return err
 	}

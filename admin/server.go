@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -259,10 +260,79 @@ func New(o Options) (*Server, error) {
 	s.registerOpenAPI()
 	s.registerHealth()
 	s.registerMetrics()
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such endpoint", Code: http.StatusNotFound})
-	})
+	s.mux.HandleFunc("/", s.noRoute)
 	return s, nil
+}
+
+// noRoute answers a request no route serves: 405 with Allow when the path
+// is served with other methods, 404 otherwise, both as JSON errors.
+// ServeMux answers 405 itself only when no pattern matches the path, and
+// this catch-all (there so that a 404 is JSON too) matches every path
+// with every method, so the mux is asked which methods would reach a
+// route. Like the mux's own 405 it needs no token: it says no more than a
+// 404 or the public OpenAPI document does. OPTIONS stays 404 (there is no
+// CORS preflight to answer).
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodOptions {
+		if allowed, path := s.allowedMethods(r); len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+				Error: fmt.Sprintf("method %s not allowed on %s; allowed: %s", shortMethod(r.Method), path, strings.Join(allowed, ", ")),
+				Code:  http.StatusMethodNotAllowed,
+			})
+			return
+		}
+	}
+	writeJSON(w, http.StatusNotFound, errorBody{Error: "no such endpoint", Code: http.StatusNotFound})
+}
+
+// allowedMethods returns the methods whose routes serve r's path, sorted,
+// with HEAD where GET is (as ServeMux's Allow), and the path to name in
+// the answer: the routes' pattern ("/api/users/{id}") when they share
+// one, else the request's path. The pattern keeps a token sent in a path
+// (DELETE /api/oauth2/{token}) out of the answer.
+func (s *Server) allowedMethods(r *http.Request) ([]string, string) {
+	var allowed, paths []string
+	for _, m := range routeMethods(s.routes) {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		_, pattern := s.mux.Handler(probe)
+		method, path, ok := strings.Cut(pattern, " ")
+		if !ok || method != m {
+			continue // the catch-all, or a GET route answering HEAD (added below)
+		}
+		allowed = append(allowed, m)
+		if !slices.Contains(paths, path) {
+			paths = append(paths, path)
+		}
+		if m == http.MethodGet {
+			allowed = append(allowed, http.MethodHead)
+		}
+	}
+	slices.Sort(allowed)
+	if len(paths) == 1 {
+		return allowed, paths[0]
+	}
+	return allowed, r.URL.Path
+}
+
+// shortMethod cuts a method for an error message: the server admits any
+// token as a method, however long.
+func shortMethod(m string) string {
+	if len(m) > 16 {
+		return m[:16] + "..."
+	}
+	return m
+}
+
+// routeMethods lists the methods of routes once each.
+func routeMethods(routes []route) []string {
+	var out []string
+	for _, rt := range routes {
+		if !slices.Contains(out, rt.method) {
+			out = append(out, rt.method)
+		}
+	}
+	return out
 }
 
 // Handler returns the API's http.Handler, counting every request

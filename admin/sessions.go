@@ -21,7 +21,10 @@ func (s *Server) registerSessions() {
 	s.handle("GET /api/session", self, s.session)
 	s.handle("GET /api/permissions", self, s.ownPermissions)
 	s.handle("GET /api/policy/password", permitted, s.passwordPolicy)
-	s.handle("GET /api/auth/mfa", permitted, s.mfaConfig)
+	// Every user asks whether MFA is on before enrolling (README), so it
+	// needs no permission: the built-in minimum-access role holds only
+	// /api/session, and stores bootstrapped before keep their roles.
+	s.handle("GET /api/auth/mfa", self, s.mfaConfig)
 	s.handle("GET /api/auth/ldap", permitted, s.ldapConfig)
 	s.handle("POST /api/broker/auth/enhanced", public, s.enhancedAuth)
 }

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -55,7 +54,7 @@ func (s *Server) maxTokenTTL() time.Duration { return min(s.opts.MaxTokenTTL, s.
 func (s *Server) jwks(w http.ResponseWriter, _ *http.Request, _ *caller) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", jwksMaxAge)
-	return json.NewEncoder(w).Encode(s.tokens.JWKS())
+	return encodeJSON(w, s.tokens.JWKS())
 }
 
 // tokenValidity is the answer of GET /api/validateToken for a valid token.

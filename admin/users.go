@@ -64,7 +64,7 @@ type newUser struct {
 // to what the user is given, hashes the password and builds the user and
 // its auto-generated role (named after the user, not shared, holding
 // initialPermissions). Nothing is stored yet.
-func (s *Server) prepareUser(ctx context.Context, rule grantRule, req newUserRequest) (newUser, error) {
+func (s *Server) prepareUser(ctx context.Context, c *caller, rule grantRule, req newUserRequest) (newUser, error) {
 	if err := validUsername(req.Username); err != nil {
 		return newUser{}, err
 	}
@@ -77,7 +77,7 @@ func (s *Server) prepareUser(ctx context.Context, rule grantRule, req newUserReq
 		}
 	}
 	roles := uniq(req.Roles)
-	granted, err := grantedRoles(func(id string) (store.Role, error) { return s.st.Role(ctx, id) }, roles, "")
+	granted, err := grantedRoles(storeRoles{ctx, s.st}, roles, "", readsRoles(c))
 	if err != nil {
 		return newUser{}, err
 	}
@@ -178,7 +178,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	n, err := s.prepareUser(r.Context(), rule, req)
+	n, err := s.prepareUser(r.Context(), c, rule, req)
 	if err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func (s *Server) createUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 	}
 	prepared := make([]newUser, 0, len(reqs))
 	for i, q := range reqs {
-		n, err := s.prepareUser(r.Context(), rule, q)
+		n, err := s.prepareUser(r.Context(), c, rule, q)
 		if err != nil {
 			return withIndex(i, err)
 		}
@@ -462,7 +462,7 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) e
 		var roles []string
 		if req.Roles != nil {
 			roles = uniq(req.Roles)
-			granted, err := grantedRoles(tx.Role, roles, cur.ID)
+			granted, err := grantedRoles(tx, roles, cur.ID, readsRoles(c))
 			if err != nil {
 				return err
 			}
@@ -780,7 +780,7 @@ func (s *Server) addUserRole(w http.ResponseWriter, r *http.Request, c *caller) 
 	}
 	ro, err := s.st.Role(r.Context(), req.RoleID)
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, "role not found")
+		return missingRole(storeRoles{r.Context(), s.st}, readsRoles(c), "roleId", req.RoleID, errorf(http.StatusNotFound, "role not found"))
 	} else if err != nil {
 		return err
 	}
@@ -815,7 +815,7 @@ func (s *Server) removeUserRole(w http.ResponseWriter, r *http.Request, c *calle
 		return err
 	}
 	if !slices.Contains(u.Roles, req.RoleID) {
-		return errorf(http.StatusNotFound, "the user does not hold role %q", req.RoleID)
+		return missingRole(storeRoles{r.Context(), s.st}, readsRoles(c), "roleId", req.RoleID, errorf(http.StatusNotFound, "the user does not hold role %q", req.RoleID))
 	}
 	ro, err := s.st.Role(r.Context(), req.RoleID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -1,0 +1,36 @@
+package admin_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/warden-mqtt/warden/admin"
+)
+
+// TestMFAConfigReadableByEveryUser (issue 15, item 12): the README tells
+// users to ask GET /api/auth/mfa whether MFA is on before they enroll; a
+// user holding only the built-in minimum-access role (read on
+// /api/session, as the bootstrap gives it), or no role at all, may ask.
+// Without a token it stays 401.
+func TestMFAConfigReadableByEveryUser(t *testing.T) {
+	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
+	minimum, err := a.st.RoleByName(t.Context(), admin.RoleMinimum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rCreateUser(t, a, "operator", []string{minimum.ID})
+	rCreateUser(t, a, "no-roles", nil)
+	for _, name := range []string{"operator", "no-roles"} {
+		code, body := a.do("GET", "/api/auth/mfa", a.login(name, rPassword), nil)
+		var got struct {
+			Enabled *bool `json:"enabled"`
+		}
+		if code != http.StatusOK || json.Unmarshal(body, &got) != nil || got.Enabled == nil || !*got.Enabled {
+			t.Errorf("GET /api/auth/mfa as %s: %d %s, want 200 {\"enabled\":true}", name, code, body)
+		}
+	}
+	if code, body := a.do("GET", "/api/auth/mfa", "", nil); code != http.StatusUnauthorized || errorCode(t, body) != http.StatusUnauthorized {
+		t.Errorf("GET /api/auth/mfa without a token: %d %s, want 401", code, body)
+	}
+}
