@@ -25,6 +25,7 @@ var mfaEnrollmentRoutes = map[string]bool{
 	"POST /api/mfa/validate":  true,
 	"GET /api/mfa/isenrolled": true,
 	"GET /api/session":        true,
+	"GET /api/auth/mfa":       true, // whether MFA is on, asked before enrolling
 	// The same enrollment through seed 002's MFA keys (mfakeys.go).
 	"POST /api/v1/user/mfa":           true,
 	"PATCH /api/v1/user/mfa/{key_id}": true,

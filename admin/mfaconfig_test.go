@@ -34,3 +34,31 @@ func TestMFAConfigReadableByEveryUser(t *testing.T) {
 		t.Errorf("GET /api/auth/mfa without a token: %d %s, want 401", code, body)
 	}
 }
+
+// TestPasswordPolicyReadableByEveryUser: a user about to change its own
+// password reads the policy it must meet (a minimum-access user got 403);
+// a user whose MFA enrollment is enforced may still ask whether MFA is on,
+// the first thing an enrollment page does.
+func TestPasswordPolicyReadableByEveryUser(t *testing.T) {
+	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
+	minimum, err := a.st.RoleByName(t.Context(), admin.RoleMinimum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := rCreateUser(t, a, "operator", []string{minimum.ID})
+	tok := a.login("operator", rPassword)
+	code, body := a.do("GET", "/api/policy/password", tok, nil)
+	var policy map[string]any
+	if code != http.StatusOK || json.Unmarshal(body, &policy) != nil || policy["min"] == nil {
+		t.Errorf("GET /api/policy/password as a minimum-access user: %d %s, want 200 with the policy", code, body)
+	}
+	if code, body := a.do("GET", "/api/policy/password", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/policy/password without a token: %d %s, want 401", code, body)
+	}
+	if code, body := a.do("PUT", "/api/users/"+uid, a.admin, map[string]any{"enforceMFAEnrollment": true}); code != http.StatusOK {
+		t.Fatalf("enforce enrollment: %d %s", code, body)
+	}
+	if code, body := a.do("GET", "/api/auth/mfa", tok, nil); code != http.StatusOK {
+		t.Errorf("GET /api/auth/mfa while enrollment is enforced: %d %s, want 200", code, body)
+	}
+}

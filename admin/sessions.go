@@ -20,7 +20,9 @@ func (s *Server) registerSessions() {
 	s.handle("POST /api/logout", public, s.logout)
 	s.handle("GET /api/session", self, s.session)
 	s.handle("GET /api/permissions", self, s.ownPermissions)
-	s.handle("GET /api/policy/password", permitted, s.passwordPolicy)
+	// A user changing its own password reads the policy it must meet, so
+	// it needs a token but no permission, like GET /api/auth/mfa below.
+	s.handle("GET /api/policy/password", self, s.passwordPolicy)
 	// Every user asks whether MFA is on before enrolling (README), so it
 	// needs no permission: the built-in minimum-access role holds only
 	// /api/session, and stores bootstrapped before keep their roles.
