@@ -385,6 +385,11 @@ func (r *readmeRun) start(b readmeBlock) bool {
 	t.Logf("README.md:%d terminal 1 $ %s", last.line, last.text)
 	r.startCmd = readmeListen.ReplaceAllString(last.text, "127.0.0.1:0")
 	out := r.launch()
+	// The password line may follow the ready line (listeners open first).
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out, generatedPasswordMsg) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		out = r.term1.output(r.wardenCmd)
+	}
 	pws := generatedPasswordLines(t, out)
 	if len(pws) != 1 {
 		t.Errorf("the first start logged %d generated passwords, want 1:\n%s", len(pws), out)
