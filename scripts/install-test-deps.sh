@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite talks to when it is missing: a real
 # redis-server (store contract suite) and the Mosquitto command-line clients
-# (interop tests), openssl (device onboarding) and oathtool (the independent
-# TOTP implementation the MFA tests check warden against). Uses apt-get
+# (interop tests), openssl (device onboarding), oathtool (the independent
+# TOTP implementation the MFA tests check warden against), and curl and jq
+# (the README test runs README.md's examples, which use them). Uses apt-get
 # where it exists; elsewhere it says what to install and fails, because the
 # tests fail without these programs.
 set -euo pipefail
@@ -13,13 +14,15 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || need+=(docker-compose)
 command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-	echo "make test needs: ${need[*]} (redis-server, the mosquitto_pub/mosquitto_sub clients, openssl, oathtool)." >&2
+	echo "make test needs: ${need[*]} (redis-server, the mosquitto_pub/mosquitto_sub clients, openssl, oathtool, curl, jq)." >&2
 	echo "apt-get is not available here: install them with your package manager, then run make test again." >&2
 	exit 1
 fi
