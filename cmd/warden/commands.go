@@ -96,18 +96,19 @@ func newCommandFlags(name string, env commandEnv) *commandFlags {
 // problem is printed), exit is its exit code; else exit is -1.
 func (cf *commandFlags) parse(args []string, positional int, synopsis string) (pos []string, exit int) {
 	for {
-		if err := cf.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(cf.env.stdout, "Usage: %s\n%s", synopsis, commandsUsage)
-				return nil, exitOK
-			}
+		rest, err := parseArgs(cf.FlagSet, args)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(cf.env.stdout, "Usage: %s\n%s", synopsis, commandsUsage)
+			return nil, exitOK
+		}
+		if err != nil {
 			return nil, cf.usageError(synopsis, "%v", err)
 		}
-		if cf.NArg() == 0 {
+		if len(rest) == 0 {
 			break
 		}
-		pos = append(pos, cf.Arg(0))
-		args = cf.Args()[1:]
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 	if len(pos) != positional {
 		return nil, cf.usageError(synopsis, "want %d argument(s), got %d", positional, len(pos))
@@ -174,7 +175,8 @@ func backupCommand(ctx context.Context, args []string, env commandEnv) int {
 	const synopsis = "warden backup --out FILE [--include-keys] [--data-dir DIR | --redis-url URL]"
 	cf := newCommandFlags("backup", env)
 	out := cf.String("out", "", `archive file to write ("-": stdout)`)
-	keys := cf.Bool("include-keys", false, "also archive the internal CA, token signing keys and MFA encryption key")
+	var keys bool
+	boolVar(cf.FlagSet, &keys, "include-keys", false, "also archive the internal CA, token signing keys and MFA encryption key")
 	if _, exit := cf.parse(args, 0, synopsis); exit >= 0 {
 		return exit
 	}
@@ -190,7 +192,7 @@ func backupCommand(ctx context.Context, args []string, env commandEnv) int {
 	if err != nil {
 		return cf.failed("%v", err)
 	}
-	opts := store.ArchiveOptions{IncludeKeys: *keys}
+	opts := store.ArchiveOptions{IncludeKeys: keys}
 	var h store.ArchiveHeader
 	if *out == "-" {
 		h, err = store.WriteArchive(env.stdout, snap, opts)
@@ -205,7 +207,7 @@ func backupCommand(ctx context.Context, args []string, env commandEnv) int {
 		dest = "stdout"
 	}
 	with := "without keys"
-	if *keys {
+	if keys {
 		with = "WITH the secret keys: keep it as safe as the keys themselves"
 	}
 	fmt.Fprintf(env.stderr, "warden backup: backup %s of %s written to %s: %d users, %d roles, %d tokens, %d registry requests, %s\n",
@@ -311,6 +313,10 @@ func (r *roleList) Set(v string) error { *r = append(*r, v); return nil }
 // userCommand is `warden user add NAME --role ROLE ...`.
 func userCommand(ctx context.Context, args []string, env commandEnv) int {
 	const synopsis = "warden user add NAME --role ROLE [--role ROLE...] [--password-stdin] [--reset-mfa] [--data-dir DIR | --redis-url URL]"
+	if len(args) > 0 && (isHelpArg(args[0]) || args[0] == "help") {
+		fmt.Fprintf(env.stdout, "Usage: %s\n%s", synopsis, commandsUsage)
+		return exitOK
+	}
 	if len(args) == 0 || args[0] != "add" {
 		fmt.Fprintf(env.stderr, "warden user: the only subcommand is add\nUsage: %s\n", synopsis)
 		return exitConfig
@@ -318,8 +324,9 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 	cf := newCommandFlags("user add", env)
 	var roles roleList
 	cf.Var(&roles, "role", `role name to grant (repeatable; "admin" means connectware-admin)`)
-	stdinPW := cf.Bool("password-stdin", false, "read the password from the first line of stdin")
-	resetMFA := cf.Bool("reset-mfa", false, "remove the user's MFA enrollment (lost authenticator)")
+	var stdinPW, resetMFA bool
+	boolVar(cf.FlagSet, &stdinPW, "password-stdin", false, "read the password from the first line of stdin")
+	boolVar(cf.FlagSet, &resetMFA, "reset-mfa", false, "remove the user's MFA enrollment (lost authenticator)")
 	pos, exit := cf.parse(args[1:], 1, synopsis)
 	if exit >= 0 {
 		return exit
@@ -332,7 +339,7 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 		return cf.usageError(synopsis, "give at least one --role (e.g. --role admin)")
 	}
 
-	password, generated, err := commandPassword(env, *stdinPW)
+	password, generated, err := commandPassword(env, stdinPW)
 	if err != nil {
 		return cf.usageError(synopsis, "%v", err)
 	}
@@ -379,7 +386,7 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 					u.Roles = append(u.Roles, id)
 				}
 			}
-			if *resetMFA {
+			if resetMFA {
 				u.MFA = nil
 			}
 			return nil

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -162,7 +164,8 @@ func durationOpt(field func(*Config) *time.Duration) func(*flag.FlagSet, *Config
 		if err != nil {
 			panic("warden: bad default for --" + o.flag + ": " + err.Error())
 		}
-		fs.DurationVar(field(c), o.flag, d, o.usage)
+		*field(c) = d
+		fs.Var((*durationValue)(field(c)), o.flag, o.usage)
 	}
 }
 
@@ -172,13 +175,14 @@ func intOpt(field func(*Config) *int) func(*flag.FlagSet, *Config, option) {
 		if err != nil {
 			panic("warden: bad default for --" + o.flag + ": " + err.Error())
 		}
-		fs.IntVar(field(c), o.flag, n, o.usage)
+		*field(c) = n
+		fs.Var(intValue{p: field(c), unit: o.arg, example: o.def}, o.flag, o.usage)
 	}
 }
 
 func boolOpt(field func(*Config) *bool) func(*flag.FlagSet, *Config, option) {
 	return func(fs *flag.FlagSet, c *Config, o option) {
-		fs.BoolVar(field(c), o.flag, o.def == "true", o.usage)
+		boolVar(fs, field(c), o.flag, o.def == "true", o.usage)
 	}
 }
 
@@ -315,29 +319,23 @@ var options = []option{
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
 }
 
+// errVersion is returned by loadConfig when --version was asked for; the
+// caller prints versionLine().
+var errVersion = errors.New("version requested")
+
 // loadConfig builds the Config from args (without the program name) and
 // the environment, then validates it. It returns flag.ErrHelp when --help
-// (or -h) was asked for; the caller prints usage(). Every problem found,
+// (or -h) was asked for, errVersion for --version. Every problem found,
 // in the arguments, the environment or the values, is reported at once.
 func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
-	fs := flag.NewFlagSet("warden", flag.ContinueOnError)
-	// The flag package would print its own error and usage; run prints
-	// ours, once, so silence it.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	for _, o := range options {
-		o.bind(fs, &c, o)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return Config{}, flag.ErrHelp
-		}
+	fs, rest, err := parseServerFlags(args, &c)
+	if err != nil {
 		return Config{}, err
 	}
 	var errs []error
-	if fs.NArg() > 0 {
-		errs = append(errs, fmt.Errorf("unexpected argument %q: warden takes only flags", fs.Arg(0)))
+	if len(rest) > 0 {
+		errs = append(errs, unexpectedArgument(rest[0]))
 	}
 
 	// Flags given on the command line win; for the others, a non-empty
@@ -366,13 +364,47 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// valueProblem describes why v could not be set, without echoing a
-// secret (flag errors quote the value).
+// parseServerFlags parses the server's flags (the options and
+// --version) from args into c, without the environment. It returns
+// flag.ErrHelp for --help and errVersion for --version, else the flag set
+// and the arguments after the flags.
+func parseServerFlags(args []string, c *Config) (*flag.FlagSet, []string, error) {
+	fs := flag.NewFlagSet("warden", flag.ContinueOnError)
+	// parseArgs reports errors itself; the flag package prints nothing.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	for _, o := range options {
+		o.bind(fs, c, o)
+	}
+	var version bool
+	boolVar(fs, &version, "version", false, "print the version and exit")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if version {
+		return nil, nil, errVersion
+	}
+	return fs, rest, nil
+}
+
+// unexpectedArgument is the error for a first argument that is neither a
+// flag nor a command.
+func unexpectedArgument(arg string) error {
+	names := append([]string{"help", "version", "healthcheck"}, slices.Sorted(maps.Keys(commands))...)
+	if near := nearest(arg, names); len(near) > 0 {
+		return fmt.Errorf("unexpected argument %q; did you mean the command %s? (commands come first: warden %s ...)", arg, strings.Join(near, " or "), near[0])
+	}
+	return fmt.Errorf("unexpected argument %q: the server takes only flags, and a command (backup, restore, user add, healthcheck, version, help) must come first", arg)
+}
+
+// valueProblem describes why v could not be set for o, without echoing a
+// secret (the value errors quote the value).
 func valueProblem(o option, v string, err error) string {
 	if o.secret {
 		return "invalid value"
 	}
-	return fmt.Sprintf("invalid value %q for --%s (want a %s, e.g. %q)", v, o.flag, o.arg, o.def)
+	return err.Error()
 }
 
 // Validate reports every problem with c at once, joined, so an operator
@@ -555,7 +587,7 @@ func checkAddr(addr string) error {
 		if errors.As(err, &ae) {
 			why = ae.Err // without the address, which we quote already
 		}
-		return fmt.Errorf("%q is not host:port: %s", addr, why)
+		return fmt.Errorf("%q is not host:port: %s; e.g. :1883 (all interfaces) or 127.0.0.1:1883", addr, why)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 0 || n > 65535 {
@@ -585,16 +617,28 @@ func checkRedisURL(raw string) error {
 func usage() string {
 	var b strings.Builder
 	b.WriteString(`Usage: warden [flags]
-       warden backup|restore|user add ... (see Commands below)
+       warden COMMAND [arguments]
 
 warden runs an MQTT broker whose every connect, subscribe, publish and
 delivery is checked against its user and permission model, with an admin
 HTTP API to manage that model.
 
+Commands (details below the flags):
+  backup       write a backup archive of the model to a file
+  restore      replace the model with a backup archive
+  user add     create a user or reset its password, roles and MFA (recovery)
+  healthcheck  exit 0 when a running warden answers /healthz (container probe)
+  version      print the version, commit and Go version
+  help         print this help
+
 Each flag may also be set by its environment variable; a flag given on the
 command line beats the variable, the variable beats the default.
 
 Flags:
+  --help, -h
+        print this help and exit
+  --version
+        print the version, commit and Go version and exit
 `)
 	for _, o := range options {
 		def := strconv.Quote(o.def)
