@@ -38,7 +38,9 @@ exit 0 when done, 1 when they fail, 2 on invalid usage):
   warden user add NAME --role ROLE [--role ROLE...] [--password-stdin] [--reset-mfa]
         recovery: create the user with the roles (ROLE "admin" means
         connectware-admin), or, if it exists, set its password, lift a
-        suspension and grant the roles. The password is read from stdin
+        suspension and grant the roles; --reset-mfa also removes its MFA
+        keys, backup codes and trusted devices (a lost authenticator) and
+        says how many keys it removed. The password is read from stdin
         with --password-stdin, else taken from WARDEN_ADMIN_PASSWORD, else
         generated and printed once on stdout.
 `
@@ -372,9 +374,13 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 			return cf.failed("%v", err)
 		}
 		fmt.Fprintf(env.stderr, "warden user add: created user %s in %s with the roles %s\n", name, cf.where(kind), strings.Join(roleNames, ", "))
+		if resetMFA {
+			fmt.Fprintf(env.stderr, "warden user add: --reset-mfa: %s is new and has no MFA enrolled\n", name)
+		}
 	case err != nil:
 		return cf.failed("%v", err)
 	default:
+		var removed *store.MFAState // what --reset-mfa removed
 		u, err = s.UpdateUser(ctx, u.ID, func(u *store.User) error {
 			u.PasswordHash = hash // the store bumps PasswordVersion: old sessions of it end
 			u.Suspended = false
@@ -387,7 +393,7 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 				}
 			}
 			if resetMFA {
-				u.MFA = nil
+				removed, u.MFA = u.MFA, nil
 			}
 			return nil
 		})
@@ -395,6 +401,9 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 			return cf.failed("%v", err)
 		}
 		fmt.Fprintf(env.stderr, "warden user add: user %s in %s exists: password reset, suspension lifted, roles %s granted\n", name, cf.where(kind), strings.Join(roleNames, ", "))
+		if resetMFA {
+			fmt.Fprintf(env.stderr, "warden user add: %s\n", mfaResetSummary(name, removed))
+		}
 	}
 	if slices.ContainsFunc(u.GrantTypes, func(g store.GrantType) bool { return g.Method == store.GrantCertificate && g.IsRequired }) {
 		fmt.Fprintf(env.stderr, "warden user add: note: %s must also present a client certificate (a required grant type)\n", name)
@@ -471,4 +480,24 @@ func resolveRoles(ctx context.Context, s store.Store, names []string) (ids, reso
 		}
 	}
 	return ids, resolved, nil
+}
+
+// mfaResetSummary says what --reset-mfa removed from user name: its MFA
+// keys, by status, or that it had none.
+func mfaResetSummary(name string, removed *store.MFAState) string {
+	if removed == nil || len(removed.Keys) == 0 {
+		return fmt.Sprintf("--reset-mfa: %s had no MFA key enrolled; nothing to remove", name)
+	}
+	active := 0
+	for _, k := range removed.Keys {
+		if k.Status == store.MFAStatusActive {
+			active++
+		}
+	}
+	keys := "1 MFA key"
+	if n := len(removed.Keys); n != 1 {
+		keys = fmt.Sprintf("%d MFA keys", n)
+	}
+	return fmt.Sprintf("MFA removed from %s: %s (%d active, %d pending activation), with its backup codes and trusted devices; "+
+		"logins ask for no code until %s enrolls again", name, keys, active, len(removed.Keys)-active, name)
 }
