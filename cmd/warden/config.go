@@ -35,8 +35,9 @@ type Config struct {
 	WSAddr string
 	// HTTPAddr is the admin HTTP API listen address; empty: off.
 	HTTPAddr string
-	// DataDir holds the embedded store file, the internal CA and the JWT
-	// signing key.
+	// DataDir holds the embedded store file and ca.pem, the internal CA's
+	// certificate for devices. The CA's key and the token signing keys
+	// live in the store (in Redis with RedisURL), not here.
 	DataDir string
 	// RedisURL selects the Redis store (redis:// or rediss://); empty
 	// selects the embedded store in DataDir.
@@ -201,7 +202,7 @@ var options = []option{
 		usage: "admin HTTP API listen address (empty: off)",
 		bind:  stringOpt(func(c *Config) *string { return &c.HTTPAddr })},
 	{flag: "data-dir", env: "WARDEN_DATA_DIR", def: "./data", arg: "dir",
-		usage: "directory of the embedded store file (warden.db), the internal CA and the JWT key",
+		usage: "directory of the embedded store file (warden.db) and of ca.pem, the internal CA's certificate for devices, written when a TLS listener uses the internal CA; the CA's key and the token signing keys are kept in the store (in Redis with --redis-url)",
 		bind:  stringOpt(func(c *Config) *string { return &c.DataDir })},
 	{flag: "redis-url", env: "WARDEN_REDIS_URL", def: "", arg: "url",
 		usage: "Redis store shared by several nodes, redis://[user:pass@]host:port/db or rediss://... (empty: embedded store in --data-dir)",
