@@ -121,7 +121,9 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		name := strings.TrimPrefix(s[1:], "-")
 		if name == "" || name[0] == '-' || name[0] == '=' {
-			return nil, fmt.Errorf("bad flag syntax %q: write --name or --name=value", s)
+			// Without what follows '=': it may be a password.
+			bad, _, _ := strings.Cut(s, "=")
+			return nil, fmt.Errorf("bad flag syntax %q: write --name or --name=value", bad)
 		}
 		args = args[1:]
 		name, value, hasValue := strings.Cut(name, "=")

@@ -47,6 +47,7 @@ func TestFlagErrorsSayWhatToDo(t *testing.T) {
 		{"three dashes", []string{"---mqtt-addr", ":1"}, nil, `bad flag syntax "---mqtt-addr": write --name or --name=value`},
 		{"an address without a port", []string{"--mqtt-addr", "1883"}, nil,
 			`--mqtt-addr (WARDEN_MQTT_ADDR): "1883" is not host:port: missing port in address; e.g. :1883 (all interfaces) or 127.0.0.1:1883`},
+		{"three dashes and a value", []string{"---admin-password=Secret_pw_1234"}, nil, `bad flag syntax "---admin-password": write --name or --name=value`},
 		{"a misspelt command", []string{"bakup", "--out", "x"}, nil, `unexpected argument "bakup"; did you mean the command backup?`},
 		{"a misspelt flag of a command", []string{"backup", "--out", "x", "--include-kyes"}, nil,
 			"unknown flag --include-kyes; did you mean --include-keys?"},
@@ -65,6 +66,9 @@ func TestFlagErrorsSayWhatToDo(t *testing.T) {
 				if strings.Contains(stderr, bad) {
 					t.Errorf("stderr has the flag package's %q:\n%s", bad, stderr)
 				}
+			}
+			if strings.Contains(stderr, "Secret_pw_1234") {
+				t.Errorf("stderr echoes a password:\n%s", stderr)
 			}
 			if stdout != "" {
 				t.Errorf("an error printed on stdout: %q", stdout)
