@@ -16,9 +16,10 @@ deps:
 vet:
 	$(GO) vet ./...
 
-## build: a static warden binary in bin/
+## build: a static warden binary in bin/, stamped with VERSION (git describe) for `warden --version`
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 build:
-	CGO_ENABLED=0 $(GO) build -o bin/warden ./cmd/warden
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/warden ./cmd/warden
 
 ## run: start warden with the embedded store in ./data
 run:

@@ -50,14 +50,14 @@ func TestBinaryBuildsStatic(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dockerfile := read(t, "Dockerfile")
-	for _, flag := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/warden"} {
+	for _, flag := range []string{"CGO_ENABLED=0", "-trimpath", "-X main.version=${VERSION}", "./cmd/warden"} {
 		if !strings.Contains(dockerfile, flag) {
 			t.Fatalf("the Dockerfile's build lacks %s; keep this test in step with it", flag)
 		}
 	}
 	root := repoRoot(t)
 	bin := filepath.Join(t.TempDir(), "warden")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/warden")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -X main.version=v0.0.0-docker-test", "-o", bin, "./cmd/warden")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -82,6 +82,11 @@ func TestBinaryBuildsStatic(t *testing.T) {
 	}
 	if bytes.Contains(b, []byte(root)) {
 		t.Errorf("the binary holds the build path %s despite -trimpath", root)
+	}
+	// The version the build arg stamps survives -s -w.
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "warden v0.0.0-docker-test ") {
+		t.Errorf("warden --version printed %q (%v), want the stamped version first", out, err)
 	}
 }
 

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"time"
-	"unicode"
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/admin"
@@ -22,9 +23,14 @@ const (
 	adminUsername = "admin"
 	// bootstrapSetting marks a store whose first start has completed.
 	bootstrapSetting = "bootstrap"
-	// generatedPasswordLength is long enough for ~150 bits of entropy
-	// whatever the policy's alphabet, short enough to type once.
-	generatedPasswordLength = 24
+	// passwordAlphabet is what generated passwords are drawn from: letters
+	// and digits without the look-alikes l, 1, I, O and 0, and '_'
+	// (generatePassword says why no other symbol).
+	passwordAlphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789_"
+	// generatedPasswordLength gives 25*log2(58) = 146 bits of entropy, no
+	// less than the 24 characters over 66 (145 bits) generated before the
+	// alphabet became shell-safe; short enough to type once.
+	generatedPasswordLength = 25
 )
 
 // builtinRoles are the shared roles every warden store starts with.
@@ -212,35 +218,37 @@ func ensureAdmin(ctx context.Context, s store.Store, adminRoleID, password strin
 	return u, nil
 }
 
-// generatePassword returns a random admin password that satisfies the
-// default policy and survives being logged: slog's text and JSON handlers
-// show '"' and '\' escaped, and an operator copying the password from the
-// log would copy the escapes. Drawing again is cheap and keeps the
-// policy's alphabet otherwise intact; if the policy somehow forces those
-// characters, the last draw is used (still correct, only escaped in logs).
+// generatePassword returns a random password for the admin (bootstrap)
+// and for `warden user add`, drawn from crypto/rand over passwordAlphabet,
+// and checked against the default policy.
+//
+// The alphabet is shell-safe: an operator pastes the password into
+// PW="..." in an interactive bash, where '!' is history expansion even
+// inside double quotes, and '$', '`', '\' and '"' are special too. It is
+// also printed verbatim by slog (no '"' or '\' to escape), needs no
+// escaping in a URL, and is selected whole by a double click in common
+// terminals (no '-' or '.', which some treat as word breaks). The shorter
+// alphabet is made up for by length: see generatedPasswordLength.
 func generatePassword() (string, error) {
-	var pw string
+	policy := credential.DefaultPolicy()
+	buf := make([]byte, generatedPasswordLength)
+	limit := big.NewInt(int64(len(passwordAlphabet)))
+	// The default policy asks only for a length, so the first draw passes;
+	// a policy with class counts (the underscore is a symbol) is met by
+	// drawing again.
 	for range 64 {
-		var err error
-		pw, err = credential.Generate(credential.DefaultPolicy(), generatedPasswordLength)
-		if err != nil {
-			return "", err
+		for i := range buf {
+			n, err := rand.Int(rand.Reader, limit)
+			if err != nil {
+				return "", fmt.Errorf("random password: %w", err)
+			}
+			buf[i] = passwordAlphabet[n.Int64()]
 		}
-		if logSafe(pw) {
-			break
-		}
-	}
-	return pw, nil
-}
-
-// logSafe reports whether s is printed verbatim inside a quoted slog value.
-func logSafe(s string) bool {
-	for _, r := range s {
-		if r == '"' || r == '\\' || !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return false
+		if policy.Check(string(buf)) == nil {
+			return string(buf), nil
 		}
 	}
-	return true
+	return "", errors.New("random password: no draw satisfied the password policy")
 }
 
 // generatedPasswordMsg starts the one log line that carries the generated

@@ -38,7 +38,9 @@ exit 0 when done, 1 when they fail, 2 on invalid usage):
   warden user add NAME --role ROLE [--role ROLE...] [--password-stdin] [--reset-mfa]
         recovery: create the user with the roles (ROLE "admin" means
         connectware-admin), or, if it exists, set its password, lift a
-        suspension and grant the roles. The password is read from stdin
+        suspension and grant the roles; --reset-mfa also removes its MFA
+        keys, backup codes and trusted devices (a lost authenticator) and
+        says how many keys it removed. The password is read from stdin
         with --password-stdin, else taken from WARDEN_ADMIN_PASSWORD, else
         generated and printed once on stdout.
 `
@@ -96,18 +98,19 @@ func newCommandFlags(name string, env commandEnv) *commandFlags {
 // problem is printed), exit is its exit code; else exit is -1.
 func (cf *commandFlags) parse(args []string, positional int, synopsis string) (pos []string, exit int) {
 	for {
-		if err := cf.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(cf.env.stdout, "Usage: %s\n%s", synopsis, commandsUsage)
-				return nil, exitOK
-			}
+		rest, err := parseArgs(cf.FlagSet, args)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(cf.env.stdout, "Usage: %s\n%s", synopsis, commandsUsage)
+			return nil, exitOK
+		}
+		if err != nil {
 			return nil, cf.usageError(synopsis, "%v", err)
 		}
-		if cf.NArg() == 0 {
+		if len(rest) == 0 {
 			break
 		}
-		pos = append(pos, cf.Arg(0))
-		args = cf.Args()[1:]
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 	if len(pos) != positional {
 		return nil, cf.usageError(synopsis, "want %d argument(s), got %d", positional, len(pos))
@@ -174,7 +177,8 @@ func backupCommand(ctx context.Context, args []string, env commandEnv) int {
 	const synopsis = "warden backup --out FILE [--include-keys] [--data-dir DIR | --redis-url URL]"
 	cf := newCommandFlags("backup", env)
 	out := cf.String("out", "", `archive file to write ("-": stdout)`)
-	keys := cf.Bool("include-keys", false, "also archive the internal CA, token signing keys and MFA encryption key")
+	var keys bool
+	boolVar(cf.FlagSet, &keys, "include-keys", false, "also archive the internal CA, token signing keys and MFA encryption key")
 	if _, exit := cf.parse(args, 0, synopsis); exit >= 0 {
 		return exit
 	}
@@ -190,7 +194,7 @@ func backupCommand(ctx context.Context, args []string, env commandEnv) int {
 	if err != nil {
 		return cf.failed("%v", err)
 	}
-	opts := store.ArchiveOptions{IncludeKeys: *keys}
+	opts := store.ArchiveOptions{IncludeKeys: keys}
 	var h store.ArchiveHeader
 	if *out == "-" {
 		h, err = store.WriteArchive(env.stdout, snap, opts)
@@ -205,7 +209,7 @@ func backupCommand(ctx context.Context, args []string, env commandEnv) int {
 		dest = "stdout"
 	}
 	with := "without keys"
-	if *keys {
+	if keys {
 		with = "WITH the secret keys: keep it as safe as the keys themselves"
 	}
 	fmt.Fprintf(env.stderr, "warden backup: backup %s of %s written to %s: %d users, %d roles, %d tokens, %d registry requests, %s\n",
@@ -311,6 +315,10 @@ func (r *roleList) Set(v string) error { *r = append(*r, v); return nil }
 // userCommand is `warden user add NAME --role ROLE ...`.
 func userCommand(ctx context.Context, args []string, env commandEnv) int {
 	const synopsis = "warden user add NAME --role ROLE [--role ROLE...] [--password-stdin] [--reset-mfa] [--data-dir DIR | --redis-url URL]"
+	if len(args) > 0 && (isHelpArg(args[0]) || args[0] == "help") {
+		fmt.Fprintf(env.stdout, "Usage: %s\n%s", synopsis, commandsUsage)
+		return exitOK
+	}
 	if len(args) == 0 || args[0] != "add" {
 		fmt.Fprintf(env.stderr, "warden user: the only subcommand is add\nUsage: %s\n", synopsis)
 		return exitConfig
@@ -318,8 +326,9 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 	cf := newCommandFlags("user add", env)
 	var roles roleList
 	cf.Var(&roles, "role", `role name to grant (repeatable; "admin" means connectware-admin)`)
-	stdinPW := cf.Bool("password-stdin", false, "read the password from the first line of stdin")
-	resetMFA := cf.Bool("reset-mfa", false, "remove the user's MFA enrollment (lost authenticator)")
+	var stdinPW, resetMFA bool
+	boolVar(cf.FlagSet, &stdinPW, "password-stdin", false, "read the password from the first line of stdin")
+	boolVar(cf.FlagSet, &resetMFA, "reset-mfa", false, "remove the user's MFA enrollment (lost authenticator)")
 	pos, exit := cf.parse(args[1:], 1, synopsis)
 	if exit >= 0 {
 		return exit
@@ -332,7 +341,7 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 		return cf.usageError(synopsis, "give at least one --role (e.g. --role admin)")
 	}
 
-	password, generated, err := commandPassword(env, *stdinPW)
+	password, generated, err := commandPassword(env, stdinPW)
 	if err != nil {
 		return cf.usageError(synopsis, "%v", err)
 	}
@@ -365,9 +374,13 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 			return cf.failed("%v", err)
 		}
 		fmt.Fprintf(env.stderr, "warden user add: created user %s in %s with the roles %s\n", name, cf.where(kind), strings.Join(roleNames, ", "))
+		if resetMFA {
+			fmt.Fprintf(env.stderr, "warden user add: --reset-mfa: %s is new and has no MFA enrolled\n", name)
+		}
 	case err != nil:
 		return cf.failed("%v", err)
 	default:
+		var removed *store.MFAState // what --reset-mfa removed
 		u, err = s.UpdateUser(ctx, u.ID, func(u *store.User) error {
 			u.PasswordHash = hash // the store bumps PasswordVersion: old sessions of it end
 			u.Suspended = false
@@ -379,8 +392,8 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 					u.Roles = append(u.Roles, id)
 				}
 			}
-			if *resetMFA {
-				u.MFA = nil
+			if resetMFA {
+				removed, u.MFA = u.MFA, nil
 			}
 			return nil
 		})
@@ -388,6 +401,9 @@ func userCommand(ctx context.Context, args []string, env commandEnv) int {
 			return cf.failed("%v", err)
 		}
 		fmt.Fprintf(env.stderr, "warden user add: user %s in %s exists: password reset, suspension lifted, roles %s granted\n", name, cf.where(kind), strings.Join(roleNames, ", "))
+		if resetMFA {
+			fmt.Fprintf(env.stderr, "warden user add: %s\n", mfaResetSummary(name, removed))
+		}
 	}
 	if slices.ContainsFunc(u.GrantTypes, func(g store.GrantType) bool { return g.Method == store.GrantCertificate && g.IsRequired }) {
 		fmt.Fprintf(env.stderr, "warden user add: note: %s must also present a client certificate (a required grant type)\n", name)
@@ -464,4 +480,24 @@ func resolveRoles(ctx context.Context, s store.Store, names []string) (ids, reso
 		}
 	}
 	return ids, resolved, nil
+}
+
+// mfaResetSummary says what --reset-mfa removed from user name: its MFA
+// keys, by status, or that it had none.
+func mfaResetSummary(name string, removed *store.MFAState) string {
+	if removed == nil || len(removed.Keys) == 0 {
+		return fmt.Sprintf("--reset-mfa: %s had no MFA key enrolled; nothing to remove", name)
+	}
+	active := 0
+	for _, k := range removed.Keys {
+		if k.Status == store.MFAStatusActive {
+			active++
+		}
+	}
+	keys := "1 MFA key"
+	if n := len(removed.Keys); n != 1 {
+		keys = fmt.Sprintf("%d MFA keys", n)
+	}
+	return fmt.Sprintf("MFA removed from %s: %s (%d active, %d pending activation), with its backup codes and trusted devices; "+
+		"logins ask for no code until %s enrolls again", name, keys, active, len(removed.Keys)-active, name)
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,8 +35,9 @@ type Config struct {
 	WSAddr string
 	// HTTPAddr is the admin HTTP API listen address; empty: off.
 	HTTPAddr string
-	// DataDir holds the embedded store file, the internal CA and the JWT
-	// signing key.
+	// DataDir holds the embedded store file and ca.pem, the internal CA's
+	// certificate for devices. The CA's key and the token signing keys
+	// live in the store (in Redis with RedisURL), not here.
 	DataDir string
 	// RedisURL selects the Redis store (redis:// or rediss://); empty
 	// selects the embedded store in DataDir.
@@ -146,6 +149,9 @@ type Config struct {
 // environment fallback and the --help text, so they cannot disagree.
 type option struct {
 	flag, env, def, arg, usage string
+	// readme completes the default in README.md's configuration table,
+	// in Markdown, after "`def`" (or "empty"): ": off", " per user".
+	readme string
 	// secret options never have their value echoed in errors or help.
 	secret bool
 	// bind registers the flag on fs, pointing into c, with def as default.
@@ -162,7 +168,8 @@ func durationOpt(field func(*Config) *time.Duration) func(*flag.FlagSet, *Config
 		if err != nil {
 			panic("warden: bad default for --" + o.flag + ": " + err.Error())
 		}
-		fs.DurationVar(field(c), o.flag, d, o.usage)
+		*field(c) = d
+		fs.Var((*durationValue)(field(c)), o.flag, o.usage)
 	}
 }
 
@@ -172,13 +179,14 @@ func intOpt(field func(*Config) *int) func(*flag.FlagSet, *Config, option) {
 		if err != nil {
 			panic("warden: bad default for --" + o.flag + ": " + err.Error())
 		}
-		fs.IntVar(field(c), o.flag, n, o.usage)
+		*field(c) = n
+		fs.Var(intValue{p: field(c), unit: o.arg, example: o.def}, o.flag, o.usage)
 	}
 }
 
 func boolOpt(field func(*Config) *bool) func(*flag.FlagSet, *Config, option) {
 	return func(fs *flag.FlagSet, c *Config, o option) {
-		fs.BoolVar(field(c), o.flag, o.def == "true", o.usage)
+		boolVar(fs, field(c), o.flag, o.def == "true", o.usage)
 	}
 }
 
@@ -187,61 +195,61 @@ var options = []option{
 	{flag: "mqtt-addr", env: "WARDEN_MQTT_ADDR", def: ":1883", arg: "addr",
 		usage: "MQTT over TCP listen address (host:port; port 0 picks a free port; empty: off)",
 		bind:  stringOpt(func(c *Config) *string { return &c.MQTTAddr })},
-	{flag: "mqtts-addr", env: "WARDEN_MQTTS_ADDR", def: "", arg: "addr",
+	{flag: "mqtts-addr", env: "WARDEN_MQTTS_ADDR", def: "", arg: "addr", readme: ": off",
 		usage: "MQTT over TLS listen address, with --tls-cert/--tls-key or a certificate from the internal CA (empty: off)",
 		bind:  stringOpt(func(c *Config) *string { return &c.MQTTSAddr })},
-	{flag: "ws-addr", env: "WARDEN_WS_ADDR", def: "", arg: "addr",
+	{flag: "ws-addr", env: "WARDEN_WS_ADDR", def: "", arg: "addr", readme: ": off",
 		usage: "MQTT over WebSocket listen address (empty: off)",
 		bind:  stringOpt(func(c *Config) *string { return &c.WSAddr })},
 	{flag: "http-addr", env: "WARDEN_HTTP_ADDR", def: ":8080", arg: "addr",
 		usage: "admin HTTP API listen address (empty: off)",
 		bind:  stringOpt(func(c *Config) *string { return &c.HTTPAddr })},
 	{flag: "data-dir", env: "WARDEN_DATA_DIR", def: "./data", arg: "dir",
-		usage: "directory of the embedded store file (warden.db), the internal CA and the JWT key",
+		usage: "directory of the embedded store file (warden.db) and of ca.pem, the internal CA's certificate for devices, written when a TLS listener uses the internal CA; the CA's key and the token signing keys are kept in the store (in Redis with --redis-url)",
 		bind:  stringOpt(func(c *Config) *string { return &c.DataDir })},
-	{flag: "redis-url", env: "WARDEN_REDIS_URL", def: "", arg: "url",
+	{flag: "redis-url", env: "WARDEN_REDIS_URL", def: "", arg: "url", readme: ": embedded store in `--data-dir`",
 		usage: "Redis store shared by several nodes, redis://[user:pass@]host:port/db or rediss://... (empty: embedded store in --data-dir)",
 		bind:  stringOpt(func(c *Config) *string { return &c.RedisURL })},
-	{flag: "admin-password", env: "WARDEN_ADMIN_PASSWORD", def: "", arg: "password", secret: true,
+	{flag: "admin-password", env: "WARDEN_ADMIN_PASSWORD", def: "", arg: "password", secret: true, readme: ": generated on first start and logged once",
 		usage: "password of the admin user, used only when the admin is first created (empty: a random one is generated and logged once)",
 		bind:  stringOpt(func(c *Config) *string { return &c.AdminPassword })},
-	{flag: "tls-cert", env: "WARDEN_TLS_CERT", def: "", arg: "file",
+	{flag: "tls-cert", env: "WARDEN_TLS_CERT", def: "", arg: "file", readme: ": issued by the internal CA",
 		usage: "server certificate of the MQTT TLS listeners (and of the admin API with --http-tls, unless --http-tls-cert is set), PEM; needs --tls-key (empty: the internal CA issues one)",
 		bind:  stringOpt(func(c *Config) *string { return &c.TLSCert })},
-	{flag: "tls-key", env: "WARDEN_TLS_KEY", def: "", arg: "file",
+	{flag: "tls-key", env: "WARDEN_TLS_KEY", def: "", arg: "file", readme: " (the key of `--tls-cert`)",
 		usage: "private key of --tls-cert, PEM",
 		bind:  stringOpt(func(c *Config) *string { return &c.TLSKey })},
-	{flag: "client-ca", env: "WARDEN_CLIENT_CA", def: "", arg: "file",
+	{flag: "client-ca", env: "WARDEN_CLIENT_CA", def: "", arg: "file", readme: ": the internal CA and `/api/certificates` only",
 		usage: "extra CA bundle trusted for client certificates, PEM (always trusted: the internal CA and certificates added via /api/certificates)",
 		bind:  stringOpt(func(c *Config) *string { return &c.ClientCA })},
-	{flag: "tls-hosts", env: "WARDEN_TLS_HOSTS", def: "", arg: "names",
+	{flag: "tls-hosts", env: "WARDEN_TLS_HOSTS", def: "", arg: "names", readme: ": only localhost, 127.0.0.1, ::1 and the host name in the internal CA's server certificate",
 		usage: "comma-separated extra DNS names and IPs for the server certificate the internal CA issues (always: localhost, 127.0.0.1, ::1, the host name)",
 		bind:  stringOpt(func(c *Config) *string { return &c.TLSHosts })},
 	{flag: "ws-tls", env: "WARDEN_WS_TLS", def: "false", arg: "bool",
 		usage: "serve --ws-addr as WebSocket over TLS (wss), with the same certificates as --mqtts-addr",
 		bind:  boolOpt(func(c *Config) *bool { return &c.WSTLS })},
-	{flag: "ws-allowed-origins", env: "WARDEN_WS_ALLOWED_ORIGINS", def: "", arg: "origins",
+	{flag: "ws-allowed-origins", env: "WARDEN_WS_ALLOWED_ORIGINS", def: "", arg: "origins", readme: ": no browser origin (clients without `Origin` pass)",
 		usage: "comma-separated browser origins (scheme://host[:port], e.g. https://ui.example.com) allowed to open MQTT over WebSocket; other Origin headers get 403, clients sending no Origin (devices, not browsers) pass (empty: no browser page may connect)",
 		bind:  stringOpt(func(c *Config) *string { return &c.WSAllowedOrigins })},
-	{flag: "http-tls", env: "WARDEN_HTTP_TLS", def: "false", arg: "bool",
+	{flag: "http-tls", env: "WARDEN_HTTP_TLS", def: "false", arg: "bool", readme: ": admin API over plain HTTP; `true`: HTTPS with the MQTT TLS certificate",
 		usage: "serve the admin API over HTTPS (TLS 1.2+), with --http-tls-cert/--http-tls-key or else the MQTT TLS certificate (--tls-cert/--tls-key or one from the internal CA)",
 		bind:  boolOpt(func(c *Config) *bool { return &c.HTTPTLS })},
-	{flag: "http-tls-cert", env: "WARDEN_HTTP_TLS_CERT", def: "", arg: "file",
+	{flag: "http-tls-cert", env: "WARDEN_HTTP_TLS_CERT", def: "", arg: "file", readme: "; set: admin API over HTTPS with this certificate",
 		usage: "admin API server certificate, PEM; needs --http-tls-key and turns HTTPS on",
 		bind:  stringOpt(func(c *Config) *string { return &c.HTTPTLSCert })},
-	{flag: "http-tls-key", env: "WARDEN_HTTP_TLS_KEY", def: "", arg: "file",
+	{flag: "http-tls-key", env: "WARDEN_HTTP_TLS_KEY", def: "", arg: "file", readme: " (the key of `--http-tls-cert`)",
 		usage: "private key of --http-tls-cert, PEM",
 		bind:  stringOpt(func(c *Config) *string { return &c.HTTPTLSKey })},
-	{flag: "connect-timeout", env: "WARDEN_CONNECT_TIMEOUT", def: "10s", arg: "duration",
+	{flag: "connect-timeout", env: "WARDEN_CONNECT_TIMEOUT", def: "10s", arg: "duration", readme: " (TLS handshake + CONNECT)",
 		usage: "close an MQTT connection that has not finished its TLS handshake and CONNECT within this time",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
-	{flag: "auth-max-failures-user", env: "WARDEN_AUTH_MAX_FAILURES_USER", def: "10", arg: "count",
+	{flag: "auth-max-failures-user", env: "WARDEN_AUTH_MAX_FAILURES_USER", def: "10", arg: "count", readme: " failed passwords, MQTT and HTTP, of a username from one address (over MQTT every refused CONNECT without a client certificate counts)",
 		usage: "failed password logins (MQTT and HTTP; over MQTT every refused CONNECT without a client certificate) of one username from one IP address (IPv6: one /64) within --auth-failure-window that block that username's password logins from that address for --auth-backoff; certificates and login tokens still work (negative: no limit)",
 		bind:  intOpt(func(c *Config) *int { return &c.AuthMaxFailuresUser })},
-	{flag: "auth-max-failures-user-total", env: "WARDEN_AUTH_MAX_FAILURES_USER_TOTAL", def: "100", arg: "count",
+	{flag: "auth-max-failures-user-total", env: "WARDEN_AUTH_MAX_FAILURES_USER_TOTAL", def: "100", arg: "count", readme: " of a username from all addresses",
 		usage: "failed password logins of one username from all addresses together within --auth-failure-window that block its password logins from every address for --auth-backoff; keep it well above --auth-max-failures-user (negative: no limit)",
 		bind:  intOpt(func(c *Config) *int { return &c.AuthMaxFailuresUserTotal })},
-	{flag: "auth-max-failures-ip", env: "WARDEN_AUTH_MAX_FAILURES_IP", def: "100", arg: "count",
+	{flag: "auth-max-failures-ip", env: "WARDEN_AUTH_MAX_FAILURES_IP", def: "100", arg: "count", readme: " from one address",
 		usage: "failed password logins from one IP address (IPv6: one /64), any username, within --auth-failure-window that block password logins from it for --auth-backoff: HTTP 429, MQTT 5 0x9F, MQTT 3.1.1 3 (negative: no limit)",
 		bind:  intOpt(func(c *Config) *int { return &c.AuthMaxFailuresIP })},
 	{flag: "auth-failure-window", env: "WARDEN_AUTH_FAILURE_WINDOW", def: "5m", arg: "duration",
@@ -253,91 +261,85 @@ var options = []option{
 	{flag: "mqtt-max-session-expiry", env: "WARDEN_MQTT_MAX_SESSION_EXPIRY", def: "24h", arg: "duration",
 		usage: "longest time a disconnected client's session (subscriptions, queued messages) is kept: a longer MQTT 5 Session Expiry Interval is cut to it, and MQTT 3.1.1 sessions with clean session 0 expire after it (whole seconds)",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.MQTTMaxSessionExpiry })},
-	{flag: "mqtt-max-offline-sessions", env: "WARDEN_MQTT_MAX_OFFLINE_SESSIONS", def: "10", arg: "count",
+	{flag: "mqtt-max-offline-sessions", env: "WARDEN_MQTT_MAX_OFFLINE_SESSIONS", def: "10", arg: "count", readme: " per user",
 		usage: "persistent sessions one user may hold while offline; when one more goes offline, the user's oldest offline session ends (raise it for fleets sharing one user)",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxOfflineSessions })},
-	{flag: "mqtt-max-queued-messages", env: "WARDEN_MQTT_MAX_QUEUED_MESSAGES", def: "1000", arg: "count",
+	{flag: "mqtt-max-queued-messages", env: "WARDEN_MQTT_MAX_QUEUED_MESSAGES", def: "1000", arg: "count", readme: " per client",
 		usage: "QoS 1 and 2 messages held for one client, in flight or queued while it is offline; further messages for it are dropped (at most 65535)",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxQueuedMessages })},
 	{flag: "mqtt-max-topic-levels", env: "WARDEN_MQTT_MAX_TOPIC_LEVELS", def: "128", arg: "count",
 		usage: "most levels in a topic name or filter (PUBLISH, will, SUBSCRIBE, UNSUBSCRIBE); deeper ones are refused (MQTT 5: reason 0x90 or 0x8F)",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxTopicLevels })},
-	{flag: "mqtt-max-topic-length", env: "WARDEN_MQTT_MAX_TOPIC_LENGTH", def: "65535", arg: "bytes",
+	{flag: "mqtt-max-topic-length", env: "WARDEN_MQTT_MAX_TOPIC_LENGTH", def: "65535", arg: "bytes", readme: " bytes",
 		usage: "most bytes in a topic name or filter; longer ones are refused like deeper ones",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxTopicLength })},
-	{flag: "auth-verify-workers", env: "WARDEN_AUTH_VERIFY_WORKERS", def: "0", arg: "count",
+	{flag: "auth-verify-workers", env: "WARDEN_AUTH_VERIFY_WORKERS", def: "0", arg: "count", readme: ": half the cores (argon2id verifications at once, 19 MiB each)",
 		usage: "argon2id password verifications run at once, for MQTT CONNECTs and HTTP logins together; each takes 19 MiB while it runs, so this bounds their memory; more wait (MQTT up to 5 s, then 0x89/3; HTTP up to 1 s, then 503) (0: half the CPU cores)",
 		bind:  intOpt(func(c *Config) *int { return &c.AuthVerifyWorkers })},
-	{flag: "mqtt-max-pending-writes", env: "WARDEN_MQTT_MAX_PENDING_WRITES", def: "1024", arg: "count",
+	{flag: "mqtt-max-pending-writes", env: "WARDEN_MQTT_MAX_PENDING_WRITES", def: "1024", arg: "count", readme: " packets queued for one client",
 		usage: "packets that may wait to be written to one MQTT client before further deliveries to it are dropped; each slot costs 8 bytes per connected client",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxPendingWrites })},
-	{flag: "mqtt-max-packet-size", env: "WARDEN_MQTT_MAX_PACKET_SIZE", def: "1048576", arg: "bytes",
+	{flag: "mqtt-max-packet-size", env: "WARDEN_MQTT_MAX_PACKET_SIZE", def: "1048576", arg: "bytes", readme: " bytes (CONNECT: at most 64 KiB)",
 		usage: "largest MQTT packet a client may send, fixed header included (CONNECT, read before authentication: at most 64 KiB); a larger one closes the connection (MQTT 5: DISCONNECT 0x95), checked before it is read; MQTT 5 clients get the limit in CONNACK",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxPacketSize })},
-	{flag: "mqtt-max-connections", env: "WARDEN_MQTT_MAX_CONNECTIONS", def: "0", arg: "count",
+	{flag: "mqtt-max-connections", env: "WARDEN_MQTT_MAX_CONNECTIONS", def: "0", arg: "count", readme: ": 90% of the open-file limit (`ulimit -n`)",
 		usage: "MQTT sockets open at once over all listeners, counted from accept (before TLS and CONNECT); more are closed at once (0: 90% of the open-file limit, ulimit -n)",
 		bind:  intOpt(func(c *Config) *int { return &c.MQTTMaxConnections })},
-	{flag: "mqtt-max-keepalive", env: "WARDEN_MQTT_MAX_KEEPALIVE", def: "1h", arg: "duration",
+	{flag: "mqtt-max-keepalive", env: "WARDEN_MQTT_MAX_KEEPALIVE", def: "1h", arg: "duration", readme: "; `0`: no ceiling",
 		usage: "keepalive ceiling in whole seconds, as Mosquitto's max_keepalive: MQTT 5 clients asking for 0 (none) or more are told to use it, MQTT 3.1.1 clients are refused with return code 2 (0: no ceiling, keepalive 0 means no timeout)",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.MQTTMaxKeepalive })},
-	{flag: "registry-max-open", env: "WARDEN_REGISTRY_MAX_OPEN", def: "1h", arg: "duration",
+	{flag: "registry-max-open", env: "WARDEN_REGISTRY_MAX_OPEN", def: "1h", arg: "duration", readme: ": longest an open of the client registry lasts",
 		usage: "longest time POST /api/client-registry/open may open the client registry (longer requests are cut to it)",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.RegistryMaxOpen })},
-	{flag: "registry-auto-grant-roles", env: "WARDEN_REGISTRY_AUTO_GRANT_ROLES", def: "", arg: "roles",
+	{flag: "registry-auto-grant-roles", env: "WARDEN_REGISTRY_AUTO_GRANT_ROLES", def: "", arg: "roles", readme: ": an admin confirms each registration",
 		usage: "comma-separated role names: while the registry is open, grant every registration on arrival with these roles (for trusted production lines only; empty: an admin confirms each)",
 		bind:  stringOpt(func(c *Config) *string { return &c.RegistryAutoGrantRoles })},
-	{flag: "client-cert-validity", env: "WARDEN_CLIENT_CERT_VALIDITY", def: "8760h", arg: "duration",
+	{flag: "client-cert-validity", env: "WARDEN_CLIENT_CERT_VALIDITY", def: "8760h", arg: "duration", readme: " (a year) for the certificates the registry issues",
 		usage: "lifetime of the client certificates the registry issues for CSRs",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ClientCertValidity })},
-	{flag: "mfa", env: "WARDEN_MFA", def: "true", arg: "bool",
+	{flag: "mfa", env: "WARDEN_MFA", def: "true", arg: "bool", readme: ": TOTP for HTTP logins of enrolled users",
 		usage: "multi-factor authentication (TOTP) for HTTP logins: enrolled users need a code after their password, and over MQTT a login token or certificate (see --mfa-mqtt-password) (false: the /api/mfa endpoints answer 403, logins ask for no code, enrollments are kept)",
 		bind:  boolOpt(func(c *Config) *bool { return &c.MFA })},
-	{flag: "mfa-trusted-device-days", env: "WARDEN_MFA_TRUSTED_DEVICE_DAYS", def: "30", arg: "days",
+	{flag: "mfa-trusted-device-days", env: "WARDEN_MFA_TRUSTED_DEVICE_DAYS", def: "30", arg: "days", readme: ", from 1 to 365",
 		usage: "days a device trusted at an MFA login (trustDevice) may skip the MFA step, from 1 to 365",
 		bind:  intOpt(func(c *Config) *int { return &c.MFATrustedDeviceDays })},
-	{flag: "mfa-mqtt-password", env: "WARDEN_MFA_MQTT_PASSWORD", def: "false", arg: "bool",
+	{flag: "mfa-mqtt-password", env: "WARDEN_MFA_MQTT_PASSWORD", def: "false", arg: "bool", readme: ": users with MFA need a token or certificate over MQTT",
 		usage: "let users with an active MFA key connect over MQTT with their password alone (off: such a user sends a login token obtained with MFA as the MQTT password, or a client certificate)",
 		bind:  boolOpt(func(c *Config) *bool { return &c.MFAMQTTPassword })},
-	{flag: "log-level", env: "WARDEN_LOG_LEVEL", def: "info", arg: "level",
+	{flag: "log-level", env: "WARDEN_LOG_LEVEL", def: "info", arg: "level", readme: "; `debug`, `warn` or `error`",
 		usage: "log level: debug, info, warn or error",
 		bind:  stringOpt(func(c *Config) *string { return &c.LogLevel })},
 	{flag: "shutdown-timeout", env: "WARDEN_SHUTDOWN_TIMEOUT", def: "10s", arg: "duration",
 		usage: "how long a shutdown may take before warden gives up waiting",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
-	{flag: "audit-log", env: "WARDEN_AUDIT_LOG", def: "stderr", arg: "sink",
+	{flag: "audit-log", env: "WARDEN_AUDIT_LOG", def: "stderr", arg: "sink", readme: "; `stdout`, `off` or a file path",
 		usage: "audit trail of admin changes and authentication failures, as JSON lines: stderr, stdout, off, or a file path (appended to, created with mode 0600)",
 		bind:  stringOpt(func(c *Config) *string { return &c.AuditLog })},
-	{flag: "restore-max-size", env: "WARDEN_RESTORE_MAX_SIZE", def: strconv.Itoa(store.DefaultRestoreMaxBytes), arg: "bytes",
+	{flag: "restore-max-size", env: "WARDEN_RESTORE_MAX_SIZE", def: strconv.Itoa(store.DefaultRestoreMaxBytes), arg: "bytes", readme: " bytes of uncompressed model a restore accepts",
 		usage: "largest model a restore accepts, as uncompressed JSON (POST /api/maintenance/db/restore, whose upload is capped to match, and warden restore); larger archives and archives inflating over 100 times their size are refused",
 		bind:  intOpt(func(c *Config) *int { return &c.RestoreMaxSize })},
-	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool",
+	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool", readme: "; `true` for benchmarks only",
 		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
 }
 
+// errVersion is returned by loadConfig when --version was asked for; the
+// caller prints versionLine().
+var errVersion = errors.New("version requested")
+
 // loadConfig builds the Config from args (without the program name) and
 // the environment, then validates it. It returns flag.ErrHelp when --help
-// (or -h) was asked for; the caller prints usage(). Every problem found,
+// (or -h) was asked for, errVersion for --version. Every problem found,
 // in the arguments, the environment or the values, is reported at once.
 func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
-	fs := flag.NewFlagSet("warden", flag.ContinueOnError)
-	// The flag package would print its own error and usage; run prints
-	// ours, once, so silence it.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	for _, o := range options {
-		o.bind(fs, &c, o)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return Config{}, flag.ErrHelp
-		}
+	fs, rest, err := parseServerFlags(args, &c)
+	if err != nil {
 		return Config{}, err
 	}
 	var errs []error
-	if fs.NArg() > 0 {
-		errs = append(errs, fmt.Errorf("unexpected argument %q: warden takes only flags", fs.Arg(0)))
+	if len(rest) > 0 {
+		errs = append(errs, unexpectedArgument(rest[0]))
 	}
 
 	// Flags given on the command line win; for the others, a non-empty
@@ -366,13 +368,47 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// valueProblem describes why v could not be set, without echoing a
-// secret (flag errors quote the value).
+// parseServerFlags parses the server's flags (the options and
+// --version) from args into c, without the environment. It returns
+// flag.ErrHelp for --help and errVersion for --version, else the flag set
+// and the arguments after the flags.
+func parseServerFlags(args []string, c *Config) (*flag.FlagSet, []string, error) {
+	fs := flag.NewFlagSet("warden", flag.ContinueOnError)
+	// parseArgs reports errors itself; the flag package prints nothing.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	for _, o := range options {
+		o.bind(fs, c, o)
+	}
+	var version bool
+	boolVar(fs, &version, "version", false, "print the version and exit")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if version {
+		return nil, nil, errVersion
+	}
+	return fs, rest, nil
+}
+
+// unexpectedArgument is the error for a first argument that is neither a
+// flag nor a command.
+func unexpectedArgument(arg string) error {
+	names := append([]string{"help", "version", "healthcheck"}, slices.Sorted(maps.Keys(commands))...)
+	if near := nearest(arg, names); len(near) > 0 {
+		return fmt.Errorf("unexpected argument %q; did you mean the command %s? (commands come first: warden %s ...)", arg, strings.Join(near, " or "), near[0])
+	}
+	return fmt.Errorf("unexpected argument %q: the server takes only flags, and a command (backup, restore, user add, healthcheck, version, help) must come first", arg)
+}
+
+// valueProblem describes why v could not be set for o, without echoing a
+// secret (the value errors quote the value).
 func valueProblem(o option, v string, err error) string {
 	if o.secret {
 		return "invalid value"
 	}
-	return fmt.Sprintf("invalid value %q for --%s (want a %s, e.g. %q)", v, o.flag, o.arg, o.def)
+	return err.Error()
 }
 
 // Validate reports every problem with c at once, joined, so an operator
@@ -555,7 +591,7 @@ func checkAddr(addr string) error {
 		if errors.As(err, &ae) {
 			why = ae.Err // without the address, which we quote already
 		}
-		return fmt.Errorf("%q is not host:port: %s", addr, why)
+		return fmt.Errorf("%q is not host:port: %s; e.g. :1883 (all interfaces) or 127.0.0.1:1883", addr, why)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 0 || n > 65535 {
@@ -585,16 +621,28 @@ func checkRedisURL(raw string) error {
 func usage() string {
 	var b strings.Builder
 	b.WriteString(`Usage: warden [flags]
-       warden backup|restore|user add ... (see Commands below)
+       warden COMMAND [arguments]
 
 warden runs an MQTT broker whose every connect, subscribe, publish and
 delivery is checked against its user and permission model, with an admin
 HTTP API to manage that model.
 
+Commands (details below the flags):
+  backup       write a backup archive of the model to a file
+  restore      replace the model with a backup archive
+  user add     create a user or reset its password, roles and MFA (recovery)
+  healthcheck  exit 0 when a running warden answers /healthz (container probe)
+  version      print the version, commit and Go version
+  help         print this help
+
 Each flag may also be set by its environment variable; a flag given on the
 command line beats the variable, the variable beats the default.
 
 Flags:
+  --help, -h
+        print this help and exit
+  --version
+        print the version, commit and Go version and exit
 `)
 	for _, o := range options {
 		def := strconv.Quote(o.def)

@@ -166,7 +166,7 @@ func TestLoadConfigRejectsBadInput(t *testing.T) {
 		env     map[string]string
 		wantErr string
 	}{
-		{"an unknown flag", []string{"--nope"}, nil, "flag provided but not defined"},
+		{"an unknown flag", []string{"--nope"}, nil, "unknown flag --nope"},
 		{"a bad duration flag", []string{"--shutdown-timeout", "soon"}, nil, "shutdown-timeout"},
 		{"a bad duration variable names the variable", nil, map[string]string{"WARDEN_SHUTDOWN_TIMEOUT": "soon"}, "WARDEN_SHUTDOWN_TIMEOUT"},
 		{"a positional argument", []string{"serve"}, nil, `unexpected argument "serve"`},

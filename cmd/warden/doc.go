@@ -12,7 +12,10 @@
 //	warden [flags]
 //	warden backup --out FILE [--include-keys]
 //	warden restore FILE
-//	warden user add NAME --role ROLE [--password-stdin]
+//	warden user add NAME --role ROLE [--password-stdin] [--reset-mfa]
+//	warden healthcheck [URL]
+//	warden version (or --version)
+//	warden help (or --help)
 //
 // The commands (commands.go) work on the store --data-dir or --redis-url
 // selects, offline for the embedded store (its file is locked while

@@ -72,6 +72,9 @@ func healthcheckURL(args []string, getenv func(string) string) (string, error) {
 	switch len(args) {
 	case 0:
 	case 1:
+		if strings.HasPrefix(args[0], "-") {
+			return "", fmt.Errorf("unknown flag %s: healthcheck takes only a URL (warden healthcheck --help)", args[0])
+		}
 		return args[0], nil
 	default:
 		return "", fmt.Errorf("want at most one argument, the URL to probe")

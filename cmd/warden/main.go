@@ -31,6 +31,9 @@ const (
 const storeFile = "warden.db"
 
 func main() {
+	if code, done := helpOrVersion(os.Args[1:], os.Stdout, os.Stderr); done { // version.go
+		os.Exit(code)
+	}
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" { // healthcheck.go
 		os.Exit(healthcheck(os.Args[2:], os.Getenv, os.Stderr))
 	}
@@ -53,8 +56,12 @@ func main() {
 // stderr, so tests run it in-process or as a binary alike.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
 	cfg, err := loadConfig(args, getenv)
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, flag.ErrHelp) { // main answers these on stdout first
 		fmt.Fprint(stderr, usage())
+		return exitOK
+	}
+	if errors.Is(err, errVersion) {
+		fmt.Fprintln(stderr, versionLine())
 		return exitOK
 	}
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -189,14 +188,7 @@ func serverCertificate(cfg Config, trust *pki.TrustStore, log *slog.Logger) (tls
 	// Devices need the CA certificate (public) to trust the server's
 	// certificate; put it where an operator finds it.
 	if cfg.DataDir != "" {
-		path := filepath.Join(cfg.DataDir, caCertFile)
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err == nil {
-			if err := os.WriteFile(path, ca.CertPEM(), 0o644); err != nil {
-				log.Warn("cannot write the internal CA certificate", "path", path, "err", err)
-			} else {
-				log.Info("internal CA certificate written", "path", path, "fingerprint", ca.Fingerprint())
-			}
-		}
+		writeCAFile(cfg.DataDir, ca, log) // cafile.go
 	}
 	return ca.IssueServer(splitList(cfg.TLSHosts), serverCertLifetime)
 }
