@@ -61,6 +61,12 @@
 // for CONNECT. The listeners therefore close every connection they accepted
 // when they are closed, so Close does not wait for connect deadlines.
 //
+// A connection the server closed itself (shutdown, DisconnectClient, a
+// session takeover) ends with a read on a closed socket (net.ErrClosed):
+// the listeners log that at debug, so a clean stop logs no warning per
+// client; any other error that ends a connection is a warning, as in
+// Mochi (whose own listener logs them all at WARN with an empty message).
+//
 // # Limits
 //
 // What a client can make the broker hold is bounded (Config, with defaults

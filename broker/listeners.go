@@ -52,10 +52,48 @@ var errNotBinary = errors.New("broker: websocket message is not binary")
 type netListener struct {
 	*listeners.Net
 	tracking *trackingListener
+	log      *slog.Logger // set by Init
 }
 
 // stopAccepting refuses new connections and leaves the accepted ones open.
 func (l *netListener) stopAccepting() { l.tracking.stopAccepting() }
+
+// Init keeps the logger Mochi passes (it carries the listener ID) for Serve.
+func (l *netListener) Init(log *slog.Logger) error {
+	l.log = log
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	return l.Net.Init(log)
+}
+
+// Serve is Mochi's accept loop, with the end of each connection logged by
+// logEnded: Mochi's own loop logs every error at WARN with an empty
+// message, those of connections the server closed itself included.
+func (l *netListener) Serve(establish listeners.EstablishFn) {
+	l.Net.Serve(func(id string, c net.Conn) error {
+		logEnded(l.log, "mqtt connection ended", c.RemoteAddr().String(), establish(id, c))
+		return nil
+	})
+}
+
+// logEnded logs the error that ended an MQTT connection, if any. A
+// connection the server closed itself (Close at shutdown, DisconnectClient
+// on a revocation, a session takeover, a connection still without CONNECT
+// cut by the listener's Close) ends with a read on the closed socket,
+// net.ErrClosed; whoever closed it logged why, so that is a debug line,
+// and a clean stop logs no warning per client. Any other error (the client
+// went away without DISCONNECT, a timeout, a refused CONNECT, a protocol
+// error) stays a warning.
+func logEnded(log *slog.Logger, msg, remote string, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, net.ErrClosed):
+		log.Debug(msg, "remote", remote, "error", err)
+	default:
+		log.Warn(msg, "remote", remote, "error", err)
+	}
+}
 
 // newNetListener binds addr and returns a Mochi listener for it: plain TCP,
 // or TLS when tc is not nil. Every accepted connection gets the connect
@@ -348,9 +386,7 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := newWSConn(ws, state)
 	_ = c.SetDeadline(start.Add(l.timeout))
 
-	if err := l.establish(l.id, c); err != nil {
-		l.log.Warn("websocket connection ended", "remote", r.RemoteAddr, "error", err)
-	}
+	logEnded(l.log, "websocket connection ended", r.RemoteAddr, l.establish(l.id, c))
 	_ = c.Close()
 }
 
