@@ -14,8 +14,9 @@
 // Up to three listeners, with fixed IDs that the auth hook reads from
 // cl.Net.Listener: ListenerTCP ("tcp"), ListenerTLS ("tls") and ListenerWS
 // ("ws", plain WebSocket, or WSS when Config.WSTLS is set). Every listener is
-// bound in New with net.Listen, so port 0 works and Broker.Addr reports the
-// real port before Start.
+// bound in New with net.Listen, unless the caller bound it already
+// (Config.TCPListener, TLSListener, WSListener), so port 0 works and
+// Broker.Addr reports the real port before Start.
 //
 // A client's TLS state is reachable through TLSStater on cl.Net.Conn for
 // both TLS transports: *tls.Conn on the "tls" listener, and this package's

@@ -95,13 +95,27 @@ func logEnded(log *slog.Logger, msg, remote string, err error) {
 	}
 }
 
-// newNetListener binds addr and returns a Mochi listener for it: plain TCP,
-// or TLS when tc is not nil. Every accepted connection gets the connect
-// deadline and takes a slot of conns (see trackingListener).
-func newNetListener(id, addr string, tc *tls.Config, timeout time.Duration, conns *connLimit) (*netListener, error) {
+// listen returns raw when the caller bound the socket already, else binds
+// addr.
+func listen(id, addr string, raw net.Listener) (net.Listener, error) {
+	if raw != nil {
+		return raw, nil
+	}
 	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
+	}
+	return raw, nil
+}
+
+// newNetListener binds addr (or takes raw, already bound) and returns a
+// Mochi listener for it: plain TCP, or TLS when tc is not nil. Every
+// accepted connection gets the connect deadline and takes a slot of conns
+// (see trackingListener).
+func newNetListener(id, addr string, raw net.Listener, tc *tls.Config, timeout time.Duration, conns *connLimit) (*netListener, error) {
+	raw, err := listen(id, addr, raw)
+	if err != nil {
+		return nil, err
 	}
 	tracking := newTrackingListener(raw, timeout, conns)
 	var ln net.Listener = tracking
@@ -274,10 +288,12 @@ type wsListener struct {
 // was accepted.
 type acceptedAtKey struct{}
 
-func newWSListener(id, addr string, tc *tls.Config, timeout time.Duration, conns *connLimit, origins []string) (*wsListener, error) {
-	raw, err := net.Listen("tcp", addr)
+// newWSListener binds addr (or takes raw, already bound) and returns the
+// WebSocket listener for it: WSS when tc is not nil.
+func newWSListener(id, addr string, raw net.Listener, tc *tls.Config, timeout time.Duration, conns *connLimit, origins []string) (*wsListener, error) {
+	raw, err := listen(id, addr, raw)
 	if err != nil {
-		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
+		return nil, err
 	}
 	tracking := newTrackingListener(raw, timeout, conns)
 	var ln net.Listener = tracking
