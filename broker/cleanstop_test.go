@@ -2,8 +2,13 @@ package broker
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -28,15 +33,22 @@ func keepalive60(connect []byte) []byte {
 }
 
 // TestShutdownLogsNoWarningPerClient: the clients Shutdown disconnects
-// (MQTT 5 and 3.1.1 over TCP, MQTT 3.1.1 over WebSocket) end with a read on
-// a socket the server closed itself; that is logged at debug, not as one
-// "use of closed network connection" warning per client.
+// (MQTT 5 and 3.1.1 over TCP, MQTT 3.1.1 over WebSocket, and an MQTT 5
+// client that closes its end as soon as it reads the DISCONNECT, as paho
+// does) end with a read on a socket the server closed itself, or with EOF
+// when the client was quicker; both are logged at debug, not as one
+// warning per client.
 func TestShutdownLogsNoWarningPerClient(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b := startBroker(t, Config{TCPAddr: local, WSAddr: local, Logger: log})
 	connectRaw(t, b.Addr(ListenerTCP), keepalive60(v5Connect("quiet-v5")))
 	connectRaw(t, b.Addr(ListenerTCP), keepalive60(v311Connect("quiet-v3")))
+	quick, quickR := connectRaw(t, b.Addr(ListenerTCP), keepalive60(v5Connect("quick-v5")))
+	go func() {
+		_, _, _ = readPacket(t, quickR) // the DISCONNECT
+		_ = quick.Close()
+	}()
 	ws := dialWS(b.Addr(ListenerWS), nil)(t)
 	t.Cleanup(func() { _ = ws.Close() })
 	_ = ws.SetDeadline(time.Now().Add(10 * time.Second))
@@ -51,7 +63,7 @@ func TestShutdownLogsNoWarningPerClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The lines are written by the connection goroutines, after Close.
-	waitLogged(t, &logs, "level=DEBUG msg=\"mqtt connection ended\"", 2)
+	waitLogged(t, &logs, "level=DEBUG msg=\"mqtt connection ended\"", 3)
 	waitLogged(t, &logs, "level=DEBUG msg=\"websocket connection ended\"", 1)
 	if strings.Contains(logs.String(), "level=WARN") || strings.Contains(logs.String(), "level=ERROR") {
 		t.Errorf("shutdown logged warnings:\n%s", logs.String())
@@ -69,4 +81,31 @@ func TestClientGoneWithoutDisconnectIsStillAWarning(t *testing.T) {
 	remote := c.LocalAddr().String()
 	_ = c.Close()
 	waitLogged(t, &logs, "level=WARN msg=\"mqtt connection ended\" listener=tcp remote="+remote+" error=EOF", 1)
+}
+
+// TestLogEnded: which errors that end a connection are warnings.
+func TestLogEnded(t *testing.T) {
+	closed := &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}
+	for _, c := range []struct {
+		name    string
+		err     error
+		closing bool
+		want    string
+	}{
+		{"a clean end", nil, false, ""},
+		{"a socket the server closed", closed, false, "level=DEBUG"},
+		{"a socket the server closed, wrapped", fmt.Errorf("read connection: %w", closed), false, "level=DEBUG"},
+		{"EOF while the broker stops", io.EOF, true, "level=DEBUG"},
+		{"a reset while the broker stops", syscall.ECONNRESET, true, "level=DEBUG"},
+		{"EOF otherwise", io.EOF, false, "level=WARN"},
+		{"a refused CONNECT", errors.New("bad username or password"), false, "level=WARN"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var logs syncBuffer
+			logEnded(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), "mqtt connection ended", "192.0.2.1:1", c.err, c.closing)
+			if got := logs.String(); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+				t.Errorf("logged %q, want a line with %q", got, c.want)
+			}
+		})
+	}
 }

@@ -53,10 +53,21 @@ type netListener struct {
 	*listeners.Net
 	tracking *trackingListener
 	log      *slog.Logger // set by Init
+	closing  atomic.Bool  // the broker is stopping: see logEnded
 }
 
 // stopAccepting refuses new connections and leaves the accepted ones open.
-func (l *netListener) stopAccepting() { l.tracking.stopAccepting() }
+func (l *netListener) stopAccepting() {
+	l.closing.Store(true)
+	l.tracking.stopAccepting()
+}
+
+// Close is Mochi's (disconnect the listener's clients, then close), with
+// the listener marked closing first.
+func (l *netListener) Close(closeClients listeners.CloseFn) {
+	l.closing.Store(true)
+	l.Net.Close(closeClients)
+}
 
 // Init keeps the logger Mochi passes (it carries the listener ID) for Serve.
 func (l *netListener) Init(log *slog.Logger) error {
@@ -72,23 +83,26 @@ func (l *netListener) Init(log *slog.Logger) error {
 // message, those of connections the server closed itself included.
 func (l *netListener) Serve(establish listeners.EstablishFn) {
 	l.Net.Serve(func(id string, c net.Conn) error {
-		logEnded(l.log, "mqtt connection ended", c.RemoteAddr().String(), establish(id, c))
+		err := establish(id, c)
+		logEnded(l.log, "mqtt connection ended", c.RemoteAddr().String(), err, l.closing.Load())
 		return nil
 	})
 }
 
-// logEnded logs the error that ended an MQTT connection, if any. A
-// connection the server closed itself (Close at shutdown, DisconnectClient
-// on a revocation, a session takeover, a connection still without CONNECT
-// cut by the listener's Close) ends with a read on the closed socket,
-// net.ErrClosed; whoever closed it logged why, so that is a debug line,
-// and a clean stop logs no warning per client. Any other error (the client
-// went away without DISCONNECT, a timeout, a refused CONNECT, a protocol
-// error) stays a warning.
-func logEnded(log *slog.Logger, msg, remote string, err error) {
+// logEnded logs the error that ended an MQTT connection, if any. The
+// connections the server ends itself are no warning, whoever ended them
+// logged why: a connection the server closed (DisconnectClient on a
+// revocation, a session takeover) ends with a read on the closed socket,
+// net.ErrClosed; and while the listener is closing (the broker stops), a
+// client told "server shutting down" may close its end first, so EOF or a
+// reset end it as well. Those are debug lines, and a clean stop logs no
+// warning per client. Any other error (the client went away without
+// DISCONNECT, a timeout, a refused CONNECT, a protocol error) stays a
+// warning.
+func logEnded(log *slog.Logger, msg, remote string, err error, closing bool) {
 	switch {
 	case err == nil:
-	case errors.Is(err, net.ErrClosed):
+	case closing || errors.Is(err, net.ErrClosed):
 		log.Debug(msg, "remote", remote, "error", err)
 	default:
 		log.Warn(msg, "remote", remote, "error", err)
@@ -402,7 +416,8 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := newWSConn(ws, state)
 	_ = c.SetDeadline(start.Add(l.timeout))
 
-	logEnded(l.log, "websocket connection ended", r.RemoteAddr, l.establish(l.id, c))
+	err = l.establish(l.id, c)
+	logEnded(l.log, "websocket connection ended", r.RemoteAddr, err, l.closing.Load())
 	_ = c.Close()
 }
 
