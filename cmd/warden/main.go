@@ -168,6 +168,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // the Redis store finds on its own (that Redis lost warden's data).
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s store.Store, kind string, err error) {
 	if cfg.RedisURL != "" {
+		// go-redis's own lines (failed dials, reconnects) through log,
+		// rate-limited; its logger is per process, set once here.
+		store.SetRedisLogger(log, cfg.RedisURL)
 		s, err = store.OpenRedisWith(ctx, cfg.RedisURL, store.RedisOptions{Logger: log})
 		if err != nil {
 			// go-redis errors name the address, never the password.
