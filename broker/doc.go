@@ -62,11 +62,13 @@
 // for CONNECT. The listeners therefore close every connection they accepted
 // when they are closed, so Close does not wait for connect deadlines.
 //
-// A connection the server closed itself (shutdown, DisconnectClient, a
-// session takeover) ends with a read on a closed socket (net.ErrClosed):
-// the listeners log that at debug, so a clean stop logs no warning per
-// client; any other error that ends a connection is a warning, as in
-// Mochi (whose own listener logs them all at WARN with an empty message).
+// A connection the server closed itself (DisconnectClient, a session
+// takeover) ends with a read on a closed socket (net.ErrClosed), and while
+// a listener closes any error may end its connections (a client told
+// "server shutting down" may close first: EOF): the listeners log those
+// at debug, so a clean stop logs no warning per client. Any other error
+// that ends a connection is a warning, as in Mochi (whose own listener
+// logs them all at WARN with an empty message).
 //
 // # Limits
 //
