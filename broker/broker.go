@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"sync"
 	"time"
 
@@ -62,6 +63,15 @@ type Config struct {
 	// a connection that has not sent CONNECT by then is closed. Zero means
 	// DefaultConnectTimeout; negative is an error.
 	ConnectTimeout time.Duration
+	// TCPListener, TLSListener and WSListener are sockets the caller bound
+	// already (net.Listen("tcp", ...)), served instead of binding TCPAddr,
+	// TLSAddr and WSAddr (which may then be empty): a program that binds
+	// every port before it changes anything fails on a port in use before
+	// it has done anything it cannot undo. New takes them over: they are
+	// closed by Close, or by New when it fails.
+	TCPListener net.Listener
+	TLSListener net.Listener
+	WSListener  net.Listener
 	// Logger receives the server's and the listeners' logs; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -180,8 +190,9 @@ type Broker struct {
 
 // New builds the Mochi server, adds hooks in the order given (each with
 // AddHook(h, nil), which calls the hook's Init) and creates the configured
-// listeners. The listeners are bound here, so Addr reports real addresses
-// (port 0 resolved) before Start; nothing is accepted before Start.
+// listeners. The listeners are bound here (or were by the caller, see
+// Config.TCPListener), so Addr reports real addresses (port 0 resolved)
+// before Start; nothing is accepted before Start.
 //
 // Exactly one hook must provide OnConnectAuthenticate and at most one may
 // provide OnACLCheck: Mochi combines these with OR across hooks, so a second
@@ -197,11 +208,12 @@ type Broker struct {
 // true and no inline client. Unless Config.MaxKeepalive is negative, a hook
 // enforcing the keepalive ceiling runs first, before the given hooks.
 //
-// On error nothing stays bound and every hook already initialised is
-// stopped.
+// On error nothing stays bound (the listeners given in Config are closed)
+// and every hook already initialised is stopped.
 func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 	lim, err := validate(cfg, hooks)
 	if err != nil {
+		closeGiven(cfg)
 		return nil, err
 	}
 	log := cfg.Logger
@@ -277,10 +289,11 @@ func New(cfg Config, hooks ...mqtt.Hook) (*Broker, error) {
 // validate checks cfg and hooks and returns the effective limits.
 func validate(cfg Config, hooks []mqtt.Hook) (limits, error) {
 	var lim limits
-	if cfg.TCPAddr == "" && cfg.TLSAddr == "" && cfg.WSAddr == "" {
+	tcpOn, tlsOn, wsOn := cfg.TCPAddr != "" || cfg.TCPListener != nil, cfg.TLSAddr != "" || cfg.TLSListener != nil, cfg.WSAddr != "" || cfg.WSListener != nil
+	if !tcpOn && !tlsOn && !wsOn {
 		return lim, errors.New("broker: no listener configured (TCPAddr, TLSAddr and WSAddr are all empty)")
 	}
-	needTLS := cfg.TLSAddr != "" || (cfg.WSAddr != "" && cfg.WSTLS)
+	needTLS := tlsOn || (wsOn && cfg.WSTLS)
 	if needTLS {
 		if cfg.TLS == nil {
 			return lim, errors.New("broker: TLSAddr and WSTLS require Config.TLS")
@@ -357,8 +370,8 @@ func validate(cfg Config, hooks []mqtt.Hook) (limits, error) {
 	return lim, nil
 }
 
-// buildListeners binds the configured listeners. On error, the ones already
-// bound are closed.
+// buildListeners binds the configured listeners, or takes the ones given.
+// On error, the ones already bound and the given ones are closed.
 func buildListeners(cfg Config, lim limits, conns *connLimit) ([]listeners.Listener, error) {
 	timeout := lim.connectTimeout
 	var out []listeners.Listener
@@ -366,35 +379,46 @@ func buildListeners(cfg Config, lim limits, conns *connLimit) ([]listeners.Liste
 		for _, l := range out {
 			l.Close(func(string) {})
 		}
+		closeGiven(cfg)
 		return nil, err
 	}
 
-	if cfg.TCPAddr != "" {
-		l, err := newNetListener(ListenerTCP, cfg.TCPAddr, nil, timeout, conns)
+	if cfg.TCPAddr != "" || cfg.TCPListener != nil {
+		l, err := newNetListener(ListenerTCP, cfg.TCPAddr, cfg.TCPListener, nil, timeout, conns)
 		if err != nil {
 			return fail(err)
 		}
 		out = append(out, l)
 	}
-	if cfg.TLSAddr != "" {
-		l, err := newNetListener(ListenerTLS, cfg.TLSAddr, cfg.TLS, timeout, conns)
+	if cfg.TLSAddr != "" || cfg.TLSListener != nil {
+		l, err := newNetListener(ListenerTLS, cfg.TLSAddr, cfg.TLSListener, cfg.TLS, timeout, conns)
 		if err != nil {
 			return fail(err)
 		}
 		out = append(out, l)
 	}
-	if cfg.WSAddr != "" {
+	if cfg.WSAddr != "" || cfg.WSListener != nil {
 		var tc *tls.Config
 		if cfg.WSTLS {
 			tc = cfg.TLS
 		}
-		l, err := newWSListener(ListenerWS, cfg.WSAddr, tc, timeout, conns, cfg.WSAllowedOrigins)
+		l, err := newWSListener(ListenerWS, cfg.WSAddr, cfg.WSListener, tc, timeout, conns, cfg.WSAllowedOrigins)
 		if err != nil {
 			return fail(err)
 		}
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// closeGiven closes the listeners the caller gave in cfg, for New's error
+// paths (closing one twice is harmless).
+func closeGiven(cfg Config) {
+	for _, ln := range []net.Listener{cfg.TCPListener, cfg.TLSListener, cfg.WSListener} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
 }
 
 // Server returns the underlying Mochi server, e.g. for Clients and

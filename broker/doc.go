@@ -14,8 +14,9 @@
 // Up to three listeners, with fixed IDs that the auth hook reads from
 // cl.Net.Listener: ListenerTCP ("tcp"), ListenerTLS ("tls") and ListenerWS
 // ("ws", plain WebSocket, or WSS when Config.WSTLS is set). Every listener is
-// bound in New with net.Listen, so port 0 works and Broker.Addr reports the
-// real port before Start.
+// bound in New with net.Listen, unless the caller bound it already
+// (Config.TCPListener, TLSListener, WSListener), so port 0 works and
+// Broker.Addr reports the real port before Start.
 //
 // A client's TLS state is reachable through TLSStater on cl.Net.Conn for
 // both TLS transports: *tls.Conn on the "tls" listener, and this package's
@@ -60,6 +61,14 @@
 // then waits for every connection goroutine, including those still waiting
 // for CONNECT. The listeners therefore close every connection they accepted
 // when they are closed, so Close does not wait for connect deadlines.
+//
+// A connection the server closed itself (DisconnectClient, a session
+// takeover) ends with a read on a closed socket (net.ErrClosed), and while
+// a listener closes any error may end its connections (a client told
+// "server shutting down" may close first: EOF): the listeners log those
+// at debug, so a clean stop logs no warning per client. Any other error
+// that ends a connection is a warning, as in Mochi (whose own listener
+// logs them all at WARN with an empty message).
 //
 // # Limits
 //

@@ -52,18 +52,84 @@ var errNotBinary = errors.New("broker: websocket message is not binary")
 type netListener struct {
 	*listeners.Net
 	tracking *trackingListener
+	log      *slog.Logger // set by Init
+	closing  atomic.Bool  // the broker is stopping: see logEnded
 }
 
 // stopAccepting refuses new connections and leaves the accepted ones open.
-func (l *netListener) stopAccepting() { l.tracking.stopAccepting() }
+func (l *netListener) stopAccepting() {
+	l.closing.Store(true)
+	l.tracking.stopAccepting()
+}
 
-// newNetListener binds addr and returns a Mochi listener for it: plain TCP,
-// or TLS when tc is not nil. Every accepted connection gets the connect
-// deadline and takes a slot of conns (see trackingListener).
-func newNetListener(id, addr string, tc *tls.Config, timeout time.Duration, conns *connLimit) (*netListener, error) {
+// Close is Mochi's (disconnect the listener's clients, then close), with
+// the listener marked closing first.
+func (l *netListener) Close(closeClients listeners.CloseFn) {
+	l.closing.Store(true)
+	l.Net.Close(closeClients)
+}
+
+// Init keeps the logger Mochi passes (it carries the listener ID) for Serve.
+func (l *netListener) Init(log *slog.Logger) error {
+	l.log = log
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	return l.Net.Init(log)
+}
+
+// Serve is Mochi's accept loop, with the end of each connection logged by
+// logEnded: Mochi's own loop logs every error at WARN with an empty
+// message, those of connections the server closed itself included.
+func (l *netListener) Serve(establish listeners.EstablishFn) {
+	l.Net.Serve(func(id string, c net.Conn) error {
+		err := establish(id, c)
+		logEnded(l.log, "mqtt connection ended", c.RemoteAddr().String(), err, l.closing.Load())
+		return nil
+	})
+}
+
+// logEnded logs the error that ended an MQTT connection, if any. The
+// connections the server ends itself are no warning, whoever ended them
+// logged why: a connection the server closed (DisconnectClient on a
+// revocation, a session takeover) ends with a read on the closed socket,
+// net.ErrClosed; and while the listener is closing (the broker stops), a
+// client told "server shutting down" may close its end first, so EOF or a
+// reset end it as well. Those are debug lines, and a clean stop logs no
+// warning per client. Any other error (the client went away without
+// DISCONNECT, a timeout, a refused CONNECT, a protocol error) stays a
+// warning.
+func logEnded(log *slog.Logger, msg, remote string, err error, closing bool) {
+	switch {
+	case err == nil:
+	case closing || errors.Is(err, net.ErrClosed):
+		log.Debug(msg, "remote", remote, "error", err)
+	default:
+		log.Warn(msg, "remote", remote, "error", err)
+	}
+}
+
+// listen returns raw when the caller bound the socket already, else binds
+// addr.
+func listen(id, addr string, raw net.Listener) (net.Listener, error) {
+	if raw != nil {
+		return raw, nil
+	}
 	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
+	}
+	return raw, nil
+}
+
+// newNetListener binds addr (or takes raw, already bound) and returns a
+// Mochi listener for it: plain TCP, or TLS when tc is not nil. Every
+// accepted connection gets the connect deadline and takes a slot of conns
+// (see trackingListener).
+func newNetListener(id, addr string, raw net.Listener, tc *tls.Config, timeout time.Duration, conns *connLimit) (*netListener, error) {
+	raw, err := listen(id, addr, raw)
+	if err != nil {
+		return nil, err
 	}
 	tracking := newTrackingListener(raw, timeout, conns)
 	var ln net.Listener = tracking
@@ -236,10 +302,12 @@ type wsListener struct {
 // was accepted.
 type acceptedAtKey struct{}
 
-func newWSListener(id, addr string, tc *tls.Config, timeout time.Duration, conns *connLimit, origins []string) (*wsListener, error) {
-	raw, err := net.Listen("tcp", addr)
+// newWSListener binds addr (or takes raw, already bound) and returns the
+// WebSocket listener for it: WSS when tc is not nil.
+func newWSListener(id, addr string, raw net.Listener, tc *tls.Config, timeout time.Duration, conns *connLimit, origins []string) (*wsListener, error) {
+	raw, err := listen(id, addr, raw)
 	if err != nil {
-		return nil, fmt.Errorf("broker: listen %s %q: %w", id, addr, err)
+		return nil, err
 	}
 	tracking := newTrackingListener(raw, timeout, conns)
 	var ln net.Listener = tracking
@@ -348,9 +416,8 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := newWSConn(ws, state)
 	_ = c.SetDeadline(start.Add(l.timeout))
 
-	if err := l.establish(l.id, c); err != nil {
-		l.log.Warn("websocket connection ended", "remote", r.RemoteAddr, "error", err)
-	}
+	err = l.establish(l.id, c)
+	logEnded(l.log, "websocket connection ended", r.RemoteAddr, err, l.closing.Load())
 	_ = c.Close()
 }
 

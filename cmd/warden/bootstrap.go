@@ -73,7 +73,9 @@ type bootstrapRecord struct {
 
 // bootstrap initialises a new store: the built-in roles and the admin user
 // holding connectware-admin, with adminPassword or, when it is empty, a
-// generated password that is logged once at WARN.
+// generated password that is logged once at WARN. Every later start logs
+// at WARN how to get a password while that one is not known to be in use
+// (adminhint.go).
 //
 // It never overwrites: existing roles and an existing admin are left as
 // they are (a changed adminPassword does not reset the admin's password).
@@ -95,7 +97,7 @@ func bootstrap(ctx context.Context, s store.Store, adminPassword string, log *sl
 			log.Info("admin password setting ignored: the store was initialised before, change the password through the API instead",
 				"user", adminUsername)
 		}
-		return nil
+		return remindAdminPassword(ctx, s, log)
 	}
 
 	roleIDs := map[string]string{}
@@ -169,7 +171,9 @@ func ensureAdmin(ctx context.Context, s store.Store, adminRoleID, password strin
 		if password != "" {
 			log.Info("admin password setting ignored: the admin user exists", "user", adminUsername)
 		}
-		return u, nil
+		// An earlier start created the admin and failed before it recorded
+		// the bootstrap as complete.
+		return u, remindAdminPassword(ctx, s, log)
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, fmt.Errorf("bootstrap: admin user: %w", err)
@@ -208,10 +212,18 @@ func ensureAdmin(ctx context.Context, s store.Store, adminRoleID, password strin
 	}
 
 	if generated {
+		// Recorded before it is shown, so that every later start reminds
+		// the operator how to get a password until this one is used, in
+		// case this start fails and the line is lost. Shown even if that
+		// fails: the admin exists with this password.
+		rerr := recordGeneratedPassword(ctx, s, u)
 		// The one place a secret is logged, on purpose: the operator has no
 		// other way to learn it. It goes in the message, not in an
 		// attribute, so a handler that drops sensitive keys keeps it.
 		log.Warn(generatedPasswordMsg+password, "user", adminUsername)
+		if rerr != nil {
+			return store.User{}, rerr
+		}
 	} else {
 		log.Info("created admin user with the configured admin password", "user", adminUsername)
 	}

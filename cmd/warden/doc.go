@@ -45,8 +45,13 @@
 // connectware-admin. Without --admin-password the admin's password is
 // generated and logged once, at WARN ("generated admin password; ...").
 // Later starts never change these records, whatever --admin-password says.
+// Every listener is bound before the store is opened, so a port in use
+// fails the start before the admin exists; and while a generated password
+// has not been used (no token issued to the admin, password unchanged),
+// every later start logs at WARN how to get one (adminhint.go).
 //
-// Logs are slog text lines on stderr. warden stops on SIGINT or SIGTERM.
+// Logs are slog text lines on stderr, go-redis's own lines included
+// (rate-limited, store.SetRedisLogger). warden stops on SIGINT or SIGTERM.
 // Exit status: 0 after a clean shutdown, 1 when startup or shutdown fails
 // (for example the store file is in use by another process, or Redis is
 // unreachable), 2 when the configuration is invalid.

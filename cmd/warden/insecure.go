@@ -20,11 +20,11 @@ const insecureWarning = "INSECURE: --insecure-no-auth is set: every client may c
 // place of warden's auth hook (--insecure-no-auth). It exists so
 // scripts/bench-compare.sh can measure what authentication and
 // authorization cost on the same broker build and settings.
-func startInsecureBroker(cfg Config, tlsCfg *tls.Config, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
+func startInsecureBroker(cfg Config, socks *sockets, tlsCfg *tls.Config, log *slog.Logger, brokerLog *slog.Logger) (*broker.Broker, error) {
 	log.Warn(insecureWarning)
 	// allowAll is the only auth and ACL hook here, so broker.New's rule
 	// (exactly one OnConnectAuthenticate provider) holds.
-	b, err := broker.New(brokerConfig(cfg, tlsCfg, brokerLog), &allowAll{})
+	b, err := broker.New(brokerConfig(cfg, socks, tlsCfg, brokerLog), &allowAll{})
 	if err != nil {
 		return nil, fmt.Errorf("insecure broker: %w", err)
 	}

@@ -73,6 +73,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// Both loggers redact packets, payloads and byte slices (serve.go).
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: redactPackets}))
 	brokerLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: redactPackets}))
+	// Bind every listener before anything is written: a port in use must
+	// fail the first start before the admin and its one-time generated
+	// password exist (listen.go). The servers close their sockets; this
+	// closes those a failed start leaves.
+	socks, err := bindSockets(cfg)
+	if err != nil {
+		log.Error("startup failed", "err", err)
+		return exitFail
+	}
+	defer socks.close()
 	auditLog, closeAudit, err := audit.Open(cfg.AuditLog, os.Stdout, stderr)
 	if err != nil {
 		log.Error("startup failed", "err", err)
@@ -100,6 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
+	followAdminPassword(ctx, s, log) // ends the reminder at the admin's first login (adminhint.go)
 
 	tokens, err := credential.NewTokens(ctx, s, tokenIssuer)
 	if err != nil {
@@ -125,14 +136,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
-	b, err := startBroker(ctx, cfg, s, tokens, reg, trust, log, brokerLog, auditLog, tel.hook, guard)
+	b, err := startBroker(ctx, cfg, socks, s, tokens, reg, trust, log, brokerLog, auditLog, tel.hook, guard)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()
 		return exitFail
 	}
 	tel.serving(b)
-	httpSrv, err := startHTTP(cfg, s, tokens, reg, trust, log, auditLog, tel, guard)
+	httpSrv, err := startHTTP(cfg, socks.http, s, tokens, reg, trust, log, auditLog, tel, guard)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = b.Close()
@@ -164,6 +175,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // the Redis store finds on its own (that Redis lost warden's data).
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (s store.Store, kind string, err error) {
 	if cfg.RedisURL != "" {
+		// go-redis's own lines (failed dials, reconnects) through log,
+		// rate-limited; its logger is per process, set once here.
+		store.SetRedisLogger(log, cfg.RedisURL)
 		s, err = store.OpenRedisWith(ctx, cfg.RedisURL, store.RedisOptions{Logger: log})
 		if err != nil {
 			// go-redis errors name the address, never the password.

@@ -51,7 +51,14 @@ type process struct {
 // loopback ports, so parallel runs and later listeners never collide.
 func startWarden(t *testing.T, bin string, env ...string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, "--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	return startWardenArgs(t, bin, nil, env...)
+}
+
+// startWardenArgs is startWarden with more flags after those; a flag
+// given twice takes the later value.
+func startWardenArgs(t *testing.T, bin string, args []string, env ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "WARDEN_") {
 			cmd.Env = append(cmd.Env, kv)

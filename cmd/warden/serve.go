@@ -38,8 +38,8 @@ const serverCertLifetime = 365 * 24 * time.Hour
 const caCertFile = "ca.pem"
 
 // startBroker wires the auth hook and the embedded broker and starts
-// serving MQTT.
-func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger, auditLog *audit.Logger, metrics *authhook.Metrics, guard *loginGuard) (*broker.Broker, error) {
+// serving MQTT on the bound sockets.
+func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger, auditLog *audit.Logger, metrics *authhook.Metrics, guard *loginGuard) (*broker.Broker, error) {
 	var err error
 	var tlsCfg *tls.Config
 	if cfg.MQTTSAddr != "" || cfg.WSTLS {
@@ -49,7 +49,7 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 		}
 	}
 	if cfg.InsecureNoAuth {
-		return startInsecureBroker(cfg, tlsCfg, log, brokerLog)
+		return startInsecureBroker(cfg, socks, tlsCfg, log, brokerLog)
 	}
 	hook, err := authhook.New(ctx, authhook.Options{
 		Store:              s,
@@ -67,7 +67,7 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 	if err != nil {
 		return nil, err
 	}
-	b, err := broker.New(brokerConfig(cfg, tlsCfg, brokerLog), hook)
+	b, err := broker.New(brokerConfig(cfg, socks, tlsCfg, brokerLog), hook)
 	if err != nil {
 		_ = hook.Stop()
 		return nil, err
@@ -85,9 +85,10 @@ func startBroker(ctx context.Context, cfg Config, s store.Store, tokens *credent
 	return b, nil
 }
 
-// startHTTP serves the admin API on --http-addr (nil, nil when off).
-func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, auditLog *audit.Logger, tel *telemetry, guard *loginGuard) (*http.Server, error) {
-	if cfg.HTTPAddr == "" {
+// startHTTP serves the admin API on ln, bound to --http-addr (nil, nil
+// when off).
+func startHTTP(cfg Config, ln net.Listener, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, auditLog *audit.Logger, tel *telemetry, guard *loginGuard) (*http.Server, error) {
+	if ln == nil {
 		return nil, nil
 	}
 	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, Audit: auditLog, MFAEnabled: cfg.MFA, TrustedDeviceDays: cfg.MFATrustedDeviceDays,
@@ -100,10 +101,6 @@ func startHTTP(cfg Config, s store.Store, tokens *credential.Tokens, reg *regist
 		if tlsCfg, err = httpTLS(cfg, trust, log); err != nil {
 			return nil, err
 		}
-	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("--http-addr: %w", err)
 	}
 	srv := &http.Server{
 		Handler: api.Handler(),
@@ -274,12 +271,16 @@ func sensitiveValue(v any) bool {
 }
 
 // brokerConfig is the broker's part of the configuration, shared by the
-// normal and the benchmark-only (--insecure-no-auth) start.
-func brokerConfig(cfg Config, tlsCfg *tls.Config, brokerLog *slog.Logger) broker.Config {
+// normal and the benchmark-only (--insecure-no-auth) start. The broker
+// serves the sockets run bound (and closes them).
+func brokerConfig(cfg Config, socks *sockets, tlsCfg *tls.Config, brokerLog *slog.Logger) broker.Config {
 	return broker.Config{
 		TCPAddr:        cfg.MQTTAddr,
 		TLSAddr:        cfg.MQTTSAddr,
 		WSAddr:         cfg.WSAddr,
+		TCPListener:    socks.mqtt,
+		TLSListener:    socks.mqtts,
+		WSListener:     socks.ws,
 		WSTLS:          cfg.WSTLS,
 		TLS:            tlsCfg,
 		ConnectTimeout: cfg.ConnectTimeout,

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"net"
+)
+
+// sockets are the bound sockets of every configured listener (nil when
+// off). run binds them first, before it opens the store: a port in use
+// (another broker on 1883) then fails the start before the admin user, and
+// its one-time generated password, exist.
+type sockets struct {
+	mqtt, mqtts, ws, http net.Listener
+}
+
+// bindSockets binds every configured listener address. On error the ones
+// already bound are closed; the error names the flag to change.
+func bindSockets(cfg Config) (*sockets, error) {
+	var s sockets
+	for _, l := range []struct {
+		flag, env, addr string
+		ln              *net.Listener
+	}{
+		{"--mqtt-addr", "WARDEN_MQTT_ADDR", cfg.MQTTAddr, &s.mqtt},
+		{"--mqtts-addr", "WARDEN_MQTTS_ADDR", cfg.MQTTSAddr, &s.mqtts},
+		{"--ws-addr", "WARDEN_WS_ADDR", cfg.WSAddr, &s.ws},
+		{"--http-addr", "WARDEN_HTTP_ADDR", cfg.HTTPAddr, &s.http},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("%s (%s): %w", l.flag, l.env, err)
+		}
+		*l.ln = ln
+	}
+	return &s, nil
+}
+
+// close closes every socket. The broker and the HTTP server close theirs
+// when they stop; closing a listener again is harmless, so run defers
+// close for the sockets no server has taken over on a failed start.
+func (s *sockets) close() {
+	for _, ln := range []net.Listener{s.mqtt, s.mqtts, s.ws, s.http} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
