@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -111,15 +109,7 @@ func dialPlain(t *testing.T, addr string) net.Conn {
 // dialCA dials addr over TLS, trusting the CA certificate in caFile.
 func dialCA(t *testing.T, addr, caFile string) net.Conn {
 	t.Helper()
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("no certificate in %s", caFile)
-	}
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: caPool(t, caFile), ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
