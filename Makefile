@@ -9,7 +9,7 @@ test: deps vet
 	$(GO) test -race ./...
 	$(GO) test -tags attack -count=1 -run '^TestLoginFlood' ./cmd/warden
 
-## deps: install redis-server, mosquitto-clients, openssl and oathtool when missing (apt-get)
+## deps: install redis-server, mosquitto-clients, openssl, curl, jq, oathtool and docker-compose when missing (apt-get)
 deps:
 	@bash scripts/install-test-deps.sh
 
