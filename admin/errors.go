@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,7 +89,33 @@ func status(err error) (int, string) {
 	case errors.Is(err, credential.ErrTokenExpired), errors.Is(err, credential.ErrTokenInvalid), errors.Is(err, credential.ErrTokenRevoked):
 		return http.StatusUnauthorized, "invalid or expired token"
 	}
+	for _, e := range mfaErrors {
+		if errors.Is(err, e.err) {
+			return e.status, cmp.Or(e.msg, e.err.Error())
+		}
+	}
 	return http.StatusInternalServerError, "internal error"
+}
+
+// mfaErrors are the MFA service's errors (credential.MFAService) with
+// their status; msg, when set, is what the API says instead of the
+// error's own text, naming its fields and routes.
+var mfaErrors = []struct {
+	err    error
+	status int
+	msg    string
+}{
+	{credential.ErrMFADisabled, http.StatusForbidden, ""},
+	{credential.ErrMFARefused, http.StatusUnauthorized, ""},
+	{credential.ErrMFALocked, http.StatusForbidden, ""}, // the seed's 403
+	{credential.ErrMFAEnrolled, http.StatusConflict, ""},
+	{credential.ErrMFANotEnrolled, http.StatusConflict, ""},
+	{credential.ErrMFACodeChoice, http.StatusBadRequest, "exactly one of otp and backupCode is required"},
+	{credential.ErrMFAKeyNotFound, http.StatusNotFound, ""},
+	{credential.ErrMFAKeyActive, http.StatusConflict, ""},
+	{credential.ErrMFAKeysFull, http.StatusConflict, ""},
+	{credential.ErrMFALastKey, http.StatusConflict, "this is your last active MFA key: send a current code (code) or a backup code (backup_code) to delete it, or switch MFA off with POST /api/mfa/disable"},
+	{credential.ErrMFADeviceNotFound, http.StatusNotFound, ""},
 }
 
 // lostModelMessage tells a client what store.ErrModelLost means and who

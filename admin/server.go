@@ -124,7 +124,7 @@ type Server struct {
 	st       store.Store
 	tokens   *credential.Tokens
 	registry *registry.Registry
-	mfa      *credential.MFA
+	mfa      *credential.MFAService
 	log      *slog.Logger
 	mux      *http.ServeMux
 	routes   []route
@@ -236,7 +236,10 @@ func New(o Options) (*Server, error) {
 		}
 		o.Lockout = credential.NewLockout(lo)
 	}
-	mfa, err := credential.NewMFA(context.Background(), o.Store)
+	mfa, err := credential.NewMFAService(context.Background(), credential.MFAServiceOptions{
+		Store: o.Store, Enabled: o.MFAEnabled, MaxFailures: o.LoginMaxFailures, Backoff: o.LoginBackoff,
+		TrustedDeviceTTL: time.Duration(o.TrustedDeviceDays) * 24 * time.Hour, Lockout: o.Lockout, Now: o.Now, Logger: o.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,12 @@
 // returns the time step a code matched, which the caller consumes in the
 // same atomic update that accepts the code, so every code works once.
 // Backup codes, login-challenge secrets and device tokens are random and
-// stored as SHA-256 hashes.
+// stored as SHA-256 hashes. The rules of the second factor are the
+// MFAService's, for every surface that needs them (the HTTP API decodes,
+// authorizes, calls and renders): enrollment, keys (the last active one
+// goes only with a code), the two-step login, the lock after too many
+// wrong codes, and trusted devices. Its state lives on the user record,
+// and each step is one atomic UpdateUser that checks and spends a code.
 //
 // The defence of password logins is here too, shared by every surface
 // (MQTT CONNECT, HTTP logins) so they cannot drift apart: a Verifier runs
