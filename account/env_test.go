@@ -14,16 +14,6 @@ import (
 	"github.com/warden-mqtt/warden/store/storetest"
 )
 
-// testParams keep hashing in the tests quick.
-var testParams = credential.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
-
-// testPassword meets the default policy.
-const testPassword = "password-of-12"
-
-// lockoutFailures is how many wrong current passwords lock a user out
-// of a password change from one address.
-const lockoutFailures = 2
-
 // fixture is a Service over a real store seeded with RoleAdmin and an
 // admin holding it.
 type fixture struct {
@@ -33,6 +23,16 @@ type fixture struct {
 	adminRole store.Role
 	admin     account.Actor
 }
+
+// testParams keep hashing in the tests quick.
+var testParams = credential.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// testPassword meets the default policy.
+const testPassword = "password-of-12"
+
+// lockoutFailures is how many wrong current passwords lock a user out
+// of a password change from one address.
+const lockoutFailures = 2
 
 // eachStore runs fn on a fixture over bbolt and over a redis-server of
 // the test's own: the rules that run in a store transaction must hold on

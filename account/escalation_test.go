@@ -8,6 +8,12 @@ import (
 	"github.com/warden-mqtt/warden/acl"
 )
 
+// ops creates the user "ops", which may use the whole API and plant1's
+// topics but does not hold RoleAdmin, and returns it as an actor.
+func (f *fixture) ops() account.Actor {
+	return f.actor(f.user("ops", nil, httpPerm("/api/#", acl.OpReadWrite), mqttPerm("plant1/#", acl.OpReadWrite)))
+}
+
 // TestNoPrivilegeEscalation: an actor that does not hold RoleAdmin gives
 // (to a role, a user, a registry grant) only permissions it holds, never
 // RoleAdmin; narrowing what it gave is always allowed. The refusal names
@@ -15,7 +21,7 @@ import (
 func TestNoPrivilegeEscalation(t *testing.T) {
 	eachStore(t, func(t *testing.T, f *fixture) {
 		ctx := t.Context()
-		ops := f.actor(f.user("ops", nil, httpPerm("/api/#", acl.OpReadWrite), mqttPerm("plant1/#", acl.OpReadWrite)))
+		ops := f.ops()
 		device := f.user("device", nil, mqttPerm("plant1/in", acl.OpRead))
 		within := []acl.Permission{mqttPerm("plant1/out", acl.OpWrite)}
 		beyond := []acl.Permission{mqttPerm("plant2/#", acl.OpRead)}
@@ -58,8 +64,7 @@ func TestNoPrivilegeEscalation(t *testing.T) {
 func TestTakeoverAndRename(t *testing.T) {
 	eachStore(t, func(t *testing.T, f *fixture) {
 		ctx := t.Context()
-		opsUser := f.user("ops", nil, httpPerm("/api/#", acl.OpReadWrite), mqttPerm("plant1/#", acl.OpReadWrite))
-		ops := f.actor(opsUser)
+		ops := f.ops()
 		small := f.user("small", nil, mqttPerm("plant1/a", acl.OpRead))
 		big := f.user("big", nil, mqttPerm("plant2/a", acl.OpRead))
 		placeholder := f.user("placeholder", nil, mqttPerm("devices/{username}/#", acl.OpRead))
@@ -73,7 +78,7 @@ func TestTakeoverAndRename(t *testing.T) {
 		_, err = f.svc.UpdateUser(ctx, ops, f.admin.User.ID, account.UserUpdate{Password: &pw})
 		wantErr(t, "a new password for an admin", err, account.ErrForbidden,
 			`cannot change how "admin" logs in: it holds role connectware-admin, and you do not`)
-		_, err = f.svc.UpdateUser(ctx, ops, opsUser.ID, account.UserUpdate{Password: &pw})
+		_, err = f.svc.UpdateUser(ctx, ops, ops.User.ID, account.UserUpdate{Password: &pw})
 		wantErr(t, "the actor's own new password", err, nil, "")
 		wantErr(t, "a certificate for a user holding more", f.svc.AddCertificate(ctx, ops, big.ID, strings.Repeat("ab", 32)),
 			account.ErrForbidden, "")

@@ -1,6 +1,7 @@
 package account_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -8,6 +9,19 @@ import (
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/store"
 )
+
+// sharedRole creates a shared role holding read on the topic name, as the
+// admin, and returns its ID.
+func (f *fixture) sharedRole(name string) string {
+	f.t.Helper()
+	ro, err := f.svc.CreateRole(context.Background(), f.admin, account.NewRole{
+		Name: name, IsShared: true, Permissions: []acl.Permission{mqttPerm(name, acl.OpRead)},
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ro.ID
+}
 
 // TestBuiltinAdminRoleIsFixed: RoleAdmin keeps its name and permissions
 // and cannot be deleted; whether it is shared may change.

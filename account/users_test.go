@@ -128,19 +128,6 @@ func TestOwnRoleStaysOwn(t *testing.T) {
 	})
 }
 
-// sharedRole creates a shared role holding read on the topic name, as the
-// admin, and returns its ID.
-func (f *fixture) sharedRole(name string) string {
-	f.t.Helper()
-	ro, err := f.svc.CreateRole(context.Background(), f.admin, account.NewRole{
-		Name: name, IsShared: true, Permissions: []acl.Permission{mqttPerm(name, acl.OpRead)},
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return ro.ID
-}
-
 // TestCreateUserRules: usernames follow credential's rules and are free
 // (also as a role name), and a batch is stored whole or not at all.
 func TestCreateUserRules(t *testing.T) {
