@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/warden-mqtt/warden/account"
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/pki"
@@ -53,9 +54,17 @@ func status(err error) (int, string) {
 	var pe *credential.PolicyError
 	var mbe *http.MaxBytesError
 	var ce *pki.CertificateError
+	var be *account.BatchError
+	var acc *account.Error
 	switch {
+	case errors.As(err, &be):
+		return batchStatus(be)
 	case errors.As(err, &ae):
 		return ae.status, ae.msg
+	case errors.As(err, &acc):
+		return accountStatus(acc), acc.Msg
+	case errors.Is(err, credential.ErrBusy):
+		return status(errPoolBusy)
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
 	case errors.As(err, &pe):
@@ -118,6 +127,31 @@ var mfaErrors = []struct {
 	{credential.ErrMFADeviceNotFound, http.StatusNotFound, ""},
 }
 
+// accountStatus is the status of a refusal by account's rules.
+func accountStatus(e *account.Error) int {
+	switch e.Kind {
+	case account.ErrInvalid:
+		return http.StatusBadRequest
+	case account.ErrForbidden:
+		return http.StatusForbidden
+	case account.ErrNotFound:
+		return http.StatusNotFound
+	case account.ErrConflict:
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+// batchStatus is the status of the refusal of one user of a batch; the
+// message says which (5xx stay as they are: not the user's fault).
+func batchStatus(be *account.BatchError) (int, string) {
+	code, msg := status(be.Err)
+	if code >= 500 {
+		return code, msg
+	}
+	return code, fmt.Sprintf("user %d: %s", be.Index, msg)
+}
+
 // lostModelMessage tells a client what store.ErrModelLost means and who
 // fixes it.
 const lostModelMessage = "Redis lost warden's data (flushed, or restarted without persistence); an operator must restore a backup with warden restore"
@@ -134,13 +168,26 @@ func clientText(err error, fallback string) string {
 // writeError renders err; 5xx are logged with their cause.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code, msg := status(err)
-	if ae := (*apiError)(nil); errors.As(err, &ae) && ae.retry > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (ae.retry+time.Second-1)/time.Second))))
+	if retry := retryAfter(err); retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (retry+time.Second-1)/time.Second))))
 	}
 	if code >= 500 {
 		log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	}
 	writeJSON(w, code, errorBody{Error: msg, Code: code})
+}
+
+// retryAfter is how long the client told err should wait (0: no
+// Retry-After): a busy verification pool, wherever the error came from,
+// answers as errPoolBusy does.
+func retryAfter(err error) time.Duration {
+	if errors.Is(err, credential.ErrBusy) {
+		err = errPoolBusy
+	}
+	if ae := (*apiError)(nil); errors.As(err, &ae) {
+		return ae.retry
+	}
+	return 0
 }
 
 // writeJSON renders v with status.

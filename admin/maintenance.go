@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/warden-mqtt/warden/account"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/store"
@@ -36,7 +37,7 @@ func maxArchiveUpload(contentLimit int64) int64 {
 // the API usable again. The error wraps store.ErrConflict (409).
 func CheckRestorable(s store.Snapshot) error {
 	for _, r := range s.Roles {
-		if r.Name == RoleAdmin && slices.ContainsFunc(s.Users, func(u store.User) bool { return activeAdmin(u, r.ID) }) {
+		if r.Name == RoleAdmin && slices.ContainsFunc(s.Users, func(u store.User) bool { return account.ActiveAdmin(u, r.ID) }) {
 			return nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/warden-mqtt/warden/account"
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
@@ -140,7 +141,7 @@ type confirmRequest struct {
 
 // registryConfirm grants a pending request: the user is created with the
 // device's credential and what this call gives, nothing more, and only
-// what the caller could grant itself (escalation.go).
+// what the caller could grant itself (account.Service.CheckGrant).
 func (s *Server) registryConfirm(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req confirmRequest
 	if err := decode(w, r, &req); err != nil {
@@ -150,21 +151,10 @@ func (s *Server) registryConfirm(w http.ResponseWriter, r *http.Request, c *call
 		return errorf(http.StatusBadRequest, "username is required")
 	}
 	noteTarget(r, "username", req.Username)
-	roles := uniq(req.Roles)
-	for _, check := range []error{validPrefix(req.MQTTPublishPrefix), validGrantTypes(req.GrantTypes), checkPermissions(req.InitialPermissions)} {
-		if check != nil {
-			return check
-		}
-	}
-	granted, err := grantedRoles(storeRoles{r.Context(), s.st}, roles, "", readsRoles(c))
+	roles, err := s.accounts.CheckGrant(r.Context(), c.actor(r), account.Grant{
+		MQTTPublishPrefix: req.MQTTPublishPrefix, GrantTypes: req.GrantTypes, Roles: req.Roles, Permissions: req.InitialPermissions,
+	})
 	if err != nil {
-		return err
-	}
-	rule, err := s.grantRuleFor(r.Context(), c)
-	if err != nil {
-		return err
-	}
-	if err := rule.check(grant{roles: granted, perms: req.InitialPermissions}); err != nil {
 		return err
 	}
 	if _, err := s.registry.Confirm(r.Context(), req.Username, registry.Grant{

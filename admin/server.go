@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/warden-mqtt/warden/account"
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
@@ -23,8 +24,8 @@ import (
 // Built-in names shared with the bootstrap in cmd/warden.
 const (
 	// RoleAdmin is the built-in administrator role; it cannot be deleted
-	// and its last holder cannot lose it.
-	RoleAdmin = "connectware-admin"
+	// and its last holder cannot lose it (account.RoleAdmin).
+	RoleAdmin = account.RoleAdmin
 	// RoleMinimum lets a user log in and read its own session.
 	RoleMinimum = "minimum-access"
 )
@@ -125,6 +126,7 @@ type Server struct {
 	tokens   *credential.Tokens
 	registry *registry.Registry
 	mfa      *credential.MFAService
+	accounts *account.Service // the rules of user and role changes
 	log      *slog.Logger
 	mux      *http.ServeMux
 	routes   []route
@@ -248,6 +250,10 @@ func New(o Options) (*Server, error) {
 		verifier: o.Verifier, lockout: o.Lockout, now: o.Now,
 	}
 	if s.metrics, err = newMetrics(o.Metrics); err != nil {
+		return nil, err
+	}
+	if s.accounts, err = account.New(account.Options{Store: o.Store, Verifier: o.Verifier, VerifyWait: o.VerifyWait,
+		Policy: o.Policy, Params: o.Params, Lockout: o.Lockout, Logger: o.Logger, Now: o.Now}); err != nil {
 		return nil, err
 	}
 	s.registerSessions()
@@ -477,7 +483,7 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 
 // staleLoginToken reports whether claims are of a login token whose
 // record was issued for a password u no longer has. A password change
-// revokes those records (endSessions); one left behind, because the
+// revokes those records (account's endSessions); one left behind, because the
 // revocation failed or a restore brought it back, must not authenticate
 // either. Application tokens, and the application-session tokens
 // exchanged for them, do not stand for the password and outlive its
@@ -496,25 +502,8 @@ func (s *Server) staleLoginToken(ctx context.Context, claims credential.Claims, 
 	return rec.PasswordVersion != 0 && rec.PasswordVersion != u.PasswordVersion, nil
 }
 
-// effectivePermissions is the union of the user's roles' permissions.
+// effectivePermissions is the union of the user's roles' permissions
+// (account.Service.Permissions).
 func (s *Server) effectivePermissions(ctx context.Context, u store.User) ([]acl.Permission, error) {
-	return permissionsOf(func(id string) (store.Role, error) { return s.st.Role(ctx, id) }, u)
-}
-
-// permissionsOf is effectivePermissions with the roles read by role: from
-// the store, or from a transaction (tx.Role) so that a check sees what the
-// change it guards sees.
-func permissionsOf(role func(id string) (store.Role, error), u store.User) ([]acl.Permission, error) {
-	perms := []acl.Permission{}
-	for _, id := range u.Roles {
-		r, err := role(id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		perms = append(perms, r.Permissions...)
-	}
-	return perms, nil
+	return s.accounts.Permissions(ctx, u)
 }
