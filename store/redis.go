@@ -92,18 +92,12 @@ func OpenRedisWith(ctx context.Context, rawURL string, o RedisOptions) (Store, e
 	if err != nil {
 		return nil, err
 	}
-	s, err := newRedisStore(ctx, client, true, o)
+	s, err := newRedisStore(ctx, client, o)
 	if err != nil {
 		_ = client.Close()
 		return nil, err
 	}
 	return s, nil
-}
-
-// NewRedis returns a Store on an existing client (single server, Sentinel
-// or Cluster). Closing the Store does not close the client.
-func NewRedis(ctx context.Context, client redis.UniversalClient) (Store, error) {
-	return newRedisStore(ctx, client, false, RedisOptions{})
 }
 
 // RedisURLKind reports which deployment a URL selects ("server",
@@ -170,13 +164,12 @@ func redisClient(rawURL string) (redis.UniversalClient, error) {
 // the version and publishes the events, or does nothing so the
 // transaction reruns.
 type redisBackend struct {
-	client    redis.UniversalClient
-	ownClient bool
-	feed      *feed
-	closed    atomic.Bool
-	cancel    context.CancelFunc
-	ps        *redis.PubSub
-	done      chan struct{}
+	client redis.UniversalClient
+	feed   *feed
+	closed atomic.Bool
+	cancel context.CancelFunc
+	ps     *redis.PubSub
+	done   chan struct{}
 
 	mu   sync.Mutex // orders delivery to the feed
 	last uint64     // version of the last delivered commit
@@ -206,7 +199,9 @@ redis.call('SET', p..'model', ARGV[2])
 return {ARGV[2], 0}
 `)
 
-func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool, o RedisOptions) (Store, error) {
+// newRedisStore returns a Store on client, which it owns: closing the
+// Store closes the client.
+func newRedisStore(ctx context.Context, client redis.UniversalClient, o RedisOptions) (Store, error) {
 	if err := client.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("open redis store: %w", wrapRedis(err))
 	}
@@ -214,7 +209,7 @@ func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool, 
 		o.Logger = slog.Default()
 	}
 	f := newFeed()
-	b := &redisBackend{client: client, ownClient: own, feed: f, done: make(chan struct{}), log: o.Logger}
+	b := &redisBackend{client: client, feed: f, done: make(chan struct{}), log: o.Logger}
 	lctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	ps := client.Subscribe(lctx, redisPrefix+"events")
@@ -1065,10 +1060,7 @@ func (b *redisBackend) close() error {
 	// Closing the subscription interrupts a receive blocked on the socket.
 	_ = b.ps.Close()
 	<-b.done
-	if b.ownClient {
-		return b.client.Close()
-	}
-	return nil
+	return b.client.Close()
 }
 
 // wrapRedis marks failures to reach Redis as ErrUnavailable; errors Redis
