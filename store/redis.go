@@ -307,9 +307,33 @@ func (b *redisBackend) tombstone(ctx context.Context) {
 
 // ---- transactions ----
 
-type redisCheck struct{ kind, bucket, key, val string }
+// redisOpcode says what one check or one write of a transaction is, in
+// commitScript's arguments; the letters are the ones the script tests.
+type redisOpcode string
 
-type redisOp struct{ kind, bucket, key, val string }
+// Checks (redisCheck.kind): what the commit asserts still holds.
+const (
+	checkAbsent   redisOpcode = "a" // the key is absent
+	checkValue    redisOpcode = "v" // the key holds the value read
+	checkRevision redisOpcode = "r" // the bucket's revision is the one read
+)
+
+// Writes (redisOp.kind): what the commit applies.
+const (
+	writePut  redisOpcode = "p" // set the key
+	writeDel  redisOpcode = "d" // delete the key
+	writeDrop redisOpcode = "x" // delete the whole bucket
+)
+
+type redisCheck struct {
+	kind             redisOpcode
+	bucket, key, val string
+}
+
+type redisOp struct {
+	kind             redisOpcode
+	bucket, key, val string
+}
 
 type redisTxn struct {
 	ctx    context.Context
@@ -372,12 +396,12 @@ func (t *redisTxn) stored(bucket, key string) (*string, error) {
 	var v *string
 	switch {
 	case errors.Is(err, redis.Nil):
-		t.checks = append(t.checks, redisCheck{kind: "a", bucket: bucket, key: key})
+		t.checks = append(t.checks, redisCheck{kind: checkAbsent, bucket: bucket, key: key})
 	case err != nil:
 		return nil, wrapRedis(err)
 	default:
 		v = &raw
-		t.checks = append(t.checks, redisCheck{kind: "v", bucket: bucket, key: key, val: raw})
+		t.checks = append(t.checks, redisCheck{kind: checkValue, bucket: bucket, key: key, val: raw})
 	}
 	if t.fields[bucket] == nil {
 		t.fields[bucket] = map[string]*string{}
@@ -439,7 +463,7 @@ func (t *redisTxn) storedBucket(bucket string) (map[string]string, error) {
 	if err != nil {
 		return nil, wrapRedis(err)
 	}
-	t.checks = append(t.checks, redisCheck{kind: "r", bucket: bucket, val: r})
+	t.checks = append(t.checks, redisCheck{kind: checkRevision, bucket: bucket, val: r})
 	t.buckets[bucket] = m
 	return m, nil
 }
@@ -481,7 +505,7 @@ func (t *redisTxn) put(bucket, key string, val []byte) error {
 		t.overlay[bucket] = map[string]*string{}
 	}
 	t.overlay[bucket][key] = &s
-	t.ops = append(t.ops, redisOp{kind: "p", bucket: bucket, key: key, val: s})
+	t.ops = append(t.ops, redisOp{kind: writePut, bucket: bucket, key: key, val: s})
 	return nil
 }
 
@@ -490,14 +514,14 @@ func (t *redisTxn) del(bucket, key string) error {
 		t.overlay[bucket] = map[string]*string{}
 	}
 	t.overlay[bucket][key] = nil
-	t.ops = append(t.ops, redisOp{kind: "d", bucket: bucket, key: key})
+	t.ops = append(t.ops, redisOp{kind: writeDel, bucket: bucket, key: key})
 	return nil
 }
 
 func (t *redisTxn) drop(bucket string) error {
 	t.dropped[bucket] = true
 	delete(t.overlay, bucket)
-	t.ops = append(t.ops, redisOp{kind: "x", bucket: bucket})
+	t.ops = append(t.ops, redisOp{kind: writeDrop, bucket: bucket})
 	return nil
 }
 
@@ -507,7 +531,9 @@ func (t *redisTxn) emit(e Event) { t.events = append(t.events, e) }
 // applies its writes, and publishes its events under a new version. It
 // returns -2 when the identity is not ARGV[2] (the model was lost), 0
 // when a read no longer holds, -1 when nothing was to be published, else
-// the version.
+// the version. Each check and write is four arguments: its redisOpcode
+// (checkAbsent, checkValue, checkRevision; writePut, writeDel, writeDrop),
+// bucket, key and value.
 var commitScript = redis.NewScript(`
 local p = ARGV[1]
 if redis.call('GET', p..'model') ~= ARGV[2] then return -2 end
@@ -549,11 +575,11 @@ func (t *redisTxn) commit() (ver int64, ok bool, err error) {
 	args := make([]any, 0, 5+4*len(t.checks)+4*len(t.ops))
 	args = append(args, redisPrefix, t.b.knownModel(), len(t.checks))
 	for _, c := range t.checks {
-		args = append(args, c.kind, c.bucket, c.key, c.val)
+		args = append(args, string(c.kind), c.bucket, c.key, c.val) // go-redis encodes plain strings only
 	}
 	args = append(args, len(t.ops))
 	for _, o := range t.ops {
-		args = append(args, o.kind, o.bucket, o.key, o.val)
+		args = append(args, string(o.kind), o.bucket, o.key, o.val)
 	}
 	ev := ""
 	if len(t.events) > 0 {
