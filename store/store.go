@@ -10,23 +10,46 @@ import (
 
 // Sentinel errors. Implementations wrap them with context; callers match
 // them with errors.Is and map them to HTTP statuses in one place (admin).
+// Their texts name the package, as the standard library's do ("sql: no
+// rows in result set"), so a log line says where an error came from.
 var (
 	// ErrNotFound: the record does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errors.New("store: not found")
 	// ErrConflict: a unique name is taken, a record already exists, or a
 	// role is still held by users.
-	ErrConflict = errors.New("conflict")
+	ErrConflict = errors.New("store: conflict")
 	// ErrInvalid: the record breaks an invariant the store enforces
 	// (empty name, invalid permission).
-	ErrInvalid = errors.New("invalid record")
+	ErrInvalid = errors.New("store: invalid record")
 	// ErrUnavailable: the backing service cannot be reached (Redis down).
-	ErrUnavailable = errors.New("store unavailable")
+	ErrUnavailable = errors.New("store: unavailable")
 	// ErrClosed: the store has been closed.
-	ErrClosed = errors.New("store closed")
+	ErrClosed = errors.New("store: closed")
 	// ErrInUse: the embedded store's file is locked by another process
 	// (a running warden); OpenBolt gives up after a second.
-	ErrInUse = errors.New("the file is in use by another warden process")
+	ErrInUse = errors.New("store: the file is in use by another warden process")
 )
+
+// conflict and invalid head the errors whose detail is written for API
+// clients (a taken name, a broken invariant: the admin API answers with
+// their text): they match ErrConflict and ErrInvalid, and read as the
+// bare word the API has always answered with ("conflict: username "x"
+// is taken"), without the package's prefix.
+var (
+	conflict = &detailHead{text: "conflict", sentinel: ErrConflict}
+	invalid  = &detailHead{text: "invalid record", sentinel: ErrInvalid}
+)
+
+// detailHead is a sentinel under another text; see conflict.
+type detailHead struct {
+	text     string
+	sentinel error
+}
+
+func (h *detailHead) Error() string { return h.text }
+
+// Unwrap makes errors.Is(err, h.sentinel) hold.
+func (h *detailHead) Unwrap() error { return h.sentinel }
 
 // Grant methods a user may authenticate with.
 const (
