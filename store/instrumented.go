@@ -457,20 +457,3 @@ func (s *Instrumented) RestoreKeeping(ctx context.Context, snap Snapshot, keep [
 	s.done(opRestore, start, err)
 	return err
 }
-
-// RegisterCollector registers c, or returns the collector already
-// registered under the same description, so several components (two API
-// servers, two hooks in a test) sharing one registry add up instead of
-// failing. The packages that expose metrics share it.
-func RegisterCollector[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
-}
