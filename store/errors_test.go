@@ -12,20 +12,18 @@ import (
 // TestSentinelErrorsNameThePackage: every sentinel's text starts with
 // "store: ", so a log line says where an error came from.
 func TestSentinelErrorsNameThePackage(t *testing.T) {
-	for _, c := range []struct {
-		err  error
-		want string
-	}{
-		{store.ErrNotFound, "store: not found"},
-		{store.ErrConflict, "store: conflict"},
-		{store.ErrInvalid, "store: invalid record"},
-		{store.ErrUnavailable, "store: unavailable"},
-		{store.ErrClosed, "store: closed"},
-		{store.ErrInUse, "store: the file is in use by another warden process"},
-		{store.ErrModelLost, "store: unavailable: Redis lost warden's data"},
-	} {
-		if got := c.err.Error(); got != c.want {
-			t.Errorf("error text %q, want %q", got, c.want)
+	texts := map[error]string{
+		store.ErrNotFound:    "store: not found",
+		store.ErrConflict:    "store: conflict",
+		store.ErrInvalid:     "store: invalid record",
+		store.ErrUnavailable: "store: unavailable",
+		store.ErrClosed:      "store: closed",
+		store.ErrInUse:       "store: the file is in use by another warden process",
+		store.ErrModelLost:   "store: unavailable: Redis lost warden's data",
+	}
+	for err, want := range texts {
+		if got := err.Error(); got != want {
+			t.Errorf("error text %q, want %q", got, want)
 		}
 	}
 }

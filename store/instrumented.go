@@ -110,8 +110,9 @@ var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.
 
 // Instrument wraps s. backend names the implementation ("bolt", "redis")
 // in the "backend" label of warden_store_up. The metrics are registered
-// with reg; wrapping a second store on the same registry fails, since
-// its series would mix with the first's.
+// with reg, and with them the store's own (a Redis store's change-feed
+// errors, warden_store_feed_errors_total); wrapping a second store on the
+// same registry fails, since its series would mix with the first's.
 func Instrument(s Store, backend string, reg prometheus.Registerer) (*Instrumented, error) {
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "warden_store_operation_duration_seconds",
@@ -127,7 +128,11 @@ func Instrument(s Store, backend string, reg prometheus.Registerer) (*Instrument
 		Help:        "1 if the last Ping of the store's backing service (Redis, or the bbolt file) succeeded, else 0.",
 		ConstLabels: prometheus.Labels{"backend": backend},
 	})
-	for _, c := range []prometheus.Collector{latency, errs, up} {
+	cs := []prometheus.Collector{latency, errs, up}
+	if own, ok := s.(interface{ collectors() []prometheus.Collector }); ok {
+		cs = append(cs, own.collectors()...) // the Redis feed's errors
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("store: register metrics: %w", err)
 		}

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/warden-mqtt/warden/acl"
 )
 
@@ -32,6 +34,15 @@ type model struct {
 
 func newModel(be backend, f *feed) *model {
 	return &model{be: be, feed: f, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// collectors are the backend's own metrics (the Redis change feed's
+// errors), which Instrument registers; none for bbolt.
+func (m *model) collectors() []prometheus.Collector {
+	if c, ok := m.be.(interface{ collectors() []prometheus.Collector }); ok {
+		return c.collectors()
+	}
+	return nil
 }
 
 // NewID returns a random identifier in UUID v4 form.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -176,6 +178,11 @@ type redisBackend struct {
 	pend uint64     // version seen by a poll but not yet delivered
 
 	log *slog.Logger
+	// feedErrors counts what listen and resync could not do
+	// (warden_store_feed_errors_total, by reason); feedLog lets one line
+	// per reason through every redisLogEvery.
+	feedErrors *prometheus.CounterVec
+	feedLog    *logLimiter
 	// model is the identity of the model this node serves; lost is set
 	// while Redis does not hold it (see ErrModelLost). gen counts the
 	// identities adopted, so a read that began before a restore cannot
@@ -209,7 +216,8 @@ func newRedisStore(ctx context.Context, client redis.UniversalClient, o RedisOpt
 		o.Logger = slog.Default()
 	}
 	f := newFeed()
-	b := &redisBackend{client: client, feed: f, done: make(chan struct{}), log: o.Logger}
+	b := &redisBackend{client: client, feed: f, done: make(chan struct{}), log: o.Logger,
+		feedErrors: newFeedErrors(), feedLog: newLogLimiter(redisLogEvery, time.Now)}
 	lctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	ps := client.Subscribe(lctx, redisPrefix+"events")
@@ -778,6 +786,9 @@ func (b *redisBackend) resync(ctx context.Context) {
 	gen := b.gen.Load()
 	v, model, err := b.state(ctx)
 	if err != nil {
+		if ctx.Err() == nil {
+			b.feedError(feedResync, err)
+		}
 		return
 	}
 	if model == nil {
@@ -860,6 +871,7 @@ func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 			}
 			// go-redis reconnects on the next receive; the resubscription
 			// arrives as a *redis.Subscription and triggers resync.
+			b.feedError(feedReceive, err)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
@@ -877,6 +889,7 @@ func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 		case *redis.Message:
 			var fm feedMessage
 			if err := json.Unmarshal([]byte(m.Payload), &fm); err != nil || fm.V == 0 {
+				b.feedError(feedBadMessage, cmp.Or(err, errNoVersion), "bytes", len(m.Payload))
 				continue
 			}
 			b.deliver(fm, true)
@@ -888,6 +901,67 @@ func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 			lastPoll = time.Now()
 		}
 	}
+}
+
+// Reasons of warden_store_feed_errors_total (docs/metrics.md): what the
+// change feed could not do. The feed recovers from each on its own.
+const (
+	// feedReceive: receiving from the subscription failed (Redis went
+	// away); go-redis reconnects and resubscribes, then resync catches up.
+	feedReceive = "receive"
+	// feedBadMessage: a message on the events channel is not a commit (not
+	// warden's JSON, or no version); it is dropped, and the polls find the
+	// version it may have carried.
+	feedBadMessage = "bad_message"
+	// feedResync: the version could not be read after a (re)subscription;
+	// the polls compare it instead.
+	feedResync = "resync"
+)
+
+// feedErrorMessages are the log messages of the reasons.
+var feedErrorMessages = map[string]string{
+	feedReceive:    "redis change feed: receiving failed; reconnecting, then catching up",
+	feedBadMessage: "redis change feed: dropped a message that is not a warden commit; the next polls catch up",
+	feedResync:     "redis change feed: could not read the version after subscribing; the next polls catch up",
+}
+
+// errNoVersion: a feed message that decodes but carries no version.
+var errNoVersion = errors.New("no version")
+
+// newFeedErrors makes the counter of warden_store_feed_errors_total, with
+// every reason's series at 0, so a rate over it starts at once.
+func newFeedErrors() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warden_store_feed_errors_total",
+		Help: "Problems of the Redis change feed, by reason (receive, bad_message, resync); the feed recovers from each by itself.",
+	}, []string{"reason"})
+	for reason := range feedErrorMessages {
+		c.WithLabelValues(reason)
+	}
+	return c
+}
+
+// feedError counts a problem of the change feed and logs it at WARN, one
+// line per reason every redisLogEvery at most (Redis down fails every
+// receive), the next line saying how many were held back. attrs never
+// hold a message's content, only its size.
+func (b *redisBackend) feedError(reason string, err error, attrs ...any) {
+	b.feedErrors.WithLabelValues(reason).Inc()
+	suppressed, ok := b.feedLog.allow(reason)
+	if !ok {
+		return
+	}
+	attrs = append(attrs, "store", "redis", "reason", reason, "err", err)
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	b.log.Warn(feedErrorMessages[reason], attrs...)
+}
+
+// collectors are the metrics of the Redis store itself, which Instrument
+// registers.
+func (b *redisBackend) collectors() []prometheus.Collector {
+	return []prometheus.Collector{b.feedErrors}
 }
 
 // ---- whole-model operations ----
