@@ -158,7 +158,9 @@ func registryResult(code int) string {
 	return "error"
 }
 
-// codeWriter remembers the status code written through it.
+// codeWriter remembers the status code written through it: for the
+// request metrics (instrument, countRegistry) and the audit record of a
+// change (auditStart).
 type codeWriter struct {
 	http.ResponseWriter
 	code int
