@@ -40,6 +40,7 @@ const (
 	opUsers
 	opUpdateUser
 	opDeleteUser
+	opRehashPassword
 	opCreateRole
 	opRole
 	opRoleByName
@@ -76,6 +77,7 @@ var opNames = [opCount]string{
 	opUsers:                 "users",
 	opUpdateUser:            "update_user",
 	opDeleteUser:            "delete_user",
+	opRehashPassword:        "rehash_password",
 	opCreateRole:            "create_role",
 	opRole:                  "role",
 	opRoleByName:            "role_by_name",
@@ -245,6 +247,14 @@ func (s *Instrumented) UpdateUser(ctx context.Context, id string, fn func(*User)
 	u, err := s.Store.UpdateUser(ctx, id, fn)
 	s.done(opUpdateUser, start, err)
 	return u, err
+}
+
+// RehashPassword implements Store.
+func (s *Instrumented) RehashPassword(ctx context.Context, id, oldHash, newHash string) error {
+	start := time.Now()
+	err := s.Store.RehashPassword(ctx, id, oldHash, newHash)
+	s.done(opRehashPassword, start, err)
+	return err
 }
 
 // DeleteUser implements Store.

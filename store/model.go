@@ -350,6 +350,31 @@ func (m *model) updateUser(tx txn, id string, fn func(*User) error) (User, error
 	return out, nil
 }
 
+func (m *model) RehashPassword(ctx context.Context, id, oldHash, newHash string) error {
+	err := m.be.update(ctx, func(tx txn) error {
+		if oldHash == "" || newHash == "" {
+			return fmt.Errorf("%w: empty password hash", invalid)
+		}
+		var u User
+		if err := getJSON(tx, bucketUsers, id, &u); err != nil {
+			return err
+		}
+		if u.PasswordHash != oldHash {
+			return fmt.Errorf("%w: the password hash changed since it was read", conflict)
+		}
+		u.PasswordHash = newHash // PasswordVersion and UpdatedAt stay: the password is the same
+		if err := putJSON(tx, bucketUsers, u.ID, u); err != nil {
+			return err
+		}
+		tx.emit(Event{Kind: KindUser, Op: OpPut, ID: u.ID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rehash password of user %q: %w", id, err)
+	}
+	return nil
+}
+
 // renameOwnRoles names u's own auto-generated roles after u, so a rename
 // never leaves a user's role under its old name (which a new user of that
 // name would then collide with).

@@ -292,6 +292,18 @@ type Store interface {
 	UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error)
 	// DeleteUser removes the user, its tokens and its auto-generated roles.
 	DeleteUser(ctx context.Context, id string) error
+	// RehashPassword replaces the user's password hash oldHash with
+	// newHash, a hash of the same password made with other parameters
+	// (credential.Rehasher, once a login proved the password against
+	// oldHash). Unlike a change through UpdateUser it keeps
+	// PasswordVersion and UpdatedAt: the password is the same, so the
+	// sessions, tokens and connected clients bound to it stay. It emits a
+	// user event, so every node's caches learn the new hash. ErrConflict
+	// if the stored hash is no longer oldHash (the password changed
+	// meanwhile, or another node rehashed first), ErrNotFound if there is
+	// no such user, ErrInvalid if a hash is empty. Never give it a hash of
+	// another password: nothing would end the old password's sessions.
+	RehashPassword(ctx context.Context, id, oldHash, newHash string) error
 
 	// CreateRole stores a new role; ErrConflict if the name or ID is taken.
 	CreateRole(ctx context.Context, r Role) (Role, error)
