@@ -86,6 +86,10 @@ type Options struct {
 	// so that the public registration endpoint hashes on the same pool.
 	Verifier   *credential.Verifier
 	VerifyWait time.Duration
+	// Rehasher upgrades the stored hash of a password a login verified
+	// when it was made with other parameters than today's; shared with
+	// MQTT CONNECT (cmd/warden builds one for both). nil: no upgrades.
+	Rehasher *credential.Rehasher
 	// MFAEnabled switches MFA on (GET /api/auth/mfa reports it). Off,
 	// logins never ask for a code, enforceMFAEnrollment restricts nothing
 	// and the /api/mfa endpoints other than isenrolled answer 403; the
