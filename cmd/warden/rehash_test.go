@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -77,7 +76,7 @@ func TestLoginsUpgradeWeakPasswordHashes(t *testing.T) {
 
 	t.Run("MQTT CONNECT", func(t *testing.T) {
 		u := weakUser("mqtt-device")
-		first := rhConnect(t, mqttAddr, u.Username, pw, "rehash-first")
+		first := pahoConnectAs(t, dialPlain(t, mqttAddr), "rehash-first", u.Username, pw)
 		upgraded(u)
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
@@ -89,25 +88,6 @@ func TestLoginsUpgradeWeakPasswordHashes(t *testing.T) {
 			t.Error("the client connected before the upgrade was disconnected")
 		default:
 		}
-		_ = rhConnect(t, mqttAddr, u.Username, pw, "rehash-second")
+		_ = pahoConnectAs(t, dialPlain(t, mqttAddr), "rehash-second", u.Username, pw)
 	})
-}
-
-// rhConnect connects an MQTT 5 client as user and fails unless accepted.
-func rhConnect(t *testing.T, addr, user, password, clientID string) *paho.Client {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	c := paho.NewClient(paho.ClientConfig{Conn: conn})
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	ca, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30,
-		Username: user, UsernameFlag: true, Password: []byte(password), PasswordFlag: true})
-	if err != nil || ca.ReasonCode != 0 {
-		t.Fatalf("connect %s as %s: %v %+v", clientID, user, err, ca)
-	}
-	return c
 }
