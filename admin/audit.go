@@ -39,21 +39,23 @@ func (s *Server) auditStart(w http.ResponseWriter, r *http.Request, a access) (h
 	if s.opts.Audit == nil || a == public || !changes(r.Method) {
 		return w, r
 	}
-	return &statusRecorder{ResponseWriter: w}, r
+	return &codeWriter{ResponseWriter: w}, r
 }
 
 // auditEnd records the change once it is answered. *c is the caller, nil
 // when the request was not authenticated: such attempts are recorded as
 // authentication failures (a refused token), not as changes.
 func (s *Server) auditEnd(w http.ResponseWriter, r *http.Request, pattern string, c **caller) {
-	rec, ok := w.(*statusRecorder)
-	if !ok || *c == nil {
+	// The conditions of auditStart again: when it did not wrap w, w may
+	// still be a codeWriter, the one counting the request (metrics.go).
+	if s.opts.Audit == nil || !changes(r.Method) || *c == nil {
 		return
 	}
-	status := rec.status
-	if status == 0 {
-		status = http.StatusOK // nothing written: net/http answers 200
+	rec, ok := w.(*codeWriter)
+	if !ok {
+		return
 	}
+	status := rec.status()
 	var targets []audit.Target
 	_, path, _ := strings.Cut(pattern, " ")
 	for _, seg := range strings.Split(path, "/") {
@@ -123,29 +125,6 @@ func (s *Server) auditTokenRefused(r *http.Request, presented bool, err error) {
 	}
 	s.auditAuth(r.Context(), audit.ChannelHTTPToken, "", ae.msg)
 }
-
-// statusRecorder remembers the status a handler answered.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusRecorder) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusRecorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection's writer.
-func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // auditPasswordRefused records a wrong password given to re-authenticate
 // (PUT /api/users/change-password): it counts towards the login lockout

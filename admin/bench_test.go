@@ -31,7 +31,7 @@ func BenchmarkLoginFailure(b *testing.B) {
 		b.Fatal(err)
 	}
 	// LoginMaxFailures -1: no lockout, so every iteration hashes.
-	srv, err := admin.New(admin.Options{Store: st, Tokens: tokens, LoginMaxFailures: -1, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := admin.New(admin.WithRegistryAndTrust(b, admin.Options{Store: st, Tokens: tokens, LoginMaxFailures: -1, Logger: slog.New(slog.DiscardHandler)}))
 	if err != nil {
 		b.Fatal(err)
 	}

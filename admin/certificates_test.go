@@ -190,7 +190,7 @@ func cInternalCA(t *testing.T, a *api) *pki.CA {
 // token works) whose inventory is ts, as cmd/warden wires it.
 func cWithTrust(t *testing.T, a *api, ts *pki.TrustStore) *api {
 	t.Helper()
-	srv, err := admin.New(admin.Options{Store: a.st, Tokens: a.tokens, Params: fastParams, Trust: ts, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := admin.New(admin.WithRegistryAndTrust(t, admin.Options{Store: a.st, Tokens: a.tokens, Params: fastParams, Trust: ts, Logger: slog.New(slog.DiscardHandler)}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,7 +94,7 @@ func newAPI(t testing.TB, st store.Store, opts ...func(*admin.Options)) *api {
 	for _, f := range opts {
 		f(&o)
 	}
-	srv, err := admin.New(o)
+	srv, err := admin.New(admin.WithRegistryAndTrust(t, o))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,9 +41,22 @@ func CheckRestorable(s store.Snapshot) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: the archive has no active (not suspended) user holding %s; restoring it would leave nobody able to administer warden, so nothing was changed",
-		store.ErrConflict, RoleAdmin)
+	return errNoAdminInArchive
 }
+
+// errNoAdminInArchive is CheckRestorable's refusal. It matches
+// store.ErrConflict without its "store: " prefix in the text, which the
+// API and `warden restore` answer with.
+var errNoAdminInArchive error = conflictError("conflict: the archive has no active (not suspended) user holding " + RoleAdmin +
+	"; restoring it would leave nobody able to administer warden, so nothing was changed")
+
+// conflictError is a refusal that answers 409 with its own text.
+type conflictError string
+
+func (e conflictError) Error() string { return string(e) }
+
+// Is makes errors.Is(err, store.ErrConflict) hold.
+func (conflictError) Is(target error) bool { return target == store.ErrConflict }
 
 // maintenanceTimeout bounds one backup or restore in the background: a
 // store that hangs must not keep the maintenance lock (and every later

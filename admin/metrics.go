@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/telemetry"
 )
 
 // metrics are the admin API's Prometheus metrics (docs/metrics.md) and the
@@ -36,14 +36,14 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	requests, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	requests, err := telemetry.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_http_requests_total",
 		Help: "Admin API requests answered, by route pattern (\"GET /api/users/{id}\"; \"/\" for unknown paths, \"unmatched\" for 405s and redirects) and status code.",
 	}, []string{"route", "code"}))
 	if err != nil {
 		return nil, err
 	}
-	duration, err := store.RegisterCollector(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	duration, err := telemetry.RegisterCollector(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "warden_http_request_duration_seconds",
 		Help:    "Admin API request latency until the handler returns, by route pattern.",
 		Buckets: prometheus.DefBuckets,
@@ -51,14 +51,14 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	inflight, err := store.RegisterCollector(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	inflight, err := telemetry.RegisterCollector(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "warden_http_requests_in_flight",
 		Help: "Admin API requests being served now.",
 	}))
 	if err != nil {
 		return nil, err
 	}
-	registry, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	registry, err := telemetry.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_registry_requests_total",
 		Help: "Client registry calls over HTTP, by action (register, open, lock, confirm) and result (granted, pending, ok, locked, refused, error).",
 	}, []string{"action", "result"}))
@@ -158,7 +158,9 @@ func registryResult(code int) string {
 	return "error"
 }
 
-// codeWriter remembers the status code written through it.
+// codeWriter remembers the status code written through it: for the
+// request metrics (instrument, countRegistry) and the audit record of a
+// change (auditStart).
 type codeWriter struct {
 	http.ResponseWriter
 	code int

@@ -26,7 +26,7 @@ func t2Node(t *testing.T, a *api, clock *mClock, opts func(*admin.Options)) *mEn
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	opts(&o)
-	srv, err := admin.New(o)
+	srv, err := admin.New(admin.WithRegistryAndTrust(t, o))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Store: st, Tokens: tokens, Params: credential.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
+	s, err := New(WithRegistryAndTrust(t, Options{Store: st, Tokens: tokens, Params: credential.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func gWithClock(t *testing.T, a *api) (*gClock, *pki.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := admin.New(admin.Options{Store: a.st, Tokens: a.tokens, Params: fastParams, Logger: slog.New(slog.DiscardHandler), Registry: reg})
+	srv, err := admin.New(admin.WithRegistryAndTrust(t, admin.Options{Store: a.st, Tokens: a.tokens, Params: fastParams, Logger: slog.New(slog.DiscardHandler), Registry: reg}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,10 +82,15 @@ type Options struct {
 	// password logins and of the current password of a change, and the
 	// hashing of new passwords (user creation, password changes); nil: a
 	// pool of the server's own (credential defaults, dummy hash made with
-	// Params), which the registry built here uses too. Each waits at most
-	// VerifyWait for a worker, then is answered 503 with Retry-After.
+	// Params). Each waits at most VerifyWait for a worker, then is
+	// answered 503 with Retry-After. Give the Registry the same Verifier,
+	// so that the public registration endpoint hashes on the same pool.
 	Verifier   *credential.Verifier
 	VerifyWait time.Duration
+	// Rehasher upgrades the stored hash of a password a login verified
+	// when it was made with other parameters than today's; shared with
+	// MQTT CONNECT (cmd/warden builds one for both). nil: no upgrades.
+	Rehasher *credential.Rehasher
 	// MFAEnabled switches MFA on (GET /api/auth/mfa reports it). Off,
 	// logins never ask for a code, enforceMFAEnrollment restricts nothing
 	// and the /api/mfa endpoints other than isenrolled answer 403; the
@@ -97,13 +103,12 @@ type Options struct {
 	// Now is the clock of login lockout and MFA (codes, challenges,
 	// locks); nil: time.Now. Tests inject one.
 	Now func() time.Time
-	// Registry is the client registry; nil builds one on Store with the
-	// internal CA and default options.
+	// Registry is the client registry (required), the one the MQTT side
+	// records implicit registrations in.
 	Registry *registry.Registry
-	// Trust is the trusted-certificate inventory behind /api/certificates,
-	// the same one the TLS listeners verify client certificates with; nil
-	// builds one on Store with the internal CA (no --client-ca
-	// certificates), following the store until it closes.
+	// Trust is the trusted-certificate inventory behind /api/certificates
+	// (required), the same one the TLS listeners verify client
+	// certificates with.
 	Trust *pki.TrustStore
 	// Metrics is the Prometheus registry GET /metrics serves and the API
 	// registers its own metrics with (metrics.go); nil: a registry of the
@@ -159,84 +164,20 @@ const (
 	permitted
 )
 
-// New builds the server and registers every route.
+// New builds the server and registers every route. Store, Tokens,
+// Registry and Trust are required: the binary builds the client registry
+// and the trust store once and shares them with the MQTT side, so the API
+// never builds a second one of its own. The other options have defaults.
 func New(o Options) (*Server, error) {
-	if o.Store == nil || o.Tokens == nil {
-		return nil, errors.New("admin: Options.Store and Options.Tokens are required")
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Policy == (credential.Policy{}) {
-		o.Policy = credential.DefaultPolicy()
-	}
-	if err := o.Policy.Validate(); err != nil {
+	if err := o.checkRequired(); err != nil {
 		return nil, err
 	}
-	if o.Params == (credential.Params{}) {
-		o.Params = credential.DefaultParams
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
-	if o.TokenTTL <= 0 {
-		o.TokenTTL = DefaultTokenTTL
-	}
-	if o.MaxTokenTTL <= 0 {
-		o.MaxTokenTTL = DefaultMaxTokenTTL
-	}
-	if o.LoginMaxFailures == 0 {
-		o.LoginMaxFailures = DefaultLoginMaxFailures
-	}
-	if o.LoginBackoff <= 0 {
-		o.LoginBackoff = DefaultLoginBackoff
-	}
-	if o.TrustedDeviceDays == 0 {
-		o.TrustedDeviceDays = DefaultTrustedDeviceDays
-	}
-	if o.TrustedDeviceDays < 0 || o.TrustedDeviceDays > MaxTrustedDeviceDays {
-		return nil, fmt.Errorf("admin: Options.TrustedDeviceDays must be from 1 to %d, got %d", MaxTrustedDeviceDays, o.TrustedDeviceDays)
-	}
-	if o.VerifyWait <= 0 {
-		o.VerifyWait = DefaultVerifyWait
-	}
-	if o.Verifier == nil {
-		v, err := credential.NewVerifier(credential.VerifierOptions{Params: o.Params})
-		if err != nil {
-			return nil, err
-		}
-		o.Verifier = v
-	}
-	if o.Registry == nil {
-		ca, err := pki.LoadOrCreateCA(context.Background(), o.Store, pki.DefaultCAName)
-		if err != nil {
-			return nil, err
-		}
-		if o.Registry, err = registry.New(registry.Options{Store: o.Store, CA: ca, Logger: o.Logger, Policy: o.Policy, Params: o.Params, Verifier: o.Verifier}); err != nil {
-			return nil, err
-		}
-	}
-	if o.Trust == nil {
-		ca, err := pki.LoadOrCreateCA(context.Background(), o.Store, pki.DefaultCAName)
-		if err != nil {
-			return nil, err
-		}
-		if o.Trust, err = pki.NewTrustStore(context.Background(), o.Store, pki.TrustOptions{CA: ca, Logger: o.Logger}); err != nil {
-			return nil, err
-		}
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.RestoreMaxBytes == 0 {
-		o.RestoreMaxBytes = store.DefaultRestoreMaxBytes
-	}
-	if o.RestoreMaxBytes < 0 || o.RestoreMaxBytes > store.MaxArchiveContentBytes {
-		return nil, fmt.Errorf("admin: Options.RestoreMaxBytes must be from 1 to %d, got %d", store.MaxArchiveContentBytes, o.RestoreMaxBytes)
-	}
-	if o.Lockout == nil {
-		lo := credential.LockoutOptions{MaxPerUserIP: o.LoginMaxFailures, Window: o.LoginBackoff, Backoff: o.LoginBackoff, Now: o.Now}
-		if o.LoginMaxFailures < 0 {
-			lo.MaxPerUser, lo.MaxPerIP = -1, -1
-		}
-		o.Lockout = credential.NewLockout(lo)
+	if err := o.buildGuards(); err != nil {
+		return nil, err
 	}
 	mfa, err := credential.NewMFAService(context.Background(), credential.MFAServiceOptions{
 		Store: o.Store, Enabled: o.MFAEnabled, MaxFailures: o.LoginMaxFailures, Backoff: o.LoginBackoff,
@@ -256,6 +197,89 @@ func New(o Options) (*Server, error) {
 		Policy: o.Policy, Params: o.Params, Lockout: o.Lockout, Logger: o.Logger, Now: o.Now}); err != nil {
 		return nil, err
 	}
+	s.registerRoutes()
+	return s, nil
+}
+
+// checkRequired names every required option left nil.
+func (o *Options) checkRequired() error {
+	var missing []string
+	for _, r := range []struct {
+		name string
+		set  bool
+	}{{"Store", o.Store != nil}, {"Tokens", o.Tokens != nil}, {"Registry", o.Registry != nil}, {"Trust", o.Trust != nil}} {
+		if !r.set {
+			missing = append(missing, "Options."+r.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("admin: required options not set: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// setDefaults fills the options left zero (negative durations too).
+func (o *Options) setDefaults() {
+	o.Logger = cmp.Or(o.Logger, slog.Default())
+	o.Policy = cmp.Or(o.Policy, credential.DefaultPolicy())
+	o.Params = cmp.Or(o.Params, credential.DefaultParams)
+	o.TokenTTL = positiveOr(o.TokenTTL, DefaultTokenTTL)
+	o.MaxTokenTTL = positiveOr(o.MaxTokenTTL, DefaultMaxTokenTTL)
+	o.LoginMaxFailures = cmp.Or(o.LoginMaxFailures, DefaultLoginMaxFailures) // negative: no lockout
+	o.LoginBackoff = positiveOr(o.LoginBackoff, DefaultLoginBackoff)
+	o.TrustedDeviceDays = cmp.Or(o.TrustedDeviceDays, DefaultTrustedDeviceDays)
+	o.VerifyWait = positiveOr(o.VerifyWait, DefaultVerifyWait)
+	o.RestoreMaxBytes = cmp.Or(o.RestoreMaxBytes, store.DefaultRestoreMaxBytes)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// positiveOr is d, or def when d is zero or negative.
+func positiveOr(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// validate refuses options out of range once the defaults are set.
+func (o *Options) validate() error {
+	if err := o.Policy.Validate(); err != nil {
+		return err
+	}
+	if o.TrustedDeviceDays < 0 || o.TrustedDeviceDays > MaxTrustedDeviceDays {
+		return fmt.Errorf("admin: Options.TrustedDeviceDays must be from 1 to %d, got %d", MaxTrustedDeviceDays, o.TrustedDeviceDays)
+	}
+	if o.RestoreMaxBytes < 0 || o.RestoreMaxBytes > store.MaxArchiveContentBytes {
+		return fmt.Errorf("admin: Options.RestoreMaxBytes must be from 1 to %d, got %d", store.MaxArchiveContentBytes, o.RestoreMaxBytes)
+	}
+	return nil
+}
+
+// buildGuards builds the password verifier and the lockout when the
+// options bring none: the server's own, as Options describes them.
+func (o *Options) buildGuards() error {
+	if o.Verifier == nil {
+		v, err := credential.NewVerifier(credential.VerifierOptions{Params: o.Params})
+		if err != nil {
+			return err
+		}
+		o.Verifier = v
+	}
+	if o.Lockout == nil {
+		lo := credential.LockoutOptions{MaxPerUserIP: o.LoginMaxFailures, Window: o.LoginBackoff, Backoff: o.LoginBackoff, Now: o.Now}
+		if o.LoginMaxFailures < 0 {
+			lo.MaxPerUser, lo.MaxPerIP = -1, -1
+		}
+		o.Lockout = credential.NewLockout(lo)
+	}
+	return nil
+}
+
+// registerRoutes registers every endpoint, one file per resource, and the
+// catch-all that answers the rest with a JSON 404 or 405.
+func (s *Server) registerRoutes() {
 	s.registerSessions()
 	s.registerUsers()
 	s.registerRoles()
@@ -270,7 +294,6 @@ func New(o Options) (*Server, error) {
 	s.registerHealth()
 	s.registerMetrics()
 	s.mux.HandleFunc("/", s.noRoute)
-	return s, nil
 }
 
 // noRoute answers a request no route serves: 405 with Allow when the path

@@ -140,11 +140,11 @@ func (s *Server) checkPassword(r *http.Request, username, password string) (stor
 	// logins sent at once cannot all pass the check above and all run; a
 	// verification that ran and failed is counted there.
 	gate := s.lockout.Gate(username, r.RemoteAddr)
-	var ok bool
+	var ok, cached bool
 	var verr error
 	mfaLocked := err == nil && s.mfaLocked(u)
 	if err == nil && u.PasswordHash != "" && !u.Suspended && passwordGrant(u) && !mfaLocked {
-		ok, _, verr = s.verifier.VerifyIf(wait, gate, u.ID, password, u.PasswordHash, u.PasswordVersion)
+		ok, cached, verr = s.verifier.VerifyIf(wait, gate, u.ID, password, u.PasswordHash, u.PasswordVersion)
 	} else {
 		// Unknown, suspended, no password, or MFA-locked (too many wrong
 		// codes: refused on every node): a dummy verification, counted as
@@ -170,6 +170,9 @@ func (s *Server) checkPassword(r *http.Request, username, password string) (stor
 		return store.User{}, errLogin
 	}
 	s.lockout.Succeed(username, r.RemoteAddr)
+	if !cached {
+		s.opts.Rehasher.Upgrade(u, password) // a hash of older parameters gets today's, in the background
+	}
 	return u, nil
 }
 

@@ -56,7 +56,7 @@ func kCreateUser(t *testing.T, a *api, name, password string, perms ...acl.Permi
 // MFA switched on or off.
 func kServer(t *testing.T, a *api, mfa bool) *api {
 	t.Helper()
-	srv, err := admin.New(admin.Options{Store: a.st, Tokens: a.tokens, Params: fastParams, MFAEnabled: mfa, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := admin.New(admin.WithRegistryAndTrust(t, admin.Options{Store: a.st, Tokens: a.tokens, Params: fastParams, MFAEnabled: mfa, Logger: slog.New(slog.DiscardHandler)}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,10 @@ type Options struct {
 	// offline; when another goes offline, the oldest ends (sessions.go).
 	// Zero means DefaultMaxOfflineSessions.
 	MaxOfflineSessions int
+	// Rehasher upgrades the stored hash of a password a CONNECT verified
+	// (not from the cache) when it was made with other parameters than
+	// today's; shared with the HTTP logins. nil: no upgrades.
+	Rehasher *credential.Rehasher
 }
 
 // Registrar is the client registry as the hook sees it (registry.Registry).
@@ -860,6 +864,9 @@ func (h *Hook) checkPassword(ctx context.Context, c *conn, u store.User, passwor
 		return refuseBadCredentials, "bad stored hash" // counted by the gate
 	case !ok:
 		return refuseBadCredentials, "wrong password" // counted by the gate
+	}
+	if !cached {
+		h.opts.Rehasher.Upgrade(u, password) // in the background: a hash of older parameters gets today's
 	}
 	c.password, c.pwVersion = true, u.PasswordVersion
 	return 0, ""

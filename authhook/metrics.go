@@ -5,7 +5,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/telemetry"
 )
 
 // Metrics are the hook's Prometheus metrics (docs/metrics.md). Every label
@@ -57,35 +57,35 @@ const (
 // registering on a registry that already has them reuses those, so two
 // hooks on one registry add up.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
-	accepted, err := store.RegisterCollector(reg, prometheus.NewCounter(prometheus.CounterOpts{
+	accepted, err := telemetry.RegisterCollector(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "warden_mqtt_connects_accepted_total",
 		Help: "MQTT CONNECTs accepted (CONNACK success sent).",
 	}))
 	if err != nil {
 		return nil, err
 	}
-	refused, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	refused, err := telemetry.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_mqtt_connects_refused_total",
 		Help: "MQTT CONNECTs refused by the auth hook, by reason.",
 	}, []string{"reason"}))
 	if err != nil {
 		return nil, err
 	}
-	denials, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	denials, err := telemetry.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_mqtt_acl_denials_total",
 		Help: "MQTT operations refused by the permission check, by kind (publish, subscribe, delivery).",
 	}, []string{"kind"}))
 	if err != nil {
 		return nil, err
 	}
-	active, err := store.RegisterCollector(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	active, err := telemetry.RegisterCollector(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "warden_mqtt_active_clients",
 		Help: "MQTT clients connected now (CONNACK sent, not yet disconnected).",
 	}))
 	if err != nil {
 		return nil, err
 	}
-	cache, err := store.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	cache, err := telemetry.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_mqtt_auth_cache_total",
 		Help: "CONNECT-time cache lookups, by cache (user: user record and compiled permissions; password: verified passwords) and result (hit, miss).",
 	}, []string{"cache", "result"}))

@@ -8,8 +8,10 @@
 // Set (Tokens.JWKS) for services that verify tokens offline.
 //
 // Hashes are self-describing ($argon2id$v=19$m=..,t=..,p=..$salt$key), so
-// parameters can be raised later: NeedsRehash tells a caller that a
-// stored hash was made with weaker parameters than the current ones.
+// parameters can be raised later: NeedsRehash tells that a stored hash was
+// made with other parameters than the current ones, and a Rehasher
+// replaces it after a login proves the password (HTTP and MQTT alike),
+// keeping the password version, so no session ends.
 //
 // MFA: TOTP keys (pquerna/otp; RFC 6238 defaults) whose secrets are kept
 // sealed with AES-256-GCM under one cluster key in the store; Check

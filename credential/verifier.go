@@ -177,7 +177,14 @@ func (v *Verifier) VerifyIf(ctx context.Context, g Gate, userID, password, encod
 	if err != nil || !ok {
 		return false, false, err
 	}
+	v.remember(k, version)
+	return true, false, nil
+}
+
+// remember caches a success under k (cacheKey) for the password version.
+func (v *Verifier) remember(k [32]byte, version uint64) {
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	if len(v.cache) >= v.max {
 		for old := range v.cache { // map order is random: a cheap random eviction
 			delete(v.cache, old)
@@ -185,8 +192,6 @@ func (v *Verifier) VerifyIf(ctx context.Context, g Gate, userID, password, encod
 		}
 	}
 	v.cache[k] = version
-	v.mu.Unlock()
-	return true, false, nil
 }
 
 // Dummy spends what verifying a wrong password costs, through the same

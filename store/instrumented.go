@@ -40,6 +40,7 @@ const (
 	opUsers
 	opUpdateUser
 	opDeleteUser
+	opRehashPassword
 	opCreateRole
 	opRole
 	opRoleByName
@@ -76,6 +77,7 @@ var opNames = [opCount]string{
 	opUsers:                 "users",
 	opUpdateUser:            "update_user",
 	opDeleteUser:            "delete_user",
+	opRehashPassword:        "rehash_password",
 	opCreateRole:            "create_role",
 	opRole:                  "role",
 	opRoleByName:            "role_by_name",
@@ -110,8 +112,9 @@ var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.
 
 // Instrument wraps s. backend names the implementation ("bolt", "redis")
 // in the "backend" label of warden_store_up. The metrics are registered
-// with reg; wrapping a second store on the same registry fails, since
-// its series would mix with the first's.
+// with reg, and with them the store's own (a Redis store's change-feed
+// errors, warden_store_feed_errors_total); wrapping a second store on the
+// same registry fails, since its series would mix with the first's.
 func Instrument(s Store, backend string, reg prometheus.Registerer) (*Instrumented, error) {
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "warden_store_operation_duration_seconds",
@@ -127,7 +130,11 @@ func Instrument(s Store, backend string, reg prometheus.Registerer) (*Instrument
 		Help:        "1 if the last Ping of the store's backing service (Redis, or the bbolt file) succeeded, else 0.",
 		ConstLabels: prometheus.Labels{"backend": backend},
 	})
-	for _, c := range []prometheus.Collector{latency, errs, up} {
+	cs := []prometheus.Collector{latency, errs, up}
+	if own, ok := s.(interface{ collectors() []prometheus.Collector }); ok {
+		cs = append(cs, own.collectors()...) // the Redis feed's errors
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("store: register metrics: %w", err)
 		}
@@ -240,6 +247,14 @@ func (s *Instrumented) UpdateUser(ctx context.Context, id string, fn func(*User)
 	u, err := s.Store.UpdateUser(ctx, id, fn)
 	s.done(opUpdateUser, start, err)
 	return u, err
+}
+
+// RehashPassword implements Store.
+func (s *Instrumented) RehashPassword(ctx context.Context, id, oldHash, newHash string) error {
+	start := time.Now()
+	err := s.Store.RehashPassword(ctx, id, oldHash, newHash)
+	s.done(opRehashPassword, start, err)
+	return err
 }
 
 // DeleteUser implements Store.
@@ -456,21 +471,4 @@ func (s *Instrumented) RestoreKeeping(ctx context.Context, snap Snapshot, keep [
 	err := s.Store.RestoreKeeping(ctx, snap, keep)
 	s.done(opRestore, start, err)
 	return err
-}
-
-// RegisterCollector registers c, or returns the collector already
-// registered under the same description, so several components (two API
-// servers, two hooks in a test) sharing one registry add up instead of
-// failing. The packages that expose metrics share it.
-func RegisterCollector[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/warden-mqtt/warden/acl"
 )
 
@@ -32,6 +34,15 @@ type model struct {
 
 func newModel(be backend, f *feed) *model {
 	return &model{be: be, feed: f, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// collectors are the backend's own metrics (the Redis change feed's
+// errors), which Instrument registers; none for bbolt.
+func (m *model) collectors() []prometheus.Collector {
+	if c, ok := m.be.(interface{ collectors() []prometheus.Collector }); ok {
+		return c.collectors()
+	}
+	return nil
 }
 
 // NewID returns a random identifier in UUID v4 form.
@@ -53,13 +64,13 @@ const maxNameBytes = 1024
 func validName(what, name string) error {
 	switch {
 	case name == "":
-		return fmt.Errorf("%w: %s is empty", ErrInvalid, what)
+		return fmt.Errorf("%w: %s is empty", invalid, what)
 	case len(name) > maxNameBytes:
-		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalid, what, maxNameBytes)
+		return fmt.Errorf("%w: %s is longer than %d bytes", invalid, what, maxNameBytes)
 	case !utf8.ValidString(name):
-		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, what)
+		return fmt.Errorf("%w: %s is not valid UTF-8", invalid, what)
 	case strings.ContainsRune(name, 0):
-		return fmt.Errorf("%w: %s contains NUL", ErrInvalid, what)
+		return fmt.Errorf("%w: %s contains NUL", invalid, what)
 	}
 	return nil
 }
@@ -67,7 +78,7 @@ func validName(what, name string) error {
 func validPermissions(perms []acl.Permission) error {
 	for i, p := range perms {
 		if err := p.Validate(); err != nil {
-			return fmt.Errorf("%w: permission %d: %w", ErrInvalid, i, err)
+			return fmt.Errorf("%w: permission %d: %w", invalid, i, err)
 		}
 	}
 	return nil
@@ -112,7 +123,7 @@ func (m *model) createUser(tx txn, u User) (User, error) {
 		if raw, err := tx.get(bucketUsers, u.ID); err != nil {
 			return err
 		} else if raw != nil {
-			return fmt.Errorf("%w: user id %q exists", ErrConflict, u.ID)
+			return fmt.Errorf("%w: user id %q exists", conflict, u.ID)
 		}
 		return m.writeUser(tx, u, "")
 	}()
@@ -131,7 +142,7 @@ func (m *model) checkUser(tx txn, u User, oldUsername string) error {
 			return err
 		}
 		if id != nil {
-			return fmt.Errorf("%w: username %q is taken", ErrConflict, u.Username)
+			return fmt.Errorf("%w: username %q is taken", conflict, u.Username)
 		}
 		if err := checkFoldFree(tx, u.Username, u.ID); err != nil {
 			return err
@@ -339,6 +350,31 @@ func (m *model) updateUser(tx txn, id string, fn func(*User) error) (User, error
 	return out, nil
 }
 
+func (m *model) RehashPassword(ctx context.Context, id, oldHash, newHash string) error {
+	err := m.be.update(ctx, func(tx txn) error {
+		if oldHash == "" || newHash == "" {
+			return fmt.Errorf("%w: empty password hash", invalid)
+		}
+		var u User
+		if err := getJSON(tx, bucketUsers, id, &u); err != nil {
+			return err
+		}
+		if u.PasswordHash != oldHash {
+			return fmt.Errorf("%w: the password hash changed since it was read", conflict)
+		}
+		u.PasswordHash = newHash // PasswordVersion and UpdatedAt stay: the password is the same
+		if err := putJSON(tx, bucketUsers, u.ID, u); err != nil {
+			return err
+		}
+		tx.emit(Event{Kind: KindUser, Op: OpPut, ID: u.ID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rehash password of user %q: %w", id, err)
+	}
+	return nil
+}
+
 // renameOwnRoles names u's own auto-generated roles after u, so a rename
 // never leaves a user's role under its old name (which a new user of that
 // name would then collide with).
@@ -479,7 +515,7 @@ func (m *model) createRole(tx txn, r Role) (Role, error) {
 		if raw, err := tx.get(bucketRoles, r.ID); err != nil {
 			return err
 		} else if raw != nil {
-			return fmt.Errorf("%w: role id %q exists", ErrConflict, r.ID)
+			return fmt.Errorf("%w: role id %q exists", conflict, r.ID)
 		}
 		return m.writeRole(tx, r, "")
 	}()
@@ -507,7 +543,7 @@ func (m *model) writeRole(tx txn, r Role, oldName string) error {
 			return err
 		}
 		if id != nil {
-			return fmt.Errorf("%w: role name %q is taken", ErrConflict, r.Name)
+			return fmt.Errorf("%w: role name %q is taken", conflict, r.Name)
 		}
 		if oldName != "" {
 			if err := tx.del(bucketRoleNames, oldName); err != nil {
@@ -652,7 +688,7 @@ func (m *model) DeleteRole(ctx context.Context, id string) error {
 			for _, u := range users {
 				for _, rid := range u.Roles {
 					if rid == id {
-						return fmt.Errorf("%w: role %q is held by user %q", ErrConflict, r.Name, u.Username)
+						return fmt.Errorf("%w: role %q is held by user %q", conflict, r.Name, u.Username)
 					}
 				}
 			}
@@ -683,7 +719,7 @@ func (m *model) CreateToken(ctx context.Context, t Token) (Token, error) {
 		return Token{}, err
 	}
 	if t.ParentID == t.ID {
-		return Token{}, fmt.Errorf("%w: token is its own parent", ErrInvalid)
+		return Token{}, fmt.Errorf("%w: token is its own parent", invalid)
 	}
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = m.now()
@@ -696,12 +732,12 @@ func (m *model) CreateToken(ctx context.Context, t Token) (Token, error) {
 			return err
 		}
 		if t.PasswordVersion != 0 && t.PasswordVersion != u.PasswordVersion {
-			return fmt.Errorf("%w: the user's password changed since the token was asked for", ErrConflict)
+			return fmt.Errorf("%w: the user's password changed since the token was asked for", conflict)
 		}
 		if raw, err := tx.get(bucketTokens, t.ID); err != nil {
 			return err
 		} else if raw != nil {
-			return fmt.Errorf("%w: token exists", ErrConflict)
+			return fmt.Errorf("%w: token exists", conflict)
 		}
 		if t.ParentID != "" {
 			// Read in the transaction: a parent revoked concurrently makes
@@ -713,7 +749,7 @@ func (m *model) CreateToken(ctx context.Context, t Token) (Token, error) {
 				return err
 			}
 			if p.UserID != t.UserID {
-				return fmt.Errorf("%w: parent token belongs to another user", ErrInvalid)
+				return fmt.Errorf("%w: parent token belongs to another user", invalid)
 			}
 			if err := tx.put(tokenChildrenBucket(t.ParentID), t.ID, []byte{1}); err != nil {
 				return err
@@ -946,7 +982,7 @@ func (m *model) CreateRegistryRequest(ctx context.Context, r RegistryRequest) (R
 		if raw, err := tx.get(bucketRegistry, r.Username); err != nil {
 			return err
 		} else if raw != nil {
-			return fmt.Errorf("%w: a request for %q is pending", ErrConflict, r.Username)
+			return fmt.Errorf("%w: a request for %q is pending", conflict, r.Username)
 		}
 		return m.writeRegistryRequest(tx, r)
 	})
@@ -1180,7 +1216,7 @@ func (m *model) Restore(ctx context.Context, s Snapshot) error {
 func (m *model) RestoreKeeping(ctx context.Context, s Snapshot, keep []string) error {
 	for _, k := range keep {
 		if k == "" || k == "/" {
-			return fmt.Errorf("restore: %w: empty keep pattern", ErrInvalid)
+			return fmt.Errorf("restore: %w: empty keep pattern", invalid)
 		}
 	}
 	data, err := snapshotBuckets(s)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -92,18 +94,12 @@ func OpenRedisWith(ctx context.Context, rawURL string, o RedisOptions) (Store, e
 	if err != nil {
 		return nil, err
 	}
-	s, err := newRedisStore(ctx, client, true, o)
+	s, err := newRedisStore(ctx, client, o)
 	if err != nil {
 		_ = client.Close()
 		return nil, err
 	}
 	return s, nil
-}
-
-// NewRedis returns a Store on an existing client (single server, Sentinel
-// or Cluster). Closing the Store does not close the client.
-func NewRedis(ctx context.Context, client redis.UniversalClient) (Store, error) {
-	return newRedisStore(ctx, client, false, RedisOptions{})
 }
 
 // RedisURLKind reports which deployment a URL selects ("server",
@@ -170,19 +166,23 @@ func redisClient(rawURL string) (redis.UniversalClient, error) {
 // the version and publishes the events, or does nothing so the
 // transaction reruns.
 type redisBackend struct {
-	client    redis.UniversalClient
-	ownClient bool
-	feed      *feed
-	closed    atomic.Bool
-	cancel    context.CancelFunc
-	ps        *redis.PubSub
-	done      chan struct{}
+	client redis.UniversalClient
+	feed   *feed
+	closed atomic.Bool
+	cancel context.CancelFunc
+	ps     *redis.PubSub
+	done   chan struct{}
 
 	mu   sync.Mutex // orders delivery to the feed
 	last uint64     // version of the last delivered commit
 	pend uint64     // version seen by a poll but not yet delivered
 
 	log *slog.Logger
+	// feedErrors counts what listen and resync could not do
+	// (warden_store_feed_errors_total, by reason); feedLog lets one line
+	// per reason through every redisLogEvery.
+	feedErrors *prometheus.CounterVec
+	feedLog    *logLimiter
 	// model is the identity of the model this node serves; lost is set
 	// while Redis does not hold it (see ErrModelLost). gen counts the
 	// identities adopted, so a read that began before a restore cannot
@@ -206,7 +206,9 @@ redis.call('SET', p..'model', ARGV[2])
 return {ARGV[2], 0}
 `)
 
-func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool, o RedisOptions) (Store, error) {
+// newRedisStore returns a Store on client, which it owns: closing the
+// Store closes the client.
+func newRedisStore(ctx context.Context, client redis.UniversalClient, o RedisOptions) (Store, error) {
 	if err := client.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("open redis store: %w", wrapRedis(err))
 	}
@@ -214,7 +216,8 @@ func newRedisStore(ctx context.Context, client redis.UniversalClient, own bool, 
 		o.Logger = slog.Default()
 	}
 	f := newFeed()
-	b := &redisBackend{client: client, ownClient: own, feed: f, done: make(chan struct{}), log: o.Logger}
+	b := &redisBackend{client: client, feed: f, done: make(chan struct{}), log: o.Logger,
+		feedErrors: newFeedErrors(), feedLog: newLogLimiter(redisLogEvery, time.Now)}
 	lctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	ps := client.Subscribe(lctx, redisPrefix+"events")
@@ -312,9 +315,33 @@ func (b *redisBackend) tombstone(ctx context.Context) {
 
 // ---- transactions ----
 
-type redisCheck struct{ kind, bucket, key, val string }
+// redisOpcode says what one check or one write of a transaction is, in
+// commitScript's arguments; the letters are the ones the script tests.
+type redisOpcode string
 
-type redisOp struct{ kind, bucket, key, val string }
+// Checks (redisCheck.kind): what the commit asserts still holds.
+const (
+	checkAbsent   redisOpcode = "a" // the key is absent
+	checkValue    redisOpcode = "v" // the key holds the value read
+	checkRevision redisOpcode = "r" // the bucket's revision is the one read
+)
+
+// Writes (redisOp.kind): what the commit applies.
+const (
+	writePut  redisOpcode = "p" // set the key
+	writeDel  redisOpcode = "d" // delete the key
+	writeDrop redisOpcode = "x" // delete the whole bucket
+)
+
+type redisCheck struct {
+	kind             redisOpcode
+	bucket, key, val string
+}
+
+type redisOp struct {
+	kind             redisOpcode
+	bucket, key, val string
+}
 
 type redisTxn struct {
 	ctx    context.Context
@@ -377,12 +404,12 @@ func (t *redisTxn) stored(bucket, key string) (*string, error) {
 	var v *string
 	switch {
 	case errors.Is(err, redis.Nil):
-		t.checks = append(t.checks, redisCheck{kind: "a", bucket: bucket, key: key})
+		t.checks = append(t.checks, redisCheck{kind: checkAbsent, bucket: bucket, key: key})
 	case err != nil:
 		return nil, wrapRedis(err)
 	default:
 		v = &raw
-		t.checks = append(t.checks, redisCheck{kind: "v", bucket: bucket, key: key, val: raw})
+		t.checks = append(t.checks, redisCheck{kind: checkValue, bucket: bucket, key: key, val: raw})
 	}
 	if t.fields[bucket] == nil {
 		t.fields[bucket] = map[string]*string{}
@@ -444,7 +471,7 @@ func (t *redisTxn) storedBucket(bucket string) (map[string]string, error) {
 	if err != nil {
 		return nil, wrapRedis(err)
 	}
-	t.checks = append(t.checks, redisCheck{kind: "r", bucket: bucket, val: r})
+	t.checks = append(t.checks, redisCheck{kind: checkRevision, bucket: bucket, val: r})
 	t.buckets[bucket] = m
 	return m, nil
 }
@@ -486,7 +513,7 @@ func (t *redisTxn) put(bucket, key string, val []byte) error {
 		t.overlay[bucket] = map[string]*string{}
 	}
 	t.overlay[bucket][key] = &s
-	t.ops = append(t.ops, redisOp{kind: "p", bucket: bucket, key: key, val: s})
+	t.ops = append(t.ops, redisOp{kind: writePut, bucket: bucket, key: key, val: s})
 	return nil
 }
 
@@ -495,14 +522,14 @@ func (t *redisTxn) del(bucket, key string) error {
 		t.overlay[bucket] = map[string]*string{}
 	}
 	t.overlay[bucket][key] = nil
-	t.ops = append(t.ops, redisOp{kind: "d", bucket: bucket, key: key})
+	t.ops = append(t.ops, redisOp{kind: writeDel, bucket: bucket, key: key})
 	return nil
 }
 
 func (t *redisTxn) drop(bucket string) error {
 	t.dropped[bucket] = true
 	delete(t.overlay, bucket)
-	t.ops = append(t.ops, redisOp{kind: "x", bucket: bucket})
+	t.ops = append(t.ops, redisOp{kind: writeDrop, bucket: bucket})
 	return nil
 }
 
@@ -512,7 +539,9 @@ func (t *redisTxn) emit(e Event) { t.events = append(t.events, e) }
 // applies its writes, and publishes its events under a new version. It
 // returns -2 when the identity is not ARGV[2] (the model was lost), 0
 // when a read no longer holds, -1 when nothing was to be published, else
-// the version.
+// the version. Each check and write is four arguments: its redisOpcode
+// (checkAbsent, checkValue, checkRevision; writePut, writeDel, writeDrop),
+// bucket, key and value.
 var commitScript = redis.NewScript(`
 local p = ARGV[1]
 if redis.call('GET', p..'model') ~= ARGV[2] then return -2 end
@@ -554,11 +583,11 @@ func (t *redisTxn) commit() (ver int64, ok bool, err error) {
 	args := make([]any, 0, 5+4*len(t.checks)+4*len(t.ops))
 	args = append(args, redisPrefix, t.b.knownModel(), len(t.checks))
 	for _, c := range t.checks {
-		args = append(args, c.kind, c.bucket, c.key, c.val)
+		args = append(args, string(c.kind), c.bucket, c.key, c.val) // go-redis encodes plain strings only
 	}
 	args = append(args, len(t.ops))
 	for _, o := range t.ops {
-		args = append(args, o.kind, o.bucket, o.key, o.val)
+		args = append(args, string(o.kind), o.bucket, o.key, o.val)
 	}
 	ev := ""
 	if len(t.events) > 0 {
@@ -757,6 +786,9 @@ func (b *redisBackend) resync(ctx context.Context) {
 	gen := b.gen.Load()
 	v, model, err := b.state(ctx)
 	if err != nil {
+		if ctx.Err() == nil {
+			b.feedError(feedResync, err)
+		}
 		return
 	}
 	if model == nil {
@@ -839,6 +871,7 @@ func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 			}
 			// go-redis reconnects on the next receive; the resubscription
 			// arrives as a *redis.Subscription and triggers resync.
+			b.feedError(feedReceive, err)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
@@ -856,6 +889,7 @@ func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 		case *redis.Message:
 			var fm feedMessage
 			if err := json.Unmarshal([]byte(m.Payload), &fm); err != nil || fm.V == 0 {
+				b.feedError(feedBadMessage, cmp.Or(err, errNoVersion), "bytes", len(m.Payload))
 				continue
 			}
 			b.deliver(fm, true)
@@ -867,6 +901,67 @@ func (b *redisBackend) listen(ctx context.Context, ps *redis.PubSub) {
 			lastPoll = time.Now()
 		}
 	}
+}
+
+// Reasons of warden_store_feed_errors_total (docs/metrics.md): what the
+// change feed could not do. The feed recovers from each on its own.
+const (
+	// feedReceive: receiving from the subscription failed (Redis went
+	// away); go-redis reconnects and resubscribes, then resync catches up.
+	feedReceive = "receive"
+	// feedBadMessage: a message on the events channel is not a commit (not
+	// warden's JSON, or no version); it is dropped, and the polls find the
+	// version it may have carried.
+	feedBadMessage = "bad_message"
+	// feedResync: the version could not be read after a (re)subscription;
+	// the polls compare it instead.
+	feedResync = "resync"
+)
+
+// feedErrorMessages are the log messages of the reasons.
+var feedErrorMessages = map[string]string{
+	feedReceive:    "redis change feed: receiving failed; reconnecting, then catching up",
+	feedBadMessage: "redis change feed: dropped a message that is not a warden commit; the next polls catch up",
+	feedResync:     "redis change feed: could not read the version after subscribing; the next polls catch up",
+}
+
+// errNoVersion: a feed message that decodes but carries no version.
+var errNoVersion = errors.New("no version")
+
+// newFeedErrors makes the counter of warden_store_feed_errors_total, with
+// every reason's series at 0, so a rate over it starts at once.
+func newFeedErrors() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warden_store_feed_errors_total",
+		Help: "Problems of the Redis change feed, by reason (receive, bad_message, resync); the feed recovers from each by itself.",
+	}, []string{"reason"})
+	for reason := range feedErrorMessages {
+		c.WithLabelValues(reason)
+	}
+	return c
+}
+
+// feedError counts a problem of the change feed and logs it at WARN, one
+// line per reason every redisLogEvery at most (Redis down fails every
+// receive), the next line saying how many were held back. attrs never
+// hold a message's content, only its size.
+func (b *redisBackend) feedError(reason string, err error, attrs ...any) {
+	b.feedErrors.WithLabelValues(reason).Inc()
+	suppressed, ok := b.feedLog.allow(reason)
+	if !ok {
+		return
+	}
+	attrs = append(attrs, "store", "redis", "reason", reason, "err", err)
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	b.log.Warn(feedErrorMessages[reason], attrs...)
+}
+
+// collectors are the metrics of the Redis store itself, which Instrument
+// registers.
+func (b *redisBackend) collectors() []prometheus.Collector {
+	return []prometheus.Collector{b.feedErrors}
 }
 
 // ---- whole-model operations ----
@@ -1065,10 +1160,7 @@ func (b *redisBackend) close() error {
 	// Closing the subscription interrupts a receive blocked on the socket.
 	_ = b.ps.Close()
 	<-b.done
-	if b.ownClient {
-		return b.client.Close()
-	}
-	return nil
+	return b.client.Close()
 }
 
 // wrapRedis marks failures to reach Redis as ErrUnavailable; errors Redis

@@ -16,8 +16,9 @@ import (
 // redisLogEvery is how often one kind of go-redis line is logged at most.
 const redisLogEvery = 10 * time.Second
 
-// redisLogKinds bounds the kinds a redisLogger tells apart; go-redis's
-// format strings are constants, so this is never reached in practice.
+// redisLogKinds bounds the kinds a logLimiter tells apart; go-redis's
+// format strings and the feed's reasons are constants, so this is never
+// reached in practice.
 const redisLogKinds = 256
 
 // SetRedisLogger sends what go-redis logs on its own (a failed dial, a
@@ -39,19 +40,11 @@ func SetRedisLogger(log *slog.Logger, rawURL string) {
 type redisLogger struct {
 	log     *slog.Logger
 	secrets []string
-	now     func() time.Time
-
-	mu    sync.Mutex
-	kinds map[string]*redisLogKind // by format string
-}
-
-type redisLogKind struct {
-	last       time.Time // last logged
-	suppressed int       // dropped since
+	limit   *logLimiter // by format string
 }
 
 func newRedisLogger(log *slog.Logger, secrets []string, now func() time.Time) *redisLogger {
-	return &redisLogger{log: log, secrets: secrets, now: now, kinds: make(map[string]*redisLogKind)}
+	return &redisLogger{log: log, secrets: secrets, limit: newLogLimiter(redisLogEvery, now)}
 }
 
 // Printf logs one go-redis line, unless a line of its kind was logged less
@@ -60,33 +53,60 @@ func (l *redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	if !l.log.Enabled(ctx, slog.LevelWarn) {
 		return
 	}
-	l.mu.Lock()
-	key := format
-	if _, ok := l.kinds[key]; !ok && len(l.kinds) >= redisLogKinds {
-		key = "" // one kind for the rest
-	}
-	k := l.kinds[key]
-	if k == nil {
-		k = &redisLogKind{}
-		l.kinds[key] = k
-	}
-	now := l.now()
-	if !k.last.IsZero() && now.Sub(k.last) < redisLogEvery {
-		k.suppressed++
-		l.mu.Unlock()
+	suppressed, ok := l.limit.allow(format)
+	if !ok {
 		return
 	}
-	k.last = now
-	suppressed := k.suppressed
-	k.suppressed = 0
-	l.mu.Unlock()
-
 	text := strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: ")
 	attrs := []any{"detail", l.redact(text)}
 	if suppressed > 0 {
 		attrs = append(attrs, "suppressed", suppressed)
 	}
 	l.log.WarnContext(ctx, "redis client", attrs...)
+}
+
+// logLimiter lets one line of each kind through per interval and counts
+// the lines it holds back, for problems that repeat as fast as a client
+// retries (a Redis that is down fails every dial).
+type logLimiter struct {
+	every time.Duration
+	now   func() time.Time
+
+	mu    sync.Mutex
+	kinds map[string]*logKind
+}
+
+type logKind struct {
+	last       time.Time // last logged
+	suppressed int       // held back since
+}
+
+func newLogLimiter(every time.Duration, now func() time.Time) *logLimiter {
+	return &logLimiter{every: every, now: now, kinds: make(map[string]*logKind)}
+}
+
+// allow reports whether a line of kind may be logged now and, if so, how
+// many lines of its kind were held back since the last one. Kinds past
+// redisLogKinds share one budget, so the table stays bounded.
+func (l *logLimiter) allow(kind string) (suppressed int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.kinds[kind]; !ok && len(l.kinds) >= redisLogKinds {
+		kind = "" // one kind for the rest
+	}
+	k := l.kinds[kind]
+	if k == nil {
+		k = &logKind{}
+		l.kinds[kind] = k
+	}
+	now := l.now()
+	if !k.last.IsZero() && now.Sub(k.last) < l.every {
+		k.suppressed++
+		return 0, false
+	}
+	k.last = now
+	suppressed, k.suppressed = k.suppressed, 0
+	return suppressed, true
 }
 
 // urlUserinfo matches the user information of a URL (scheme://user:pass@).

@@ -96,7 +96,7 @@ func TestRedisLoggerFollowsTheLevel(t *testing.T) {
 	var buf bytes.Buffer
 	l := newRedisLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError})), nil, time.Now)
 	l.Printf(context.Background(), "redis: %s", "x")
-	if buf.Len() != 0 || len(l.kinds) != 0 {
-		t.Errorf("logged %q, kinds %v", buf.String(), l.kinds)
+	if buf.Len() != 0 || len(l.limit.kinds) != 0 {
+		t.Errorf("logged %q, kinds %v", buf.String(), l.limit.kinds)
 	}
 }

@@ -52,10 +52,10 @@ func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 			return nil, fmt.Errorf("role %q: %w", r.Name, err)
 		}
 		if _, dup := data[bucketRoles][r.ID]; dup {
-			return nil, fmt.Errorf("%w: role id %q appears twice", ErrInvalid, r.ID)
+			return nil, fmt.Errorf("%w: role id %q appears twice", invalid, r.ID)
 		}
 		if _, dup := data[bucketRoleNames][r.Name]; dup {
-			return nil, fmt.Errorf("%w: role name %q appears twice", ErrInvalid, r.Name)
+			return nil, fmt.Errorf("%w: role name %q appears twice", invalid, r.Name)
 		}
 		if err := put(bucketRoles, r.ID, r); err != nil {
 			return nil, err
@@ -70,14 +70,14 @@ func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 			return nil, err
 		}
 		if _, dup := data[bucketUsers][u.ID]; dup {
-			return nil, fmt.Errorf("%w: user id %q appears twice", ErrInvalid, u.ID)
+			return nil, fmt.Errorf("%w: user id %q appears twice", invalid, u.ID)
 		}
 		if _, dup := data[bucketUsernames][u.Username]; dup {
-			return nil, fmt.Errorf("%w: username %q appears twice", ErrInvalid, u.Username)
+			return nil, fmt.Errorf("%w: username %q appears twice", invalid, u.Username)
 		}
 		for _, rid := range u.Roles {
 			if _, ok := data[bucketRoles][rid]; !ok {
-				return nil, fmt.Errorf("%w: user %q holds unknown role %q", ErrInvalid, u.Username, rid)
+				return nil, fmt.Errorf("%w: user %q holds unknown role %q", invalid, u.Username, rid)
 			}
 		}
 		if err := put(bucketUsers, u.ID, u); err != nil {
@@ -98,10 +98,10 @@ func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 			return nil, err
 		}
 		if _, ok := data[bucketUsers][t.UserID]; !ok {
-			return nil, fmt.Errorf("%w: token of unknown user %q", ErrInvalid, t.UserID)
+			return nil, fmt.Errorf("%w: token of unknown user %q", invalid, t.UserID)
 		}
 		if _, dup := data[bucketTokens][t.ID]; dup {
-			return nil, fmt.Errorf("%w: token id appears twice", ErrInvalid)
+			return nil, fmt.Errorf("%w: token id appears twice", invalid)
 		}
 		if err := put(bucketTokens, t.ID, t); err != nil {
 			return nil, err
@@ -120,7 +120,7 @@ func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 		}
 		var p Token
 		if raw, ok := data[bucketTokens][t.ParentID]; !ok || json.Unmarshal(raw, &p) != nil || p.UserID != t.UserID || p.ID == t.ID {
-			return nil, fmt.Errorf("%w: token whose parent is missing or another user's", ErrInvalid)
+			return nil, fmt.Errorf("%w: token whose parent is missing or another user's", invalid)
 		}
 		cb := tokenChildrenBucket(t.ParentID)
 		if data[cb] == nil {
@@ -133,7 +133,7 @@ func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 			return nil, err
 		}
 		if _, dup := data[bucketRegistry][r.Username]; dup {
-			return nil, fmt.Errorf("%w: registry request %q appears twice", ErrInvalid, r.Username)
+			return nil, fmt.Errorf("%w: registry request %q appears twice", invalid, r.Username)
 		}
 		if err := put(bucketRegistry, r.Username, r); err != nil {
 			return nil, err

@@ -10,23 +10,46 @@ import (
 
 // Sentinel errors. Implementations wrap them with context; callers match
 // them with errors.Is and map them to HTTP statuses in one place (admin).
+// Their texts name the package, as the standard library's do ("sql: no
+// rows in result set"), so a log line says where an error came from.
 var (
 	// ErrNotFound: the record does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errors.New("store: not found")
 	// ErrConflict: a unique name is taken, a record already exists, or a
 	// role is still held by users.
-	ErrConflict = errors.New("conflict")
+	ErrConflict = errors.New("store: conflict")
 	// ErrInvalid: the record breaks an invariant the store enforces
 	// (empty name, invalid permission).
-	ErrInvalid = errors.New("invalid record")
+	ErrInvalid = errors.New("store: invalid record")
 	// ErrUnavailable: the backing service cannot be reached (Redis down).
-	ErrUnavailable = errors.New("store unavailable")
+	ErrUnavailable = errors.New("store: unavailable")
 	// ErrClosed: the store has been closed.
-	ErrClosed = errors.New("store closed")
+	ErrClosed = errors.New("store: closed")
 	// ErrInUse: the embedded store's file is locked by another process
 	// (a running warden); OpenBolt gives up after a second.
-	ErrInUse = errors.New("the file is in use by another warden process")
+	ErrInUse = errors.New("store: the file is in use by another warden process")
 )
+
+// conflict and invalid head the errors whose detail is written for API
+// clients (a taken name, a broken invariant: the admin API answers with
+// their text): they match ErrConflict and ErrInvalid, and read as the
+// bare word the API has always answered with ("conflict: username "x"
+// is taken"), without the package's prefix.
+var (
+	conflict = &detailHead{text: "conflict", sentinel: ErrConflict}
+	invalid  = &detailHead{text: "invalid record", sentinel: ErrInvalid}
+)
+
+// detailHead is a sentinel under another text; see conflict.
+type detailHead struct {
+	text     string
+	sentinel error
+}
+
+func (h *detailHead) Error() string { return h.text }
+
+// Unwrap makes errors.Is(err, h.sentinel) hold.
+func (h *detailHead) Unwrap() error { return h.sentinel }
 
 // Grant methods a user may authenticate with.
 const (
@@ -269,6 +292,18 @@ type Store interface {
 	UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error)
 	// DeleteUser removes the user, its tokens and its auto-generated roles.
 	DeleteUser(ctx context.Context, id string) error
+	// RehashPassword replaces the user's password hash oldHash with
+	// newHash, a hash of the same password made with other parameters
+	// (credential.Rehasher, once a login proved the password against
+	// oldHash). Unlike a change through UpdateUser it keeps
+	// PasswordVersion and UpdatedAt: the password is the same, so the
+	// sessions, tokens and connected clients bound to it stay. It emits a
+	// user event, so every node's caches learn the new hash. ErrConflict
+	// if the stored hash is no longer oldHash (the password changed
+	// meanwhile, or another node rehashed first), ErrNotFound if there is
+	// no such user, ErrInvalid if a hash is empty. Never give it a hash of
+	// another password: nothing would end the old password's sessions.
+	RehashPassword(ctx context.Context, id, oldHash, newHash string) error
 
 	// CreateRole stores a new role; ErrConflict if the name or ID is taken.
 	CreateRole(ctx context.Context, r Role) (Role, error)

@@ -127,7 +127,7 @@ func checkFoldFree(tx txn, username, self string) error {
 		return err
 	}
 	if len(others) > 0 {
-		return fmt.Errorf("%w: username %q is taken: an existing username differs from it only in case, width or invisible characters", ErrConflict, username)
+		return fmt.Errorf("%w: username %q is taken: an existing username differs from it only in case, width or invisible characters", conflict, username)
 	}
 	return nil
 }

@@ -120,11 +120,17 @@ func dialCA(t *testing.T, addr, caFile string) net.Conn {
 // pahoConnect connects an MQTT 5 paho client as the admin over conn.
 func pahoConnect(t *testing.T, conn net.Conn, clientID, password string) *paho.Client {
 	t.Helper()
+	return pahoConnectAs(t, conn, clientID, adminUsername, password)
+}
+
+// pahoConnectAs is pahoConnect as another user.
+func pahoConnectAs(t *testing.T, conn net.Conn, clientID, username, password string) *paho.Client {
+	t.Helper()
 	c := paho.NewClient(paho.ClientConfig{Conn: conn})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	ca, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, CleanStart: true, KeepAlive: 30,
-		Username: adminUsername, UsernameFlag: true, Password: []byte(password), PasswordFlag: true})
+		Username: username, UsernameFlag: true, Password: []byte(password), PasswordFlag: true})
 	if err != nil || ca.ReasonCode != 0 {
 		t.Fatalf("paho connect %s: %v %+v", clientID, err, ca)
 	}

@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
-	guard, err := newLoginGuard(cfg)
+	guard, err := newLoginGuard(ctx, cfg, s, log)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()

@@ -59,6 +59,7 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 		Metrics:            metrics,
 		Lockout:            guard.lockout,
 		Verifier:           guard.verifier,
+		Rehasher:           guard.rehasher,
 		MFA:                cfg.MFA,
 		MFAAllowPassword:   cfg.MFAMQTTPassword,
 		Registry:           reg,
@@ -92,7 +93,8 @@ func startHTTP(cfg Config, ln net.Listener, s store.Store, tokens *credential.To
 		return nil, nil
 	}
 	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, Audit: auditLog, MFAEnabled: cfg.MFA, TrustedDeviceDays: cfg.MFATrustedDeviceDays,
-		Metrics: tel.registry, Ready: tel.ready, RestoreMaxBytes: int64(cfg.RestoreMaxSize), Lockout: guard.lockout, Verifier: guard.verifier})
+		Metrics: tel.registry, Ready: tel.ready, RestoreMaxBytes: int64(cfg.RestoreMaxSize), Lockout: guard.lockout, Verifier: guard.verifier,
+		Rehasher: guard.rehasher})
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateUser", testUpdateUser},
 		{"UpdateUserRename", testUpdateUserRename},
 		{"PasswordVersion", testPasswordVersion},
+		{"RehashPassword", testRehashPassword},
 		{"UpdateUserFnError", testUpdateUserFnError},
 		{"UpdateUserInvalid", testUpdateUserInvalid},
 		{"DeleteUser", testDeleteUser},
