@@ -17,8 +17,9 @@ import (
 // checkCredentials, then admit (authenticate runs them). The Mochi hook
 // builds the attempt from a CONNECT, and registers and answers the client
 // (OnConnect in hook.go); a NATS auth callout or a broker's auth webhook
-// can build one from its request. Only admit's client-ID check asks Mochi:
-// the server the hook is attached to, if any (claimClientID).
+// can build one from its request. Only admit asks Mochi anything: the
+// server the hook is attached to, if any, for its topic limits (checkWill)
+// and its clients by ID (claimClientID).
 
 // attempt is a client's request to connect, as the surface it came
 // through saw it. Its fields are what the surface fills in; the steps

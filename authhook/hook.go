@@ -223,11 +223,11 @@ type conn struct {
 	proof            // how it authenticated: re-checked when the user changes
 	willTopic string // final (prefixed) will topic; read here, never from Mochi's struct, to avoid racing it
 
-	sess    atomic.Pointer[session] // nil once revoked
-	revoked atomic.Bool
-	live    atomic.Bool // CONNACK sent: a revocation must disconnect it
-	stop    sync.Once
-	timer   *time.Timer // token expiry
+	sess           atomic.Pointer[session] // nil once revoked
+	revoked        atomic.Bool
+	live           atomic.Bool // CONNACK sent: a revocation must disconnect it
+	disconnectOnce sync.Once   // disconnect runs once
+	tokenTimer     *time.Timer // revokes it when its login token expires
 
 	// willDue is when (unix ns) a delayed will left by this client stops
 	// being sendable; 0: none (sessions.go).
@@ -410,8 +410,8 @@ func (h *Hook) forget(cl *mqtt.Client) {
 		return
 	}
 	c := v.(*conn)
-	if c.timer != nil {
-		c.timer.Stop()
+	if c.tokenTimer != nil {
+		c.tokenTimer.Stop()
 	}
 	h.mu.Lock()
 	if set := h.byUser[c.username]; set != nil {
@@ -453,7 +453,7 @@ func (h *Hook) revoke(c *conn, reason string) {
 // disconnect runs off the caller's goroutine: DisconnectClient blocks on
 // the client's socket, and the caller may be the change feed.
 func (h *Hook) disconnect(c *conn) {
-	c.stop.Do(func() {
+	c.disconnectOnce.Do(func() {
 		go func() {
 			s := h.server.Load()
 			if s == nil {
@@ -596,7 +596,7 @@ func (h *Hook) enter(ctx context.Context, cl *mqtt.Client, l *login, s *session)
 		return r
 	}
 	if !l.tokenExp.IsZero() {
-		c.timer = time.AfterFunc(time.Until(l.tokenExp), func() { h.revoke(c, "token expired") })
+		c.tokenTimer = time.AfterFunc(time.Until(l.tokenExp), func() { h.revoke(c, "token expired") })
 	}
 	if c.byPassword {
 		h.lockout.Succeed(l.username, l.Remote)
