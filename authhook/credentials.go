@@ -25,23 +25,23 @@ func (h *Hook) checkCredentials(ctx context.Context, l *login) refusal {
 		return h.refuseAsWrongPassword(ctx, l, "suspended")
 	}
 	allowed, required := grants(u)
-	if allowed[store.GrantCertificate] {
+	if allowed.certificate {
 		l.checkCertificate(u)
 	}
 	certOK, pwOK := l.proof.certFP != "", false
 	if l.password != "" {
-		if !allowed[store.GrantPassword] {
+		if !allowed.password {
 			return h.refuseAsWrongPassword(ctx, l, "password grant not allowed")
 		}
 		var r refusal
-		if pwOK, r = h.checkSecret(ctx, l, u, certOK && !required[store.GrantPassword]); r.refused() {
+		if pwOK, r = h.checkSecret(ctx, l, u, certOK && !required.password); r.refused() {
 			return r
 		}
 	}
 	switch {
-	case required[store.GrantPassword] && !pwOK:
+	case required.password && !pwOK:
 		return l.countedRefusal(refuseBadCredentials, "password required")
-	case required[store.GrantCertificate] && !certOK:
+	case required.certificate && !certOK:
 		return l.countedRefusal(refuseNotAuthorized, "client certificate required")
 	case !pwOK && !certOK:
 		return l.countedRefusal(refuseBadCredentials, "no valid credential")
@@ -219,17 +219,30 @@ func blockRefusal(b credential.Block) refusal {
 	return refusal{kind: refuseBlocked, reason: "locked"}
 }
 
+// grantSet holds the grant methods warden checks: the two that prove who
+// an MQTT client is.
+type grantSet struct{ password, certificate bool }
+
+func (s *grantSet) add(method string) {
+	switch method {
+	case store.GrantPassword:
+		s.password = true
+	case store.GrantCertificate:
+		s.certificate = true
+	}
+}
+
 // grants returns the user's allowed and required grant methods. A user
-// without grant types may use a password (Connectware's default).
-func grants(u store.User) (allowed, required map[string]bool) {
-	allowed, required = map[string]bool{}, map[string]bool{}
+// without grant types may use a password (Connectware's default). A set,
+// not a map: it is built for every CONNECT.
+func grants(u store.User) (allowed, required grantSet) {
 	if len(u.GrantTypes) == 0 {
-		allowed[store.GrantPassword] = true
+		allowed.password = true
 	}
 	for _, g := range u.GrantTypes {
-		allowed[g.Method] = true
+		allowed.add(g.Method)
 		if g.IsRequired {
-			required[g.Method] = true
+			required.add(g.Method)
 		}
 	}
 	return allowed, required
