@@ -10,6 +10,14 @@
 // disconnected, their pending wills and queued messages withdrawn). It
 // also caps the persistent sessions one user keeps offline (sessions.go).
 //
+// A connection attempt is decided in three steps that take no Mochi packet
+// or client, so a NATS auth callout or a broker's auth webhook can reuse
+// them (connect.go, credentials.go): resolve the user, check the
+// credentials, admit the client; a refusal is one value (what the client
+// is told, the reason logged and audited, how it counts towards the
+// lockout). OnConnect is the Mochi edge: it builds the attempt from the
+// CONNECT, registers the admitted client and sends the CONNACK.
+//
 // The hot path is OnACLCheck: it finds the client's immutable session
 // snapshot in a sync.Map keyed by *mqtt.Client and asks its bound matcher,
 // without locks or allocations. Everything that changes builds a new

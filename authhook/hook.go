@@ -19,7 +19,6 @@ import (
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
-	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
 )
@@ -108,16 +107,16 @@ type Registrar interface {
 type Hook struct {
 	mqtt.HookBase
 
-	opts   Options
-	st     store.Store
-	tokens *credential.Tokens
-	log    *slog.Logger
-	model  *model
-	ver    *credential.Verifier
-	lock   *credential.Lockout
+	opts     Options
+	st       store.Store
+	tokens   *credential.Tokens
+	log      *slog.Logger
+	model    *model
+	verifier *credential.Verifier
+	lockout  *credential.Lockout
 
 	// epoch counts change-feed events begun; a CONNECT that loaded a user
-	// before an event rechecks after registering (see OnConnect).
+	// before an event rechecks after registering (see enter).
 	epoch   atomic.Uint64
 	settled atomic.Uint64 // the epoch whose processing finished last
 	dirty   atomic.Bool   // a refresh failed (store down): resync on the next tick
@@ -169,17 +168,17 @@ func New(ctx context.Context, o Options) (*Hook, error) {
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &Hook{
-		opts:   o,
-		st:     o.Store,
-		tokens: o.Tokens,
-		log:    o.Logger,
-		model:  newModel(o.Store),
-		ver:    o.Verifier,
-		lock:   o.Lockout,
-		byUser: map[string]map[*conn]struct{}{},
-		ctx:    hctx,
-		cancel: cancel,
-		done:   make(chan struct{}),
+		opts:     o,
+		st:       o.Store,
+		tokens:   o.Tokens,
+		log:      o.Logger,
+		model:    newModel(o.Store),
+		verifier: o.Verifier,
+		lockout:  o.Lockout,
+		byUser:   map[string]map[*conn]struct{}{},
+		ctx:      hctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
 	}
 	events, err := o.Store.Watch(hctx)
 	if err != nil {
@@ -225,18 +224,14 @@ type conn struct {
 	clientID string
 	v5       bool
 
-	// How it authenticated: re-checked when the user changes.
-	password  bool
-	pwVersion uint64
-	tokenID   string
-	certFP    string
+	proof            // how it authenticated: re-checked when the user changes
 	willTopic string // final (prefixed) will topic; read here, never from Mochi's struct, to avoid racing it
 
-	sess    atomic.Pointer[session] // nil once revoked
-	revoked atomic.Bool
-	live    atomic.Bool // CONNACK sent: a revocation must disconnect it
-	stop    sync.Once
-	timer   *time.Timer // token expiry
+	sess           atomic.Pointer[session] // nil once revoked
+	revoked        atomic.Bool
+	live           atomic.Bool // CONNACK sent: a revocation must disconnect it
+	disconnectOnce sync.Once   // disconnect runs once
+	tokenTimer     *time.Timer // revokes it when its login token expires
 
 	// willDue is when (unix ns) a delayed will left by this client stops
 	// being sendable; 0: none (sessions.go).
@@ -419,8 +414,8 @@ func (h *Hook) forget(cl *mqtt.Client) {
 		return
 	}
 	c := v.(*conn)
-	if c.timer != nil {
-		c.timer.Stop()
+	if c.tokenTimer != nil {
+		c.tokenTimer.Stop()
 	}
 	h.mu.Lock()
 	if set := h.byUser[c.username]; set != nil {
@@ -462,7 +457,7 @@ func (h *Hook) revoke(c *conn, reason string) {
 // disconnect runs off the caller's goroutine: DisconnectClient blocks on
 // the client's socket, and the caller may be the change feed.
 func (h *Hook) disconnect(c *conn) {
-	c.stop.Do(func() {
+	c.disconnectOnce.Do(func() {
 		go func() {
 			s := h.server.Load()
 			if s == nil {
@@ -477,25 +472,11 @@ func (h *Hook) disconnect(c *conn) {
 	})
 }
 
-// connect refusals, per protocol version (Mochi maps v5 codes to v3 return
-// codes through packets.V5CodesToV3; the v3 column picks codes that map to
-// the right v3 value).
-type refusal int
-
-const (
-	refuseBadCredentials refusal = iota // v5 0x86, v3 4
-	refuseNotAuthorized                 // v5 0x87, v3 5
-	refuseUnavailable                   // v5 0x88, v3 3
-	refuseBusy                          // v5 0x89, v3 3
-	refuseClientID                      // v5 0x85, v3 2
-	refuseBlocked                       // as refuseBadCredentials: the username is locked
-	refusePending                       // as refuseNotAuthorized: registration pending
-	refuseAddress                       // v5 0x9F, v3 3: too many failures from the address
-	refuseTopic                         // v5 0x90, v3 5: the (prefixed) will topic exceeds the topic limits
-	refusalKinds                        // the number of refusals, for metrics
-)
-
-func (r refusal) code(v5 bool, reason string) packets.Code {
+// code is the CONNACK code of a refusal of this kind for a client of
+// this protocol version. Mochi maps v5 codes to v3 return codes through
+// packets.V5CodesToV3; the v3 column picks codes that map to the right v3
+// value.
+func (r refusalKind) code(v5 bool) packets.Code {
 	if !v5 {
 		switch r {
 		case refuseBadCredentials, refuseBlocked:
@@ -520,13 +501,11 @@ func (r refusal) code(v5 bool, reason string) packets.Code {
 		c = packets.ErrServerBusy
 	case refuseAddress:
 		c = packets.ErrConnectionRateExceeded
+		c.Reason = "too many failed logins from this address; retry later"
 	case refuseTopic:
 		c = packets.ErrTopicNameInvalid
 	default:
 		c = packets.ErrClientIdentifierNotValid
-	}
-	if reason != "" {
-		c.Reason = reason
 	}
 	return c
 }
@@ -548,23 +527,85 @@ func peerCertificate(cl *mqtt.Client) *x509.Certificate {
 	return cs.PeerCertificates[0]
 }
 
-// OnConnect authenticates the client. It runs before Mochi's own
+// OnConnect authenticates the client (authenticate, on the attempt its
+// CONNECT makes) and registers it (enter). It runs before Mochi's own
 // authentication step so it can answer with the precise CONNACK code; a
 // refused client gets its CONNACK here and the connection closes.
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	now := time.Now()
 	ctx := &lazyDeadline{Context: h.ctx, deadline: now.Add(h.opts.VerifyWait)}
 	defer ctx.stop()
-	c, r, reason := h.authenticate(ctx, cl, pk, now)
-	if c == nil {
-		h.opts.Metrics.connectRefused(r)
-		code := r.code(cl.Properties.ProtocolVersion >= 5, reason)
-		if s := h.server.Load(); s != nil {
-			_ = s.SendConnack(cl, code, false, nil)
-		}
-		return code
+	l := newLogin(connectAttempt(cl, pk, now))
+	if l.certName {
+		cl.Properties.Username = []byte(l.username)
 	}
-	return nil
+	s, r := h.authenticate(ctx, &l)
+	if !r.refused() {
+		r = h.enter(ctx, cl, &l, s)
+	}
+	if !r.refused() {
+		return nil
+	}
+	h.opts.Metrics.connectRefused(r.kind)
+	code := r.kind.code(l.V5)
+	if srv := h.server.Load(); srv != nil {
+		_ = srv.SendConnack(cl, code, false, nil)
+	}
+	return code
+}
+
+// connectAttempt is the attempt cl makes with its CONNECT pk.
+func connectAttempt(cl *mqtt.Client, pk packets.Packet, now time.Time) attempt {
+	a := attempt{
+		Username:  string(cl.Properties.Username),
+		Cert:      peerCertificate(cl),
+		ClientID:  cl.ID,
+		Remote:    cl.Net.Remote,
+		V5:        cl.Properties.ProtocolVersion >= 5,
+		Will:      cl.Properties.Will.Flag != 0,
+		WillTopic: cl.Properties.Will.TopicName,
+		Now:       now,
+	}
+	if pk.Connect.PasswordFlag {
+		a.Password = pk.Connect.Password
+	}
+	return a
+}
+
+// enter registers cl, admitted by authenticate with session s: from now on
+// its ACL checks find s, and the change feed sees it. A change that
+// reached this user while it was authenticated is applied to it here
+// (and may revoke it: then it is refused after all).
+func (h *Hook) enter(ctx context.Context, cl *mqtt.Client, l *login, s *session) refusal {
+	if l.Will {
+		cl.Properties.Will.TopicName = l.willTopic
+	}
+	c := &conn{cl: cl, username: l.username, userID: l.entry.user.ID, clientID: cl.ID, v5: l.V5, proof: l.proof, willTopic: l.willTopic}
+	c.sess.Store(s)
+	h.register(c)
+
+	// The feed goroutine sees c from now on, and anything it did before
+	// is picked up by reloading here.
+	if l.busy || h.epoch.Load() != l.epoch {
+		if ne, err := h.model.load(ctx, l.username, h.epoch.Load()); errors.Is(err, store.ErrNotFound) {
+			h.revoke(c, "user deleted")
+		} else if err == nil {
+			h.reevaluate(c, ne)
+		}
+	}
+	if c.revoked.Load() {
+		h.forget(cl)
+		r := refusal{kind: refuseNotAuthorized, reason: "revoked during connect"}
+		h.recordRefusal(ctx, l, r)
+		return r
+	}
+	if !l.tokenExp.IsZero() {
+		c.tokenTimer = time.AfterFunc(time.Until(l.tokenExp), func() { h.revoke(c, "token expired") })
+	}
+	if c.byPassword {
+		h.lockout.Succeed(l.username, l.Remote)
+	}
+	return refusal{}
 }
 
 // lazyDeadline is context.WithDeadline(Context, deadline), its timer made
@@ -604,401 +645,3 @@ var stoppedContext = func() context.Context {
 	cancel()
 	return ctx
 }()
-
-func (h *Hook) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.Packet, now time.Time) (*conn, refusal, string) {
-	remote := cl.Net.Remote
-	// One spelling per name (NFC, as stored), so the lockout, the cache and
-	// the {username} placeholder see a decomposed spelling as the same name.
-	username := credential.NormalizeUsername(string(cl.Properties.Username))
-	cert := peerCertificate(cl)
-	if username == "" && cert != nil {
-		username = cert.Subject.CommonName
-		cl.Properties.Username = []byte(username)
-	}
-	fail := func(r refusal, why string) (*conn, refusal, string) {
-		h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", remote, "reason", why)
-		h.auditRefusal(ctx, cl, username, why)
-		return nil, r, ""
-	}
-	if username == "" {
-		return fail(refuseBadCredentials, "anonymous")
-	}
-	var password string
-	if pk.Connect.PasswordFlag && len(pk.Connect.Password) > 0 {
-		password = string(pk.Connect.Password)
-	}
-
-	// Failures block attempts without a certificate or token only: a
-	// client certificate or a login token is checked whatever the lockout
-	// says. Without either, a blocked attempt ends here, before the store.
-	block, _ := h.lock.Check(username, remote)
-	tokenLike := password != "" && h.tokens != nil && credential.LooksLikeToken(password)
-	blocked := func(r refusal) (*conn, refusal, string) {
-		if r == refuseAddress {
-			h.log.Info("mqtt connect refused", "user", username, "client", cl.ID, "remote", remote, "reason", "address blocked")
-			h.auditRefusal(ctx, cl, username, "address blocked")
-			return nil, refuseAddress, "too many failed logins from this address; retry later"
-		}
-		// As a wrong password: the lock says nothing about the account.
-		return fail(refuseBlocked, "locked")
-	}
-	if block != credential.NotBlocked && cert == nil && !tokenLike {
-		return blocked(blockRefusal(block))
-	}
-	// counted refuses a CONNECT as fail does and counts it towards the
-	// lockout when it presented no client certificate, password or not:
-	// so unknown usernames and missing credentials are throttled too
-	// (--auth-max-failures-ip). Certificate failures are not counted, so
-	// one bad device cannot block a NAT of certificate devices.
-	counted := func(r refusal, why string) (*conn, refusal, string) {
-		if cert == nil {
-			h.lock.Fail(username, remote)
-		}
-		return fail(r, why)
-	}
-	// deny refuses like a wrong password, in code and in time: a password
-	// sent is verified (against a dummy hash, on the same workers) and
-	// counts towards the lockout, whether or not the user exists, is
-	// suspended or may use a password at all.
-	deny := func(why string) (*conn, refusal, string) {
-		if password == "" {
-			return counted(refuseBadCredentials, why)
-		}
-		if block != credential.NotBlocked {
-			return blocked(blockRefusal(block))
-		}
-		switch r, why := h.refuseAsWrongPassword(ctx, username, remote, password, why); r {
-		case refuseBlocked, refuseAddress:
-			return blocked(r)
-		default:
-			return fail(r, why)
-		}
-	}
-
-	// A recheck after registering is needed only if a change was being
-	// processed while we authenticate; an older cached entry is current
-	// (the feed keeps it so), and must not cost a store call, which would
-	// stall every reconnect while the store is down.
-	ep0 := h.epoch.Load()
-	busy := h.settled.Load() != ep0 || h.dirty.Load()
-	fromCache := true
-	e := h.model.cached(username)
-	h.opts.Metrics.cacheLookup(cacheUser, e != nil)
-	if e == nil {
-		fromCache = false
-		var err error
-		e, err = h.model.load(ctx, username, h.epoch.Load())
-		switch {
-		case errors.Is(err, store.ErrNotFound) && h.opts.Registry != nil:
-			switch h.opts.Registry.ConnectAttempt(ctx, username, pk.Connect.Password, cert) {
-			case registry.Granted:
-				e, err = h.model.load(ctx, username, h.epoch.Load())
-				if err != nil {
-					return fail(refuseNotAuthorized, "registered, not yet loadable")
-				}
-			case registry.Pending:
-				// Not a failure to count: the device waits for an admin.
-				return fail(refusePending, "registration pending")
-			default:
-				return deny("unknown user")
-			}
-		case errors.Is(err, store.ErrNotFound):
-			return deny("unknown user")
-		case errors.Is(err, errBrokenModel):
-			h.log.Error("mqtt connect: user's permissions do not compile", "user", username, "error", err)
-			return fail(refuseNotAuthorized, "broken permissions")
-		case err != nil:
-			h.log.Warn("mqtt connect: store unavailable", "user", username, "error", err)
-			return fail(refuseUnavailable, "store unavailable")
-		}
-	}
-	u := e.user
-	if u.Suspended {
-		return deny("suspended")
-	}
-
-	allowed, required := grants(u)
-	c := &conn{cl: cl, username: username, userID: u.ID, clientID: cl.ID, v5: cl.Properties.ProtocolVersion >= 5}
-
-	certOK := false
-	if cert != nil && cert.Subject.CommonName == username && allowed[store.GrantCertificate] {
-		fp := pki.Fingerprint(cert.Raw)
-		if certPinned(u, fp, now) {
-			certOK = true
-			c.certFP = fp
-		}
-	}
-	pwOK := false
-	var tokenExp time.Time
-	if password != "" {
-		if !allowed[store.GrantPassword] {
-			return deny("password grant not allowed")
-		}
-		if tokenLike {
-			claims, err := h.tokens.Parse(password)
-			if err == nil && claims.UserID == u.ID && credential.AcceptedKind(claims.Kind) {
-				rec, err := h.st.Token(ctx, claims.TokenID)
-				switch {
-				case err == nil && claims.Kind == credential.KindLogin && rec.PasswordVersion != 0 && rec.PasswordVersion != u.PasswordVersion:
-					// Issued for a password the user no longer has: left
-					// behind by a revocation that failed (admin's
-					// staleLoginToken refuses it too).
-					return fail(refuseBadCredentials, "token of an old password")
-				case err == nil, errors.Is(err, store.ErrUnavailable) && fromCache:
-					pwOK, c.tokenID, tokenExp = true, claims.TokenID, claims.ExpiresAt
-				case errors.Is(err, store.ErrNotFound):
-					// A genuine token, revoked: not a guess, so it does
-					// not count towards the lockout.
-					return fail(refuseBadCredentials, "token revoked")
-				default:
-					return fail(refuseUnavailable, "store unavailable")
-				}
-			}
-		}
-		// Anything else is a password (one may look like a token).
-		if !pwOK {
-			if r, why := h.checkPassword(ctx, c, u, password, block, certOK && !required[store.GrantPassword]); why != "" {
-				if r == refuseBlocked || r == refuseAddress {
-					return blocked(r)
-				}
-				return fail(r, why)
-			}
-			pwOK = c.password
-		}
-	}
-	if required[store.GrantPassword] && !pwOK {
-		return counted(refuseBadCredentials, "password required")
-	}
-	if required[store.GrantCertificate] && !certOK {
-		return counted(refuseNotAuthorized, "client certificate required")
-	}
-	if !pwOK && !certOK {
-		return counted(refuseBadCredentials, "no valid credential")
-	}
-
-	sess := &session{prefix: u.MQTTPublishPrefix, bound: e.matcher.Bind(username, cl.ID), epoch: e.epoch}
-	if r, why := h.willAllowed(cl, sess); why != "" {
-		return fail(r, why)
-	}
-	if r, why := h.takeover(cl, username); why != "" {
-		return fail(r, why)
-	}
-	if cl.Properties.Will.Flag != 0 {
-		c.willTopic = cl.Properties.Will.TopicName
-	}
-	c.sess.Store(sess)
-	h.register(c)
-
-	// An event may have changed this user while we authenticated; the
-	// feed goroutine sees c from now on, and anything it did before is
-	// picked up by reloading here.
-	if busy || h.epoch.Load() != ep0 {
-		if ne, err := h.model.load(ctx, username, h.epoch.Load()); errors.Is(err, store.ErrNotFound) {
-			h.revoke(c, "user deleted")
-		} else if err == nil {
-			h.reevaluate(c, ne)
-		}
-	}
-	if c.revoked.Load() {
-		h.forget(cl)
-		return fail(refuseNotAuthorized, "revoked during connect")
-	}
-	if !tokenExp.IsZero() {
-		c.timer = time.AfterFunc(time.Until(tokenExp), func() { h.revoke(c, "token expired") })
-	}
-	if c.password {
-		h.lock.Succeed(username, remote)
-	}
-	return c, 0, ""
-}
-
-// checkPassword verifies the account password of u for a CONNECT. It
-// returns why it refused ("" when the password is right and usable; then
-// c.password is set), with the refusal to answer; refuseBlocked and
-// refuseAddress mean the lockout's answer. certSuffices: a verified client
-// certificate authenticates u and the password is not required, so a
-// password that cannot be used (blocked, MFA lock) is ignored rather than
-// refused: password failures never keep a valid certificate out.
-func (h *Hook) checkPassword(ctx context.Context, c *conn, u store.User, password string, block credential.Block, certSuffices bool) (refusal, string) {
-	username, remote := c.username, c.cl.Net.Remote
-	if block != credential.NotBlocked {
-		if certSuffices {
-			return 0, ""
-		}
-		return blockRefusal(block), "blocked"
-	}
-	// The MFA rules are decided before the password is verified: a
-	// refusal costs one (dummy) verification and counts as a failure, as
-	// a wrong password does, and never comes from the cache of verified
-	// passwords, whose quick answer would tell a guesser the password was
-	// right (and the lockout's count, which guess).
-	if why := h.mfaRefusal(u, c.certFP, time.Now()); why != "" {
-		if certSuffices {
-			return 0, ""
-		}
-		return h.refuseAsWrongPassword(ctx, username, remote, password, why)
-	}
-	if u.PasswordHash == "" {
-		return h.refuseAsWrongPassword(ctx, username, remote, password, "no password set")
-	}
-	// The gate re-checks the lockout once a worker is free and counts a
-	// wrong password before the worker is released (credential.Gate).
-	gate := h.lock.Gate(username, remote)
-	ok, cached, err := h.ver.VerifyIf(ctx, gate, u.ID, password, u.PasswordHash, u.PasswordVersion)
-	if !errors.Is(err, credential.ErrBusy) && !errors.Is(err, credential.ErrBlocked) {
-		h.opts.Metrics.cacheLookup(cachePassword, cached)
-	}
-	switch {
-	case errors.Is(err, credential.ErrBusy):
-		return refuseBusy, "verification queue full"
-	case errors.Is(err, credential.ErrBlocked):
-		if certSuffices {
-			return 0, ""
-		}
-		return h.blockedNow(username, remote), "blocked"
-	case errors.Is(err, credential.ErrPasswordTooLong):
-		h.lock.Fail(username, remote) // refused before a worker: the gate saw nothing
-		return refuseBadCredentials, "password too long"
-	case err != nil:
-		h.log.Error("mqtt connect: stored password hash unusable", "user", username, "error", err)
-		return refuseBadCredentials, "bad stored hash" // counted by the gate
-	case !ok:
-		return refuseBadCredentials, "wrong password" // counted by the gate
-	}
-	if !cached {
-		h.opts.Rehasher.Upgrade(u, password) // in the background: a hash of older parameters gets today's
-	}
-	c.password, c.pwVersion = true, u.PasswordVersion
-	return 0, ""
-}
-
-// mfaRefusal says why MFA forbids u's account password over MQTT ("" if
-// it does not): with MFA on, the stored MFA lock (too many wrong codes)
-// refuses it, and an active MFA key does unless the client presented a
-// verified certificate (certFP, the second factor) or --mfa-mqtt-password
-// allows passwords alone.
-func (h *Hook) mfaRefusal(u store.User, certFP string, now time.Time) string {
-	switch {
-	case !h.opts.MFA:
-		return ""
-	case credential.MFALocked(u.MFA, now):
-		return "mfa locked"
-	case !h.opts.MFAAllowPassword && credential.MFAActive(u.MFA) && certFP == "":
-		return "mfa required"
-	}
-	return ""
-}
-
-// refuseAsWrongPassword refuses password the way a wrong one is refused,
-// in code and in time: it is verified against the dummy hash on the same
-// workers, behind the login's gate, which counts the failure. It answers
-// busy when no worker was free in time, and the lockout's refusal when
-// the attempt was blocked while it waited (neither is counted).
-func (h *Hook) refuseAsWrongPassword(ctx context.Context, username, remote, password, why string) (refusal, string) {
-	gate := h.lock.Gate(username, remote)
-	switch err := h.ver.DummyIf(ctx, gate, password); {
-	case errors.Is(err, credential.ErrBusy):
-		return refuseBusy, "verification queue full"
-	case errors.Is(err, credential.ErrBlocked):
-		return h.blockedNow(username, remote), "blocked"
-	}
-	if len(password) > credential.MaxPasswordLen {
-		h.lock.Fail(username, remote) // refused before a worker: the gate saw nothing
-	}
-	return refuseBadCredentials, why
-}
-
-// blockedNow is the lockout's refusal of a login that a verification gate
-// found blocked.
-func (h *Hook) blockedNow(username, remote string) refusal {
-	b, _ := h.lock.Check(username, remote)
-	return blockRefusal(b)
-}
-
-// blockRefusal answers a lockout block: an address block says so, a
-// username block looks like a wrong password.
-func blockRefusal(b credential.Block) refusal {
-	if b == credential.BlockedAddress {
-		return refuseAddress
-	}
-	return refuseBlocked
-}
-
-// grants returns the user's allowed and required grant methods. A user
-// without grant types may use a password (Connectware's default).
-func grants(u store.User) (allowed, required map[string]bool) {
-	allowed, required = map[string]bool{}, map[string]bool{}
-	if len(u.GrantTypes) == 0 {
-		allowed[store.GrantPassword] = true
-	}
-	for _, g := range u.GrantTypes {
-		allowed[g.Method] = true
-		if g.IsRequired {
-			required[g.Method] = true
-		}
-	}
-	return allowed, required
-}
-
-// certPinned: with fingerprints registered on the user, the certificate
-// must be one of them (and that registration not expired).
-func certPinned(u store.User, fp string, now time.Time) bool {
-	if len(u.Certificates) == 0 {
-		return true
-	}
-	for _, c := range u.Certificates {
-		if c.Fingerprint == fp && (c.ExpiresAt.IsZero() || now.Before(c.ExpiresAt)) {
-			return true
-		}
-	}
-	return false
-}
-
-// willAllowed checks the will topic like a publish (Mochi never does)
-// and applies the prefix to it. It returns why it refused ("" if not):
-// a topic not permitted, or one the prefix made exceed the topic limits,
-// refused as Mochi refuses a will topic over them (0x90 / 5): accepted
-// now, it would be dropped when due (mayPublishWill), without a word.
-func (h *Hook) willAllowed(cl *mqtt.Client, s *session) (refusal, string) {
-	if cl.Properties.Will.Flag == 0 {
-		return 0, ""
-	}
-	topic := s.prefix + cl.Properties.Will.TopicName
-	if !h.topicWithinLimits(topic) {
-		return refuseTopic, "will topic exceeds the topic limits"
-	}
-	if acl.ValidateTopicName(topic) != nil || !s.bound.Allows(topic, acl.OpWrite) {
-		return refuseNotAuthorized, "will topic not permitted"
-	}
-	cl.Properties.Will.TopicName = topic
-	return 0, ""
-}
-
-// takeover refuses a client ID held by another user's connected client:
-// Mochi would hand the new client that session's subscriptions and queue.
-// Another user's offline session is purged first instead.
-func (h *Hook) takeover(cl *mqtt.Client, username string) (refusal, string) {
-	s := h.server.Load()
-	if s == nil {
-		return 0, ""
-	}
-	existing, ok := s.Clients.Get(cl.ID)
-	if !ok || existing == cl {
-		return 0, ""
-	}
-	if ec := h.lookup(existing); ec != nil && ec.username == username {
-		if existing.Closed() {
-			// Resumed or replaced by this CONNECT: no longer one of the
-			// user's offline sessions.
-			h.mu.Lock()
-			h.unlistOffline(ec)
-			h.mu.Unlock()
-		}
-		return 0, ""
-	}
-	if !existing.Closed() {
-		return refuseClientID, "client ID in use by another user"
-	}
-	h.purge(s, existing)
-	return 0, ""
-}

@@ -122,7 +122,7 @@ func (m *Metrics) disconnected() {
 	}
 }
 
-func (m *Metrics) connectRefused(r refusal) {
+func (m *Metrics) connectRefused(r refusalKind) {
 	if m != nil && r >= 0 && r < refusalKinds {
 		m.refused[r].Inc()
 	}

@@ -95,7 +95,7 @@ func (h *Hook) cancelWill(c *conn) {
 // for up to the session expiry, so without a cap one user could make the
 // broker hold any number of them. Ending the oldest, never refusing a new
 // CONNECT, keeps a device that reconnects under a fresh client ID working.
-// A session leaves the list when it is resumed or replaced (takeover),
+// A session leaves the list when it is resumed or replaced (claimClientID),
 // expires or ends (forget), so this is O(1), whatever the list's length.
 func (h *Hook) wentOffline(c *conn) {
 	srv := h.server.Load()

@@ -121,7 +121,7 @@ func (h *Hook) reevaluate(c *conn, e *entry) {
 	// be (checkPassword): unless a certificate authenticated it without
 	// the password, enrolling MFA or the MFA lock ends it.
 	mfa := ""
-	if c.password && (c.certFP == "" || required[store.GrantPassword]) {
+	if c.byPassword && (c.certFP == "" || required.password) {
 		mfa = h.mfaRefusal(u, c.certFP, now)
 	}
 	switch {
@@ -129,17 +129,17 @@ func (h *Hook) reevaluate(c *conn, e *entry) {
 		h.revoke(c, "user replaced or renamed")
 	case u.Suspended:
 		h.revoke(c, "user suspended")
-	case c.password && u.PasswordVersion != c.pwVersion:
+	case c.byPassword && u.PasswordVersion != c.pwVersion:
 		h.revoke(c, "password changed")
-	case (c.password || c.tokenID != "") && !allowed[store.GrantPassword]:
+	case (c.byPassword || c.tokenID != "") && !allowed.password:
 		h.revoke(c, "password grant removed")
 	case mfa != "":
 		h.revoke(c, mfa)
-	case c.certFP != "" && (!allowed[store.GrantCertificate] || !certPinned(u, c.certFP, now)):
+	case c.certFP != "" && (!allowed.certificate || !certPinned(u, c.certFP, now)):
 		h.revoke(c, "certificate removed")
-	case required[store.GrantPassword] && !c.password && c.tokenID == "":
+	case required.password && !c.byPassword && c.tokenID == "":
 		h.revoke(c, "password now required")
-	case required[store.GrantCertificate] && c.certFP == "":
+	case required.certificate && c.certFP == "":
 		h.revoke(c, "certificate now required")
 	}
 	if c.revoked.Load() {
