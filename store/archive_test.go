@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -100,8 +99,8 @@ func TestArchiveRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	open := map[string]func(t *testing.T) store.Store{
-		"bolt":  func(t *testing.T) store.Store { return openBolt(t, filepath.Join(t.TempDir(), "warden.db")) },
-		"redis": func(t *testing.T) store.Store { return openRedis(t, storetest.StartRedis(t).URL) },
+		"bolt":  func(t *testing.T) store.Store { return storetest.OpenBolt(t) },
+		"redis": func(t *testing.T) store.Store { return storetest.OpenRedis(t) },
 	}
 	for _, pair := range [][2]string{{"bolt", "bolt"}, {"redis", "redis"}, {"bolt", "redis"}, {"redis", "bolt"}} {
 		for _, keys := range []bool{true, false} {
@@ -161,7 +160,7 @@ func TestArchiveRoundTrip(t *testing.T) {
 // IncludeKeys is set; every other setting is always in.
 func TestArchiveKeysOnlyWhenAsked(t *testing.T) {
 	ctx := t.Context()
-	s := openBolt(t, filepath.Join(t.TempDir(), "warden.db"))
+	s := storetest.OpenBolt(t)
 	archiveModel(t, ctx, s)
 	snap := mustSnapshot(t, ctx, s)
 
@@ -212,7 +211,7 @@ func TestKeySettingsNameTheRealKeys(t *testing.T) {
 	// Every setting a node creates at start is either one of those keys
 	// or public.
 	ctx := t.Context()
-	s := openBolt(t, filepath.Join(t.TempDir(), "warden.db"))
+	s := storetest.OpenBolt(t)
 	withKeys(t, ctx, s)
 	for k := range mustSnapshot(t, ctx, s).Settings {
 		if !store.IsKeySetting(k) {
@@ -316,7 +315,7 @@ func wantRefused(t *testing.T, what string, raw []byte, wantText string) {
 // archives are refused, each with an error that says which.
 func TestArchiveRefusesDamage(t *testing.T) {
 	ctx := t.Context()
-	s := openBolt(t, filepath.Join(t.TempDir(), "warden.db"))
+	s := storetest.OpenBolt(t)
 	archiveModel(t, ctx, s)
 	good := writeArchive(t, mustSnapshot(t, ctx, s), store.ArchiveOptions{IncludeKeys: true})
 	if _, err := store.ReadArchive(bytes.NewReader(good)); err != nil {
@@ -401,7 +400,7 @@ func FuzzReadArchive(f *testing.F) {
 			}
 			return
 		}
-		st := openBolt(t, filepath.Join(t.TempDir(), "warden.db"))
+		st := storetest.OpenBolt(t)
 		if err := store.RestoreBackup(t.Context(), st, s); err != nil {
 			t.Fatalf("an accepted archive does not restore: %v", err)
 		}

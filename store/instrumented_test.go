@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -56,7 +55,7 @@ func series(t *testing.T, g prometheus.Gatherer, name string, labels ...string) 
 // so wrapping changes no behaviour.
 func TestInstrumentedContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
-		in, _ := instrument(t, openBolt(t, filepath.Join(t.TempDir(), "warden.db")), "bolt")
+		in, _ := instrument(t, storetest.OpenBolt(t), "bolt")
 		return in
 	})
 }
@@ -67,7 +66,7 @@ func TestInstrumentedContract(t *testing.T) {
 // failed calls are counted as unavailable.
 func TestInstrumentedRecordsLatencyErrorsAndRedisUp(t *testing.T) {
 	srv := storetest.StartRedis(t)
-	in, reg := instrument(t, openRedis(t, srv.URL), "redis")
+	in, reg := instrument(t, storetest.OpenRedis(t, storetest.URL(srv.URL)), "redis")
 	ctx := t.Context()
 
 	if _, err := in.CreateUser(ctx, store.User{Username: "metrics-user"}); err != nil {
@@ -135,10 +134,10 @@ func TestInstrumentedRecordsLatencyErrorsAndRedisUp(t *testing.T) {
 // one registry would mix, so the second registration fails loudly.
 func TestInstrumentRefusesASecondStoreOnOneRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	if _, err := store.Instrument(openBolt(t, filepath.Join(t.TempDir(), "a.db")), "bolt", reg); err != nil {
+	if _, err := store.Instrument(storetest.OpenBolt(t), "bolt", reg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Instrument(openBolt(t, filepath.Join(t.TempDir(), "b.db")), "bolt", reg); err == nil {
+	if _, err := store.Instrument(storetest.OpenBolt(t), "bolt", reg); err == nil {
 		t.Fatal("a second store registered on the same registry")
 	}
 }

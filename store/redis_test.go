@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,18 +12,6 @@ import (
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
-
-func openRedis(t *testing.T, url string) store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	s, err := store.OpenRedis(ctx, url)
-	if err != nil {
-		t.Fatalf("OpenRedis: %v", err)
-	}
-	closeOnCleanup(t, s)
-	return s
-}
 
 func TestRedisContract(t *testing.T) {
 	srv := storetest.StartRedis(t)
@@ -35,7 +22,7 @@ func TestRedisContract(t *testing.T) {
 		if err := admin.FlushAll(t.Context()).Err(); err != nil {
 			t.Fatalf("FLUSHALL: %v", err)
 		}
-		return openRedis(t, srv.URL)
+		return storetest.OpenRedis(t, storetest.URL(srv.URL))
 	})
 }
 
@@ -44,14 +31,14 @@ func TestRedisContract(t *testing.T) {
 func TestSnapshotAcrossBackends(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	b := openBolt(t, filepath.Join(t.TempDir(), "warden.db"))
+	b := storetest.OpenBolt(t)
 	fillModel(t, ctx, b)
 	fromBolt, err := b.Snapshot(ctx)
 	if err != nil {
 		t.Fatalf("bolt Snapshot: %v", err)
 	}
 
-	r := openRedis(t, storetest.StartRedis(t).URL)
+	r := storetest.OpenRedis(t)
 	if err := r.Restore(ctx, fromBolt); err != nil {
 		t.Fatalf("redis Restore: %v", err)
 	}
@@ -65,7 +52,7 @@ func TestSnapshotAcrossBackends(t *testing.T) {
 	// What callers read, not only the snapshot, matches.
 	compareReads(t, ctx, b, r)
 
-	b2 := openBolt(t, filepath.Join(t.TempDir(), "warden2.db"))
+	b2 := storetest.OpenBolt(t)
 	if err := b2.Restore(ctx, fromRedis); err != nil {
 		t.Fatalf("bolt Restore: %v", err)
 	}
@@ -82,8 +69,8 @@ func TestRedisTwoNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
-	a := openRedis(t, srv.URL)
-	b := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := b.Watch(ctx)
 	if err != nil {
 		t.Fatalf("Watch: %v", err)
@@ -122,8 +109,8 @@ func TestRedisResubscribes(t *testing.T) {
 	defer cancel()
 	srv := storetest.StartRedis(t)
 	admin := srv.Client(t)
-	a := openRedis(t, srv.URL)
-	b := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := b.Watch(ctx)
 	if err != nil {
 		t.Fatalf("Watch: %v", err)
@@ -167,7 +154,7 @@ func TestRedisResubscribes(t *testing.T) {
 // with ErrUnavailable on their own, well before the caller's deadline.
 func TestRedisUnavailable(t *testing.T) {
 	srv := storetest.StartRedis(t)
-	s := openRedis(t, srv.URL)
+	s := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	u, err := s.CreateUser(ctx, store.User{Username: "alice"})
 	cancel()

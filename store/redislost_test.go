@@ -58,12 +58,8 @@ func TestRedisFlushIsALostModel(t *testing.T) {
 	srv := storetest.StartRedis(t)
 	rc := srv.Client(t)
 	var logs syncBuffer
-	a, err := store.OpenRedisWith(ctx, srv.URL, store.RedisOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeOnCleanup(t, a)
-	b := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL), storetest.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := b.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +100,7 @@ func TestRedisFlushIsALostModel(t *testing.T) {
 	}
 
 	// A node started now is not on a first start: it refuses to work.
-	c := openRedis(t, srv.URL)
+	c := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	lostChecks(t, ctx, c, u.ID)
 
 	// Restoring through the new node ends the lost state everywhere.
@@ -164,7 +160,7 @@ func TestRedisRestartWithoutPersistenceIsALostModel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
-	a := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := a.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +192,7 @@ func TestRedisRestartWithoutPersistenceIsALostModel(t *testing.T) {
 	lostChecks(t, ctx, a, u.ID)
 
 	// `warden restore` from another process: a store of its own.
-	r := openRedis(t, srv.URL)
+	r := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if err := store.RestoreBackup(ctx, r, backup); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +210,7 @@ func TestRedisFirstStartAndStartingOver(t *testing.T) {
 	defer cancel()
 	srv := storetest.StartRedis(t)
 	rc := srv.Client(t)
-	a := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if _, err := a.CreateUser(ctx, store.User{Username: "first"}); err != nil {
 		t.Fatalf("first start on an empty Redis: %v", err)
 	}
@@ -224,7 +220,7 @@ func TestRedisFirstStartAndStartingOver(t *testing.T) {
 	if err := rc.Del(ctx, "{warden}:model").Err(); err != nil {
 		t.Fatal(err)
 	}
-	b := openRedis(t, srv.URL)
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if _, err := b.UserByUsername(ctx, "first"); err != nil {
 		t.Fatalf("a store without an identity, reopened: %v", err)
 	}
@@ -243,7 +239,7 @@ func TestRedisFirstStartAndStartingOver(t *testing.T) {
 	if err := rc.Del(ctx, "{warden}:lost").Err(); err != nil {
 		t.Fatal(err)
 	}
-	c := openRedis(t, srv.URL)
+	c := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if _, err := c.CreateUser(ctx, store.User{Username: "again"}); err != nil {
 		t.Fatalf("starting over after deleting {warden}:lost: %v", err)
 	}
@@ -259,8 +255,8 @@ func TestRedisRestoreReachesNodesThatMissedTheLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
-	a := openRedis(t, srv.URL)
-	b := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := b.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
