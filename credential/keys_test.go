@@ -33,19 +33,12 @@ func currentKID(tk *Tokens) string { return tk.keys.Load().kid }
 // opener per file), and two connections to one real Redis.
 func sharedStores(t *testing.T, fn func(t *testing.T, a, b store.Store)) {
 	t.Run("bolt", func(t *testing.T) {
-		s := newTokenStore(t)
+		s := storetest.OpenBolt(t)
 		fn(t, s, s)
 	})
 	t.Run("redis", func(t *testing.T) {
 		r := storetest.StartRedis(t)
-		open := func() store.Store {
-			s, err := store.OpenRedis(context.Background(), r.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}
+		open := func() store.Store { return storetest.OpenRedis(t, storetest.URL(r.URL)) }
 		fn(t, open(), open())
 	})
 }
@@ -81,7 +74,7 @@ func staleTokens(t *testing.T, s store.Store) *Tokens {
 }
 
 func TestTokenKIDIsTheCurrentKeysThumbprint(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	tok, _, err := tk.Issue(t.Context(), u, KindLogin, "", time.Hour)
@@ -98,7 +91,7 @@ func TestTokenKIDIsTheCurrentKeysThumbprint(t *testing.T) {
 
 func TestOldTokenVerifiesAfterRotation(t *testing.T) {
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	old, _, err := tk.Issue(ctx, u, KindLogin, "", time.Hour)
@@ -246,7 +239,7 @@ func TestConcurrentRotationsAgreeOnOneCurrentKey(t *testing.T) {
 // refuse it.
 func TestRetiredKeyStopsVerifyingAfterTheLongestLifetime(t *testing.T) {
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	tk, err := NewTokensWith(ctx, s, TokenOptions{Issuer: testIssuer, MaxTTL: time.Hour, Now: clock.now})
 	if err != nil {
@@ -308,7 +301,7 @@ func TestRetiredKeyStopsVerifyingAfterTheLongestLifetime(t *testing.T) {
 // signed without a kid keep verifying against it, also after a rotation.
 func TestStoreOfAnEarlierReleaseKeepsItsKey(t *testing.T) {
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -357,7 +350,7 @@ func TestStoreOfAnEarlierReleaseKeepsItsKey(t *testing.T) {
 }
 
 func TestJWKSShape(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	raw, err := json.Marshal(tk.JWKS())
 	if err != nil {
@@ -405,7 +398,7 @@ func (c *countingStore) Setting(ctx context.Context, key string) ([]byte, error)
 // TestUnknownKIDsReloadAtMostOncePerInterval: made-up kids cannot turn
 // Parse into a stream of store reads.
 func TestUnknownKIDsReloadAtMostOncePerInterval(t *testing.T) {
-	cs := &countingStore{Store: newTokenStore(t)}
+	cs := &countingStore{Store: storetest.OpenBolt(t)}
 	clock := newFakeClock(time.Now())
 	tk, err := NewTokensWith(t.Context(), cs, TokenOptions{Issuer: testIssuer, Now: clock.now})
 	if err != nil {
@@ -456,7 +449,7 @@ func TestUnknownKIDsReloadAtMostOncePerInterval(t *testing.T) {
 }
 
 func TestIssueRefusesALifetimeAboveTheMaximum(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk, err := NewTokensWith(t.Context(), s, TokenOptions{Issuer: testIssuer, MaxTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -499,7 +492,7 @@ func TestCorruptKeySetIsRefused(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			s := newTokenStore(t)
+			s := storetest.OpenBolt(t)
 			ks := good(t)
 			edit(&ks)
 			raw, _ := json.Marshal(ks)
@@ -514,7 +507,7 @@ func TestCorruptKeySetIsRefused(t *testing.T) {
 }
 
 func TestIssueUntilKeepsTheChosenDate(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 250_000_000, time.UTC))
 	tk, err := NewTokensWith(t.Context(), s, TokenOptions{Issuer: testIssuer, MaxTTL: 48 * time.Hour, Now: clock.now})
 	if err != nil {

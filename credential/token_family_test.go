@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestTokenObtainedWithAnotherGoesWithIt: a token issued with a parent
 // verifies until the parent is revoked, then is revoked too; none can be
 // issued once the parent is gone.
 func TestTokenObtainedWithAnotherGoesWithIt(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "svc")
 	ctx := context.Background()
@@ -50,7 +51,7 @@ func TestTokenObtainedWithAnotherGoesWithIt(t *testing.T) {
 // TestIssueForAStaleUserRecordIsRefused: a login that checked the old
 // password cannot record its token once the password changed.
 func TestIssueForAStaleUserRecordIsRefused(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	ctx := context.Background()
 	u, err := s.CreateUser(ctx, store.User{Username: "alice", PasswordHash: "old"})

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,20 +17,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 const testIssuer = "warden-test"
-
-// newTokenStore opens a real bbolt store that is closed on cleanup.
-func newTokenStore(tb testing.TB) store.Store {
-	tb.Helper()
-	s, err := store.OpenBolt(filepath.Join(tb.TempDir(), "w.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
 
 func newTestTokens(tb testing.TB, s store.Store) *Tokens {
 	tb.Helper()
@@ -97,7 +86,7 @@ func checkNoLeak(t *testing.T, err error, token string) {
 
 func TestIssuedTokenVerifiesWithItsClaims(t *testing.T) {
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	clock := newFakeClock(time.Date(2030, 1, 2, 3, 4, 5, 600_000_000, time.UTC))
 	tk.now = clock.now
@@ -141,7 +130,7 @@ func TestIssuedTokenVerifiesWithItsClaims(t *testing.T) {
 }
 
 func TestIssuedTokensHaveDistinctIDs(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	seen := map[string]bool{}
@@ -159,7 +148,7 @@ func TestIssuedTokensHaveDistinctIDs(t *testing.T) {
 
 func TestRevokedTokenParsesButDoesNotVerify(t *testing.T) {
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	tok, rec, err := tk.Issue(ctx, u, KindApplication, "ci", time.Hour)
@@ -184,7 +173,7 @@ func TestRevokedTokenParsesButDoesNotVerify(t *testing.T) {
 
 func TestTokenOfDeletedUserIsRevoked(t *testing.T) {
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	tok, _, err := tk.Issue(ctx, u, KindLogin, "", time.Hour)
@@ -201,7 +190,7 @@ func TestTokenOfDeletedUserIsRevoked(t *testing.T) {
 
 func TestTokenWhoseRecordBelongsToAnotherUserIsRevoked(t *testing.T) {
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	alice, bob := newTokenUser(t, s, "alice"), newTokenUser(t, s, "bob")
 	tok, rec, err := tk.Issue(ctx, alice, KindLogin, "", time.Hour)
@@ -222,7 +211,7 @@ func TestTokenWhoseRecordBelongsToAnotherUserIsRevoked(t *testing.T) {
 
 func TestExpiredTokenIsRejectedAfterLeeway(t *testing.T) {
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	tk.now = clock.now
@@ -248,7 +237,7 @@ func TestExpiredTokenIsRejectedAfterLeeway(t *testing.T) {
 }
 
 func TestCraftedExpiredTokenWithRealKeyIsExpired(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	c := goodClaims(u, time.Now().Add(-2*time.Hour)) // exp one hour ago
@@ -259,7 +248,7 @@ func TestCraftedExpiredTokenWithRealKeyIsExpired(t *testing.T) {
 }
 
 func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	good, _, err := tk.Issue(t.Context(), u, KindLogin, "", time.Hour)
@@ -306,7 +295,7 @@ func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
 			return reheader(parts, `{"typ":"JWT"}`)
 		}, "unknown algorithm"},
 		"signed by another cluster's key": {func(t *testing.T) string {
-			os := newTokenStore(t)
+			os := storetest.OpenBolt(t)
 			other := newTestTokens(t, os)
 			tok, _, err := other.Issue(t.Context(), newTokenUser(t, os, "alice"), KindLogin, "", time.Hour)
 			if err != nil {
@@ -315,11 +304,11 @@ func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
 			return tok
 		}, "unknown signing key"},
 		"signed by another cluster's key, without a kid": {func(t *testing.T) string {
-			other := newTestTokens(t, newTokenStore(t))
+			other := newTestTokens(t, storetest.OpenBolt(t))
 			return signRaw(t, jwt.SigningMethodEdDSA, signingKey(other), goodClaims(u, now))
 		}, "bad signature"},
 		"signed by another cluster's key under our kid": {func(t *testing.T) string {
-			other := newTestTokens(t, newTokenStore(t))
+			other := newTestTokens(t, storetest.OpenBolt(t))
 			tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, goodClaims(u, now))
 			tok.Header["kid"] = currentKID(tk)
 			s, err := tok.SignedString(signingKey(other))
@@ -415,7 +404,7 @@ func reheader(parts []string, header string) string {
 
 func TestTokensOnOneStoreShareTheKey(t *testing.T) {
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	a, b := newTestTokens(t, s), newTestTokens(t, s)
 	if !a.PublicKey().Equal(b.PublicKey()) {
 		t.Fatal("two Tokens on one store have different keys")
@@ -431,7 +420,7 @@ func TestTokensOnOneStoreShareTheKey(t *testing.T) {
 }
 
 func TestSigningKeyIsStoredAsPKCS8PEM(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	raw, err := s.Setting(t.Context(), SettingSigningKey)
 	if err != nil {
@@ -452,7 +441,7 @@ func TestSigningKeyIsStoredAsPKCS8PEM(t *testing.T) {
 }
 
 func TestConcurrentNewTokensAgreeOnOneKey(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	const n = 8
 	keys := make([]ed25519.PublicKey, n)
 	errs := make([]error, n)
@@ -511,7 +500,7 @@ func (f *faultyStore) Token(ctx context.Context, id string) (store.Token, error)
 }
 
 func TestNewTokensNeverGeneratesAKeyOnStoreError(t *testing.T) {
-	fs := &faultyStore{Store: newTokenStore(t), failSetting: true}
+	fs := &faultyStore{Store: storetest.OpenBolt(t), failSetting: true}
 	_, err := NewTokens(t.Context(), fs, testIssuer)
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("NewTokens with the store down = %v, want store.ErrUnavailable", err)
@@ -528,7 +517,7 @@ func TestNewTokensRefusesACorruptKey(t *testing.T) {
 		"bad DER":          pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}}),
 	} {
 		t.Run(name, func(t *testing.T) {
-			s := newTokenStore(t)
+			s := storetest.OpenBolt(t)
 			if err := s.PutSetting(t.Context(), SettingSigningKey, value); err != nil {
 				t.Fatal(err)
 			}
@@ -543,13 +532,13 @@ func TestNewTokensRefusesACorruptKey(t *testing.T) {
 }
 
 func TestNewTokensRequiresAnIssuer(t *testing.T) {
-	if _, err := NewTokens(t.Context(), newTokenStore(t), ""); err == nil {
+	if _, err := NewTokens(t.Context(), storetest.OpenBolt(t), ""); err == nil {
 		t.Fatal("NewTokens with an empty issuer succeeded")
 	}
 }
 
 func TestVerifyReturnsStoreErrorsAsThemselves(t *testing.T) {
-	fs := &faultyStore{Store: newTokenStore(t)}
+	fs := &faultyStore{Store: storetest.OpenBolt(t)}
 	tk := newTestTokens(t, fs)
 	u := newTokenUser(t, fs, "alice")
 	tok, _, err := tk.Issue(t.Context(), u, KindLogin, "", time.Hour)
@@ -568,7 +557,7 @@ func TestVerifyReturnsStoreErrorsAsThemselves(t *testing.T) {
 }
 
 func TestIssueForAMissingUserIsNotFound(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	_, _, err := tk.Issue(t.Context(), store.User{ID: "no-such-id", Username: "ghost"}, KindLogin, "", time.Hour)
 	if !errors.Is(err, store.ErrNotFound) {
@@ -577,7 +566,7 @@ func TestIssueForAMissingUserIsNotFound(t *testing.T) {
 }
 
 func TestIssueRejectsBadArguments(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	for name, c := range map[string]struct {
@@ -601,7 +590,7 @@ func TestIssueRejectsBadArguments(t *testing.T) {
 }
 
 func TestSubSecondLifetimeIsRoundedUp(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 100_000_000, time.UTC))
 	tk.now = clock.now
@@ -619,7 +608,7 @@ func TestSubSecondLifetimeIsRoundedUp(t *testing.T) {
 }
 
 func TestPublicKeyIsACopy(t *testing.T) {
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	pub := tk.PublicKey()
@@ -672,7 +661,7 @@ func TestLooksLikeTokenDoesNotAllocate(t *testing.T) {
 // ErrTokenExpired, never quotes its input, and accepts nothing but the
 // tokens we signed (byte for byte: no second spelling of one).
 func FuzzParseToken(f *testing.F) {
-	s := newTokenStore(f)
+	s := storetest.OpenBolt(f)
 	tk := newTestTokens(f, s)
 	u := newTokenUser(f, s, "alice")
 	signed := map[string]bool{}
@@ -721,7 +710,7 @@ func FuzzParseToken(f *testing.F) {
 }
 
 func BenchmarkParseToken(b *testing.B) {
-	s := newTokenStore(b)
+	s := storetest.OpenBolt(b)
 	tk := newTestTokens(b, s)
 	u := newTokenUser(b, s, "alice")
 	tok, _, err := tk.Issue(context.Background(), u, KindLogin, "", time.Hour)
