@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -118,22 +117,8 @@ func csrB64(t *testing.T, key crypto.Signer, cn string) string {
 
 // stores runs fn on a fresh bbolt store and on a fresh Redis store.
 func stores(t *testing.T, fn func(t *testing.T, st store.Store)) {
-	t.Run("bolt", func(t *testing.T) {
-		st, err := store.OpenBolt(filepath.Join(t.TempDir(), "warden.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		fn(t, st)
-	})
-	t.Run("redis", func(t *testing.T) {
-		st, err := store.OpenRedis(t.Context(), storetest.StartRedis(t).URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		fn(t, st)
-	})
+	t.Run("bolt", func(t *testing.T) { fn(t, storetest.OpenBolt(t)) })
+	t.Run("redis", func(t *testing.T) { fn(t, storetest.OpenRedis(t)) })
 }
 
 // env is a registry on a real store with a fake clock and a real CA.
