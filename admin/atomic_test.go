@@ -10,6 +10,7 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestLastAdminConcurrentDeletes (issue 14, item 18): the last two admins
@@ -21,8 +22,8 @@ func TestLastAdminConcurrentDeletes(t *testing.T) {
 	const rounds = 8
 	for _, backend := range []struct {
 		name string
-		open func(testing.TB) store.Store
-	}{{"bolt", openBolt}, {"redis", openRedis}} {
+		open func(testing.TB, ...storetest.Option) store.Store
+	}{{"bolt", storetest.OpenBolt}, {"redis", storetest.OpenRedis}} {
 		t.Run(backend.name, func(t *testing.T) {
 			for round := range rounds {
 				a := newAPI(t, backend.open(t))

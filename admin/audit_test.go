@@ -10,6 +10,7 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/audit"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // auditRecords decodes the audit lines written so far.
@@ -53,7 +54,7 @@ func auditEnv(t *testing.T) (*mEnv, *mLog) {
 	t.Helper()
 	trail := &mLog{}
 	clock := &mClock{t: mEpoch}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) {
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) {
 		o.Audit = audit.New(trail)
 		o.MFAEnabled = true
 		o.Now = clock.now

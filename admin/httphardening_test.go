@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // rawRequest sends body with the given Content-Type ("" sends none) and
@@ -42,7 +43,7 @@ func rawRequest(t *testing.T, method, url, token, contentType string, body io.Re
 // and /metrics, successes and errors alike (the catch-all 404 included),
 // tells a browser not to sniff it and lets it load nothing.
 func TestAPIAnswersCarrySecurityHeaders(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	a := newAPI(t, storetest.OpenBolt(t))
 	for _, tc := range []struct {
 		method, path, token string
 		want                int
@@ -192,7 +193,7 @@ func errorText(t *testing.T, body string) string {
 // TestRestoreAndPEMKeepTheirContentTypes: the two routes that take no
 // JSON still take what they took: a raw gzip archive and PEM text.
 func TestRestoreAndPEMKeepTheirContentTypes(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	a := newAPI(t, storetest.OpenBolt(t))
 	var buf bytes.Buffer
 	snap, err := a.st.Snapshot(context.Background())
 	if err != nil {

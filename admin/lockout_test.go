@@ -17,6 +17,7 @@ import (
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // Tests of the login defence over HTTP (issue 14, items 2 and 5). Clients
@@ -51,7 +52,7 @@ func loginBody(user, password string) map[string]string {
 // one address lock the admin's password logins from that address only
 // (answered as a wrong password); the admin logs in from its own.
 func TestLoginLockoutPerAddress(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	a := newAPI(t, storetest.OpenBolt(t))
 	var wrong []byte
 	for range 8 {
 		_, _, wrong = a.postFrom("127.0.0.2", "/api/login", loginBody("admin", "wrong-password-1"))
@@ -74,7 +75,7 @@ func TestLoginAddressLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	lock := credential.NewLockout(credential.LockoutOptions{MaxPerIP: 5, Backoff: 2 * time.Minute})
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Lockout, o.Verifier = lock, ver })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Lockout, o.Verifier = lock, ver })
 	for i := range 5 {
 		if code, _, b := a.postFrom("127.0.0.3", "/api/login", loginBody(fmt.Sprint("user-", i), "guess-password")); code != http.StatusForbidden {
 			t.Fatalf("guess %d: %d %s", i, code, b)
@@ -106,7 +107,7 @@ func TestLoginPoolSaturated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
 	done := holdTheOnlyWorker(t, a, ver)
 	// The admin's right password is cached since newAPI logged it in: a
 	// wrong one needs a worker.
@@ -133,7 +134,7 @@ func TestLoginUnknownUserCostsAVerification(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier = ver })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier = ver })
 	sus := sCreateUser(t, a, "sus", "sus-password-1")
 	if _, err := a.st.UpdateUser(context.Background(), sus.ID, func(u *store.User) error { u.Suspended = true; return nil }); err != nil {
 		t.Fatal(err)
@@ -192,7 +193,7 @@ func TestPasswordWorkOnTheLoginPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
 	sCreateUser(t, a, "carol", "carol-password-1")
 	tok := a.login("carol", "carol-password-1")
 	done := holdTheOnlyWorker(t, a, ver)
@@ -230,7 +231,7 @@ func TestLoginParallelGuessesRunAtMostTheLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	lock := credential.NewLockout(credential.LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 100, MaxPerIP: 100, Backoff: time.Minute})
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.Lockout = ver, lock })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier, o.Lockout = ver, lock })
 	h, err := credential.Hash("frank-password-1", slow)
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +272,7 @@ func TestLoginMFALockedPasswordCostsAVerification(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.MFAEnabled = ver, true })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier, o.MFAEnabled = ver, true })
 	u := sCreateUser(t, a, "erin", "erin-password-1")
 	a.login("erin", "erin-password-1") // the right password is now cached
 	if _, err := a.st.UpdateUser(context.Background(), u.ID, func(x *store.User) error {

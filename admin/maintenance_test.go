@@ -245,7 +245,7 @@ func TestMaintenanceBackupDeleteRestore(t *testing.T) {
 // TestMaintenanceKeysOnlyWhenAsked: includeKeys=true puts the key settings
 // into the archive; without it none are; a bad value is a 400.
 func TestMaintenanceKeysOnlyWhenAsked(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	a := newAPI(t, storetest.OpenBolt(t))
 	_, plain := bBackup(a, "")
 	snap, err := store.ReadArchive(bytes.NewReader(plain))
 	if err != nil {
@@ -332,7 +332,7 @@ func mustUserID(t *testing.T, st store.Store, name string) string {
 // (held by the test hook), every maintenance request but the status gets
 // 423, and the status says what runs.
 func TestMaintenanceLockedWhileRunning(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	a := newAPI(t, storetest.OpenBolt(t))
 	_, archive := bBackup(a, "")
 
 	entered := make(chan string)
@@ -384,7 +384,7 @@ func TestMaintenanceLockedWhileRunning(t *testing.T) {
 // like any other (Connectware's backup page: read on
 // /api/maintenance/db, readWrite on /api/maintenance/db/+).
 func TestMaintenanceMissingPermission(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	a := newAPI(t, storetest.OpenBolt(t))
 	bUser(a, "viewer", "viewer-secret-1", nil, []acl.Permission{
 		{Resource: "/api/maintenance/db", Operation: acl.OpRead, Context: acl.ContextHTTP},
 	})
@@ -500,19 +500,12 @@ func TestMaintenanceRestoreDisconnectsOnlyRemovedUsers(t *testing.T) {
 		bConnected(t, bConnect(t, nodes[0], "keep", "keep-secret-12"), "keep (new connection)", "keep/x")
 	}
 	t.Run("bolt", func(t *testing.T) {
-		a := newAPI(t, openBolt(t))
+		a := newAPI(t, storetest.OpenBolt(t))
 		run(t, a, []string{bNode(t, a.st)})
 	})
 	t.Run("redis, two nodes", func(t *testing.T) {
 		srv := storetest.StartRedis(t)
-		open := func() store.Store {
-			st, err := store.OpenRedis(context.Background(), srv.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = st.Close() })
-			return st
-		}
+		open := func() store.Store { return storetest.OpenRedis(t, storetest.URL(srv.URL)) }
 		a := newAPI(t, open())
 		run(t, a, []string{bNode(t, a.st), bNode(t, open())})
 	})

@@ -118,7 +118,7 @@ func TestRestoreRefusesArchiveWithoutActiveAdmin(t *testing.T) {
 // header passes and the inflation ratio stops it.
 func TestRestoreRefusesDecompressionBomb(t *testing.T) {
 	for _, limit := range []int64{0, store.MaxArchiveContentBytes} {
-		a := newAPI(t, openBolt(t), func(o *admin.Options) { o.RestoreMaxBytes = limit })
+		a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.RestoreMaxBytes = limit })
 		for _, claimed := range []int64{200 << 20, 1 << 30} {
 			var before, after runtime.MemStats
 			runtime.GC()

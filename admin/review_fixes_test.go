@@ -26,6 +26,7 @@ import (
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // Gaps a review of the issue 14 hardening found, each reproduced as the
@@ -127,7 +128,7 @@ func TestReviewRestoreAndKeysNeedAdmin(t *testing.T) {
 // (so any trusted certificate named admin would log in): refused like
 // pinning one (the takeover rule).
 func TestReviewTrustedCertificatesNeedAdmin(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	a := newAPI(t, storetest.OpenBolt(t))
 	_, _, mallory := eUser(t, a, "mallory", nil, httpPerm("/api/certificates", "readWrite"))
 	ca := cCA(t, "mallory CA")
 	eRefused(t, a, mallory, "POST", "/api/certificates", ca.pem(), "only a holder of connectware-admin may add trusted certificates")
@@ -167,7 +168,7 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 func TestReviewLongUsernameLogin(t *testing.T) {
 	logs, trail := &countingWriter{}, &mLog{}
 	clock := &mClock{t: mEpoch}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) {
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 		o.Audit = audit.New(trail)
 		o.MFAEnabled = true
@@ -222,7 +223,7 @@ func TestReviewLongUsernameLogin(t *testing.T) {
 // with a CSR of a 4096-bit RSA key, the largest a device sends, fits that
 // cap, and routes with a token keep the 1 MiB cap.
 func TestReviewPublicBodyCap(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	a := newAPI(t, storetest.OpenBolt(t))
 	for _, path := range []string{"/api/login", "/api/v1/authenticate", "/api/client-registry/register"} {
 		code, b := a.do("POST", path, "", map[string]any{"username": strings.Repeat("a", 70_000), "password": "some-password-1"})
 		if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "larger than 65536 bytes") {
@@ -382,7 +383,7 @@ func (tx scanCountingTx) Users() ([]store.User, error) {
 // write rerun the change). Only a change that takes an active admin away
 // reads the others, to find the next admin; the last one is still kept.
 func TestReviewUserChangeReadsOnlyItsUsers(t *testing.T) {
-	for name, open := range map[string]func(testing.TB) store.Store{"bolt": openBolt, "redis": openRedis} {
+	for name, open := range map[string]func(testing.TB, ...storetest.Option) store.Store{"bolt": storetest.OpenBolt, "redis": storetest.OpenRedis} {
 		t.Run(name, func(t *testing.T) { testUserChangeReadsOnlyItsUsers(t, open(t)) })
 	}
 }

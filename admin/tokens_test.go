@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // kCreateUser stores a user with the minimum-access role plus, when perms
@@ -211,11 +211,7 @@ func TestTokensValidateToken(t *testing.T) {
 		a.mustAs("", "POST", "/api/logout", map[string]string{"token": loggedOut}, http.StatusOK, nil)
 
 		// Another cluster's token.
-		other, err := store.OpenBolt(filepath.Join(t.TempDir(), "other.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { other.Close() })
+		other := storetest.OpenBolt(t)
 		foreignTokens, err := credential.NewTokens(ctx, other, "warden-test")
 		if err != nil {
 			t.Fatal(err)

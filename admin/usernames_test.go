@@ -8,6 +8,7 @@ import (
 
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestUsernameRules (issue 14, item 15): names that look like another
@@ -78,7 +79,7 @@ func TestUsernameRules(t *testing.T) {
 // name mixing scripts and one starting with '$') still logs in and can be
 // changed; only a new name must meet the rules.
 func TestOldUsernamesKeepWorking(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	a := newAPI(t, storetest.OpenBolt(t))
 	h, err := credential.Hash(rPassword, fastParams)
 	if err != nil {
 		t.Fatal(err)
