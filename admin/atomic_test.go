@@ -19,6 +19,7 @@ import (
 // same for two concurrent removals of the admin role. Several rounds,
 // each on a fresh server, give the race many chances.
 func TestLastAdminConcurrentDeletes(t *testing.T) {
+	t.Parallel()
 	const rounds = 8
 	for _, backend := range []struct {
 		name string
@@ -76,6 +77,7 @@ func TestLastAdminConcurrentDeletes(t *testing.T) {
 // (a name that folds like the first's) leaves nothing behind, not even
 // the own roles of the users before it.
 func TestUserBatchIsOneTransaction(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		rolesBefore := len(mustRoles(t, a))
 		batch := []map[string]any{}
@@ -107,6 +109,7 @@ func TestUserBatchIsOneTransaction(t *testing.T) {
 // TestRenameRenamesOwnRoleOverHTTP: a rename and its own role's rename
 // are one change: a rename whose role name is taken changes neither.
 func TestRenameRenamesOwnRoleOverHTTP(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		id, own := rCreateUser(t, a, "carol", nil)
 		a.must("PUT", "/api/users/"+id, map[string]any{"username": "carol2"}, http.StatusOK, nil)

@@ -78,6 +78,7 @@ func eSamePerms(t *testing.T, a *api, id string, perms ...rPerm) {
 // but holding no more than that, edits its own role to /# and grants
 // itself connectware-admin (the attack). Every step is refused.
 func TestEscalationThroughRoles(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	adminRole := uRoleID(t, a, admin.RoleAdmin)
 	mine := []rPerm{httpPerm("/api/roles/#", "readWrite"), httpPerm("/api/users/#", "readWrite"),
@@ -148,6 +149,7 @@ func TestEscalationThroughRoles(t *testing.T) {
 // TestEscalationCreatingUsers: a user allowed to create users (one, or a
 // batch) gives the new user only what it holds itself.
 func TestEscalationCreatingUsers(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	adminRole := uRoleID(t, a, admin.RoleAdmin)
 	ops := rCreateRole(t, a, "plant2-ops", true, mqttPermOf("plant2/#", "readWrite"))
@@ -187,6 +189,7 @@ func TestEscalationCreatingUsers(t *testing.T) {
 // TestEscalationRegistryConfirm: confirming a device registration gives
 // the new user only what the confirming caller holds.
 func TestEscalationRegistryConfirm(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	adminRole := uRoleID(t, a, admin.RoleAdmin)
 	_, _, tok := eUser(t, a, "registrar", nil, httpPerm("/api/client-registry/confirm", "write"), mqttPermOf("plant1/#", "readWrite"))
@@ -210,6 +213,7 @@ func TestEscalationRegistryConfirm(t *testing.T) {
 // grant types or certificates is acting as that user, so it needs
 // everything that user holds.
 func TestEscalationTakeover(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	adminID := uAdminID(t, a)
 	_, _, tok := eUser(t, a, "helpdesk", nil, httpPerm("/api/users/#", "readWrite"))

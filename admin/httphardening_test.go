@@ -43,6 +43,7 @@ func rawRequest(t *testing.T, method, url, token, contentType string, body io.Re
 // and /metrics, successes and errors alike (the catch-all 404 included),
 // tells a browser not to sniff it and lets it load nothing.
 func TestAPIAnswersCarrySecurityHeaders(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	for _, tc := range []struct {
 		method, path, token string
@@ -78,6 +79,7 @@ func TestAPIAnswersCarrySecurityHeaders(t *testing.T) {
 // text/plain, no preflight) that the API would act on. What curl -d sends
 // (a form) is refused; JSON with charset=utf-8 is fine.
 func TestJSONBodyNeedsJSONContentType(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		login := `{"username":"admin","password":"` + adminPassword + `"}`
 		for _, tc := range []struct {
@@ -131,6 +133,7 @@ func TestJSONBodyNeedsJSONContentType(t *testing.T) {
 // is done with it. encoding/json alone would take the last value, so a
 // filter that checked the first one would be bypassed.
 func TestDuplicateJSONKeysRefused(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		post := func(path, token, body string) (int, string) {
 			t.Helper()
@@ -193,6 +196,7 @@ func errorText(t *testing.T, body string) string {
 // TestRestoreAndPEMKeepTheirContentTypes: the two routes that take no
 // JSON still take what they took: a raw gzip archive and PEM text.
 func TestRestoreAndPEMKeepTheirContentTypes(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	var buf bytes.Buffer
 	snap, err := a.st.Snapshot(context.Background())

@@ -14,6 +14,7 @@ import (
 // POST /api/mfa/enable comes back with literal "&" between its query
 // parameters, as a QR tool or a copy-paste expects, not "\u0026".
 func TestJSONAnswersAreNotHTMLEscaped(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
 	code, body := a.do("POST", "/api/mfa/enable", a.admin, nil)
 	if code != http.StatusOK {

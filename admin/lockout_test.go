@@ -52,6 +52,7 @@ func loginBody(user, password string) map[string]string {
 // one address lock the admin's password logins from that address only
 // (answered as a wrong password); the admin logs in from its own.
 func TestLoginLockoutPerAddress(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	var wrong []byte
 	for range 8 {
@@ -70,6 +71,7 @@ func TestLoginLockoutPerAddress(t *testing.T) {
 // 429 with Retry-After on every password login endpoint, whatever the
 // username, without a verification; other addresses log in.
 func TestLoginAddressLimit(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +105,7 @@ func TestLoginAddressLimit(t *testing.T) {
 // busy, a login waits VerifyWait and then gets 503 with Retry-After; it
 // does not count as a failure.
 func TestLoginPoolSaturated(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +133,7 @@ func TestLoginPoolSaturated(t *testing.T) {
 // or suspended user costs one verification on the shared pool, as a
 // wrong password does, and gets the same answer.
 func TestLoginUnknownUserCostsAVerification(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +193,7 @@ func holdTheOnlyWorker(t *testing.T, a *api, ver *credential.Verifier) <-chan in
 // looping over them cannot get around its bound: with no worker free
 // they get 503 with Retry-After, and nothing changes.
 func TestPasswordWorkOnTheLoginPool(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)
@@ -223,6 +228,7 @@ func TestPasswordWorkOnTheLoginPool(t *testing.T) {
 // limit's verifications (one worker), and every answer is the ordinary
 // refusal.
 func TestLoginParallelGuessesRunAtMostTheLimit(t *testing.T) {
+	t.Parallel()
 	// Verifications slow enough (8 MiB, 2 passes) that all 40 guesses are
 	// waiting for the worker before the first one is decided.
 	slow := credential.Params{Memory: 8 << 10, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
@@ -268,6 +274,7 @@ func TestLoginParallelGuessesRunAtMostTheLimit(t *testing.T) {
 // right password is never answered from the verified cache, which would
 // be faster and tell a guesser it was right.
 func TestLoginMFALockedPasswordCostsAVerification(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 // token; a path no route serves stays 404, and so does OPTIONS. HEAD on a
 // GET route is served as before.
 func TestWrongMethodIs405WithAllow(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	for _, tc := range []struct {
 		method, path string

@@ -63,6 +63,7 @@ next:
 // pattern and status the client got; paths holding IDs or tokens collapse
 // into their pattern, and no token, username or ID reaches /metrics.
 func TestMetricsCountRequestsByRoute(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Metrics = reg })
 
@@ -151,6 +152,7 @@ func TestMetricsCountRequestsByRoute(t *testing.T) {
 // TestMetricsServedWithoutARegistry: with no registry in the options the
 // API still serves its own metrics.
 func TestMetricsServedWithoutARegistry(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	_, mfs := scrape(t, a)
 	if got := value(mfs, "warden_http_requests_total", "route", "POST /api/login", "code", "200"); got != 1 {
@@ -181,6 +183,7 @@ func getReady(t *testing.T, a *api) (int, readiness) {
 // serve, and 503 naming the failed check once Redis is stopped or the
 // listeners are not serving. Neither needs a token.
 func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
 	t.Run("redis stops", func(t *testing.T) {
 		redis := storetest.StartRedis(t)
 		st := storetest.OpenRedis(t, storetest.URL(redis.URL))

@@ -15,6 +15,7 @@ import (
 // /api/session, as the bootstrap gives it), or no role at all, may ask.
 // Without a token it stays 401.
 func TestMFAConfigReadableByEveryUser(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
 	minimum, err := a.st.RoleByName(t.Context(), admin.RoleMinimum)
 	if err != nil {
@@ -41,6 +42,7 @@ func TestMFAConfigReadableByEveryUser(t *testing.T) {
 // a user whose MFA enrollment is enforced may still ask whether MFA is on,
 // the first thing an enrollment page does.
 func TestPasswordPolicyReadableByEveryUser(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
 	minimum, err := a.st.RoleByName(t.Context(), admin.RoleMinimum)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 // documented route is served (not the catch-all 404), and the document is
 // what GET /api/openapi.json returns.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
 	st := storetest.OpenBolt(t)
 	tokens, err := credential.NewTokens(t.Context(), st, "test")
 	if err != nil {

@@ -32,6 +32,7 @@ func rsArchive(t *testing.T, s store.Snapshot) []byte {
 // 409 and the reason, and the model stays as it was; an archive in which
 // another active user holds it restores.
 func TestRestoreRefusesArchiveWithoutActiveAdmin(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ctx := context.Background()
 		base := bSnapshot(t, a.st)

@@ -16,6 +16,7 @@ import (
 // that permission gets today's plain answer, and so does a value that is
 // neither an ID nor a name.
 func TestRoleNameWhereAnIDGoes(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	role := rCreateRole(t, a, "line1-devices", true, mqttPermOf("plant1/line1/#", "write"))
 	target, _ := rCreateUser(t, a, "device-0", nil)

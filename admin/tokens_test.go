@@ -126,6 +126,7 @@ func kValidate(t *testing.T, a *api, caller, tok string) map[string]any {
 }
 
 func TestTokensJWKSVerifiesTokensWithAGenericJWTLibrary(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		keys := kFetchJWKS(t, a)
 		if len(keys) != 1 {
@@ -170,6 +171,7 @@ func TestTokensJWKSVerifiesTokensWithAGenericJWTLibrary(t *testing.T) {
 }
 
 func TestTokensValidateToken(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ctx := context.Background()
 		checker := kCreateUser(t, a, "checker", "checker-pass-1",
@@ -294,6 +296,7 @@ func TestTokensValidateToken(t *testing.T) {
 }
 
 func TestTokensOAuth2AliasAndRevoke(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		kCreateUser(t, a, "operator", "operator-pass-1")
 
@@ -385,6 +388,7 @@ func TestTokensOAuth2AliasAndRevoke(t *testing.T) {
 }
 
 func TestTokensAuthenticateV1(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ctx := context.Background()
 		kCreateUser(t, a, "operator", "operator-pass-1")
@@ -544,6 +548,7 @@ type kAppToken struct {
 }
 
 func TestTokensApplicationTokens(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		op := kCreateUser(t, a, "operator", "operator-pass-1")
 		opTok := a.login("operator", "operator-pass-1")
@@ -678,6 +683,7 @@ func TestTokensApplicationTokens(t *testing.T) {
 // new key signs new tokens, a token signed before still works, and a user
 // without the permission cannot rotate.
 func TestTokensRotateKeys(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		var before, after struct {
 			Keys []struct {

@@ -15,6 +15,7 @@ import (
 // user's, or hide characters, are refused over HTTP; a name typed in
 // another Unicode normalisation form is the same name.
 func TestUsernameRules(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		create := func(name string) (int, []byte) {
 			return a.do("POST", "/api/users", a.admin, map[string]any{"username": name, "password": rPassword})
@@ -79,6 +80,7 @@ func TestUsernameRules(t *testing.T) {
 // name mixing scripts and one starting with '$') still logs in and can be
 // changed; only a new name must meet the rules.
 func TestOldUsernamesKeepWorking(t *testing.T) {
+	t.Parallel()
 	a := newAPI(t, storetest.OpenBolt(t))
 	h, err := credential.Hash(rPassword, fastParams)
 	if err != nil {
