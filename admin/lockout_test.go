@@ -16,6 +16,7 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
@@ -177,13 +178,7 @@ func holdTheOnlyWorker(t *testing.T, a *api, ver *credential.Verifier) <-chan in
 		code, _, _ := a.postFrom("127.0.0.1", "/api/login", loginBody("slow", "not-it"))
 		done <- code
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for ver.Verifications() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("the slow login never started verifying")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "the slow login starts verifying", func() bool { return ver.Verifications() != before })
 	return done
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
@@ -99,16 +100,10 @@ func TestRestoreRefusesArchiveWithoutActiveAdmin(t *testing.T) {
 		}), false); code != http.StatusAccepted {
 			t.Fatalf("an archive with another active admin: %d %s, want 202", code, body)
 		}
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if _, err := a.st.User(ctx, marker); errors.Is(err, store.ErrNotFound) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the restore of an archive with another active admin did not happen")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		poll.Until(t, 20*time.Second, "the restore of an archive with another active admin happens", func() bool {
+			_, err := a.st.User(ctx, marker)
+			return errors.Is(err, store.ErrNotFound)
+		})
 	})
 }
 
