@@ -10,6 +10,7 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/authhook"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -261,7 +262,7 @@ func TestLiveRevocation(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "subscription not pruned", func() bool {
+	poll.Until(t, 2*time.Second, "subscription pruned", func() bool {
 		return n.broker.Server().Topics.Subscribers("data/1").Subscriptions["dev"].Filter == ""
 	})
 	w.publish("data/2", 0, "after", 0)

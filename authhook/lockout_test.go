@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/store"
 )
@@ -235,17 +234,8 @@ func TestLockoutAddressBlock(t *testing.T) {
 func connackBytes(t testing.TB, n *node, o connectOpts) []byte {
 	t.Helper()
 	c := dialFrom(t, n.broker.Addr("tcp"), "127.0.0.1")
-	pk := packets.Packet{
-		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
-		ProtocolVersion: o.version,
-		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "probe", Clean: true, Keepalive: 30,
-			UsernameFlag: true, Username: []byte(o.username), PasswordFlag: true, Password: []byte(o.password)},
-	}
-	var buf bytes.Buffer
-	if err := pk.ConnectEncode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write(buf.Bytes()); err != nil {
+	o.clientID, o.clean = "probe", true
+	if _, err := c.Write(connectPacket(t, o)); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -447,7 +437,7 @@ func TestConnectBusyWhenPoolSaturated(t *testing.T) {
 	before := g.ver.Verifications()
 	done := make(chan byte, 1)
 	go func() { done <- connectFrom(t, g.node, "127.0.0.8", connectOpts{username: "slow", password: "not-it"}) }()
-	eventually(t, 10*time.Second, "the slow verification started", func() bool { return g.ver.Verifications() > before })
+	poll.Until(t, 10*time.Second, "the slow verification started", func() bool { return g.ver.Verifications() > before })
 	for _, v := range versions {
 		want := map[byte]byte{4: 3, 5: 0x89}[v]
 		if code := connectFrom(t, g.node, "127.0.0.1", connectOpts{version: v, username: "cam-2", password: "wrong-password"}); code != want {

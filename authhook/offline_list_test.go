@@ -14,6 +14,8 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/authhook"
+	"github.com/warden-mqtt/warden/internal/poll"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestResumedSessionsLeaveTheOfflineList: a user's offline sessions are
@@ -27,7 +29,7 @@ func TestResumedSessionsLeaveTheOfflineList(t *testing.T) {
 	const sessions = 3
 	leave := func(c *sessionClient, id string) {
 		_ = c.Disconnect(&paho.Disconnect{})
-		eventually(t, 3*time.Second, id+" still connected", func() bool {
+		poll.Until(t, 3*time.Second, id+" disconnected", func() bool {
 			cl, ok := srv.Clients.Get(id)
 			return ok && cl.Closed()
 		})
@@ -63,7 +65,7 @@ func TestResumedSessionsLeaveTheOfflineList(t *testing.T) {
 // --mqtt-max-offline-sessions) connects, goes offline and expires. Going
 // offline and leaving the list cost the same whatever the list's length.
 func BenchmarkOfflineSessionChurn(b *testing.B) {
-	st := newBolt(b)
+	st := storetest.OpenBolt(b)
 	quiet := slog.New(slog.DiscardHandler)
 	h, err := authhook.New(context.Background(), authhook.Options{Store: st, Logger: quiet, MaxOfflineSessions: 1 << 20})
 	if err != nil {

@@ -2,7 +2,6 @@ package authhook_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/store"
 )
@@ -102,28 +102,9 @@ func tryConnect(t testing.TB, conn net.Conn, o connectOpts) (byte, error) {
 	if o.version == 0 {
 		o.version = 5
 	}
-	pk := packets.Packet{
-		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
-		ProtocolVersion: o.version,
-		Connect: packets.ConnectParams{
-			ProtocolName:     []byte("MQTT"),
-			ClientIdentifier: o.clientID,
-			Clean:            true,
-			Keepalive:        30,
-		},
-	}
-	if o.username != "" {
-		pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte(o.username)
-	}
-	if o.password != "" {
-		pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte(o.password)
-	}
-	var buf bytes.Buffer
-	if err := pk.ConnectEncode(&buf); err != nil {
-		t.Fatal(err)
-	}
+	o.clean = true
 	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write(buf.Bytes()); err != nil {
+	if _, err := conn.Write(connectPacket(t, o)); err != nil {
 		return 0, err
 	}
 	rc := &rawClient{t: t, c: conn, r: bufio.NewReader(conn), ver: o.version, next: 1}
@@ -227,7 +208,7 @@ func TestTLSCertificatePinning(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "certificate with an expired registration still accepted", func() bool {
+	poll.Until(t, 2*time.Second, "certificate with an expired registration refused", func() bool {
 		_, code := tlsConnect(t, n, ca, &certA, connectOpts{clientID: "pa2", clean: true})
 		return code != 0
 	})
