@@ -51,6 +51,7 @@ func aliasSubscriber(t *testing.T, n *node, name string, clean, manualAck bool) 
 // Before, the broker stored the aliased copy, whose empty topic no read
 // permission allows, so the second message was dropped.
 func TestQueuedMessagesSentWithAnAliasSurvive(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	srv := n.broker.Server()

@@ -80,6 +80,7 @@ func exposition(t testing.TB, g prometheus.Gatherer) string {
 // exactly what happened, and that no username, client ID or topic shows
 // up in the metrics.
 func TestMetricsCountAnMQTTSession(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	m, err := authhook.NewMetrics(reg)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 // one takes it off the list at once, and going offline again lists it
 // once, so the list never holds sessions Mochi no longer keeps offline.
 func TestResumedSessionsLeaveTheOfflineList(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "fleet", "fleet-secret-1", []acl.Permission{perm("fleet/#", acl.OpReadWrite)}, nil)
 	srv := n.broker.Server()

@@ -96,6 +96,7 @@ func (c *sessionClient) received(d time.Duration) []string {
 // behind its Receive Maximum (sent when it acknowledges the one before).
 // The same messages reach subscribers whose permission was left alone.
 func TestQueuedMessagesRespectRevokedReadPermission(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	addUser(t, n.st, "plc", "plc-secret-123", []acl.Permission{perm("line/#", acl.OpWrite)}, nil)

@@ -198,6 +198,7 @@ func restartRedis(t testing.TB, addr, dir string) {
 // is unavailable (not that their password is wrong). Once Redis is back,
 // a change the node missed is still applied.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	r := storetest.StartRedis(t)
 	n := startNode(t, nodeOpts{store: storetest.OpenRedis(t, storetest.URL(r.URL))})
 	other := storetest.OpenRedis(t, storetest.URL(r.URL)) // another node's store instance

@@ -43,6 +43,7 @@ func sharedRole(t *testing.T, st store.Store, name string, perms ...acl.Permissi
 // as brute force; after an admin confirms, the same credentials connect
 // and get exactly the confirmed permissions.
 func TestImplicitRegistrationPassword(t *testing.T) {
+	t.Parallel()
 	st := storetest.OpenBolt(t)
 	reg := newRegistry(t, st)
 	n := startNode(t, nodeOpts{store: st, tweak: func(o *authhook.Options) { o.Registry = reg }})
@@ -103,6 +104,7 @@ func TestImplicitRegistrationPassword(t *testing.T) {
 // fingerprint; once confirmed it connects with that certificate, and
 // another certificate with the same name is refused (pinned).
 func TestImplicitRegistrationCertificate(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "warden test CA")
 	srv, err := ca.IssueServer(nil, time.Hour)
 	if err != nil {
@@ -141,6 +143,7 @@ func TestImplicitRegistrationCertificate(t *testing.T) {
 // CONNECT while open creates the user with the configured role and is
 // accepted; while locked nothing happens.
 func TestImplicitRegistrationAutoGrant(t *testing.T) {
+	t.Parallel()
 	st := storetest.OpenBolt(t)
 	sharedRole(t, st, "line-a", perm("line-a/{username}/#", acl.OpReadWrite))
 	reg := newRegistry(t, st, "line-a")

@@ -18,6 +18,7 @@ import (
 // subscriptions and queued messages with them), the newest stay and can be
 // resumed, and another user's offline session is untouched.
 func TestOfflineSessionsPerUserCapped(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	perms := []acl.Permission{perm("fleet/#", acl.OpReadWrite)}

@@ -134,6 +134,7 @@ func certUser(t testing.TB, st store.Store, name string, perms []acl.Permission,
 // in CONNECT is the user named by the certificate's CN, and its
 // permissions' {username} placeholder binds to that CN.
 func TestTLSCertificateLogin(t *testing.T) {
+	t.Parallel()
 	n, ca := startTLSNode(t)
 	certUser(t, n.st, "dev1", []acl.Permission{perm("dev/{username}/#", acl.OpReadWrite)}, nil)
 	cert := issueClient(t, ca, "dev1")
@@ -170,6 +171,7 @@ func TestTLSCertificateLogin(t *testing.T) {
 // TestTLSCertificateOtherUsername: a certificate authenticates only the
 // user named by its CN, never the username sent in CONNECT.
 func TestTLSCertificateOtherUsername(t *testing.T) {
+	t.Parallel()
 	n, ca := startTLSNode(t)
 	certUser(t, n.st, "dev1", []acl.Permission{perm("#", acl.OpReadWrite)}, nil)
 	certUser(t, n.st, "dev2", []acl.Permission{perm("#", acl.OpReadWrite)}, nil)
@@ -185,6 +187,7 @@ func TestTLSCertificateOtherUsername(t *testing.T) {
 // TestTLSCertificatePinning: with fingerprints registered, only those
 // certificates are accepted, even if another one has the same CN and CA.
 func TestTLSCertificatePinning(t *testing.T) {
+	t.Parallel()
 	n, ca := startTLSNode(t)
 	certA := issueClient(t, ca, "pinned")
 	certB := issueClient(t, ca, "pinned")
@@ -217,6 +220,7 @@ func TestTLSCertificatePinning(t *testing.T) {
 // TestTLSPasswordAndCertificateRequired: both methods required means both
 // must succeed on every connect.
 func TestTLSPasswordAndCertificateRequired(t *testing.T) {
+	t.Parallel()
 	n, ca := startTLSNode(t)
 	addUser(t, n.st, "both", "both-secret-12", []acl.Permission{perm("both/#", acl.OpReadWrite)}, func(u *store.User) {
 		u.GrantTypes = []store.GrantType{{Method: store.GrantPassword, IsRequired: true}, {Method: store.GrantCertificate, IsRequired: true}}
@@ -247,6 +251,7 @@ func TestTLSPasswordAndCertificateRequired(t *testing.T) {
 // TestTLSUntrustedCA: a certificate from a CA the listener does not trust
 // never gives access, with or without the CN's username in CONNECT.
 func TestTLSUntrustedCA(t *testing.T) {
+	t.Parallel()
 	n, ca := startTLSNode(t)
 	certUser(t, n.st, "dev1", []acl.Permission{perm("#", acl.OpReadWrite)}, nil)
 	rogue := newTestCA(t, "rogue CA")
@@ -282,6 +287,7 @@ func TestTLSUntrustedCA(t *testing.T) {
 // TestTLSCertificateRemovedDisconnects: unpinning the certificate a client
 // is connected with disconnects it, and it cannot come back.
 func TestTLSCertificateRemovedDisconnects(t *testing.T) {
+	t.Parallel()
 	n, ca := startTLSNode(t)
 	cert := issueClient(t, ca, "dev3")
 	other := issueClient(t, ca, "dev3")
@@ -322,6 +328,7 @@ func TestTLSCertificateRemovedDisconnects(t *testing.T) {
 // TestTLSCertificateWithoutGrant: a valid certificate does not
 // authenticate a user without the certificate grant type.
 func TestTLSCertificateWithoutGrant(t *testing.T) {
+	t.Parallel()
 	n, ca := startTLSNode(t)
 	addUser(t, n.st, "pwonly", "pwonly-secret1", []acl.Permission{perm("#", acl.OpReadWrite)}, nil)
 	cert := issueClient(t, ca, "pwonly")

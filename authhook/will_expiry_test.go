@@ -50,6 +50,7 @@ func connectWithWill(t *testing.T, n *node, clientID, username, password, topic 
 // the will is put to it. The sessions last 1 to 6 seconds, so the order
 // is drawn six times (each tick decides it for every session ending then).
 func TestWillPublishedWhenItsSessionExpires(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	addUser(t, n.st, "watcher", "watcher-secret1", []acl.Permission{perm("wills/#", acl.OpRead)}, nil)
@@ -92,6 +93,7 @@ func TestWillPublishedWhenItsSessionExpires(t *testing.T) {
 // connection instead of keeping it (and its Mochi client) for the day
 // the dropped will would have waited. Only the last one stays known.
 func TestReconnectsDoNotPinGoneClients(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "dev", "dev-secret-123", []acl.Permission{perm("wills/#", acl.OpWrite)}, nil)
 	srv := n.broker.Server()

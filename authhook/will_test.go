@@ -206,6 +206,7 @@ func hasAll(seen map[string]bool, want []string) bool {
 // the client's permissions as they are at that moment, whatever happened
 // to the pending will itself.
 func TestWillDecidedOnCurrentPermissions(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	u := addUser(t, n.st, "dev", "dev-secret-123", []acl.Permission{perm("wills/dev", acl.OpWrite), perm("data/#", acl.OpWrite)}, nil)
