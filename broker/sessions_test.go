@@ -16,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	mpackets "github.com/mochi-mqtt/server/v2/packets"
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 
 // seeHook allows everything and records the topics and filters its ACL
@@ -172,8 +173,8 @@ func TestDeepTopicClosesMQTT3(t *testing.T) {
 		r := bufio.NewReader(c)
 		writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Connect}, ProtocolVersion: 4,
 			Connect: mpackets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "v3", Clean: true, Keepalive: 30}})
-		if typ := readPacketType(t, r) >> 4; typ != mpackets.Connack {
-			t.Fatalf("got packet type %d, want CONNACK", typ)
+		if typ, _ := mqtttest.MustReadPacket(t, r); typ>>4 != mpackets.Connack {
+			t.Fatalf("got packet type %d, want CONNACK", typ>>4)
 		}
 		writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Publish, Qos: qos, Retain: true}, ProtocolVersion: 4,
 			TopicName: deep, PacketID: 7, Payload: []byte("x")})
@@ -307,13 +308,13 @@ func TestMQTT3SessionsExpire(t *testing.T) {
 	r := bufio.NewReader(c)
 	writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Connect}, ProtocolVersion: 4,
 		Connect: mpackets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "v3-persistent", Keepalive: 30}})
-	if typ := readPacketType(t, r) >> 4; typ != mpackets.Connack {
-		t.Fatalf("got packet type %d, want CONNACK", typ)
+	if typ, _ := mqtttest.MustReadPacket(t, r); typ>>4 != mpackets.Connack {
+		t.Fatalf("got packet type %d, want CONNACK", typ>>4)
 	}
 	writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Subscribe, Qos: 1}, ProtocolVersion: 4, PacketID: 1,
 		Filters: mpackets.Subscriptions{{Filter: "v3/#", Qos: 1}}})
-	if typ := readPacketType(t, r) >> 4; typ != mpackets.Suback {
-		t.Fatalf("got packet type %d, want SUBACK", typ)
+	if typ, _ := mqtttest.MustReadPacket(t, r); typ>>4 != mpackets.Suback {
+		t.Fatalf("got packet type %d, want SUBACK", typ>>4)
 	}
 	_ = c.Close()
 	deadline := time.Now().Add(5 * time.Second)
