@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	mpackets "github.com/mochi-mqtt/server/v2/packets"
 	"github.com/warden-mqtt/warden/internal/mqtttest"
+	"github.com/warden-mqtt/warden/internal/poll"
 )
 
 // seeHook allows everything and records the topics and filters its ACL
@@ -370,6 +371,7 @@ func TestExpiredSessionLeavesNothingBehind(t *testing.T) {
 // again when due, and one they refuse then is neither published nor
 // retained; one they accept is published and retained.
 func TestDelayedWillAskedAgainWhenDue(t *testing.T) {
+	t.Parallel()
 	h := &seeHook{}
 	b := startBroker(t, Config{TCPAddr: local}, h)
 	addr := b.Addr(ListenerTCP)
@@ -386,13 +388,7 @@ func TestDelayedWillAskedAgainWhenDue(t *testing.T) {
 		}
 		calls := h.wills.Load()
 		_ = c.Client.Disconnect(&paho.Disconnect{ReasonCode: 0x04}) // "disconnect with will message"
-		deadline := time.Now().Add(3 * time.Second)
-		for h.wills.Load() == calls {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: OnWill not called at disconnect", id)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		poll.Until(t, 3*time.Second, id+": OnWill called at disconnect", func() bool { return h.wills.Load() != calls })
 	}
 	// Accepted at disconnect, refused when due.
 	vanish("refused", &paho.ConnectProperties{SessionExpiryInterval: &expiry})
@@ -413,16 +409,10 @@ func TestDelayedWillAskedAgainWhenDue(t *testing.T) {
 	if n := h.wills.Load() - calls; n != 2 {
 		t.Errorf("OnWill called %d times for the accepted will, want 2 (at disconnect, when due)", n)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if _, ok := b.Server().Topics.Retained.Get("wills/accepted"); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the accepted will was not retained")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 2*time.Second, "the accepted will retained", func() bool {
+		_, ok := b.Server().Topics.Retained.Get("wills/accepted")
+		return ok
+	})
 }
 
 // TestWillOfEndedSessionNotDelayed: a client whose session ends with its
