@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/pki"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestCAFileChangeIsLogged starts warden with a TLS listener on the
@@ -57,7 +58,7 @@ func TestCAFileChangeIsLogged(t *testing.T) {
 		t.Errorf("a start that leaves %s as it is logs about it:\n%s", caFile, out)
 	}
 
-	out = start("WARDEN_REDIS_URL=" + startRedis(t))
+	out = start("WARDEN_REDIS_URL=" + storetest.StartRedis(t).URL)
 	redisCA := fingerprint()
 	if redisCA == boltCA {
 		t.Fatal("the Redis store has the embedded store's CA; the test needs two CAs")

@@ -224,7 +224,7 @@ func TestBinaryBackupRestore(t *testing.T) {
 	})
 
 	t.Run("a backup of the embedded store restores into Redis and back", func(t *testing.T) {
-		redisEnv := []string{"WARDEN_REDIS_URL=" + startRedis(t)}
+		redisEnv := []string{"WARDEN_REDIS_URL=" + storetest.StartRedis(t).URL}
 		bMustCommand(t, bin, boltEnv, "", "backup", "--out", archive)
 		_, errOut := bMustCommand(t, bin, redisEnv, "", "restore", archive)
 		if !strings.Contains(errOut, "Redis store") {
@@ -255,10 +255,7 @@ func TestBinaryBackupRestore(t *testing.T) {
 // bSnapshotFile reads the model of a stopped warden's data dir.
 func bSnapshotFile(t *testing.T, dataDir string) store.Snapshot {
 	t.Helper()
-	s, err := store.OpenBolt(filepath.Join(dataDir, storeFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storetest.OpenBolt(t, storetest.Path(filepath.Join(dataDir, storeFile)))
 	defer s.Close()
 	snap, err := s.Snapshot(t.Context())
 	if err != nil {
@@ -320,11 +317,7 @@ func TestUserAddRecovers(t *testing.T) {
 		t.Fatalf("user add: exit %d, stdout %q, stderr %q; want 0 and no password printed", code, out, errOut)
 	}
 	open := func() store.Store {
-		s, err := store.OpenBolt(filepath.Join(dataDir, storeFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return storetest.OpenBolt(t, storetest.Path(filepath.Join(dataDir, storeFile)))
 	}
 	s := open()
 	role, err := s.RoleByName(t.Context(), roleAdmin)

@@ -24,17 +24,7 @@ func TestInsecureNoAuthAllowsAnyoneAndSaysSo(t *testing.T) {
 		code <- run(ctx, []string{"--insecure-no-auth", "--mqtt-addr", "127.0.0.1:0", "--http-addr", "",
 			"--data-dir", filepath.Join(t.TempDir(), "data")}, env(nil), out)
 	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(out.String(), "warden ready") {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 15 s:\n%s", out)
-		}
-		select {
-		case c := <-code:
-			t.Fatalf("run returned %d before ready:\n%s", c, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitRunReady(t, out, code)
 	log := out.String()
 	if n := strings.Count(log, "INSECURE: --insecure-no-auth"); n < 2 {
 		t.Errorf("insecure warning logged %d times, want at start and per listener:\n%s", n, log)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // buildWarden compiles this command into a temporary directory: the
@@ -165,14 +166,29 @@ func generatedPasswordLines(t *testing.T, out string) []string {
 	return pws
 }
 
+// waitRunReady waits until run, started in-process with its log in out
+// and its exit code to come on code, logs that it is ready; it fails the
+// test if run returns first or is not ready within 15 s.
+func waitRunReady(t *testing.T, out *logBuffer, code <-chan int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(out.String(), "warden ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 15 s:\n%s", out)
+		}
+		select {
+		case c := <-code:
+			t.Fatalf("run returned %d before ready:\n%s", c, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // adminInFile opens the store file of a stopped warden and returns its
 // admin user.
 func adminInFile(t *testing.T, dataDir string) store.User {
 	t.Helper()
-	s, err := store.OpenBolt(filepath.Join(dataDir, storeFile))
-	if err != nil {
-		t.Fatalf("open store file: %v", err)
-	}
+	s := storetest.OpenBolt(t, storetest.Path(filepath.Join(dataDir, storeFile)))
 	defer s.Close()
 	u, err := s.UserByUsername(t.Context(), adminUsername)
 	if err != nil {
@@ -292,7 +308,7 @@ func TestRunExitsOneWhenRedisIsUnreachable(t *testing.T) {
 }
 
 func TestRunInProcessWithRedis(t *testing.T) {
-	url := startRedis(t)
+	url := storetest.StartRedis(t).URL
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	out := &logBuffer{}
@@ -300,17 +316,7 @@ func TestRunInProcessWithRedis(t *testing.T) {
 	go func() {
 		code <- run(ctx, []string{"--redis-url", url, "--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", ""}, env(nil), out)
 	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(out.String(), "warden ready") {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 15 s:\n%s", out)
-		}
-		select {
-		case c := <-code:
-			t.Fatalf("run returned %d before ready:\n%s", c, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitRunReady(t, out, code)
 	cancel()
 	if c := <-code; c != exitOK {
 		t.Fatalf("exit code %d, want 0:\n%s", c, out)

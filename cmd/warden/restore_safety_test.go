@@ -27,7 +27,7 @@ func TestRestoreCommandRefusesArchiveWithoutAdmin(t *testing.T) {
 			ctx := context.Background()
 			args := []string{"--data-dir", filepath.Join(t.TempDir(), "data")}
 			if kind == "redis" {
-				args = []string{"--redis-url", startRedis(t)}
+				args = []string{"--redis-url", storetest.StartRedis(t).URL}
 			}
 			cf := newCommandFlags("restore", commandEnv{getenv: env(nil)})
 			if _, exit := cf.parse(append([]string{"x"}, args...), 1, ""); exit >= 0 {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // Items 8 and 9 of issue 14, end to end on the real binary with real MQTT
@@ -123,7 +125,7 @@ func tkBackends(t *testing.T, fn func(t *testing.T, e *tkEnv)) {
 			pw := validPassword(t)
 			env := []string{"WARDEN_DATA_DIR=" + filepath.Join(t.TempDir(), "data"), "WARDEN_ADMIN_PASSWORD=" + pw}
 			if backend == "redis" {
-				env = append(env, "WARDEN_REDIS_URL="+startRedis(t))
+				env = append(env, "WARDEN_REDIS_URL="+storetest.StartRedis(t).URL)
 			}
 			p := startWarden(t, bin, env...)
 			p.waitFor("warden ready")
