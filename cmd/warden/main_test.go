@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +21,10 @@ import (
 )
 
 // buildWarden compiles this command into a temporary directory: the
-// end-to-end tests run the real binary with real signals and files.
+// end-to-end tests run the real binary with real signals and files. It
+// is compiled once per test run and shared: every test runs the same
+// source, and linking it again cost each test seconds of CPU. TestMain
+// removes it.
 //
 // WARDEN_TEST_BIN, when set, names a prebuilt binary to run instead: the
 // attack tests (security_test.go) log the memory they measure, so running
@@ -30,12 +35,37 @@ func buildWarden(t *testing.T) string {
 		t.Logf("running the prebuilt binary %s (WARDEN_TEST_BIN)", bin)
 		return bin
 	}
-	bin := filepath.Join(t.TempDir(), "warden")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "warden-test-"); built.err != nil {
+			return
+		}
+		bin := filepath.Join(built.dir, "warden")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		built.bin = bin
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
+}
+
+// built is the binary buildWarden compiled, with the directory it is in.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// TestMain runs the tests, then removes the binary buildWarden compiled.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // process is a running warden binary with its stderr captured.
