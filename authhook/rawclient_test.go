@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 

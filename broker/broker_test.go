@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	mqtt "github.com/mochi-mqtt/server/v2"
+
 	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 

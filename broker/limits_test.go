@@ -21,6 +21,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
+
 	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 

@@ -16,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	mpackets "github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/warden-mqtt/warden/internal/mqtttest"
 	"github.com/warden-mqtt/warden/internal/poll"
 )
