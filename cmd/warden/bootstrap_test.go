@@ -92,6 +92,7 @@ func verify(t *testing.T, password, hash string) bool {
 }
 
 func TestBootstrapCreatesBuiltinRolesAndAdmin(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	log, logs := newLogger()
@@ -165,6 +166,7 @@ func samePermissions(got, want []acl.Permission) bool {
 }
 
 func TestBootstrapGeneratesAndLogsThePasswordOnce(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	log, logs := newLogger()
@@ -205,6 +207,7 @@ func TestBootstrapGeneratesAndLogsThePasswordOnce(t *testing.T) {
 }
 
 func TestBootstrapKeepsTheExistingAdmin(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	first := validPassword(t)
@@ -240,6 +243,7 @@ func TestBootstrapKeepsTheExistingAdmin(t *testing.T) {
 }
 
 func TestBootstrapDoesNotResurrectADeletedAdmin(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	log, _ := newLogger()
@@ -270,6 +274,7 @@ func TestBootstrapDoesNotResurrectADeletedAdmin(t *testing.T) {
 }
 
 func TestBootstrapLeavesExistingRecordsAlone(t *testing.T) {
+	t.Parallel()
 	// A store that already has records (restored from a backup, or a first
 	// start that stopped halfway) keeps them; only what is missing is
 	// created.
@@ -300,11 +305,13 @@ func TestBootstrapLeavesExistingRecordsAlone(t *testing.T) {
 }
 
 func TestBootstrapConcurrentlyOnOneStore(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	bootstrapConcurrently(t, []store.Store{s, s, s, s})
 }
 
 func TestBootstrapConcurrentlyOnOneRedis(t *testing.T) {
+	t.Parallel()
 	// Four nodes, each with its own connection, like four warden
 	// processes starting at once against one Redis.
 	url := storetest.StartRedis(t).URL

@@ -18,6 +18,7 @@ import (
 // second logs nothing about it, the third says the file now holds the
 // Redis store's CA, with both fingerprints.
 func TestCAFileChangeIsLogged(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -71,6 +72,7 @@ func TestCAFileChangeIsLogged(t *testing.T) {
 }
 
 func TestHelpSaysWhereTheCALives(t *testing.T) {
+	t.Parallel()
 	o, _ := optionNamed("data-dir")
 	if strings.Contains(o.usage, "JWT") || !strings.Contains(o.usage, "ca.pem") || !strings.Contains(o.usage, "kept in the store") {
 		t.Errorf("--data-dir's help does not say the data dir holds ca.pem and the keys live in the store: %q", o.usage)

@@ -23,6 +23,7 @@ import (
 // that has not sent CONNECT yet): the server disconnects them itself, which
 // is no warning, so nothing in the output is at WARN or ERROR.
 func TestCleanStopLogsNoWarnings(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	pw := validPassword(t)
 	dataDir := filepath.Join(t.TempDir(), "data")

@@ -104,6 +104,7 @@ func bSeed(t *testing.T, s *bServer, adminPW, devPW string) {
 // and its old password, a user created after the backup is gone; `warden
 // user add` recovers an admin.
 func TestBinaryBackupRestore(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	adminPW, devPW := validPassword(t), validPassword(t)
 	dir := t.TempDir()
@@ -267,6 +268,7 @@ func bSnapshotFile(t *testing.T, dataDir string) store.Snapshot {
 // TestCommandUsage: usage mistakes exit 2 with the synopsis, --help exits
 // 0, and a missing archive exits 1; nothing is opened for them.
 func TestCommandUsage(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
 	for _, c := range []struct {
 		name string
@@ -305,6 +307,7 @@ func TestCommandUsage(t *testing.T) {
 // password, lifts a suspension, adds roles, adds the password grant and,
 // with --reset-mfa, removes the MFA enrollment.
 func TestUserAddRecovers(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
 	add := func(stdin string, args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer

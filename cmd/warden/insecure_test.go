@@ -16,6 +16,7 @@ import (
 // unknown user with any password connects, subscribes and publishes, and
 // the log warns at start and beside the listener address.
 func TestInsecureNoAuthAllowsAnyoneAndSaysSo(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	out := &logBuffer{}

@@ -228,6 +228,7 @@ func adminInFile(t *testing.T, dataDir string) store.User {
 }
 
 func TestBinary(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -360,6 +361,7 @@ func TestRunInProcessWithRedis(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"redis://localhost:6379/0":            "redis://localhost:6379/0",
 		"redis://u:secret@h:1/2":              "redis://u:xxxxx@h:1/2",

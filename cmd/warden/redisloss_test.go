@@ -107,6 +107,7 @@ func (w *rlWatcher) sees(t *testing.T, port, devPW, payload string) {
 //
 // shows the behaviour before the fix.
 func TestRedisLossKeepsServing(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	r := storetest.StartRedis(t)
 	adminPW, devPW := validPassword(t), validPassword(t)

@@ -25,6 +25,7 @@ import (
 // 3.1.1 client asking for none is refused with return code 2; a fourth
 // socket is closed at once while three are open.
 func TestBinaryEnforcesConnectionLimitsKeepaliveAndOrigins(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}

@@ -257,6 +257,7 @@ func secretForms(s string) []string {
 // logged under "pk"), a publish the user may not make, a wrong password.
 // No password, will or payload may appear in the output, in any encoding.
 func TestLogsNeverHoldPasswordsOrPayloads(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
@@ -366,6 +367,7 @@ func TestLogsNeverHoldPasswordsOrPayloads(t *testing.T) {
 // wills and byte slices under any key, and keeps what is not secret
 // (errors, including Mochi's reason codes, strings, numbers, addresses).
 func TestRedactPacketsByTypeWhateverTheKey(t *testing.T) {
+	t.Parallel()
 	pk := mpackets.Packet{Connect: mpackets.ConnectParams{Password: []byte("pw-in-packet"), Username: []byte("u")},
 		Payload: []byte("payload-in-packet")}
 	var buf strings.Builder

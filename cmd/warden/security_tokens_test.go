@@ -162,6 +162,7 @@ func tkBackends(t *testing.T, fn func(t *testing.T, e *tkEnv)) {
 // are disconnected (0x87) and cannot connect again; clients of the
 // application token and of its exchanged token stay.
 func TestBinaryPasswordChangeDisconnectsTokenClients(t *testing.T) {
+	t.Parallel()
 	tkBackends(t, func(t *testing.T, e *tkEnv) {
 		byToken := mustConnect(t, e.mqttAddr, "with-stolen-login-token", "e2e-op", e.stolen)
 		byPassword := mustConnect(t, e.mqttAddr, "with-old-password", "e2e-op", e.oldPW)
@@ -195,6 +196,7 @@ func TestBinaryPasswordChangeDisconnectsTokenClients(t *testing.T) {
 // tokens exchanged for it (revoked in the same store transaction), not
 // only those of the application token itself.
 func TestBinaryApplicationTokenRevocationDisconnectsItsSessions(t *testing.T) {
+	t.Parallel()
 	tkBackends(t, func(t *testing.T, e *tkEnv) {
 		byApp := mustConnect(t, e.mqttAddr, "with-application-token", "e2e-op", e.app)
 		bySession := mustConnect(t, e.mqttAddr, "with-application-session", "e2e-op", e.exchanged)

@@ -47,6 +47,7 @@ func noAdminIn(t *testing.T, dataDir string) {
 // password. Until the admin logs in, every start says how to get a
 // password; a login (even one followed by a logout) ends that.
 func TestFirstStartOnAPortInUse(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	env := []string{"WARDEN_DATA_DIR=" + dataDir, "WARDEN_LOG_LEVEL=info", "WARDEN_AUDIT_LOG=off"}
@@ -144,6 +145,7 @@ func TestFirstStartOnAPortInUse(t *testing.T) {
 // token of the admin, a new password (warden user add admin resets it),
 // the admin deleted; and that a configured admin password never gets one.
 func TestAdminPasswordReminder(t *testing.T) {
+	t.Parallel()
 	reminds := func(t *testing.T, s store.Store) bool {
 		t.Helper()
 		log, logs := newLogger()

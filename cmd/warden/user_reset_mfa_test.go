@@ -13,6 +13,7 @@ import (
 // (issue 15, item 11): it says on stderr how many MFA keys it removed, or
 // that the user had none.
 func TestUserAddResetMFASaysWhatItRemoved(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
