@@ -54,6 +54,7 @@ func series(t *testing.T, g prometheus.Gatherer, name string, labels ...string) 
 // TestInstrumentedContract: the wrapper passes the whole contract suite,
 // so wrapping changes no behaviour.
 func TestInstrumentedContract(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
 		in, _ := instrument(t, storetest.OpenBolt(t), "bolt")
 		return in
@@ -65,6 +66,7 @@ func TestInstrumentedContract(t *testing.T) {
 // and once Redis stops, the periodic ping drops warden_store_up to 0 and
 // failed calls are counted as unavailable.
 func TestInstrumentedRecordsLatencyErrorsAndRedisUp(t *testing.T) {
+	t.Parallel()
 	srv := storetest.StartRedis(t)
 	in, reg := instrument(t, storetest.OpenRedis(t, storetest.URL(srv.URL)), "redis")
 	ctx := t.Context()
@@ -133,6 +135,7 @@ func TestInstrumentedRecordsLatencyErrorsAndRedisUp(t *testing.T) {
 // TestInstrumentRefusesASecondStoreOnOneRegistry: two stores' series on
 // one registry would mix, so the second registration fails loudly.
 func TestInstrumentRefusesASecondStoreOnOneRegistry(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	if _, err := store.Instrument(storetest.OpenBolt(t), "bolt", reg); err != nil {
 		t.Fatal(err)

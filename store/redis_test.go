@@ -14,6 +14,7 @@ import (
 )
 
 func TestRedisContract(t *testing.T) {
+	t.Parallel()
 	srv := storetest.StartRedis(t)
 	admin := srv.Client(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
@@ -29,6 +30,7 @@ func TestRedisContract(t *testing.T) {
 // TestSnapshotAcrossBackends moves a model from bolt to Redis and back:
 // a backup taken on one backend restores on the other unchanged.
 func TestSnapshotAcrossBackends(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	b := storetest.OpenBolt(t)
@@ -66,6 +68,7 @@ func TestSnapshotAcrossBackends(t *testing.T) {
 }
 
 func TestRedisTwoNodes(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
@@ -105,6 +108,7 @@ func TestRedisTwoNodes(t *testing.T) {
 // node must notice, resubscribe, and report what it missed meanwhile
 // (the events or a reset), then receive later events as usual.
 func TestRedisResubscribes(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)

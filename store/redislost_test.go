@@ -53,6 +53,7 @@ func noReset(t *testing.T, events <-chan store.Event, d time.Duration) {
 // started meanwhile does not take it for a first start. A restore of a
 // backup brings every node back with one reset.
 func TestRedisFlushIsALostModel(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
@@ -157,6 +158,7 @@ func (b *syncBuffer) String() string {
 // must not take the empty server's version 0 for missed events to reset
 // on; it reports the loss.
 func TestRedisRestartWithoutPersistenceIsALostModel(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
@@ -206,6 +208,7 @@ func TestRedisRestartWithoutPersistenceIsALostModel(t *testing.T) {
 // a store written by a release without a model identity opens with its
 // data; deleting {warden}:lost (all nodes stopped) starts over empty.
 func TestRedisFirstStartAndStartingOver(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
@@ -252,6 +255,7 @@ func TestRedisFirstStartAndStartingOver(t *testing.T) {
 // restore and follow the commits after it, or its caches keep revoked users
 // and tokens.
 func TestRedisRestoreReachesNodesThatMissedTheLoss(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)

@@ -12,12 +12,14 @@ import (
 )
 
 func TestBoltContract(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return storetest.OpenBolt(t)
 	})
 }
 
 func TestBoltPersists(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "sub", "warden.db")

@@ -16,6 +16,7 @@ import (
 // built the first time a write needs it, so an old "admin" still blocks a
 // new "Admin". Simulated by removing the index from a store's file.
 func TestFoldIndexBuiltForOldBoltData(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "warden.db")
 	s := storetest.OpenBolt(t, storetest.Path(path))
@@ -56,6 +57,7 @@ func TestFoldIndexBuiltForOldBoltData(t *testing.T) {
 // data), a newly started node rebuilds it; an entry naming a user that no
 // longer exists never refuses a free name.
 func TestFoldIndexBuiltForOldRedisData(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	srv := storetest.StartRedis(t)
 	client := srv.Client(t)
@@ -83,6 +85,7 @@ func TestFoldIndexBuiltForOldRedisData(t *testing.T) {
 // device must be found on the first lookup after an upgrade, before
 // anything writes (the fold index that finds it is built on first use).
 func TestOldDecomposedNameFoundBeforeAnyWrite(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "warden.db")
 	s := storetest.OpenBolt(t, storetest.Path(path))
