@@ -74,6 +74,7 @@ func staleTokens(t *testing.T, s store.Store) *Tokens {
 }
 
 func TestTokenKIDIsTheCurrentKeysThumbprint(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
@@ -90,6 +91,7 @@ func TestTokenKIDIsTheCurrentKeysThumbprint(t *testing.T) {
 }
 
 func TestOldTokenVerifiesAfterRotation(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
@@ -133,6 +135,7 @@ func TestOldTokenVerifiesAfterRotation(t *testing.T) {
 // TestStaleNodeLoadsARotationForAnUnknownKID: a node that has not heard of
 // a rotation verifies a token signed with the new key by reloading once.
 func TestStaleNodeLoadsARotationForAnUnknownKID(t *testing.T) {
+	t.Parallel()
 	sharedStores(t, func(t *testing.T, sa, sb store.Store) {
 		ctx := t.Context()
 		a := newTestTokens(t, sa)
@@ -167,6 +170,7 @@ func TestStaleNodeLoadsARotationForAnUnknownKID(t *testing.T) {
 // TestNodesFollowARotationOnTheChangeFeed: a node following the store
 // adopts another node's rotation without seeing a token first.
 func TestNodesFollowARotationOnTheChangeFeed(t *testing.T) {
+	t.Parallel()
 	sharedStores(t, func(t *testing.T, sa, sb store.Store) {
 		a, b := newTestTokens(t, sa), newTestTokens(t, sb)
 		if err := a.Rotate(t.Context()); err != nil {
@@ -188,6 +192,7 @@ func TestNodesFollowARotationOnTheChangeFeed(t *testing.T) {
 }
 
 func TestConcurrentRotationsAgreeOnOneCurrentKey(t *testing.T) {
+	t.Parallel()
 	sharedStores(t, func(t *testing.T, sa, sb store.Store) {
 		ctx := t.Context()
 		nodes := []*Tokens{newTestTokens(t, sa), newTestTokens(t, sb), newTestTokens(t, sa), newTestTokens(t, sb)}
@@ -238,6 +243,7 @@ func TestConcurrentRotationsAgreeOnOneCurrentKey(t *testing.T) {
 // one: lifetimes are capped by MaxTTL), so that only the retirement can
 // refuse it.
 func TestRetiredKeyStopsVerifyingAfterTheLongestLifetime(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -300,6 +306,7 @@ func TestRetiredKeyStopsVerifyingAfterTheLongestLifetime(t *testing.T) {
 // signing key of earlier releases keeps it as the first key, and tokens
 // signed without a kid keep verifying against it, also after a rotation.
 func TestStoreOfAnEarlierReleaseKeepsItsKey(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -350,6 +357,7 @@ func TestStoreOfAnEarlierReleaseKeepsItsKey(t *testing.T) {
 }
 
 func TestJWKSShape(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	raw, err := json.Marshal(tk.JWKS())
@@ -449,6 +457,7 @@ func TestUnknownKIDsReloadAtMostOncePerInterval(t *testing.T) {
 }
 
 func TestIssueRefusesALifetimeAboveTheMaximum(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk, err := NewTokensWith(t.Context(), s, TokenOptions{Issuer: testIssuer, MaxTTL: time.Hour})
 	if err != nil {
@@ -467,6 +476,7 @@ func TestIssueRefusesALifetimeAboveTheMaximum(t *testing.T) {
 }
 
 func TestCorruptKeySetIsRefused(t *testing.T) {
+	t.Parallel()
 	good := func(t *testing.T) storedKeySet {
 		k, err := newStoredKey(time.Now())
 		if err != nil {
@@ -507,6 +517,7 @@ func TestCorruptKeySetIsRefused(t *testing.T) {
 }
 
 func TestIssueUntilKeepsTheChosenDate(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 250_000_000, time.UTC))
 	tk, err := NewTokensWith(t.Context(), s, TokenOptions{Issuer: testIssuer, MaxTTL: 48 * time.Hour, Now: clock.now})

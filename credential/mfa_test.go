@@ -68,6 +68,7 @@ func newTestKey(t *testing.T, m *MFA) (store.MFAKey, string, *url.URL) {
 }
 
 func TestMFANewKeyURIIsWhatAuthenticatorAppsExpect(t *testing.T) {
+	t.Parallel()
 	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, secret, u := newTestKey(t, m)
 	q := u.Query()
@@ -98,6 +99,7 @@ func TestMFANewKeyURIIsWhatAuthenticatorAppsExpect(t *testing.T) {
 // for the current step and one step either side are accepted and report
 // their step; two steps away they are refused.
 func TestMFACheckAcceptsOathtoolCodesInTheWindow(t *testing.T) {
+	t.Parallel()
 	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, secret, _ := newTestKey(t, m)
 	now := mfaEpoch.Add(10 * time.Second) // inside step 58907520
@@ -131,6 +133,7 @@ func TestMFACheckAcceptsOathtoolCodesInTheWindow(t *testing.T) {
 // (pquerna/otp) and oathtool agree, for the secret of our URI, at several
 // instants, in both directions.
 func TestMFACodeWeComputeValidatesInOathtool(t *testing.T) {
+	t.Parallel()
 	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, secret, _ := newTestKey(t, m)
 	for _, at := range []time.Time{mfaEpoch, mfaEpoch.Add(29 * time.Second), mfaEpoch.Add(time.Hour + 7*time.Second), time.Date(2038, 1, 19, 3, 14, 8, 0, time.UTC)} {
@@ -154,6 +157,7 @@ func TestMFACodeWeComputeValidatesInOathtool(t *testing.T) {
 // TestMFACheckRefusesReplays: a step at or before LastStep is a replay,
 // whichever code of the window it is.
 func TestMFACheckRefusesReplays(t *testing.T) {
+	t.Parallel()
 	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, secret, _ := newTestKey(t, m)
 	now := mfaEpoch.Add(5 * time.Second)
@@ -181,6 +185,7 @@ func TestMFACheckRefusesReplays(t *testing.T) {
 }
 
 func TestMFACheckRefusesMalformedCodes(t *testing.T) {
+	t.Parallel()
 	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, _, _ := newTestKey(t, m)
 	for _, code := range []string{"", "12345", "1234567", "12a456", "١٢٣٤٥٦", "-12345", "123456\x00"} {
@@ -194,6 +199,7 @@ func TestMFACheckRefusesMalformedCodes(t *testing.T) {
 // on every node of the cluster (one key in the store), not in another
 // user's or key's record, not with another cluster's key.
 func TestMFASealedSecretIsBoundToItsUserKeyAndCluster(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	m := newTestMFA(t, s)
 	k, secret, _ := newTestKey(t, m)
@@ -222,6 +228,7 @@ func TestMFASealedSecretIsBoundToItsUserKeyAndCluster(t *testing.T) {
 }
 
 func TestMFAConcurrentNewMFAAgreeOnOneKey(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	const n = 8
 	ms := make([]*MFA, n)
@@ -249,6 +256,7 @@ func TestMFAConcurrentNewMFAAgreeOnOneKey(t *testing.T) {
 }
 
 func TestMFANewMFARefusesACorruptKey(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	if err := s.PutSetting(context.Background(), SettingMFAKey, []byte("c2hvcnQ=")); err != nil {
 		t.Fatal(err)
@@ -259,6 +267,7 @@ func TestMFANewMFARefusesACorruptKey(t *testing.T) {
 }
 
 func TestMFABackupCodes(t *testing.T) {
+	t.Parallel()
 	codes, hashes, err := NewBackupCodes()
 	if err != nil {
 		t.Fatal(err)
@@ -293,6 +302,7 @@ func TestMFABackupCodes(t *testing.T) {
 }
 
 func TestMFANewSecret(t *testing.T) {
+	t.Parallel()
 	secret, hash, err := NewSecret()
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 // verifies until the parent is revoked, then is revoked too; none can be
 // issued once the parent is gone.
 func TestTokenObtainedWithAnotherGoesWithIt(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "svc")
@@ -51,6 +52,7 @@ func TestTokenObtainedWithAnotherGoesWithIt(t *testing.T) {
 // TestIssueForAStaleUserRecordIsRefused: a login that checked the old
 // password cannot record its token once the password changed.
 func TestIssueForAStaleUserRecordIsRefused(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	ctx := context.Background()
@@ -74,6 +76,7 @@ func TestIssueForAStaleUserRecordIsRefused(t *testing.T) {
 }
 
 func TestAcceptedKind(t *testing.T) {
+	t.Parallel()
 	for kind, want := range map[string]bool{
 		KindLogin: true, KindApplication: true, KindApplicationSession: true,
 		KindDevice: false, "": false, "Login": false, "admin": false,

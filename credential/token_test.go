@@ -85,6 +85,7 @@ func checkNoLeak(t *testing.T, err error, token string) {
 }
 
 func TestIssuedTokenVerifiesWithItsClaims(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
@@ -130,6 +131,7 @@ func TestIssuedTokenVerifiesWithItsClaims(t *testing.T) {
 }
 
 func TestIssuedTokensHaveDistinctIDs(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
@@ -147,6 +149,7 @@ func TestIssuedTokensHaveDistinctIDs(t *testing.T) {
 }
 
 func TestRevokedTokenParsesButDoesNotVerify(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
@@ -172,6 +175,7 @@ func TestRevokedTokenParsesButDoesNotVerify(t *testing.T) {
 }
 
 func TestTokenOfDeletedUserIsRevoked(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
@@ -189,6 +193,7 @@ func TestTokenOfDeletedUserIsRevoked(t *testing.T) {
 }
 
 func TestTokenWhoseRecordBelongsToAnotherUserIsRevoked(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
@@ -210,6 +215,7 @@ func TestTokenWhoseRecordBelongsToAnotherUserIsRevoked(t *testing.T) {
 }
 
 func TestExpiredTokenIsRejectedAfterLeeway(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
@@ -237,6 +243,7 @@ func TestExpiredTokenIsRejectedAfterLeeway(t *testing.T) {
 }
 
 func TestCraftedExpiredTokenWithRealKeyIsExpired(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
@@ -248,6 +255,7 @@ func TestCraftedExpiredTokenWithRealKeyIsExpired(t *testing.T) {
 }
 
 func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
@@ -403,6 +411,7 @@ func reheader(parts []string, header string) string {
 }
 
 func TestTokensOnOneStoreShareTheKey(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := storetest.OpenBolt(t)
 	a, b := newTestTokens(t, s), newTestTokens(t, s)
@@ -420,6 +429,7 @@ func TestTokensOnOneStoreShareTheKey(t *testing.T) {
 }
 
 func TestSigningKeyIsStoredAsPKCS8PEM(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	raw, err := s.Setting(t.Context(), SettingSigningKey)
@@ -441,6 +451,7 @@ func TestSigningKeyIsStoredAsPKCS8PEM(t *testing.T) {
 }
 
 func TestConcurrentNewTokensAgreeOnOneKey(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	const n = 8
 	keys := make([]ed25519.PublicKey, n)
@@ -500,6 +511,7 @@ func (f *faultyStore) Token(ctx context.Context, id string) (store.Token, error)
 }
 
 func TestNewTokensNeverGeneratesAKeyOnStoreError(t *testing.T) {
+	t.Parallel()
 	fs := &faultyStore{Store: storetest.OpenBolt(t), failSetting: true}
 	_, err := NewTokens(t.Context(), fs, testIssuer)
 	if !errors.Is(err, store.ErrUnavailable) {
@@ -511,6 +523,7 @@ func TestNewTokensNeverGeneratesAKeyOnStoreError(t *testing.T) {
 }
 
 func TestNewTokensRefusesACorruptKey(t *testing.T) {
+	t.Parallel()
 	for name, value := range map[string][]byte{
 		"not PEM":          []byte("garbage"),
 		"wrong block type": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1, 2, 3}}),
@@ -532,12 +545,14 @@ func TestNewTokensRefusesACorruptKey(t *testing.T) {
 }
 
 func TestNewTokensRequiresAnIssuer(t *testing.T) {
+	t.Parallel()
 	if _, err := NewTokens(t.Context(), storetest.OpenBolt(t), ""); err == nil {
 		t.Fatal("NewTokens with an empty issuer succeeded")
 	}
 }
 
 func TestVerifyReturnsStoreErrorsAsThemselves(t *testing.T) {
+	t.Parallel()
 	fs := &faultyStore{Store: storetest.OpenBolt(t)}
 	tk := newTestTokens(t, fs)
 	u := newTokenUser(t, fs, "alice")
@@ -557,6 +572,7 @@ func TestVerifyReturnsStoreErrorsAsThemselves(t *testing.T) {
 }
 
 func TestIssueForAMissingUserIsNotFound(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	_, _, err := tk.Issue(t.Context(), store.User{ID: "no-such-id", Username: "ghost"}, KindLogin, "", time.Hour)
@@ -566,6 +582,7 @@ func TestIssueForAMissingUserIsNotFound(t *testing.T) {
 }
 
 func TestIssueRejectsBadArguments(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
@@ -590,6 +607,7 @@ func TestIssueRejectsBadArguments(t *testing.T) {
 }
 
 func TestSubSecondLifetimeIsRoundedUp(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 100_000_000, time.UTC))
@@ -608,6 +626,7 @@ func TestSubSecondLifetimeIsRoundedUp(t *testing.T) {
 }
 
 func TestPublicKeyIsACopy(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
@@ -623,6 +642,7 @@ func TestPublicKeyIsACopy(t *testing.T) {
 }
 
 func TestLooksLikeToken(t *testing.T) {
+	t.Parallel()
 	for s, want := range map[string]bool{
 		"eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2ln": true,
 		"eyJ.a.b":                 true,
