@@ -12,6 +12,7 @@ import (
 )
 
 func TestLoadOrCreateCAKeepsOneCAAcrossCallsAndRestarts(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "w.db")
 	s := storetest.OpenBolt(t, storetest.Path(path))
 
@@ -48,6 +49,7 @@ func TestLoadOrCreateCAKeepsOneCAAcrossCallsAndRestarts(t *testing.T) {
 }
 
 func TestLoadOrCreateCAConcurrentCallersAgreeOnOneCA(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 
 	const n = 8
@@ -79,6 +81,7 @@ func TestLoadOrCreateCAConcurrentCallersAgreeOnOneCA(t *testing.T) {
 }
 
 func TestLoadOrCreateCANeverReplacesAnUnreadableCA(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	corrupt := []byte(`{"cert":"garbage","key":"garbage"}`)
 	if err := s.PutSetting(t.Context(), SettingCA, corrupt); err != nil {
@@ -94,6 +97,7 @@ func TestLoadOrCreateCANeverReplacesAnUnreadableCA(t *testing.T) {
 }
 
 func TestLoadOrCreateCAReturnsStoreErrorsInsteadOfCreating(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

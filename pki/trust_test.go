@@ -78,6 +78,7 @@ func ids(list []TrustedCert) []string {
 }
 
 func TestTrustStoreAddListRemove(t *testing.T) {
+	t.Parallel()
 	trustBackends(t, func(t *testing.T, s store.Store, _ func() store.Store) {
 		ctx := t.Context()
 		internal, configured, a, b := newTestCA(t), newTestCA(t), newTestCA(t), newTestCA(t)
@@ -168,6 +169,7 @@ func TestTrustStoreAddListRemove(t *testing.T) {
 }
 
 func TestTrustStoreRefusesUnusableInputAndStoresNothing(t *testing.T) {
+	t.Parallel()
 	ca, other := newTestCA(t), newTestCA(t)
 	weak := selfSigned(t, "weak CA", newKey(t, "rsa1024"), true)
 	pemOf := func(c *x509.Certificate) string {
@@ -235,6 +237,7 @@ func selfSigned(t *testing.T, cn string, key crypto.Signer, isCA bool) *x509.Cer
 }
 
 func TestTrustStoreNeverOverwritesAnUnreadableInventory(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	ca := newTestCA(t)
 	corrupt := []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
@@ -271,6 +274,7 @@ func TestTrustStoreNeverOverwritesAnUnreadableInventory(t *testing.T) {
 // throughout, and a client without a certificate is let through to the
 // MQTT layer (VerifyClientCertIfGiven is kept).
 func TestTrustStoreServerConfigFollowsTheInventory(t *testing.T) {
+	t.Parallel()
 	trustBackends(t, func(t *testing.T, s store.Store, _ func() store.Store) {
 		internal, external := newTestCA(t), newTestCA(t)
 		ts := newTrust(t, s, internal)
@@ -342,6 +346,7 @@ func TestTrustStoreServerConfigFollowsTheInventory(t *testing.T) {
 // TestTrustStorePinsASelfSignedLeaf: a trusted certificate need not be a
 // CA; a device's self-signed certificate is trusted as itself.
 func TestTrustStorePinsASelfSignedLeaf(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	key := newKey(t, "p256")
 	leaf := selfSigned(t, "device-3", key, false)
@@ -366,6 +371,7 @@ func TestTrustStorePinsASelfSignedLeaf(t *testing.T) {
 // restore of the whole model, changes what another node sharing the store
 // trusts, without anything being restarted.
 func TestTrustStoreFollowsOtherNodes(t *testing.T) {
+	t.Parallel()
 	trustBackends(t, func(t *testing.T, s store.Store, node func() store.Store) {
 		ctx := t.Context()
 		internal, external := newTestCA(t), newTestCA(t)
@@ -403,6 +409,7 @@ func TestTrustStoreFollowsOtherNodes(t *testing.T) {
 }
 
 func TestNewTrustStoreNeedsACA(t *testing.T) {
+	t.Parallel()
 	s := storetest.OpenBolt(t)
 	if _, err := NewTrustStore(t.Context(), s, TrustOptions{}); err == nil {
 		t.Error("NewTrustStore without a CA succeeded")
@@ -413,6 +420,7 @@ func TestNewTrustStoreNeedsACA(t *testing.T) {
 // reached, changes fail with store.ErrUnavailable (the API's 503) and the
 // node keeps the pool it has, so devices keep connecting.
 func TestTrustStoreKeepsTrustingWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
 	r := storetest.StartRedis(t)
 	s := storetest.OpenRedis(t, storetest.URL(r.URL))
 	internal, external := newTestCA(t), newTestCA(t)
