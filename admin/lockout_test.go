@@ -223,7 +223,6 @@ func TestPasswordWorkOnTheLoginPool(t *testing.T) {
 // limit's verifications (one worker), and every answer is the ordinary
 // refusal.
 func TestLoginParallelGuessesRunAtMostTheLimit(t *testing.T) {
-	t.Parallel()
 	// Verifications slow enough (8 MiB, 2 passes) that all 40 guesses are
 	// waiting for the worker before the first one is decided.
 	slow := credential.Params{Memory: 8 << 10, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
