@@ -10,6 +10,22 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 )
 
+func TestHeaderLengths(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[int][]byte{
+		0:         {0x10, 0},
+		127:       {0x10, 0x7f},
+		128:       {0x10, 0x80, 0x01},
+		16383:     {0x10, 0xff, 0x7f},
+		2097152:   {0x10, 0x80, 0x80, 0x80, 0x01},
+		268435455: {0x10, 0xff, 0xff, 0xff, 0x7f},
+	} {
+		if got := Header(0x10, n); !bytes.Equal(got, want) {
+			t.Errorf("Header(0x10, %d) = % x, want % x", n, got, want)
+		}
+	}
+}
+
 // TestConnectReadsBackWithPaho: paho's decoder (an MQTT 5 codec of its
 // own) reads every MQTT 5 CONNECT the way it was meant.
 func TestConnectReadsBackWithPaho(t *testing.T) {
@@ -74,22 +90,6 @@ func TestReadPacketReadsWhatPacketFramed(t *testing.T) {
 			if first, got, err := ReadPacket(r); err != nil || first != 0xd0 || len(got) != 0 {
 				t.Errorf("%s, %d bytes: next packet = %#x % x %v, want PINGRESP", name, n, first, got, err)
 			}
-		}
-	}
-}
-
-func TestHeaderLengths(t *testing.T) {
-	t.Parallel()
-	for n, want := range map[int][]byte{
-		0:         {0x10, 0},
-		127:       {0x10, 0x7f},
-		128:       {0x10, 0x80, 0x01},
-		16383:     {0x10, 0xff, 0x7f},
-		2097152:   {0x10, 0x80, 0x80, 0x80, 0x01},
-		268435455: {0x10, 0xff, 0xff, 0xff, 0x7f},
-	} {
-		if got := Header(0x10, n); !bytes.Equal(got, want) {
-			t.Errorf("Header(0x10, %d) = % x, want % x", n, got, want)
 		}
 	}
 }

@@ -23,6 +23,15 @@ type openConfig struct {
 	logger *slog.Logger
 }
 
+// configure applies opts to an empty configuration.
+func configure(opts []Option) openConfig {
+	var c openConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
 // Path makes OpenBolt open the file at path (created if missing) instead
 // of a new file in the test's temporary directory: a store reopened after
 // a restart, or the file of a stopped warden.
@@ -41,10 +50,7 @@ func Logger(l *slog.Logger) Option { return func(c *openConfig) { c.logger = l }
 // ends; a test may close it earlier.
 func OpenBolt(t testing.TB, opts ...Option) store.Store {
 	t.Helper()
-	c := openConfig{}
-	for _, o := range opts {
-		o(&c)
-	}
+	c := configure(opts)
 	if c.path == "" {
 		c.path = filepath.Join(t.TempDir(), "warden.db")
 	}
@@ -63,10 +69,7 @@ func OpenBolt(t testing.TB, opts ...Option) store.Store {
 // earlier. A missing redis-server fails the test.
 func OpenRedis(t testing.TB, opts ...Option) store.Store {
 	t.Helper()
-	c := openConfig{}
-	for _, o := range opts {
-		o(&c)
-	}
+	c := configure(opts)
 	if c.url == "" {
 		c.url = StartRedis(t).URL
 	}
