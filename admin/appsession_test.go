@@ -37,6 +37,7 @@ func asExchange(a *api, app string) string {
 // application token is exchanged for cannot mint a fresh application
 // token that would outlive the leaked one's revocation.
 func TestApplicationSessionCannotCreateApplicationTokens(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		sCreateUser(t, a, "operator", "operator-pass-1", "minimum-access")
 		_, app := asApp(a, a.login("operator", "operator-pass-1"))
@@ -82,6 +83,7 @@ func asUserID(t *testing.T, a *api, name string) string {
 // tokens exchanged for it stop working at once, and not those of another
 // application token.
 func TestApplicationSessionRevokedWithItsParent(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		u := sCreateUser(t, a, "operator", "operator-pass-1", "minimum-access")
 		login := a.login("operator", "operator-pass-1")

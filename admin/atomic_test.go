@@ -10,6 +10,7 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestLastAdminConcurrentDeletes (issue 14, item 18): the last two admins
@@ -18,11 +19,12 @@ import (
 // same for two concurrent removals of the admin role. Several rounds,
 // each on a fresh server, give the race many chances.
 func TestLastAdminConcurrentDeletes(t *testing.T) {
+	t.Parallel()
 	const rounds = 8
 	for _, backend := range []struct {
 		name string
-		open func(testing.TB) store.Store
-	}{{"bolt", openBolt}, {"redis", openRedis}} {
+		open func(testing.TB, ...storetest.Option) store.Store
+	}{{"bolt", storetest.OpenBolt}, {"redis", storetest.OpenRedis}} {
 		t.Run(backend.name, func(t *testing.T) {
 			for round := range rounds {
 				a := newAPI(t, backend.open(t))
@@ -75,6 +77,7 @@ func TestLastAdminConcurrentDeletes(t *testing.T) {
 // (a name that folds like the first's) leaves nothing behind, not even
 // the own roles of the users before it.
 func TestUserBatchIsOneTransaction(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		rolesBefore := len(mustRoles(t, a))
 		batch := []map[string]any{}
@@ -106,6 +109,7 @@ func TestUserBatchIsOneTransaction(t *testing.T) {
 // TestRenameRenamesOwnRoleOverHTTP: a rename and its own role's rename
 // are one change: a rename whose role name is taken changes neither.
 func TestRenameRenamesOwnRoleOverHTTP(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		id, own := rCreateUser(t, a, "carol", nil)
 		a.must("PUT", "/api/users/"+id, map[string]any{"username": "carol2"}, http.StatusOK, nil)

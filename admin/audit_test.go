@@ -10,6 +10,7 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/audit"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // auditRecords decodes the audit lines written so far.
@@ -53,7 +54,7 @@ func auditEnv(t *testing.T) (*mEnv, *mLog) {
 	t.Helper()
 	trail := &mLog{}
 	clock := &mClock{t: mEpoch}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) {
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) {
 		o.Audit = audit.New(trail)
 		o.MFAEnabled = true
 		o.Now = clock.now
@@ -66,6 +67,7 @@ func auditEnv(t *testing.T) (*mEnv, *mLog) {
 // (or the noted body target), the address and the outcome; reads,
 // logins and requests without a valid token are no changes.
 func TestAuditRecordsChanges(t *testing.T) {
+	t.Parallel()
 	m, trail := auditEnv(t)
 	var created struct {
 		ID string `json:"id"`
@@ -110,6 +112,7 @@ func TestAuditRecordsChanges(t *testing.T) {
 // one's password and a wrong MFA code each leave one record with the
 // channel, the username given, the address and the reason.
 func TestAuditRecordsAuthenticationFailures(t *testing.T) {
+	t.Parallel()
 	m, trail := auditEnv(t)
 	m.must("POST", "/api/users", map[string]any{"username": "operator", "password": "Operator-pass-1"}, http.StatusCreated, nil)
 	for _, c := range []struct{ user, password string }{{"operator", "Wrong-pass-1"}, {"nobody", "Wrong-pass-1"}} {
@@ -162,6 +165,7 @@ func TestAuditRecordsAuthenticationFailures(t *testing.T) {
 // and checks that no password, token, TOTP secret or code, backup code,
 // MFA login secret or PEM reaches the audit trail.
 func TestAuditNeverHoldsSecrets(t *testing.T) {
+	t.Parallel()
 	m, trail := auditEnv(t)
 	secrets := []string{adminPassword, m.admin}
 	const pw1, pw2 = "Operator-pass-1", "Operator-pass-2"

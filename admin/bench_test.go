@@ -11,13 +11,14 @@ import (
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // BenchmarkLoginFailure compares a wrong password for an existing user
 // with a login naming no user, with production argon2id parameters: the
 // two should cost the same, so timing does not reveal which users exist.
 func BenchmarkLoginFailure(b *testing.B) {
-	st := openBolt(b)
+	st := storetest.OpenBolt(b)
 	ctx := context.Background()
 	tokens, err := credential.NewTokens(ctx, st, "bench")
 	if err != nil {

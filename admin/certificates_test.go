@@ -200,6 +200,7 @@ func cWithTrust(t *testing.T, a *api, ts *pki.TrustStore) *api {
 }
 
 func TestCertificatesListAddContentDelete(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		internal := cInternalCA(t, a)
 
@@ -337,6 +338,7 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 func TestCertificatesRefusesUnusableInput(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ca := cCA(t, "Plant CA")
 		weak := cMake(t, &x509.Certificate{Subject: pkix.Name{CommonName: "weak"}, IsCA: true, BasicConstraintsValid: true}, nil, 1024)
@@ -374,6 +376,7 @@ func TestCertificatesRefusesUnusableInput(t *testing.T) {
 }
 
 func TestCertificatesNeedHTTPPermissions(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		pw := "Reader-password-1"
 		a.must("POST", "/api/users", map[string]any{"username": "auditor", "password": pw, "initialPermissions": []map[string]string{
@@ -415,6 +418,7 @@ func TestCertificatesNeedHTTPPermissions(t *testing.T) {
 // and not removable, and a CA added or removed over HTTP is in or out of
 // the listeners' pool as soon as the request returns.
 func TestCertificatesChangeTheListenersTrust(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		internal := cInternalCA(t, a)
 		configured := cCA(t, "Configured CA")

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/warden-mqtt/warden/acl"
@@ -35,30 +34,8 @@ type api struct {
 
 // backends runs fn once per store implementation.
 func backends(t *testing.T, fn func(t *testing.T, a *api)) {
-	t.Run("bolt", func(t *testing.T) { fn(t, newAPI(t, openBolt(t))) })
-	t.Run("redis", func(t *testing.T) { fn(t, newAPI(t, openRedis(t))) })
-}
-
-func openBolt(t testing.TB) store.Store {
-	t.Helper()
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "warden.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
-
-// openRedis returns a store on a redis-server of the test's own (a
-// server starts in about 20 ms, and tests stay independent).
-func openRedis(t testing.TB) store.Store {
-	t.Helper()
-	st, err := store.OpenRedis(context.Background(), storetest.StartRedis(t).URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
+	t.Run("bolt", func(t *testing.T) { fn(t, newAPI(t, storetest.OpenBolt(t))) })
+	t.Run("redis", func(t *testing.T) { fn(t, newAPI(t, storetest.OpenRedis(t))) })
 }
 
 // newAPI seeds the built-in roles and the admin, starts the server and

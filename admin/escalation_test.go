@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // Tests of the escalation rule (issue 14, item 3): the attacks as a user
@@ -77,7 +78,8 @@ func eSamePerms(t *testing.T, a *api, id string, perms ...rPerm) {
 // but holding no more than that, edits its own role to /# and grants
 // itself connectware-admin (the issue's attack). Every step is refused.
 func TestEscalationThroughRoles(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	adminRole := uRoleID(t, a, admin.RoleAdmin)
 	mine := []rPerm{httpPerm("/api/roles/#", "readWrite"), httpPerm("/api/users/#", "readWrite"),
 		mqttPermOf("{username}/#", "readWrite")}
@@ -147,7 +149,8 @@ func TestEscalationThroughRoles(t *testing.T) {
 // TestEscalationCreatingUsers: a user allowed to create users (one, or a
 // batch) gives the new user only what it holds itself.
 func TestEscalationCreatingUsers(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	adminRole := uRoleID(t, a, admin.RoleAdmin)
 	ops := rCreateRole(t, a, "plant2-ops", true, mqttPermOf("plant2/#", "readWrite"))
 	_, _, tok := eUser(t, a, "provisioner", nil, httpPerm("/api/users", "write"), httpPerm("/api/users/batch", "write"),
@@ -186,7 +189,8 @@ func TestEscalationCreatingUsers(t *testing.T) {
 // TestEscalationRegistryConfirm: confirming a device registration gives
 // the new user only what the confirming caller holds.
 func TestEscalationRegistryConfirm(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	adminRole := uRoleID(t, a, admin.RoleAdmin)
 	_, _, tok := eUser(t, a, "registrar", nil, httpPerm("/api/client-registry/confirm", "write"), mqttPermOf("plant1/#", "readWrite"))
 	a.must("POST", "/api/client-registry/open", map[string]any{"duration": 60000}, http.StatusNoContent, nil)
@@ -209,7 +213,8 @@ func TestEscalationRegistryConfirm(t *testing.T) {
 // grant types or certificates is acting as that user, so it needs
 // everything that user holds.
 func TestEscalationTakeover(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	adminID := uAdminID(t, a)
 	_, _, tok := eUser(t, a, "helpdesk", nil, httpPerm("/api/users/#", "readWrite"))
 	eRefused(t, a, tok, "PUT", "/api/users/"+adminID, map[string]any{"password": "helpdesk-owns-admin-1"},

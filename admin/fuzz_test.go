@@ -71,6 +71,7 @@ func FuzzDecodeJSON(f *testing.F) {
 // TestDecodeTooLarge: a body over MaxBodyBytes is a 413, wherever the
 // limit falls inside the JSON.
 func TestDecodeTooLarge(t *testing.T) {
+	t.Parallel()
 	big := `{"username":"` + strings.Repeat("a", MaxBodyBytes) + `"}`
 	r, _ := http.NewRequest("POST", "/", strings.NewReader(big))
 	var v loginRequest
@@ -89,6 +90,7 @@ func (nilWriter) WriteHeader(int)             {}
 // TestPaginateHugePage: a page number far past the end is an empty page,
 // not an overflow.
 func TestPaginateHugePage(t *testing.T) {
+	t.Parallel()
 	for _, page := range []int{4611686018427387906, 1 << 62, int(^uint(0) >> 1)} {
 		from, to, p := paginate(5, page, 2)
 		if from != 5 || to != 5 || p.TotalRowsInPage != 0 || p.NextPage != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // rawRequest sends body with the given Content-Type ("" sends none) and
@@ -42,7 +43,8 @@ func rawRequest(t *testing.T, method, url, token, contentType string, body io.Re
 // and /metrics, successes and errors alike (the catch-all 404 included),
 // tells a browser not to sniff it and lets it load nothing.
 func TestAPIAnswersCarrySecurityHeaders(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	for _, tc := range []struct {
 		method, path, token string
 		want                int
@@ -77,6 +79,7 @@ func TestAPIAnswersCarrySecurityHeaders(t *testing.T) {
 // text/plain, no preflight) that the API would act on. What curl -d sends
 // (a form) is refused; JSON with charset=utf-8 is fine.
 func TestJSONBodyNeedsJSONContentType(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		login := `{"username":"admin","password":"` + adminPassword + `"}`
 		for _, tc := range []struct {
@@ -130,6 +133,7 @@ func TestJSONBodyNeedsJSONContentType(t *testing.T) {
 // is done with it. encoding/json alone would take the last value, so a
 // filter that checked the first one would be bypassed.
 func TestDuplicateJSONKeysRefused(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		post := func(path, token, body string) (int, string) {
 			t.Helper()
@@ -192,7 +196,8 @@ func errorText(t *testing.T, body string) string {
 // TestRestoreAndPEMKeepTheirContentTypes: the two routes that take no
 // JSON still take what they took: a raw gzip archive and PEM text.
 func TestRestoreAndPEMKeepTheirContentTypes(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	var buf bytes.Buffer
 	snap, err := a.st.Snapshot(context.Background())
 	if err != nil {

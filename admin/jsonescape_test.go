@@ -7,13 +7,15 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestJSONAnswersAreNotHTMLEscaped (issue 15, item 13): the otpauth URI of
 // POST /api/mfa/enable comes back with literal "&" between its query
 // parameters, as a QR tool or a copy-paste expects, not "\u0026".
 func TestJSONAnswersAreNotHTMLEscaped(t *testing.T) {
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
 	code, body := a.do("POST", "/api/mfa/enable", a.admin, nil)
 	if code != http.StatusOK {
 		t.Fatalf("POST /api/mfa/enable: %d %s", code, body)

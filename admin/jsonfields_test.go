@@ -16,6 +16,7 @@ import (
 // there: each decodes (as null) under DisallowUnknownFields, and the
 // list holds every exported field, embedded structs flattened.
 func TestJSONFieldsAgreeWithTheDecoder(t *testing.T) {
+	t.Parallel()
 	type inner struct {
 		Deep string `json:"deep"`
 	}
@@ -66,6 +67,7 @@ func TestJSONFieldsAgreeWithTheDecoder(t *testing.T) {
 // TestUnknownFieldErrorLeavesOtherErrors: a body whose only problem is not
 // an unknown field keeps the decoder's own message.
 func TestUnknownFieldErrorLeavesOtherErrors(t *testing.T) {
+	t.Parallel()
 	for _, body := range []string{`{"password":1}`, `{"password":"a"`, `{"password":"a",}`, `[1]`} {
 		err := decodeJSON(bytes.NewReader([]byte(body)), new(changePasswordRequest))
 		if err == nil || strings.Contains(err.Error(), "unknown field") || !strings.HasPrefix(err.Error(), "malformed JSON: ") {

@@ -16,7 +16,9 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // Tests of the login defence over HTTP (issue 14, items 2 and 5). Clients
@@ -51,7 +53,8 @@ func loginBody(user, password string) map[string]string {
 // one address lock the admin's password logins from that address only
 // (answered as a wrong password); the admin logs in from its own.
 func TestLoginLockoutPerAddress(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	var wrong []byte
 	for range 8 {
 		_, _, wrong = a.postFrom("127.0.0.2", "/api/login", loginBody("admin", "wrong-password-1"))
@@ -69,12 +72,13 @@ func TestLoginLockoutPerAddress(t *testing.T) {
 // 429 with Retry-After on every password login endpoint, whatever the
 // username, without a verification; other addresses log in.
 func TestLoginAddressLimit(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lock := credential.NewLockout(credential.LockoutOptions{MaxPerIP: 5, Backoff: 2 * time.Minute})
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Lockout, o.Verifier = lock, ver })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Lockout, o.Verifier = lock, ver })
 	for i := range 5 {
 		if code, _, b := a.postFrom("127.0.0.3", "/api/login", loginBody(fmt.Sprint("user-", i), "guess-password")); code != http.StatusForbidden {
 			t.Fatalf("guess %d: %d %s", i, code, b)
@@ -102,11 +106,12 @@ func TestLoginAddressLimit(t *testing.T) {
 // busy, a login waits VerifyWait and then gets 503 with Retry-After; it
 // does not count as a failure.
 func TestLoginPoolSaturated(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
 	done := holdTheOnlyWorker(t, a, ver)
 	// The admin's right password is cached since newAPI logged it in: a
 	// wrong one needs a worker.
@@ -129,11 +134,12 @@ func TestLoginPoolSaturated(t *testing.T) {
 // or suspended user costs one verification on the shared pool, as a
 // wrong password does, and gets the same answer.
 func TestLoginUnknownUserCostsAVerification(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier = ver })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier = ver })
 	sus := sCreateUser(t, a, "sus", "sus-password-1")
 	if _, err := a.st.UpdateUser(context.Background(), sus.ID, func(u *store.User) error { u.Suspended = true; return nil }); err != nil {
 		t.Fatal(err)
@@ -172,13 +178,7 @@ func holdTheOnlyWorker(t *testing.T, a *api, ver *credential.Verifier) <-chan in
 		code, _, _ := a.postFrom("127.0.0.1", "/api/login", loginBody("slow", "not-it"))
 		done <- code
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for ver.Verifications() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("the slow login never started verifying")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "the slow login starts verifying", func() bool { return ver.Verifications() != before })
 	return done
 }
 
@@ -188,11 +188,12 @@ func holdTheOnlyWorker(t *testing.T, a *api, ver *credential.Verifier) <-chan in
 // looping over them cannot get around its bound: with no worker free
 // they get 503 with Retry-After, and nothing changes.
 func TestPasswordWorkOnTheLoginPool(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier, o.VerifyWait = ver, 100*time.Millisecond })
 	sCreateUser(t, a, "carol", "carol-password-1")
 	tok := a.login("carol", "carol-password-1")
 	done := holdTheOnlyWorker(t, a, ver)
@@ -230,7 +231,7 @@ func TestLoginParallelGuessesRunAtMostTheLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	lock := credential.NewLockout(credential.LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 100, MaxPerIP: 100, Backoff: time.Minute})
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.Lockout = ver, lock })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier, o.Lockout = ver, lock })
 	h, err := credential.Hash("frank-password-1", slow)
 	if err != nil {
 		t.Fatal(err)
@@ -267,11 +268,12 @@ func TestLoginParallelGuessesRunAtMostTheLimit(t *testing.T) {
 // right password is never answered from the verified cache, which would
 // be faster and tell a guesser it was right.
 func TestLoginMFALockedPasswordCostsAVerification(t *testing.T) {
+	t.Parallel()
 	ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Verifier, o.MFAEnabled = ver, true })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Verifier, o.MFAEnabled = ver, true })
 	u := sCreateUser(t, a, "erin", "erin-password-1")
 	a.login("erin", "erin-password-1") // the right password is now cached
 	if _, err := a.st.UpdateUser(context.Background(), u.ID, func(x *store.User) error {

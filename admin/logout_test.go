@@ -10,6 +10,7 @@ import (
 // empty one, and the token is refused afterwards; a token in the body
 // still wins; with neither, 400.
 func TestLogoutWithOnlyTheAuthorizationHeader(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		sCreateUser(t, a, "operator", "operator-pass-1", "minimum-access")
 		for name, body := range map[string]any{"no body": nil, "an empty body": "", "an empty object": "{}", "an empty token": `{"token":""}`} {

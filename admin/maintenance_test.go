@@ -158,6 +158,7 @@ const (
 // restore: the same users log in with the same passwords and have the
 // same permissions; records created after the backup are gone.
 func TestMaintenanceBackupDeleteRestore(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		var line struct{ ID string }
 		a.must("POST", "/api/roles", map[string]any{"name": "line1", "isShared": true, "permissions": []acl.Permission{
@@ -245,7 +246,8 @@ func TestMaintenanceBackupDeleteRestore(t *testing.T) {
 // TestMaintenanceKeysOnlyWhenAsked: includeKeys=true puts the key settings
 // into the archive; without it none are; a bad value is a 400.
 func TestMaintenanceKeysOnlyWhenAsked(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	_, plain := bBackup(a, "")
 	snap, err := store.ReadArchive(bytes.NewReader(plain))
 	if err != nil {
@@ -280,6 +282,7 @@ func TestMaintenanceKeysOnlyWhenAsked(t *testing.T) {
 // upload is answered 400 with the reason, and nothing changes: not the
 // model, not its version, not the maintenance status.
 func TestMaintenanceRefusesBadArchives(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		bUser(a, "dev-1", bDevPW, nil, nil)
 		_, good := bBackup(a, "")
@@ -332,7 +335,8 @@ func mustUserID(t *testing.T, st store.Store, name string) string {
 // (held by the test hook), every maintenance request but the status gets
 // 423, and the status says what runs.
 func TestMaintenanceLockedWhileRunning(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	_, archive := bBackup(a, "")
 
 	entered := make(chan string)
@@ -384,7 +388,8 @@ func TestMaintenanceLockedWhileRunning(t *testing.T) {
 // like any other (Connectware's backup page: read on
 // /api/maintenance/db, readWrite on /api/maintenance/db/+).
 func TestMaintenanceMissingPermission(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	bUser(a, "viewer", "viewer-secret-1", nil, []acl.Permission{
 		{Resource: "/api/maintenance/db", Operation: acl.OpRead, Context: acl.ContextHTTP},
 	})
@@ -467,6 +472,7 @@ func bConnected(t *testing.T, c *paho.Client, who, topic string) {
 // connected through a restore, except those of users the archive does not
 // have; on Redis, on the node that restored and on another node alike.
 func TestMaintenanceRestoreDisconnectsOnlyRemovedUsers(t *testing.T) {
+	t.Parallel()
 	run := func(t *testing.T, a *api, nodes []string) {
 		perms := func(user string) []acl.Permission {
 			return []acl.Permission{{Resource: user + "/#", Operation: acl.OpReadWrite, Context: acl.ContextMQTT}}
@@ -500,19 +506,12 @@ func TestMaintenanceRestoreDisconnectsOnlyRemovedUsers(t *testing.T) {
 		bConnected(t, bConnect(t, nodes[0], "keep", "keep-secret-12"), "keep (new connection)", "keep/x")
 	}
 	t.Run("bolt", func(t *testing.T) {
-		a := newAPI(t, openBolt(t))
+		a := newAPI(t, storetest.OpenBolt(t))
 		run(t, a, []string{bNode(t, a.st)})
 	})
 	t.Run("redis, two nodes", func(t *testing.T) {
 		srv := storetest.StartRedis(t)
-		open := func() store.Store {
-			st, err := store.OpenRedis(context.Background(), srv.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = st.Close() })
-			return st
-		}
+		open := func() store.Store { return storetest.OpenRedis(t, storetest.URL(srv.URL)) }
 		a := newAPI(t, open())
 		run(t, a, []string{bNode(t, a.st), bNode(t, open())})
 	})

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestWrongMethodIs405WithAllow (issue 15, item 8): a method a served
@@ -14,7 +16,8 @@ import (
 // token; a path no route serves stays 404, and so does OPTIONS. HEAD on a
 // GET route is served as before.
 func TestWrongMethodIs405WithAllow(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	for _, tc := range []struct {
 		method, path string
 		allow        string // "" for 404

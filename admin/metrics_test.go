@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/warden-mqtt/warden/admin"
-	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
 
@@ -64,8 +63,9 @@ next:
 // pattern and status the client got; paths holding IDs or tokens collapse
 // into their pattern, and no token, username or ID reaches /metrics.
 func TestMetricsCountRequestsByRoute(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Metrics = reg })
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Metrics = reg })
 
 	var alice struct {
 		ID string `json:"id"`
@@ -152,7 +152,8 @@ func TestMetricsCountRequestsByRoute(t *testing.T) {
 // TestMetricsServedWithoutARegistry: with no registry in the options the
 // API still serves its own metrics.
 func TestMetricsServedWithoutARegistry(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	_, mfs := scrape(t, a)
 	if got := value(mfs, "warden_http_requests_total", "route", "POST /api/login", "code", "200"); got != 1 {
 		t.Fatalf("login requests = %v, want 1", got)
@@ -177,26 +178,15 @@ func getReady(t *testing.T, a *api) (int, readiness) {
 	return code, r
 }
 
-// openRedisURL opens a store on the Redis at url; the test stops that
-// server itself.
-func openRedisURL(t *testing.T, url string) store.Store {
-	t.Helper()
-	st, err := store.OpenRedis(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
-
 // TestHealthAndReadiness: /healthz answers while the process serves;
 // /readyz answers 200 while the store answers a ping and the listeners
 // serve, and 503 naming the failed check once Redis is stopped or the
 // listeners are not serving. Neither needs a token.
 func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
 	t.Run("redis stops", func(t *testing.T) {
 		redis := storetest.StartRedis(t)
-		st := openRedisURL(t, redis.URL)
+		st := storetest.OpenRedis(t, storetest.URL(redis.URL))
 		a := newAPI(t, st, func(o *admin.Options) { o.Ready = func() error { return nil } })
 		code, r := getReady(t, a)
 		if code != http.StatusOK || r.Status != "ok" || r.Checks["store"] != "ok" || r.Checks["listeners"] != "ok" {
@@ -213,7 +203,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		}
 	})
 	t.Run("listeners not serving", func(t *testing.T) {
-		a := newAPI(t, openBolt(t), func(o *admin.Options) { o.Ready = func() error { return errors.New("mqtt listeners not started") } })
+		a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.Ready = func() error { return errors.New("mqtt listeners not started") } })
 		code, r := getReady(t, a)
 		if code != http.StatusServiceUnavailable || r.Checks["store"] != "ok" || r.Checks["listeners"] != "failed" {
 			t.Fatalf("/readyz: %d %+v", code, r)
@@ -223,7 +213,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		}
 	})
 	t.Run("no listener check configured", func(t *testing.T) {
-		a := newAPI(t, openBolt(t))
+		a := newAPI(t, storetest.OpenBolt(t))
 		code, r := getReady(t, a)
 		if _, ok := r.Checks["listeners"]; code != http.StatusOK || ok {
 			t.Fatalf("/readyz: %d %+v", code, r)

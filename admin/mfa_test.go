@@ -223,6 +223,7 @@ func (m *mEnv) mIsEnrolled(token string) bool {
 // then on a login needs a code: needsMfa and a secret, then a token from
 // /api/mfa/login with the options the login asked for.
 func TestMFAEnrollAndLogin(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -326,6 +327,7 @@ func TestMFAEnrollAndLogin(t *testing.T) {
 // TestMFAReplayIsRefused: a TOTP code is accepted once, also across
 // enrollment and login, and stays refused while it is in the window.
 func TestMFAReplayIsRefused(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		secret := m.mEnable(m.login("operator", "operator-pass-1"), "operator")
@@ -348,6 +350,7 @@ func TestMFAReplayIsRefused(t *testing.T) {
 // TestMFAWindowSkew: codes of the previous and the next step are accepted
 // (clock drift), two steps away they are not.
 func TestMFAWindowSkew(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		secret, _ := m.mEnroll(m.login("operator", "operator-pass-1"), "operator")
@@ -366,6 +369,7 @@ func TestMFAWindowSkew(t *testing.T) {
 // TestMFABackupCodeWorksOnce: each backup code logs in once; case and
 // dashes do not matter; the request needs exactly one kind of code.
 func TestMFABackupCodeWorksOnce(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		_, codes := m.mEnroll(m.login("operator", "operator-pass-1"), "operator")
@@ -394,6 +398,7 @@ func TestMFABackupCodeWorksOnce(t *testing.T) {
 // account for the login back-off, on every node: a right code, and the
 // right password, are refused until it has passed.
 func TestMFALockout(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		secret, _ := m.mEnroll(m.login("operator", "operator-pass-1"), "operator")
@@ -431,6 +436,7 @@ func TestMFALockout(t *testing.T) {
 // TestMFALockoutCountsAcrossChallenges: asking for a new challenge does
 // not reset the count of wrong codes.
 func TestMFALockoutCountsAcrossChallenges(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		m.mEnroll(m.login("operator", "operator-pass-1"), "operator")
@@ -445,6 +451,7 @@ func TestMFALockoutCountsAcrossChallenges(t *testing.T) {
 // secret and a wrong code get the same answer; wrong secrets do not count
 // towards the lock (anyone could send them).
 func TestMFALoginFailuresLookAlike(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		secret, _ := m.mEnroll(m.login("operator", "operator-pass-1"), "operator")
@@ -485,6 +492,7 @@ func TestMFALoginFailuresLookAlike(t *testing.T) {
 // need a valid code; old backup codes die with the regeneration; after
 // disabling, the password alone logs in again.
 func TestMFADisableAndRegenerateNeedACode(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -529,6 +537,7 @@ func TestMFADisableAndRegenerateNeedACode(t *testing.T) {
 // TestMFAAdminReset: disableMfa on PUT /api/users/{id} removes a user's
 // MFA (an admin's reset for a lost phone); it needs the admin's permission.
 func TestMFAAdminReset(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -559,6 +568,7 @@ func TestMFAAdminReset(t *testing.T) {
 // token that only enrolls until it has enrolled; then the same token works
 // everywhere and logins need a code.
 func TestMFAEnforcedEnrollment(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		var view map[string]any
@@ -613,6 +623,7 @@ func TestMFAEnforcedEnrollment(t *testing.T) {
 // endpoints answer 403, and an enrolled user logs in with a password; the
 // enrollment is kept and applies again when MFA is back on.
 func TestMFASwitchedOff(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		secret, _ := m.mEnroll(m.login("operator", "operator-pass-1"), "operator")
@@ -645,6 +656,7 @@ func TestMFASwitchedOff(t *testing.T) {
 // codes appear in no log line (debug level) and in no user, user list or
 // session answer; the store holds the TOTP secret only encrypted.
 func TestMFASecretsNeverLeak(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestMFAConfigReadableByEveryUser (issue 15, item 12): the README tells
@@ -14,7 +15,8 @@ import (
 // /api/session, as the bootstrap gives it), or no role at all, may ask.
 // Without a token it stays 401.
 func TestMFAConfigReadableByEveryUser(t *testing.T) {
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
 	minimum, err := a.st.RoleByName(t.Context(), admin.RoleMinimum)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +42,8 @@ func TestMFAConfigReadableByEveryUser(t *testing.T) {
 // a user whose MFA enrollment is enforced may still ask whether MFA is on,
 // the first thing an enrollment page does.
 func TestPasswordPolicyReadableByEveryUser(t *testing.T) {
-	a := newAPI(t, openBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.MFAEnabled = true })
 	minimum, err := a.st.RoleByName(t.Context(), admin.RoleMinimum)
 	if err != nil {
 		t.Fatal(err)

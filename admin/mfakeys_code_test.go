@@ -29,6 +29,7 @@ func mkCreateBody(password string, extra map[string]any) map[string]any {
 // after as many; the victim adds a key with a current code or a backup
 // code.
 func TestMFAKeyAddNeedsACurrentCode(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		stolen := m.login("operator", "operator-pass-1")
@@ -84,6 +85,7 @@ func TestMFAKeyAddNeedsACurrentCode(t *testing.T) {
 // not enrolled (no code could be asked) cannot be activated once the user
 // enrolled with another: enrolling drops it.
 func TestMFAKeyPendingBeforeEnrolmentDies(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -103,6 +105,7 @@ func TestMFAKeyPendingBeforeEnrolmentDies(t *testing.T) {
 // count as on /api/mfa/disable), and is then no longer enrolled; an admin
 // needs none.
 func TestMFALastKeyDeleteNeedsACode(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")

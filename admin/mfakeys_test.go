@@ -212,6 +212,7 @@ func (m *mEnv) t2Status(token, method, path string, body any, want int) []byte {
 // codes, isenrolled, logins need a code); the activation's code cannot
 // log in afterwards.
 func TestMFAKeysCreateActivateAndLogin(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -264,6 +265,7 @@ func TestMFAKeysCreateActivateAndLogin(t *testing.T) {
 // other users and unknown ids are 404; with MFA off the key endpoints
 // answer 403.
 func TestMFAKeysActivationRefusals(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		sCreateUser(t, m.api, "viewer", "viewer-pass-1", "minimum-access")
@@ -316,6 +318,7 @@ func TestMFAKeysActivationRefusals(t *testing.T) {
 // refused, on the key endpoint and on /api/login; malformed requests are
 // 400 and count nothing.
 func TestMFAKeysCreateNeedsThePassword(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -348,6 +351,7 @@ func TestMFAKeysCreateNeedsThePassword(t *testing.T) {
 // deleted by its user (409) but can by an admin, which ends the
 // enrollment like a reset.
 func TestMFAKeysSecondKeyAndDelete(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -402,6 +406,7 @@ func TestMFAKeysSecondKeyAndDelete(t *testing.T) {
 // TestMFAKeysKeyLimit: a user holds at most 10 keys; deleting one makes
 // room.
 func TestMFAKeysKeyLimit(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -417,6 +422,7 @@ func TestMFAKeysKeyLimit(t *testing.T) {
 
 // TestMFAKeysLookups: the status and type lists, for any logged-in user.
 func TestMFAKeysLookups(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -436,6 +442,7 @@ func TestMFAKeysLookups(t *testing.T) {
 // TestMFAKeysEnforcedEnrollment: a user who must enrol may do so through
 // the v1 keys (and nothing else) until enrolled.
 func TestMFAKeysEnforcedEnrollment(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		m.must("PUT", "/api/users/"+u.ID, map[string]any{"enforceMFAEnrollment": true}, 200, nil)
@@ -453,6 +460,7 @@ func TestMFAKeysEnforcedEnrollment(t *testing.T) {
 // the http permission (403 for a minimum-access user, also for an unknown
 // user, so ids cannot be probed); an admin lists them without secrets.
 func TestMFAKeysOfOtherUsers(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		sCreateUser(t, m.api, "viewer", "viewer-pass-1", "minimum-access")
@@ -478,6 +486,7 @@ func TestMFAKeysOfOtherUsers(t *testing.T) {
 // token at once, until the configured days have passed; a wrong password
 // is refused whatever the token.
 func TestTrustedDevicesSkipMFA(t *testing.T) {
+	t.Parallel()
 	for name, days := range map[string]int{"default 30 days": 0, "configured 2 days": 2} {
 		t.Run(name, func(t *testing.T) {
 			backends(t, func(t *testing.T, a *api) {
@@ -538,6 +547,7 @@ func TestTrustedDevicesSkipMFA(t *testing.T) {
 // deviceName; a bad deviceName is 400 and spends no code; a backup code
 // login may trust a device too.
 func TestTrustedDevicesDeleteStopsSkipping(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -578,6 +588,7 @@ func TestTrustedDevicesDeleteStopsSkipping(t *testing.T) {
 // TestTrustedDevicesOfAnotherUser: a device token skips only its own
 // user's MFA step.
 func TestTrustedDevicesOfAnotherUser(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		sCreateUser(t, m.api, "viewer", "viewer-pass-1", "minimum-access")
@@ -597,6 +608,7 @@ func TestTrustedDevicesOfAnotherUser(t *testing.T) {
 // another user's devices; a minimum-access user may not (403, also for
 // an unknown user), only its own.
 func TestTrustedDevicesAdminAndMinimumAccess(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		sCreateUser(t, m.api, "viewer", "viewer-pass-1", "minimum-access")
@@ -633,6 +645,7 @@ func TestTrustedDevicesAdminAndMinimumAccess(t *testing.T) {
 // remove the trusted devices: after enrolling again, old device tokens do
 // not skip.
 func TestTrustedDevicesGoWithMFA(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -661,6 +674,7 @@ func TestTrustedDevicesGoWithMFA(t *testing.T) {
 // backup codes and device tokens appear in no GET answer and no log line
 // (debug level); the store holds device tokens only hashed.
 func TestMFAKeysSecretsNeverLeak(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		u := sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")
@@ -719,6 +733,7 @@ func TestMFAKeysSecretsNeverLeak(t *testing.T) {
 // one more forgets the one that expires first. A User-Agent naming a
 // device loses its control characters and is cut to 256 bytes.
 func TestTrustedDevicesAreCapped(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")

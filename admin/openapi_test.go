@@ -5,24 +5,20 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/warden-mqtt/warden/credential"
-	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestOpenAPIMatchesRoutes: every registered route is documented, every
 // documented route is served (not the catch-all 404), and the document is
 // what GET /api/openapi.json returns.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "w.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	t.Parallel()
+	st := storetest.OpenBolt(t)
 	tokens, err := credential.NewTokens(t.Context(), st, "test")
 	if err != nil {
 		t.Fatal(err)

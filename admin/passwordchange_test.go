@@ -40,6 +40,7 @@ func pwTokens(t *testing.T, a *api) (mine, stolen, app, appSession string) {
 // session that made the change goes on; application tokens (and what they
 // were exchanged for) stay unless asked.
 func TestPasswordChangeRevokesStolenLoginTokens(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		sCreateUser(t, a, "operator", "operator-pass-1", "minimum-access")
 		mine, stolen, app, appSession := pwTokens(t, a)
@@ -85,6 +86,7 @@ func TestPasswordChangeRevokesStolenLoginTokens(t *testing.T) {
 // password only. An admin changing its own password this way keeps the
 // session it used.
 func TestAdminPasswordResetRevokesLoginTokens(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		u := sCreateUser(t, a, "operator", "operator-pass-1", "minimum-access")
 		mine, stolen, app, appSession := pwTokens(t, a)
@@ -128,6 +130,7 @@ func TestAdminPasswordResetRevokesLoginTokens(t *testing.T) {
 // checked the old password; after a change its secret gives no token,
 // even with a right code.
 func TestPasswordChangeVoidsAPendingMFALogin(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		sCreateUser(t, m.api, "operator", "operator-pass-1", "minimum-access")
 		tok := m.login("operator", "operator-pass-1")

@@ -108,6 +108,7 @@ func rShowUsage(us []rUsage) string {
 }
 
 func TestPermissionsPage(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		for _, q := range []string{"", "?pageNumber=1", "?rowsPerPage=5", "?pageNumber=1&rowsPerPage=51",
 			"?pageNumber=1&rowsPerPage=0", "?pageNumber=0&rowsPerPage=5", "?pageNumber=-1&rowsPerPage=5", "?pageNumber=1&rowsPerPage=x"} {
@@ -222,6 +223,7 @@ func TestPermissionsPage(t *testing.T) {
 }
 
 func TestPermissionsIDs(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		status := rPerm{Resource: "plant/+/status", Operation: "read", Context: "mqtt"}
 		r1 := rCreateRole(t, a, "r1", true, status, rPerm{Resource: "/x", Operation: "read", Context: "mqtt"})
@@ -309,6 +311,7 @@ func TestPermissionsIDs(t *testing.T) {
 }
 
 func TestPermissionsAuthorization(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		minimum := rRoleByName(t, a, admin.RoleMinimum)
 		rCreateUser(t, a, "mallory", []string{minimum.ID}, rPerm{Resource: "secret/#", Operation: "read", Context: "mqtt"})

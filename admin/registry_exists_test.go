@@ -14,6 +14,7 @@ import (
 // registry is locked, every refusal is the same 423, a name whose granted
 // request is still kept for its device's last poll included.
 func TestRegistryRegisterDoesNotTellWhichUsersExist(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		clock, _ := gWithClock(t, a)
 		a.must("POST", "/api/client-registry/open", map[string]any{"duration": 600000}, http.StatusNoContent, nil)

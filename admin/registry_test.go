@@ -183,6 +183,7 @@ func gECKey(t *testing.T) crypto.Signer {
 var gRSA1024 = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 1024) })
 
 func TestRegistryAuthorization(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		minimum := gMinimumUser(t, a)
 		for _, e := range []struct {
@@ -218,6 +219,7 @@ func TestRegistryAuthorization(t *testing.T) {
 }
 
 func TestRegistryPasswordFlow(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		line := gRole(t, a, "line-a",
 			acl.Permission{Resource: "/api/session", Operation: acl.OpRead, Context: acl.ContextHTTP},
@@ -326,6 +328,7 @@ func TestRegistryPasswordFlow(t *testing.T) {
 }
 
 func TestRegistryCSRFlow(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		_, ca := gWithClock(t, a)
 		const name = "iot.device.csr"
@@ -384,6 +387,7 @@ func TestRegistryCSRFlow(t *testing.T) {
 }
 
 func TestRegistryRefusals(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		gOpen(t, a, nil)
 		rsa1024, err := gRSA1024()
@@ -443,6 +447,7 @@ func TestRegistryRefusals(t *testing.T) {
 }
 
 func TestRegistryLockFlushes(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		gOpen(t, a, nil)
 		dev1 := map[string]any{"username": "dev-1", "password": gDevicePW}
@@ -464,6 +469,7 @@ func TestRegistryLockFlushes(t *testing.T) {
 }
 
 func TestRegistryOpenDuration(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		// The default server, on the real clock: no body opens for 30 s.
 		before := time.Now().UnixMilli()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
@@ -32,6 +33,7 @@ func rsArchive(t *testing.T, s store.Snapshot) []byte {
 // 409 and the reason, and the model stays as it was; an archive in which
 // another active user holds it restores.
 func TestRestoreRefusesArchiveWithoutActiveAdmin(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ctx := context.Background()
 		base := bSnapshot(t, a.st)
@@ -98,16 +100,10 @@ func TestRestoreRefusesArchiveWithoutActiveAdmin(t *testing.T) {
 		}), false); code != http.StatusAccepted {
 			t.Fatalf("an archive with another active admin: %d %s, want 202", code, body)
 		}
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if _, err := a.st.User(ctx, marker); errors.Is(err, store.ErrNotFound) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the restore of an archive with another active admin did not happen")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		poll.Until(t, 20*time.Second, "the restore of an archive with another active admin happens", func() bool {
+			_, err := a.st.User(ctx, marker)
+			return errors.Is(err, store.ErrNotFound)
+		})
 	})
 }
 
@@ -118,7 +114,7 @@ func TestRestoreRefusesArchiveWithoutActiveAdmin(t *testing.T) {
 // header passes and the inflation ratio stops it.
 func TestRestoreRefusesDecompressionBomb(t *testing.T) {
 	for _, limit := range []int64{0, store.MaxArchiveContentBytes} {
-		a := newAPI(t, openBolt(t), func(o *admin.Options) { o.RestoreMaxBytes = limit })
+		a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) { o.RestoreMaxBytes = limit })
 		for _, claimed := range []int64{200 << 20, 1 << 30} {
 			var before, after runtime.MemStats
 			runtime.GC()

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // BenchmarkUpdateDeviceAmongUsers is PUT /api/users/{id} of one device
@@ -16,7 +17,7 @@ import (
 // rule used to read every user twice per change; it reads the changed
 // user only, since a device is no admin.
 func BenchmarkUpdateDeviceAmongUsers(b *testing.B) {
-	a := newAPI(b, openRedis(b))
+	a := newAPI(b, storetest.OpenRedis(b))
 	ctx := context.Background()
 	var id string
 	for i := range 5000 {

@@ -26,6 +26,7 @@ import (
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // Gaps a review of the issue 14 hardening found, each reproduced as the
@@ -50,6 +51,7 @@ func as(a *api, token string) *api {
 // refused like that reset (403, the takeover rule); another user's key it
 // may delete when that user holds nothing the helpdesk lacks.
 func TestReviewMFAKeyOfAnotherUserNeedsTakeover(t *testing.T) {
+	t.Parallel()
 	mBackends(t, func(t *testing.T, m *mEnv) {
 		adminID := uAdminID(t, m.api)
 		key, _ := m.t2Enroll(m.admin, "admin", adminPassword)
@@ -82,6 +84,7 @@ func TestReviewMFAKeyOfAnotherUserNeedsTakeover(t *testing.T) {
 // refused with 403 naming connectware-admin; a backup without keys stays
 // its to take and download.
 func TestReviewRestoreAndKeysNeedAdmin(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ctx := context.Background()
 		id, _, tok := eUser(t, a, "mallory", nil, httpPerm("/api/maintenance/#", "readWrite"))
@@ -127,7 +130,8 @@ func TestReviewRestoreAndKeysNeedAdmin(t *testing.T) {
 // (so any trusted certificate named admin would log in): refused like
 // pinning one (the takeover rule).
 func TestReviewTrustedCertificatesNeedAdmin(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	_, _, mallory := eUser(t, a, "mallory", nil, httpPerm("/api/certificates", "readWrite"))
 	ca := cCA(t, "mallory CA")
 	eRefused(t, a, mallory, "POST", "/api/certificates", ca.pem(), "only a holder of connectware-admin may add trusted certificates")
@@ -165,9 +169,10 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 // (an 800 KB one used to write 800 KB to the log). A decomposed spelling
 // of a long stored name, longer than 256 bytes, still logs in.
 func TestReviewLongUsernameLogin(t *testing.T) {
+	t.Parallel()
 	logs, trail := &countingWriter{}, &mLog{}
 	clock := &mClock{t: mEpoch}
-	a := newAPI(t, openBolt(t), func(o *admin.Options) {
+	a := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 		o.Audit = audit.New(trail)
 		o.MFAEnabled = true
@@ -222,7 +227,8 @@ func TestReviewLongUsernameLogin(t *testing.T) {
 // with a CSR of a 4096-bit RSA key, the largest a device sends, fits that
 // cap, and routes with a token keep the 1 MiB cap.
 func TestReviewPublicBodyCap(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	for _, path := range []string{"/api/login", "/api/v1/authenticate", "/api/client-registry/register"} {
 		code, b := a.do("POST", path, "", map[string]any{"username": strings.Repeat("a", 70_000), "password": "some-password-1"})
 		if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "larger than 65536 bytes") {
@@ -258,6 +264,7 @@ func TestReviewPublicBodyCap(t *testing.T) {
 // compared as written), and so does renaming a user whose permissions
 // name no placeholder.
 func TestReviewRenameWithUsernamePlaceholder(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		mine := mqttPermOf("{username}/#", "readWrite")
 		malloryID, _, tok := eUser(t, a, "mallory", nil, httpPerm("/api/users/#", "readWrite"), mine)
@@ -288,6 +295,7 @@ func TestReviewRenameWithUsernamePlaceholder(t *testing.T) {
 // validateToken says revoked) and as an MQTT password (0x86), while the
 // session that changed the password and the application session go on.
 func TestReviewStaleLoginTokenRefused(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ctx := context.Background()
 		kCreateUser(t, a, "operator", "operator-pass-1", acl.Permission{Resource: "op/#", Operation: acl.OpReadWrite, Context: acl.ContextMQTT})
@@ -382,7 +390,8 @@ func (tx scanCountingTx) Users() ([]store.User, error) {
 // write rerun the change). Only a change that takes an active admin away
 // reads the others, to find the next admin; the last one is still kept.
 func TestReviewUserChangeReadsOnlyItsUsers(t *testing.T) {
-	for name, open := range map[string]func(testing.TB) store.Store{"bolt": openBolt, "redis": openRedis} {
+	t.Parallel()
+	for name, open := range map[string]func(testing.TB, ...storetest.Option) store.Store{"bolt": storetest.OpenBolt, "redis": storetest.OpenRedis} {
 		t.Run(name, func(t *testing.T) { testUserChangeReadsOnlyItsUsers(t, open(t)) })
 	}
 }

@@ -3,6 +3,8 @@ package admin_test
 import (
 	"net/http"
 	"testing"
+
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestRoleNameWhereAnIDGoes (issue 15, item 5): every field that takes
@@ -14,7 +16,8 @@ import (
 // that permission gets today's plain answer, and so does a value that is
 // neither an ID nor a name.
 func TestRoleNameWhereAnIDGoes(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	role := rCreateRole(t, a, "line1-devices", true, mqttPermOf("plant1/line1/#", "write"))
 	target, _ := rCreateUser(t, a, "device-0", nil)
 	users := []rPerm{httpPerm("/api/users", "readWrite"), httpPerm("/api/users/#", "readWrite"),

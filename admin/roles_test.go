@@ -170,6 +170,7 @@ var rInvalidPerms = map[string]rPerm{
 // ---- tests ----
 
 func TestRolesCreate(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		// The answer has exactly the seed's fields; every permission gets
 		// an id, and an id sent by the client is not used.
@@ -281,6 +282,7 @@ func rMarshal(t *testing.T, v any) []byte {
 }
 
 func TestRolesList(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ops := rCreateRole(t, a, "operators", true, rMQTTRead)
 		rCreateRole(t, a, "viewers", false)
@@ -364,6 +366,7 @@ func rPagination(t *testing.T, p map[string]any, totalPages, totalRows, inPage, 
 }
 
 func TestRolesPage(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		minimum := rRoleByName(t, a, admin.RoleMinimum)
 		adminRole := rRoleByName(t, a, admin.RoleAdmin)
@@ -531,6 +534,7 @@ func rAdminID(t *testing.T, a *api) string {
 }
 
 func TestRolesGetUpdateDelete(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		for _, m := range []string{"GET", "PUT", "DELETE"} {
 			rWantErr(t, a, a.admin, m, "/api/roles/no-such-role", map[string]any{"name": "x"}, http.StatusNotFound)
@@ -685,6 +689,7 @@ func TestRolesGetUpdateDelete(t *testing.T) {
 }
 
 func TestRolesPermissions(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ro := rCreateRole(t, a, "editors", true, rMQTTRead)
 		other := rCreateRole(t, a, "other", true, rMQTTWrite)
@@ -826,6 +831,7 @@ func TestRolesPermissions(t *testing.T) {
 // TestRolesPermissionEffect: a role's permissions are the holder's, from
 // its next request on.
 func TestRolesPermissionEffect(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		viewers := rCreateRole(t, a, "viewers", true)
 		rCreateUser(t, a, "dave", []string{viewers.ID})
@@ -882,6 +888,7 @@ func rEndpoints(roleID, permID string) [][2]string {
 }
 
 func TestRolesAuthorization(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ro := rCreateRole(t, a, "guarded", true, rMQTTRead)
 		minimum := rRoleByName(t, a, admin.RoleMinimum)
@@ -927,6 +934,7 @@ func TestRolesAuthorization(t *testing.T) {
 // TestRolesConcurrentPermissions: additions to one role do not overwrite
 // each other, and the duplicate check holds under concurrency.
 func TestRolesConcurrentPermissions(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		const n = 8
 		ro := rCreateRole(t, a, "busy", true)

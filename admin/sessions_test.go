@@ -38,6 +38,7 @@ func sCreateUser(t *testing.T, a *api, name, password string, roleNames ...strin
 }
 
 func TestSessionsLoginAndSession(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		var login struct {
 			Token       string    `json:"token"`
@@ -89,6 +90,7 @@ func TestSessionsLoginAndSession(t *testing.T) {
 }
 
 func TestSessionsLoginRefusals(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		sCreateUser(t, a, "suspended-user", "suspended-pass-1")
 		u, _ := a.st.UserByUsername(context.Background(), "suspended-user")
@@ -125,6 +127,7 @@ func TestSessionsLoginRefusals(t *testing.T) {
 // TestSessionsLockout: after five failures the right password is refused
 // too, with the same answer, and other accounts are not affected.
 func TestSessionsLockout(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		sCreateUser(t, a, "operator", "operator-pass-1", "minimum-access")
 		var wrong []byte
@@ -142,6 +145,7 @@ func TestSessionsLockout(t *testing.T) {
 }
 
 func TestSessionsLogout(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		tok := a.login("admin", adminPassword)
 		a.mustAs("", "POST", "/api/logout", map[string]string{"token": tok}, 200, nil)
@@ -165,6 +169,7 @@ func TestSessionsLogout(t *testing.T) {
 }
 
 func TestSessionsAuthorization(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		sCreateUser(t, a, "operator", "operator-pass-1", "minimum-access")
 		op := a.login("operator", "operator-pass-1")
@@ -216,6 +221,7 @@ func TestSessionsAuthorization(t *testing.T) {
 // TestSessionsEnhancedAuth: MQTT 5 enhanced authentication is refused in
 // the seed's shape.
 func TestSessionsEnhancedAuth(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		var out struct {
 			Result    string          `json:"result"`

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // kCreateUser stores a user with the minimum-access role plus, when perms
@@ -126,6 +126,7 @@ func kValidate(t *testing.T, a *api, caller, tok string) map[string]any {
 }
 
 func TestTokensJWKSVerifiesTokensWithAGenericJWTLibrary(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		keys := kFetchJWKS(t, a)
 		if len(keys) != 1 {
@@ -170,6 +171,7 @@ func TestTokensJWKSVerifiesTokensWithAGenericJWTLibrary(t *testing.T) {
 }
 
 func TestTokensValidateToken(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ctx := context.Background()
 		checker := kCreateUser(t, a, "checker", "checker-pass-1",
@@ -211,11 +213,7 @@ func TestTokensValidateToken(t *testing.T) {
 		a.mustAs("", "POST", "/api/logout", map[string]string{"token": loggedOut}, http.StatusOK, nil)
 
 		// Another cluster's token.
-		other, err := store.OpenBolt(filepath.Join(t.TempDir(), "other.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { other.Close() })
+		other := storetest.OpenBolt(t)
 		foreignTokens, err := credential.NewTokens(ctx, other, "warden-test")
 		if err != nil {
 			t.Fatal(err)
@@ -298,6 +296,7 @@ func TestTokensValidateToken(t *testing.T) {
 }
 
 func TestTokensOAuth2AliasAndRevoke(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		kCreateUser(t, a, "operator", "operator-pass-1")
 
@@ -389,6 +388,7 @@ func TestTokensOAuth2AliasAndRevoke(t *testing.T) {
 }
 
 func TestTokensAuthenticateV1(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		ctx := context.Background()
 		kCreateUser(t, a, "operator", "operator-pass-1")
@@ -548,6 +548,7 @@ type kAppToken struct {
 }
 
 func TestTokensApplicationTokens(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		op := kCreateUser(t, a, "operator", "operator-pass-1")
 		opTok := a.login("operator", "operator-pass-1")
@@ -682,6 +683,7 @@ func TestTokensApplicationTokens(t *testing.T) {
 // new key signs new tokens, a token signed before still works, and a user
 // without the permission cannot rotate.
 func TestTokensRotateKeys(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		var before, after struct {
 			Keys []struct {

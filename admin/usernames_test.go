@@ -8,12 +8,14 @@ import (
 
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestUsernameRules (issue 14, item 15): names that look like another
 // user's, or hide characters, are refused over HTTP; a name typed in
 // another Unicode normalisation form is the same name.
 func TestUsernameRules(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		create := func(name string) (int, []byte) {
 			return a.do("POST", "/api/users", a.admin, map[string]any{"username": name, "password": rPassword})
@@ -78,7 +80,8 @@ func TestUsernameRules(t *testing.T) {
 // name mixing scripts and one starting with '$') still logs in and can be
 // changed; only a new name must meet the rules.
 func TestOldUsernamesKeepWorking(t *testing.T) {
-	a := newAPI(t, openBolt(t))
+	t.Parallel()
+	a := newAPI(t, storetest.OpenBolt(t))
 	h, err := credential.Hash(rPassword, fastParams)
 	if err != nil {
 		t.Fatal(err)

@@ -224,6 +224,7 @@ func uFingerprint(seed byte) (colon, canonical string) {
 }
 
 func TestUsersCreate(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		minID := uRoleID(t, a, admin.RoleMinimum)
 		if minID == "" {
@@ -362,6 +363,7 @@ func TestUsersCreate(t *testing.T) {
 }
 
 func TestUsersCreateRefused(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		uCreate(t, a, map[string]any{"username": "taken"})
 		huge := `{"username":"huge-user","identityProvider":"local","password":"` + strings.Repeat("p", admin.MaxBodyBytes) + `"}`
@@ -427,6 +429,7 @@ func TestUsersCreateRefused(t *testing.T) {
 }
 
 func TestUsersList(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		var ids []string
 		a.must("POST", "/api/users/batch", []map[string]any{
@@ -545,6 +548,7 @@ func uPageNames(p uPage) []string {
 }
 
 func TestUsersBatch(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		minID := uRoleID(t, a, admin.RoleMinimum)
 		var ids []string
@@ -629,6 +633,7 @@ func TestUsersBatch(t *testing.T) {
 }
 
 func TestUsersChangePassword(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		uCreate(t, a, map[string]any{"username": "carol", "roles": []string{uRoleID(t, a, admin.RoleMinimum)}})
 		tok := a.login("carol", uPassword)
@@ -658,6 +663,7 @@ func TestUsersChangePassword(t *testing.T) {
 }
 
 func TestUsersGetUpdateDelete(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		minID := uRoleID(t, a, admin.RoleMinimum)
 		u := uCreate(t, a, map[string]any{
@@ -803,6 +809,7 @@ func TestUsersGetUpdateDelete(t *testing.T) {
 }
 
 func TestUsersLastAdmin(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		adminID := uAdminID(t, a)
 		adminRole := uRoleID(t, a, admin.RoleAdmin)
@@ -866,6 +873,7 @@ func TestUsersLastAdmin(t *testing.T) {
 }
 
 func TestUsersTokens(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		u := uCreate(t, a, map[string]any{"username": "frank", "roles": []string{uRoleID(t, a, admin.RoleMinimum)}})
 		login := func(label string) string {
@@ -939,6 +947,7 @@ func TestUsersTokens(t *testing.T) {
 }
 
 func TestUsersCertificates(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		u := uCreate(t, a, map[string]any{"username": "grace"})
 		colonFP, fp := uFingerprint(0x10)
@@ -981,6 +990,7 @@ func TestUsersCertificates(t *testing.T) {
 }
 
 func TestUsersRoles(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		minID := uRoleID(t, a, admin.RoleMinimum)
 		u := uCreate(t, a, map[string]any{"username": "heidi"})
@@ -1059,6 +1069,7 @@ func TestUsersRoles(t *testing.T) {
 }
 
 func TestUsersAuthorization(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		u := uCreate(t, a, map[string]any{"username": "judy", "roles": []string{uRoleID(t, a, admin.RoleMinimum)}})
 		adminID := uAdminID(t, a)
@@ -1120,6 +1131,7 @@ func TestUsersAuthorization(t *testing.T) {
 // and one own role; racing batches over the same names create all of a
 // batch or none of it, and leave no role behind.
 func TestUsersConcurrentCreate(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
 		post := func(path string, body any) int {
 			j, err := json.Marshal(body)

@@ -9,6 +9,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -50,6 +51,7 @@ func aliasSubscriber(t *testing.T, n *node, name string, clean, manualAck bool) 
 // Before, the broker stored the aliased copy, whose empty topic no read
 // permission allows, so the second message was dropped.
 func TestQueuedMessagesSentWithAnAliasSurvive(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	srv := n.broker.Server()
@@ -92,7 +94,7 @@ func TestQueuedMessagesSentWithAnAliasSurvive(t *testing.T) {
 	for name := range users {
 		cl, _ := srv.Clients.Get(name)
 		_ = cl.Net.Conn.Close()
-		eventually(t, 3*time.Second, name+" still connected", func() bool { return cl.Closed() })
+		poll.Until(t, 3*time.Second, name+" disconnected", func() bool { return cl.Closed() })
 		if got := cl.State.Inflight.Len(); got != 2 {
 			t.Fatalf("%s: %d messages held, want 2", name, got)
 		}
@@ -105,7 +107,7 @@ func TestQueuedMessagesSentWithAnAliasSurvive(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "the permission change was not applied", func() bool {
+	poll.Until(t, 3*time.Second, "the permission change applied", func() bool {
 		cl, _ := srv.Clients.Get("changed")
 		return cl.State.Subscriptions.Len() == 1
 	})

@@ -37,6 +37,7 @@ func (s *syncBuffer) String() string {
 // ID, address and reason, and never the password; accepted CONNECTs and
 // ACL decisions leave none.
 func TestAuditRecordsRefusedConnects(t *testing.T) {
+	t.Parallel()
 	trail := &syncBuffer{}
 	n := startNode(t, nodeOpts{tweak: func(o *authhook.Options) { o.Audit = audit.New(trail) }})
 	addUser(t, n.st, "dev", "Dev-password-1", []acl.Permission{perm("dev/#", acl.OpReadWrite)}, nil)

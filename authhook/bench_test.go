@@ -15,13 +15,14 @@ import (
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // benchHook builds a hook on a server that does not serve: the benchmarks
 // call the hook methods the way Mochi does, without network noise. Metrics
 // are on, as in production.
 func benchHook(b testing.TB) (*authhook.Hook, *mqtt.Server, store.Store) {
-	st := newBolt(b)
+	st := storetest.OpenBolt(b)
 	quiet := slog.New(slog.DiscardHandler)
 	m, err := authhook.NewMetrics(prometheus.NewRegistry())
 	if err != nil {

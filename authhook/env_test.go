@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // fastParams keep test logins quick; the real defaults are benchmarked.
@@ -33,21 +33,11 @@ type nodeOpts struct {
 	noWait bool
 }
 
-func newBolt(t testing.TB) store.Store {
-	t.Helper()
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "warden.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
-
 func startNode(t testing.TB, o nodeOpts) *node {
 	t.Helper()
 	st := o.store
 	if st == nil {
-		st = newBolt(t)
+		st = storetest.OpenBolt(t)
 	}
 	ctx := context.Background()
 	tokens, err := credential.NewTokens(ctx, st, "warden-test")
@@ -137,18 +127,6 @@ func addUser(t testing.TB, st store.Store, name, password string, perms []acl.Pe
 		}
 	}
 	return u
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func credentialHash(pw string) (string, error) { return credential.Hash(pw, fastParams) }

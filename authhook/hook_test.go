@@ -10,6 +10,7 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/authhook"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -18,6 +19,7 @@ var versions = []byte{4, 5}
 func vname(v byte) string { return map[byte]string{4: "v3.1.1", 5: "v5"}[v] }
 
 func TestConnectRefusals(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "alice", "alice-secret-1", nil, nil)
 	addUser(t, n.st, "sus", "sus-secret-12", nil, func(u *store.User) { u.Suspended = true })
@@ -57,6 +59,7 @@ func TestConnectRefusals(t *testing.T) {
 // TestPublishMatrix: a denied publish never reaches a subscriber, for every
 // version × QoS, and the publisher sees the documented ack.
 func TestPublishMatrix(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "pub", "pub-secret-123", []acl.Permission{perm("ok/#", acl.OpWrite)}, nil)
 	addUser(t, n.st, "sub", "sub-secret-123", []acl.Permission{perm("#", acl.OpRead)}, nil)
@@ -98,6 +101,7 @@ func TestPublishMatrix(t *testing.T) {
 }
 
 func TestSubscribeCoverage(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "dev", "dev-secret-123", []acl.Permission{
 		perm("plant/{username}/#", acl.OpRead),
@@ -136,6 +140,7 @@ func TestSubscribeCoverage(t *testing.T) {
 // TestPlaceholderCannotWiden: a username made of wildcards gets nothing
 // beyond its literal level.
 func TestPlaceholderCannotWiden(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "a+b", "wild-secret-12", []acl.Permission{perm("home/{username}/#", acl.OpReadWrite)}, nil)
 	addUser(t, n.st, "victim", "victim-secret1", []acl.Permission{perm("home/#", acl.OpReadWrite)}, nil)
@@ -146,6 +151,7 @@ func TestPlaceholderCannotWiden(t *testing.T) {
 }
 
 func TestDeliveryCheckAndSYS(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "w", "writer-secret1", []acl.Permission{perm("#", acl.OpWrite)}, nil)
 	addUser(t, n.st, "r", "reader-secret1", []acl.Permission{perm("a/#", acl.OpRead), perm("#", acl.OpRead)}, nil)
@@ -158,6 +164,7 @@ func TestDeliveryCheckAndSYS(t *testing.T) {
 }
 
 func TestPublishPrefixAndAliases(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "line1", "line1-secret1", []acl.Permission{perm("plant1/#", acl.OpWrite)}, func(u *store.User) { u.MQTTPublishPrefix = "plant1/" })
 	addUser(t, n.st, "obs", "observer-sec1", []acl.Permission{perm("#", acl.OpRead)}, nil)
@@ -196,6 +203,7 @@ func TestPublishPrefixAndAliases(t *testing.T) {
 }
 
 func TestWillTopicChecked(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "dev", "dev-secret-123", []acl.Permission{perm("plant1/dev/#", acl.OpWrite)}, func(u *store.User) { u.MQTTPublishPrefix = "plant1/" })
 	addUser(t, n.st, "obs", "observer-sec1", []acl.Permission{perm("#", acl.OpRead)}, nil)
@@ -215,6 +223,7 @@ func TestWillTopicChecked(t *testing.T) {
 }
 
 func TestClientIDTakeoverAcrossUsers(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "alice", "alice-secret-1", []acl.Permission{perm("alice/#", acl.OpReadWrite)}, nil)
 	addUser(t, n.st, "mallory", "mallory-secr1", []acl.Permission{perm("mallory/#", acl.OpReadWrite)}, nil)
@@ -261,7 +270,7 @@ func TestLiveRevocation(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "subscription not pruned", func() bool {
+	poll.Until(t, 2*time.Second, "subscription pruned", func() bool {
 		return n.broker.Server().Topics.Subscribers("data/1").Subscriptions["dev"].Filter == ""
 	})
 	w.publish("data/2", 0, "after", 0)
@@ -279,6 +288,7 @@ func TestLiveRevocation(t *testing.T) {
 }
 
 func TestPasswordChangeInvalidatesCacheAndDisconnects(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	u := addUser(t, n.st, "dev", "old-password-1", nil, nil)
 	c := n.mustConnect(t, connectOpts{username: "dev", password: "old-password-1", clientID: "a", clean: true})
@@ -296,6 +306,7 @@ func TestPasswordChangeInvalidatesCacheAndDisconnects(t *testing.T) {
 }
 
 func TestTokenLogin(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	u := addUser(t, n.st, "svc", "svc-secret-123", []acl.Permission{perm("#", acl.OpRead)}, nil)
@@ -327,6 +338,7 @@ func TestTokenLogin(t *testing.T) {
 }
 
 func TestBruteForceLockout(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{tweak: func(o *authhook.Options) { o.MaxFailuresPerUser = 3; o.Backoff = time.Minute }})
 	addUser(t, n.st, "dev", "dev-secret-123", nil, nil)
 	for i := range 3 {
@@ -341,6 +353,7 @@ func TestBruteForceLockout(t *testing.T) {
 }
 
 func TestGrantTypesRequirePasswordAndCertificate(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "both", "both-secret-12", nil, func(u *store.User) {
 		u.GrantTypes = []store.GrantType{{Method: store.GrantPassword, IsRequired: true}, {Method: store.GrantCertificate, IsRequired: true}}

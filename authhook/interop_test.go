@@ -159,6 +159,7 @@ var mosquittoVersions = []string{"mqttv311", "mqttv5"}
 // password, exchange a message on a permitted topic, get nothing on a
 // forbidden one, and a wrong password fails with a clear message.
 func TestMosquittoPassword(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "sensor", "sensor-secret1", []acl.Permission{perm("plant/{username}/#", acl.OpReadWrite)}, nil)
 	addUser(t, n.st, "viewer", "viewer-secret1", []acl.Permission{perm("plant/#", acl.OpRead)}, nil)
@@ -231,6 +232,7 @@ func writePEM(t testing.TB, ca *pki.CA, cn string) (caFile, certFile, keyFile st
 // with a client certificate alone (no -u) over TLS and exchange a message
 // on their own topic tree.
 func TestMosquittoClientCertificate(t *testing.T) {
+	t.Parallel()
 	n, ca := startTLSNode(t)
 	certUser(t, n.st, "gw1", []acl.Permission{perm("gw/{username}/#", acl.OpReadWrite)}, nil)
 	caFile, certFile, keyFile := writePEM(t, ca, "gw1")

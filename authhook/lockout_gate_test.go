@@ -24,6 +24,7 @@ import (
 // The same holds for guesses for a username that does not exist (the
 // dummy verification).
 func TestParallelGuessesRunAtMostTheLimit(t *testing.T) {
+	t.Parallel()
 	const limit, guesses = 3, 40
 	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: limit, MaxPerUser: 1000, MaxPerIP: 1000, Backoff: time.Minute}, nil)
 	// A hash that takes milliseconds, so the guesses queue behind the worker.
@@ -66,6 +67,7 @@ func TestParallelGuessesRunAtMostTheLimit(t *testing.T) {
 // CONNECTs that presented a client certificate do not count, so one bad
 // certificate device behind a NAT cannot block the others.
 func TestRefusedConnectsWithoutPasswordCount(t *testing.T) {
+	t.Parallel()
 	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: 100, MaxPerUser: 100, MaxPerIP: 5, Backoff: time.Minute}, nil)
 	addUser(t, g.st, "cam-3", "cam-secret-3", nil, func(u *store.User) {
 		u.GrantTypes = []store.GrantType{{Method: store.GrantPassword}, {Method: store.GrantCertificate}}
@@ -103,6 +105,7 @@ func TestRefusedConnectsWithoutPasswordCount(t *testing.T) {
 // an HTTP login caches it) is refused no faster than a wrong one, so the
 // time does not tell a guesser it was right.
 func TestMFARefusalCostsAVerification(t *testing.T) {
+	t.Parallel()
 	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: -1, MaxPerUser: -1, MaxPerIP: -1}, func(o *authhook.Options) { o.MFA = true })
 	boss := mfaUser(t, g.st, "boss", "boss-secret-12", nil)
 	// The right password verified once, outside MQTT (the HTTP login).

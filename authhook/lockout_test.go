@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/store"
 )
@@ -130,6 +129,7 @@ func (g *guarded) reasons(t testing.TB, user string) []string {
 // the device's client certificate and login token still connect: password
 // failures never block them.
 func TestLockoutSprayCannotKeepDeviceOut(t *testing.T) {
+	t.Parallel()
 	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 9, MaxPerIP: 100, Backoff: time.Minute}, nil)
 	u := addUser(t, g.st, "press-7", "press-secret-7", nil, func(u *store.User) {
 		u.GrantTypes = []store.GrantType{{Method: store.GrantPassword}, {Method: store.GrantCertificate}}
@@ -196,6 +196,7 @@ func TestLockoutSprayCannotKeepDeviceOut(t *testing.T) {
 // unavailable"), for every username, without hashing; other addresses
 // are not affected, and a certificate or token from it still connects.
 func TestLockoutAddressBlock(t *testing.T) {
+	t.Parallel()
 	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: 100, MaxPerUser: 100, MaxPerIP: 5, Backoff: time.Minute}, nil)
 	u := addUser(t, g.st, "cam-1", "cam-secret-1", nil, func(u *store.User) {
 		u.GrantTypes = []store.GrantType{{Method: store.GrantPassword}, {Method: store.GrantCertificate}}
@@ -235,17 +236,8 @@ func TestLockoutAddressBlock(t *testing.T) {
 func connackBytes(t testing.TB, n *node, o connectOpts) []byte {
 	t.Helper()
 	c := dialFrom(t, n.broker.Addr("tcp"), "127.0.0.1")
-	pk := packets.Packet{
-		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
-		ProtocolVersion: o.version,
-		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "probe", Clean: true, Keepalive: 30,
-			UsernameFlag: true, Username: []byte(o.username), PasswordFlag: true, Password: []byte(o.password)},
-	}
-	var buf bytes.Buffer
-	if err := pk.ConnectEncode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write(buf.Bytes()); err != nil {
+	o.clientID, o.clean = "probe", true
+	if _, err := c.Write(connectPacket(t, o)); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -262,6 +254,7 @@ func connackBytes(t testing.TB, n *node, o connectOpts) []byte {
 // 3.1.1, and each costs one password verification on the pool, so none
 // answers faster. The reason is in the audit trail.
 func TestRefusalsLookAlike(t *testing.T) {
+	t.Parallel()
 	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: -1, MaxPerUser: -1, MaxPerIP: -1}, nil)
 	addUser(t, g.st, "alice", "alice-secret-1", nil, nil)
 	addUser(t, g.st, "sus", "sus-secret-12", nil, func(u *store.User) { u.Suspended = true })
@@ -359,6 +352,7 @@ func mfaUser(t testing.TB, st store.Store, name, password string, edit func(*sto
 // required"); its login token, or its client certificate, connects. A
 // user without MFA is not affected.
 func TestMFAUserCannotConnectWithPasswordAlone(t *testing.T) {
+	t.Parallel()
 	g := startGuarded(t, credential.LockoutOptions{}, func(o *authhook.Options) { o.MFA = true })
 	boss := mfaUser(t, g.st, "boss", "boss-secret-12", nil)
 	addUser(t, g.st, "plain", "plain-secret-1", nil, nil)
@@ -395,6 +389,7 @@ func TestMFAUserCannotConnectWithPasswordAlone(t *testing.T) {
 // MFA lock (too many wrong codes) refuses the password even then, but
 // not the user's token.
 func TestMFAPasswordOverMQTTWhenAllowed(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name  string
 		tweak func(*authhook.Options)
@@ -434,6 +429,7 @@ func TestMFAPasswordOverMQTTWhenAllowed(t *testing.T) {
 // "server busy" (0x89 / 3), without counting as a failure; a CONNECT
 // served from the caches does not wait at all.
 func TestConnectBusyWhenPoolSaturated(t *testing.T) {
+	t.Parallel()
 	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: 1}, func(o *authhook.Options) { o.VerifyWait = 100 * time.Millisecond })
 	slow, err := credential.Hash("slow-password-1", credential.Params{Memory: 64 << 10, Time: 8, Threads: 1, SaltLen: 16, KeyLen: 32})
 	if err != nil {
@@ -447,7 +443,7 @@ func TestConnectBusyWhenPoolSaturated(t *testing.T) {
 	before := g.ver.Verifications()
 	done := make(chan byte, 1)
 	go func() { done <- connectFrom(t, g.node, "127.0.0.8", connectOpts{username: "slow", password: "not-it"}) }()
-	eventually(t, 10*time.Second, "the slow verification started", func() bool { return g.ver.Verifications() > before })
+	poll.Until(t, 10*time.Second, "the slow verification started", func() bool { return g.ver.Verifications() > before })
 	for _, v := range versions {
 		want := map[byte]byte{4: 3, 5: 0x89}[v]
 		if code := connectFrom(t, g.node, "127.0.0.1", connectOpts{version: v, username: "cam-2", password: "wrong-password"}); code != want {
@@ -467,6 +463,7 @@ func TestConnectBusyWhenPoolSaturated(t *testing.T) {
 // the same lockout: an attacker cannot double its guesses by alternating
 // spellings, and the device's NFD spelling still logs in.
 func TestLockoutOneSpellingPerName(t *testing.T) {
+	t.Parallel()
 	g := startGuarded(t, credential.LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 100, MaxPerIP: 100, Backoff: time.Minute}, nil)
 	const nfc, nfd = "jos\u00e9-press", "jose\u0301-press"
 	addUser(t, g.st, nfc, "press-secret-9", nil, nil)

@@ -17,7 +17,9 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/authhook"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // sample returns the value of the series name{labels} (label pairs as
@@ -78,12 +80,13 @@ func exposition(t testing.TB, g prometheus.Gatherer) string {
 // exactly what happened, and that no username, client ID or topic shows
 // up in the metrics.
 func TestMetricsCountAnMQTTSession(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	m, err := authhook.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := newBolt(t)
+	st := storetest.OpenBolt(t)
 	registrar := newRegistry(t, st)
 	n := startNode(t, nodeOpts{store: st, tweak: func(o *authhook.Options) {
 		o.Metrics, o.Registry, o.MaxFailuresPerUser, o.Backoff = m, registrar, 2, time.Minute
@@ -106,7 +109,7 @@ func TestMetricsCountAnMQTTSession(t *testing.T) {
 	// finds both in the caches.
 	v5 := n.mustConnect(t, connectOpts{version: 5, clientID: "client-v5-metrics", username: "alice-metrics", password: "alice-secret-1", clean: true})
 	v3 := n.mustConnect(t, connectOpts{version: 4, clientID: "client-v3-metrics", username: "alice-metrics", password: "alice-secret-1", clean: true})
-	eventually(t, 5*time.Second, "2 accepted, 2 active", func() bool {
+	poll.Until(t, 5*time.Second, "2 accepted, 2 active", func() bool {
 		return sample(t, reg, "warden_mqtt_connects_accepted_total") == 2 && active() == 2
 	})
 	for _, c := range []struct {
@@ -183,7 +186,7 @@ func TestMetricsCountAnMQTTSession(t *testing.T) {
 	// Disconnects bring the gauge back down.
 	_ = v5.c.Close()
 	_ = v3.c.Close()
-	eventually(t, 5*time.Second, "active clients back to 0", func() bool { return active() == 0 })
+	poll.Until(t, 5*time.Second, "active clients back to 0", func() bool { return active() == 0 })
 
 	text := exposition(t, reg)
 	for _, secret := range []string{"alice", "bob", "sus-metrics", "new-device", "client-v", "forbidden", "granted", "secret"} {
@@ -201,7 +204,7 @@ func TestACLDenialCountsWithoutAllocating(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := newBolt(t)
+	st := storetest.OpenBolt(t)
 	quiet := slog.New(slog.DiscardHandler)
 	h, err := authhook.New(context.Background(), authhook.Options{Store: st, Logger: quiet, Metrics: m})
 	if err != nil {

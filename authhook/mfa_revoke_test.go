@@ -18,6 +18,7 @@ import (
 // --mfa-mqtt-password, enrolling does not end the password session, the
 // MFA lock still does (as it refuses the password at CONNECT).
 func TestPasswordSessionEndsWhenMFAApplies(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	enrol := func(u *store.User) error {
 		u.MFA = &store.MFAState{Keys: []store.MFAKey{{ID: "k1", Type: "totp", Status: store.MFAStatusActive, CreatedAt: time.Now()}}}

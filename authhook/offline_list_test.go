@@ -14,6 +14,8 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/authhook"
+	"github.com/warden-mqtt/warden/internal/poll"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestResumedSessionsLeaveTheOfflineList: a user's offline sessions are
@@ -21,13 +23,14 @@ import (
 // one takes it off the list at once, and going offline again lists it
 // once, so the list never holds sessions Mochi no longer keeps offline.
 func TestResumedSessionsLeaveTheOfflineList(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "fleet", "fleet-secret-1", []acl.Permission{perm("fleet/#", acl.OpReadWrite)}, nil)
 	srv := n.broker.Server()
 	const sessions = 3
 	leave := func(c *sessionClient, id string) {
 		_ = c.Disconnect(&paho.Disconnect{})
-		eventually(t, 3*time.Second, id+" still connected", func() bool {
+		poll.Until(t, 3*time.Second, id+" disconnected", func() bool {
 			cl, ok := srv.Clients.Get(id)
 			return ok && cl.Closed()
 		})
@@ -63,7 +66,7 @@ func TestResumedSessionsLeaveTheOfflineList(t *testing.T) {
 // --mqtt-max-offline-sessions) connects, goes offline and expires. Going
 // offline and leaving the list cost the same whatever the list's length.
 func BenchmarkOfflineSessionChurn(b *testing.B) {
-	st := newBolt(b)
+	st := storetest.OpenBolt(b)
 	quiet := slog.New(slog.DiscardHandler)
 	h, err := authhook.New(context.Background(), authhook.Options{Store: st, Logger: quiet, MaxOfflineSessions: 1 << 20})
 	if err != nil {

@@ -49,6 +49,7 @@ func pahoConnect(t testing.TB, n *node, clientID, username, password string) (*p
 // codes: per-filter SUBACK codes, PUBACK 0x87 for a denied QoS 1 publish,
 // CONNACK 0x86 for a bad password.
 func TestPahoV5(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "app", "app-secret-123", []acl.Permission{
 		perm("app/#", acl.OpReadWrite),

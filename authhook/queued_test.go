@@ -11,6 +11,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -95,6 +96,7 @@ func (c *sessionClient) received(d time.Duration) []string {
 // behind its Receive Maximum (sent when it acknowledges the one before).
 // The same messages reach subscribers whose permission was left alone.
 func TestQueuedMessagesRespectRevokedReadPermission(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	addUser(t, n.st, "plc", "plc-secret-123", []acl.Permission{perm("line/#", acl.OpWrite)}, nil)
@@ -118,13 +120,13 @@ func TestQueuedMessagesRespectRevokedReadPermission(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The hook has applied it once it removed the subscription.
-		eventually(t, 3*time.Second, name+": subscription not removed", func() bool {
+		poll.Until(t, 3*time.Second, name+": subscription removed", func() bool {
 			cl, ok := srv.Clients.Get(name)
 			return ok && cl.State.Subscriptions.Len() == 0
 		})
 	}
 	waitClosed := func(name string) {
-		eventually(t, 3*time.Second, name+" still connected", func() bool {
+		poll.Until(t, 3*time.Second, name+" disconnected", func() bool {
 			cl, ok := srv.Clients.Get(name)
 			return ok && cl.Closed()
 		})
@@ -158,7 +160,7 @@ func TestQueuedMessagesRespectRevokedReadPermission(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"offline-revoked", "offline-control"} {
-		eventually(t, 3*time.Second, name+": messages not queued", func() bool {
+		poll.Until(t, 3*time.Second, name+": messages queued", func() bool {
 			cl, _ := srv.Clients.Get(name)
 			return cl.State.Inflight.Len() == 3
 		})

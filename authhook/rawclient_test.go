@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 
 // rawClient speaks MQTT 3.1.1 or 5 packet by packet (with Mochi's packet
@@ -39,11 +41,30 @@ func dialRaw(t testing.TB, conn net.Conn, o connectOpts) (*rawClient, byte) {
 	if o.version == 0 {
 		o.version = 5
 	}
+	rc := &rawClient{t: t, c: conn, r: bufio.NewReader(conn), ver: o.version, next: 1}
+	t.Cleanup(func() { _ = conn.Close() })
+	rc.write(connectPacket(t, o))
+	ack, err := rc.read(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no CONNACK: %v", err)
+	}
+	if ack.FixedHeader.Type != packets.Connack {
+		t.Fatalf("got packet type %d, want CONNACK", ack.FixedHeader.Type)
+	}
+	return rc, ack.ReasonCode
+}
+
+// connectPacket encodes o as a CONNECT with Mochi's codec: MQTT 5 and
+// keepalive 30 unless o says otherwise (MQTT 3.1's protocol name for
+// version 3), with the username, password and will o sets.
+func connectPacket(t testing.TB, o connectOpts) []byte {
+	t.Helper()
+	if o.version == 0 {
+		o.version = 5
+	}
 	if o.keepalive == 0 {
 		o.keepalive = 30
 	}
-	rc := &rawClient{t: t, c: conn, r: bufio.NewReader(conn), ver: o.version, next: 1}
-	t.Cleanup(func() { _ = conn.Close() })
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
 		ProtocolVersion: o.version,
@@ -70,15 +91,7 @@ func dialRaw(t testing.TB, conn net.Conn, o connectOpts) (*rawClient, byte) {
 	if err := pk.ConnectEncode(&buf); err != nil {
 		t.Fatal(err)
 	}
-	rc.write(buf.Bytes())
-	ack, err := rc.read(5 * time.Second)
-	if err != nil {
-		t.Fatalf("no CONNACK: %v", err)
-	}
-	if ack.FixedHeader.Type != packets.Connack {
-		t.Fatalf("got packet type %d, want CONNACK", ack.FixedHeader.Type)
-	}
-	return rc, ack.ReasonCode
+	return buf.Bytes()
 }
 
 func (rc *rawClient) write(b []byte) {
@@ -93,30 +106,14 @@ func (rc *rawClient) write(b []byte) {
 func (rc *rawClient) read(timeout time.Duration) (packets.Packet, error) {
 	_ = rc.c.SetReadDeadline(time.Now().Add(timeout))
 	var pk packets.Packet
-	hb, err := rc.r.ReadByte()
+	first, body, err := mqtttest.ReadPacket(rc.r)
 	if err != nil {
 		return pk, err
 	}
-	if err := pk.FixedHeader.Decode(hb); err != nil {
+	if err := pk.FixedHeader.Decode(first); err != nil {
 		return pk, err
 	}
-	n, mul := 0, 1
-	for {
-		b, err := rc.r.ReadByte()
-		if err != nil {
-			return pk, err
-		}
-		n += int(b&127) * mul
-		if b&128 == 0 {
-			break
-		}
-		mul *= 128
-	}
-	pk.FixedHeader.Remaining = n
-	body := make([]byte, n)
-	if _, err := io.ReadFull(rc.r, body); err != nil {
-		return pk, err
-	}
+	pk.FixedHeader.Remaining = len(body)
 	pk.ProtocolVersion = rc.ver
 	switch pk.FixedHeader.Type {
 	case packets.Connack:

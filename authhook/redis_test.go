@@ -15,31 +15,18 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
-
-// openRedisStore opens a Redis store instance of its own on url, closed
-// when the test ends (after the nodes using it, which are closed first).
-func openRedisStore(t testing.TB, url string) store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := store.OpenRedis(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
 
 // twoRedisNodes starts redis-server and two warden nodes, each with its
 // own Store instance on it, as two replicas of a deployment.
 func twoRedisNodes(t testing.TB) (a, b *node, r *storetest.Redis) {
 	t.Helper()
 	r = storetest.StartRedis(t)
-	a = startNode(t, nodeOpts{store: openRedisStore(t, r.URL)})
-	b = startNode(t, nodeOpts{store: openRedisStore(t, r.URL)})
+	a = startNode(t, nodeOpts{store: storetest.OpenRedis(t, storetest.URL(r.URL))})
+	b = startNode(t, nodeOpts{store: storetest.OpenRedis(t, storetest.URL(r.URL))})
 	return a, b, r
 }
 
@@ -211,9 +198,10 @@ func restartRedis(t testing.TB, addr, dir string) {
 // is unavailable (not that their password is wrong). Once Redis is back,
 // a change the node missed is still applied.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	r := storetest.StartRedis(t)
-	n := startNode(t, nodeOpts{store: openRedisStore(t, r.URL)})
-	other := openRedisStore(t, r.URL) // another node's store instance
+	n := startNode(t, nodeOpts{store: storetest.OpenRedis(t, storetest.URL(r.URL))})
+	other := storetest.OpenRedis(t, storetest.URL(r.URL)) // another node's store instance
 	ctx := context.Background()
 	addUser(t, n.st, "alpha", "alpha-secret-1", []acl.Permission{perm("room/#", acl.OpReadWrite)}, nil)
 	addUser(t, n.st, "beta", "beta-secret-12", []acl.Permission{perm("room/#", acl.OpReadWrite)}, nil)
@@ -287,7 +275,7 @@ func TestRedisOutage(t *testing.T) {
 	restartRedis(t, r.Addr, dir)
 	rc2 := redis.NewClient(&redis.Options{Addr: r.Addr})
 	t.Cleanup(func() { _ = rc2.Close() })
-	eventually(t, 10*time.Second, "never-seen user still refused after Redis came back", func() bool {
+	poll.Until(t, 10*time.Second, "never-seen user admitted after Redis came back", func() bool {
 		_, code := n.connect(t, connectOpts{username: "ghost", password: "ghost-secret-1", clientID: "ghost-back", clean: true})
 		return code == 0
 	})
@@ -342,7 +330,7 @@ func TestRedisOutage(t *testing.T) {
 // when the node applied some unrelated change after the user was cached.
 func TestRedisOutageCachedConnectNotBlocked(t *testing.T) {
 	r := storetest.StartRedis(t)
-	n := startNode(t, nodeOpts{store: openRedisStore(t, r.URL)})
+	n := startNode(t, nodeOpts{store: storetest.OpenRedis(t, storetest.URL(r.URL))})
 	ctx := context.Background()
 	addUser(t, n.st, "beta", "beta-secret-12", []acl.Permission{perm("room/#", acl.OpReadWrite)}, nil)
 	other := addUser(t, n.st, "other", "other-secret-1", []acl.Permission{perm("x/#", acl.OpRead), perm("y/#", acl.OpRead)}, nil)
@@ -359,7 +347,7 @@ func TestRedisOutageCachedConnectNotBlocked(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "other's subscription not pruned", func() bool {
+	poll.Until(t, 2*time.Second, "other's subscription pruned", func() bool {
 		_, ok := n.broker.Server().Topics.Subscribers("x/1").Subscriptions["other"]
 		return !ok
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // newRegistry builds a client registry on st (fast hashing, the test CA).
@@ -42,7 +43,8 @@ func sharedRole(t *testing.T, st store.Store, name string, perms ...acl.Permissi
 // as brute force; after an admin confirms, the same credentials connect
 // and get exactly the confirmed permissions.
 func TestImplicitRegistrationPassword(t *testing.T) {
-	st := newBolt(t)
+	t.Parallel()
+	st := storetest.OpenBolt(t)
 	reg := newRegistry(t, st)
 	n := startNode(t, nodeOpts{store: st, tweak: func(o *authhook.Options) { o.Registry = reg }})
 	ctx := context.Background()
@@ -102,12 +104,13 @@ func TestImplicitRegistrationPassword(t *testing.T) {
 // fingerprint; once confirmed it connects with that certificate, and
 // another certificate with the same name is refused (pinned).
 func TestImplicitRegistrationCertificate(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t, "warden test CA")
 	srv, err := ca.IssueServer(nil, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := newBolt(t)
+	st := storetest.OpenBolt(t)
 	reg := newRegistry(t, st)
 	n := startNode(t, nodeOpts{store: st, tweak: func(o *authhook.Options) { o.Registry = reg },
 		tls: &tls.Config{Certificates: []tls.Certificate{srv}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven}})
@@ -140,7 +143,8 @@ func TestImplicitRegistrationCertificate(t *testing.T) {
 // CONNECT while open creates the user with the configured role and is
 // accepted; while locked nothing happens.
 func TestImplicitRegistrationAutoGrant(t *testing.T) {
-	st := newBolt(t)
+	t.Parallel()
+	st := storetest.OpenBolt(t)
 	sharedRole(t, st, "line-a", perm("line-a/{username}/#", acl.OpReadWrite))
 	reg := newRegistry(t, st, "line-a")
 	n := startNode(t, nodeOpts{store: st, tweak: func(o *authhook.Options) { o.Registry = reg }})

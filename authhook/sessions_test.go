@@ -10,6 +10,7 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/authhook"
+	"github.com/warden-mqtt/warden/internal/poll"
 )
 
 // TestOfflineSessionsPerUserCapped: one user leaves more persistent
@@ -17,6 +18,7 @@ import (
 // subscriptions and queued messages with them), the newest stay and can be
 // resumed, and another user's offline session is untouched.
 func TestOfflineSessionsPerUserCapped(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	perms := []acl.Permission{perm("fleet/#", acl.OpReadWrite)}
@@ -31,7 +33,7 @@ func TestOfflineSessionsPerUserCapped(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = c.Disconnect(&paho.Disconnect{})
-		eventually(t, 3*time.Second, id+" still connected", func() bool {
+		poll.Until(t, 3*time.Second, id+" disconnected", func() bool {
 			cl, ok := srv.Clients.Get(id)
 			return !ok || cl.Closed()
 		})
@@ -49,7 +51,7 @@ func TestOfflineSessionsPerUserCapped(t *testing.T) {
 	}
 	withWill := connectSession(t, n, "fleet-will", "fleet", "fleet-secret-1", sessionOpts{cleanStart: true, willTopic: "fleet/will/gone", willDelay: 3600})
 	_ = withWill.Disconnect(&paho.Disconnect{ReasonCode: 0x04}) // "disconnect with will message"
-	eventually(t, 3*time.Second, "fleet-will still connected", func() bool {
+	poll.Until(t, 3*time.Second, "fleet-will disconnected", func() bool {
 		cl, ok := srv.Clients.Get("fleet-will")
 		return ok && cl.Closed()
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/internal/poll"
 )
 
 // connectWithWill connects an MQTT 5 client with a session that outlives
@@ -49,6 +50,7 @@ func connectWithWill(t *testing.T, n *node, clientID, username, password, topic 
 // the will is put to it. The sessions last 1 to 6 seconds, so the order
 // is drawn six times (each tick decides it for every session ending then).
 func TestWillPublishedWhenItsSessionExpires(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	addUser(t, n.st, "watcher", "watcher-secret1", []acl.Permission{perm("wills/#", acl.OpRead)}, nil)
@@ -91,19 +93,20 @@ func TestWillPublishedWhenItsSessionExpires(t *testing.T) {
 // connection instead of keeping it (and its Mochi client) for the day
 // the dropped will would have waited. Only the last one stays known.
 func TestReconnectsDoNotPinGoneClients(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "dev", "dev-secret-123", []acl.Permission{perm("wills/#", acl.OpWrite)}, nil)
 	srv := n.broker.Server()
 	const cycles = 200
 	for range cycles {
 		_ = connectWithWill(t, n, "flapper", "dev", "dev-secret-123", "wills/flapper", 86400, 86400, false).Close()
-		eventually(t, 3*time.Second, "not disconnected", func() bool {
+		poll.Until(t, 3*time.Second, "flapper disconnected", func() bool {
 			cl, ok := srv.Clients.Get("flapper")
 			return !ok || cl.Closed()
 		})
 	}
 	// The hook's sweep runs every two seconds.
-	eventually(t, 10*time.Second, fmt.Sprintf("after %d reconnects the hook still knows %d clients", cycles, n.hook.KnownClients()),
+	poll.Until(t, 10*time.Second, fmt.Sprintf("the hook knows at most one client after %d reconnects", cycles),
 		func() bool { return n.hook.KnownClients() <= 1 })
 	if got := n.hook.OfflineSessions("dev"); got != 1 {
 		t.Errorf("%d offline sessions listed for dev, want 1 (the last)", got)

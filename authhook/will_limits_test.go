@@ -16,6 +16,7 @@ import (
 // 5), instead of being accepted and then dropped without a word when the
 // client goes. One level less connects.
 func TestWillTopicOverLimitsAfterPrefixRefused(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	addUser(t, n.st, "deep", "deep-secret-12", []acl.Permission{perm("plant1/dev/#", acl.OpWrite)}, func(u *store.User) { u.MQTTPublishPrefix = "plant1/dev/" })
 	levels := func(k int) string { return strings.Repeat("l/", k-1) + "l" }

@@ -10,6 +10,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -124,7 +125,7 @@ func TestDelayedWillRespectsRevocation(t *testing.T) {
 		_ = conns[d.name].Close()
 	}
 	for _, d := range devices {
-		eventually(t, 3*time.Second, d.name+" not disconnected", func() bool {
+		poll.Until(t, 3*time.Second, d.name+" disconnected", func() bool {
 			cl, ok := srv.Clients.Get(d.name + "-dev")
 			return !ok || cl.Closed()
 		})
@@ -205,6 +206,7 @@ func hasAll(seen map[string]bool, want []string) bool {
 // the client's permissions as they are at that moment, whatever happened
 // to the pending will itself.
 func TestWillDecidedOnCurrentPermissions(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nodeOpts{})
 	ctx := context.Background()
 	u := addUser(t, n.st, "dev", "dev-secret-123", []acl.Permission{perm("wills/dev", acl.OpWrite), perm("data/#", acl.OpWrite)}, nil)
@@ -230,16 +232,16 @@ func TestWillDecidedOnCurrentPermissions(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "will still allowed after the write permission was removed", func() bool { return decide() == 0 })
+	poll.Until(t, 3*time.Second, "will refused after the write permission was removed", func() bool { return decide() == 0 })
 	if _, err := n.st.UpdateRole(ctx, u.Roles[0], func(r *store.Role) error {
 		r.Permissions = []acl.Permission{perm("wills/#", acl.OpWrite)}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "will still refused after the permission came back", func() bool { return decide() == 1 })
+	poll.Until(t, 3*time.Second, "will allowed after the permission came back", func() bool { return decide() == 1 })
 	if _, err := n.st.UpdateUser(ctx, u.ID, func(u *store.User) error { u.Suspended = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "will still allowed after the user was suspended", func() bool { return decide() == 0 })
+	poll.Until(t, 3*time.Second, "will refused after the user was suspended", func() bool { return decide() == 0 })
 }

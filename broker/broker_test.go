@@ -16,6 +16,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 
 const local = "127.0.0.1:0"
@@ -202,7 +204,7 @@ func TestHookSeesClientCertificate(t *testing.T) {
 			continue // refused during the handshake: fine
 		}
 		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-		_, _ = c.Write(v5Connect("mallory-" + tc.name))
+		_, _ = c.Write(mqtttest.Connect{Version: 5, ClientID: "mallory-" + tc.name}.Bytes())
 		if _, err := c.Read(make([]byte, 16)); err == nil {
 			t.Errorf("%s: untrusted client certificate got a reply", tc.name)
 		}
@@ -239,7 +241,7 @@ func TestConnectDeadline(t *testing.T) {
 		open func(t *testing.T) net.Conn
 	}{
 		{"tcp silent", rawTCP(b.Addr(ListenerTCP), nil)},
-		{"tcp partial CONNECT", rawTCP(b.Addr(ListenerTCP), v5Connect("partial")[:5])},
+		{"tcp partial CONNECT", rawTCP(b.Addr(ListenerTCP), mqtttest.Connect{Version: 5, ClientID: "partial"}.Bytes()[:5])},
 		{"tls no handshake", rawTCP(b.Addr(ListenerTLS), nil)},
 		{"tls handshake done, no CONNECT", dialTLS(b.Addr(ListenerTLS), ca.clientTLS())},
 		{"ws no HTTP request", rawTCP(b.Addr(ListenerWS), nil)},
@@ -290,7 +292,7 @@ func TestKeepaliveZeroOutlivesConnectTimeout(t *testing.T) {
 	// A raw MQTT 5 client too: nothing at all is sent while we wait.
 	raw := dialTCP(b.Addr(ListenerTCP))(t)
 	defer raw.Close()
-	if _, err := raw.Write(v5Connect("ka0-raw")); err != nil {
+	if _, err := raw.Write(mqtttest.Connect{Version: 5, ClientID: "ka0-raw"}.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	_ = raw.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -562,13 +564,13 @@ func TestWebSocketFraming(t *testing.T) {
 	c := &clientWSConn{Conn: ws}
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 
-	connect := v5Connect("framing")
+	connect := mqtttest.Connect{Version: 5, ClientID: "framing"}.Bytes()
 	for _, part := range [][]byte{connect[:3], connect[3:]} {
 		if err := ws.WriteMessage(websocket.BinaryMessage, part); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if typ := readPacketType(t, c); typ != 0x20 {
+	if typ, _ := mqtttest.MustReadPacket(t, c); typ != 0x20 {
 		t.Fatalf("got packet type %#x, want CONNACK", typ)
 	}
 
@@ -577,10 +579,10 @@ func TestWebSocketFraming(t *testing.T) {
 	if err := ws.WriteMessage(websocket.BinaryMessage, both); err != nil {
 		t.Fatal(err)
 	}
-	if typ := readPacketType(t, c); typ != 0x90 {
+	if typ, _ := mqtttest.MustReadPacket(t, c); typ != 0x90 {
 		t.Fatalf("got packet type %#x, want SUBACK", typ)
 	}
-	if typ := readPacketType(t, c); typ != 0xd0 {
+	if typ, _ := mqtttest.MustReadPacket(t, c); typ != 0xd0 {
 		t.Fatalf("got packet type %#x, want PINGRESP", typ)
 	}
 
@@ -588,21 +590,4 @@ func TestWebSocketFraming(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitClosed(t, c, time.Now(), 2*time.Second)
-}
-
-// readPacketType reads one MQTT packet with a one-byte remaining length and
-// returns its first byte.
-func readPacketType(t *testing.T, r io.Reader) byte {
-	t.Helper()
-	hdr := make([]byte, 2)
-	if _, err := io.ReadFull(r, hdr); err != nil {
-		t.Fatalf("read header: %v", err)
-	}
-	if hdr[1] > 127 {
-		t.Fatalf("unexpected long packet % x", hdr)
-	}
-	if _, err := io.ReadFull(r, make([]byte, hdr[1])); err != nil {
-		t.Fatalf("read body: %v", err)
-	}
-	return hdr[0]
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 
 // waitLogged waits until logs holds n lines containing s, or fails.
@@ -25,13 +27,6 @@ func waitLogged(t *testing.T, logs *syncBuffer, s string, n int) {
 	}
 }
 
-// keepalive60 sets a raw CONNECT's keepalive (from v5Connect or
-// v311Connect) to 60 s, so Mochi does not warn about keepalive 0.
-func keepalive60(connect []byte) []byte {
-	connect[10], connect[11] = 0, 60
-	return connect
-}
-
 // TestShutdownLogsNoWarningPerClient: the clients Shutdown disconnects
 // (MQTT 5 and 3.1.1 over TCP, MQTT 3.1.1 over WebSocket, and an MQTT 5
 // client that closes its end as soon as it reads the DISCONNECT, as paho
@@ -42,20 +37,20 @@ func TestShutdownLogsNoWarningPerClient(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b := startBroker(t, Config{TCPAddr: local, WSAddr: local, Logger: log})
-	connectRaw(t, b.Addr(ListenerTCP), keepalive60(v5Connect("quiet-v5")))
-	connectRaw(t, b.Addr(ListenerTCP), keepalive60(v311Connect("quiet-v3")))
-	quick, quickR := connectRaw(t, b.Addr(ListenerTCP), keepalive60(v5Connect("quick-v5")))
+	connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 5, ClientID: "quiet-v5", Keepalive: 60}.Bytes())
+	connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 4, ClientID: "quiet-v3", Keepalive: 60}.Bytes())
+	quick, quickR := connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 5, ClientID: "quick-v5", Keepalive: 60}.Bytes())
 	go func() {
-		_, _, _ = readPacket(t, quickR) // the DISCONNECT
+		_, _, _ = mqtttest.ReadPacket(quickR) // the DISCONNECT
 		_ = quick.Close()
 	}()
 	ws := dialWS(b.Addr(ListenerWS), nil)(t)
 	t.Cleanup(func() { _ = ws.Close() })
 	_ = ws.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := ws.Write(keepalive60(v311Connect("quiet-ws"))); err != nil {
+	if _, err := ws.Write(mqtttest.Connect{Version: 4, ClientID: "quiet-ws", Keepalive: 60}.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	if typ, body, err := readPacket(t, bufio.NewReader(ws)); err != nil || typ != 0x20 || body[1] != 0 {
+	if typ, body, err := mqtttest.ReadPacket(bufio.NewReader(ws)); err != nil || typ != 0x20 || body[1] != 0 {
 		t.Fatalf("ws CONNACK: %#x %x %v", typ, body, err)
 	}
 
@@ -77,7 +72,7 @@ func TestClientGoneWithoutDisconnectIsStillAWarning(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b := startBroker(t, Config{TCPAddr: local, Logger: log})
-	c, _ := connectRaw(t, b.Addr(ListenerTCP), keepalive60(v5Connect("gone")))
+	c, _ := connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 5, ClientID: "gone", Keepalive: 60}.Bytes())
 	remote := c.LocalAddr().String()
 	_ = c.Close()
 	waitLogged(t, &logs, "level=WARN msg=\"mqtt connection ended\" listener=tcp remote="+remote+" error=EOF", 1)

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 
 // TestSilentConnectHoldsWhatItSent: 64 unauthenticated sockets each send
@@ -32,7 +34,7 @@ func TestSilentConnectHoldsWhatItSent(t *testing.T) {
 	for range sockets {
 		c := dialTCP(b.Addr(ListenerTCP))(t)
 		conns = append(conns, c)
-		if _, err := c.Write(append(fixedHeader(0x10, claim), 0, 4, 'M', 'Q', 'T', 'T')); err != nil {
+		if _, err := c.Write(append(mqtttest.Header(0x10, claim), 0, 4, 'M', 'Q', 'T', 'T')); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -434,12 +434,3 @@ func waitClosed(t *testing.T, c net.Conn, start time.Time, limit time.Duration) 
 		return time.Since(start)
 	}
 }
-
-// v5Connect is a raw MQTT 5 CONNECT: clean start, keepalive 0, client ID cid
-// (at most 127 bytes in total).
-func v5Connect(cid string) []byte {
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 0, 0}
-	body = append(body, byte(len(cid)>>8), byte(len(cid)))
-	body = append(body, cid...)
-	return append([]byte{0x10, byte(len(body))}, body...)
-}

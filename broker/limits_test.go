@@ -21,35 +21,12 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
-)
 
-// fixedHeader is an MQTT fixed header: the first byte and the remaining
-// length as a variable byte integer.
-func fixedHeader(first byte, remaining int) []byte {
-	out := []byte{first}
-	for {
-		b := byte(remaining % 128)
-		remaining /= 128
-		if remaining > 0 {
-			b |= 0x80
-		}
-		out = append(out, b)
-		if remaining == 0 {
-			return out
-		}
-	}
-}
+	"github.com/warden-mqtt/warden/internal/mqtttest"
+)
 
 // claim256MiB is the largest remaining length MQTT can encode (256 MiB - 1).
 const claim256MiB = 268435455
-
-// v3ConnectKA is a raw MQTT 3.1.1 CONNECT with keepalive ka.
-func v3ConnectKA(cid string, ka uint16) []byte {
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, byte(ka >> 8), byte(ka)}
-	body = append(body, byte(len(cid)>>8), byte(len(cid)))
-	body = append(body, cid...)
-	return append(fixedHeader(0x10, len(body)), body...)
-}
 
 // v5Connack dials addr, sends an MQTT 5 CONNECT (clean start, keepalive ka,
 // the will payload if any) built by paho's encoder and returns the
@@ -115,7 +92,7 @@ func TestOversizedPacketsAreRefusedOnTheFixedHeader(t *testing.T) {
 	t.Run("a CONNECT claiming 256 MiB is closed without waiting for its body", func(t *testing.T) {
 		c := dialTCP(addr)(t)
 		defer c.Close()
-		if _, err := c.Write(append(fixedHeader(0x10, claim256MiB), 0, 4, 'M', 'Q')); err != nil {
+		if _, err := c.Write(append(mqtttest.Header(0x10, claim256MiB), 0, 4, 'M', 'Q')); err != nil {
 			t.Fatal(err)
 		}
 		closedWithin(t, c, quick)
@@ -135,7 +112,7 @@ func TestOversizedPacketsAreRefusedOnTheFixedHeader(t *testing.T) {
 	t.Run("a CONNECT over the pre-authentication limit is closed although under the packet limit", func(t *testing.T) {
 		c := dialTCP(addr)(t)
 		defer c.Close()
-		if _, err := c.Write(fixedHeader(0x10, 2000)); err != nil {
+		if _, err := c.Write(mqtttest.Header(0x10, 2000)); err != nil {
 			t.Fatal(err)
 		}
 		closedWithin(t, c, quick)
@@ -153,7 +130,7 @@ func TestOversizedPacketsAreRefusedOnTheFixedHeader(t *testing.T) {
 
 	t.Run("MQTT 5: a PUBLISH claiming 256 MiB gets DISCONNECT 0x95 and the connection closes", func(t *testing.T) {
 		c, _ := v5Connack(t, addr, "v5-too-large", 30, nil)
-		if _, err := c.Write(append(fixedHeader(0x30, claim256MiB), 0, 1, 'a')); err != nil {
+		if _, err := c.Write(append(mqtttest.Header(0x30, claim256MiB), 0, 1, 'a')); err != nil {
 			t.Fatal(err)
 		}
 		got := closedWithin(t, c, quick)
@@ -174,7 +151,7 @@ func TestOversizedPacketsAreRefusedOnTheFixedHeader(t *testing.T) {
 			// QoS 1 PUBLISH: topic "a", packet ID 1, no properties, payload.
 			body := []byte{0, 1, 'a', 0, 1, 0}
 			rem := size - 1 - 2 // a 2-byte remaining length for sizes here
-			head := fixedHeader(0x32, rem)
+			head := mqtttest.Header(0x32, rem)
 			pk := append(append(head, body...), make([]byte, rem-len(body))...)
 			if len(pk) != size {
 				t.Fatalf("built %d bytes, want %d", len(pk), size)
@@ -203,13 +180,13 @@ func TestOversizedPacketsAreRefusedOnTheFixedHeader(t *testing.T) {
 		c := dialTCP(addr)(t)
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write(v3ConnectKA("v3-too-large", 30)); err != nil {
+		if _, err := c.Write(mqtttest.Connect{Version: 4, ClientID: "v3-too-large", Keepalive: 30}.Bytes()); err != nil {
 			t.Fatal(err)
 		}
-		if typ, body, err := readPacket(t, bufio.NewReader(c)); err != nil || typ != 0x20 || body[1] != 0 {
+		if typ, body, err := mqtttest.ReadPacket(bufio.NewReader(c)); err != nil || typ != 0x20 || body[1] != 0 {
 			t.Fatalf("CONNACK %#x % x %v", typ, body, err)
 		}
-		if _, err := c.Write(fixedHeader(0x82, maxPacket)); err != nil {
+		if _, err := c.Write(mqtttest.Header(0x82, maxPacket)); err != nil {
 			t.Fatal(err)
 		}
 		if got := closedWithin(t, c, quick); len(got) != 0 {
@@ -236,7 +213,7 @@ func TestOversizedPacketsAreRefusedOnTheFixedHeader(t *testing.T) {
 		frame := []byte{0x82, 0x80 | 127}
 		frame = binary.BigEndian.AppendUint64(frame, 1<<40)
 		frame = append(frame, 0, 0, 0, 0)
-		frame = append(frame, fixedHeader(0x10, claim256MiB)...)
+		frame = append(frame, mqtttest.Header(0x10, claim256MiB)...)
 		if _, err := c.Write(frame); err != nil {
 			t.Fatal(err)
 		}
@@ -275,7 +252,7 @@ func TestConnectionLimit(t *testing.T) {
 
 	for _, id := range []string{ListenerTCP, ListenerWS, ListenerTCP} {
 		c := dialTCP(b.Addr(id))(t)
-		_, _ = c.Write(v5Connect("over-" + id))
+		_, _ = c.Write(mqtttest.Connect{Version: 5, ClientID: "over-" + id}.Bytes())
 		closedWithin(t, c, 2*time.Second) // the connect timeout is 10 s
 		_ = c.Close()
 	}
@@ -347,10 +324,10 @@ func TestKeepaliveCeiling(t *testing.T) {
 	}{{0, 2}, {61, 2}, {60, 0}, {30, 0}} {
 		c := dialTCP(addr)(t)
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write(v3ConnectKA("v3-ka", tc.ka)); err != nil {
+		if _, err := c.Write(mqtttest.Connect{Version: 4, ClientID: "v3-ka", Keepalive: tc.ka}.Bytes()); err != nil {
 			t.Fatal(err)
 		}
-		typ, body, err := readPacket(t, bufio.NewReader(c))
+		typ, body, err := mqtttest.ReadPacket(bufio.NewReader(c))
 		if err != nil || typ != 0x20 || len(body) != 2 {
 			t.Fatalf("MQTT 3.1.1 keepalive %d: %#x % x %v", tc.ka, typ, body, err)
 		}
@@ -422,10 +399,10 @@ func TestWebSocketOrigin(t *testing.T) {
 			defer ws.Close()
 			c := &clientWSConn{Conn: ws}
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			if _, err := c.Write(v5Connect("origin")); err != nil {
+			if _, err := c.Write(mqtttest.Connect{Version: 5, ClientID: "origin"}.Bytes()); err != nil {
 				t.Fatal(err)
 			}
-			if typ := readPacketType(t, c); typ != 0x20 {
+			if typ, _ := mqtttest.MustReadPacket(t, c); typ != 0x20 {
 				t.Fatalf("got packet type %#x, want CONNACK", typ)
 			}
 		})

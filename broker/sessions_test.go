@@ -16,6 +16,9 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	mpackets "github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/warden-mqtt/warden/internal/mqtttest"
+	"github.com/warden-mqtt/warden/internal/poll"
 )
 
 // seeHook allows everything and records the topics and filters its ACL
@@ -172,8 +175,8 @@ func TestDeepTopicClosesMQTT3(t *testing.T) {
 		r := bufio.NewReader(c)
 		writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Connect}, ProtocolVersion: 4,
 			Connect: mpackets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "v3", Clean: true, Keepalive: 30}})
-		if typ := readPacketType(t, r) >> 4; typ != mpackets.Connack {
-			t.Fatalf("got packet type %d, want CONNACK", typ)
+		if typ, _ := mqtttest.MustReadPacket(t, r); typ>>4 != mpackets.Connack {
+			t.Fatalf("got packet type %d, want CONNACK", typ>>4)
 		}
 		writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Publish, Qos: qos, Retain: true}, ProtocolVersion: 4,
 			TopicName: deep, PacketID: 7, Payload: []byte("x")})
@@ -307,13 +310,13 @@ func TestMQTT3SessionsExpire(t *testing.T) {
 	r := bufio.NewReader(c)
 	writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Connect}, ProtocolVersion: 4,
 		Connect: mpackets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "v3-persistent", Keepalive: 30}})
-	if typ := readPacketType(t, r) >> 4; typ != mpackets.Connack {
-		t.Fatalf("got packet type %d, want CONNACK", typ)
+	if typ, _ := mqtttest.MustReadPacket(t, r); typ>>4 != mpackets.Connack {
+		t.Fatalf("got packet type %d, want CONNACK", typ>>4)
 	}
 	writePacket(t, c, mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Subscribe, Qos: 1}, ProtocolVersion: 4, PacketID: 1,
 		Filters: mpackets.Subscriptions{{Filter: "v3/#", Qos: 1}}})
-	if typ := readPacketType(t, r) >> 4; typ != mpackets.Suback {
-		t.Fatalf("got packet type %d, want SUBACK", typ)
+	if typ, _ := mqtttest.MustReadPacket(t, r); typ>>4 != mpackets.Suback {
+		t.Fatalf("got packet type %d, want SUBACK", typ>>4)
 	}
 	_ = c.Close()
 	deadline := time.Now().Add(5 * time.Second)
@@ -369,6 +372,7 @@ func TestExpiredSessionLeavesNothingBehind(t *testing.T) {
 // again when due, and one they refuse then is neither published nor
 // retained; one they accept is published and retained.
 func TestDelayedWillAskedAgainWhenDue(t *testing.T) {
+	t.Parallel()
 	h := &seeHook{}
 	b := startBroker(t, Config{TCPAddr: local}, h)
 	addr := b.Addr(ListenerTCP)
@@ -385,13 +389,7 @@ func TestDelayedWillAskedAgainWhenDue(t *testing.T) {
 		}
 		calls := h.wills.Load()
 		_ = c.Client.Disconnect(&paho.Disconnect{ReasonCode: 0x04}) // "disconnect with will message"
-		deadline := time.Now().Add(3 * time.Second)
-		for h.wills.Load() == calls {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: OnWill not called at disconnect", id)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		poll.Until(t, 3*time.Second, id+": OnWill called at disconnect", func() bool { return h.wills.Load() != calls })
 	}
 	// Accepted at disconnect, refused when due.
 	vanish("refused", &paho.ConnectProperties{SessionExpiryInterval: &expiry})
@@ -412,16 +410,10 @@ func TestDelayedWillAskedAgainWhenDue(t *testing.T) {
 	if n := h.wills.Load() - calls; n != 2 {
 		t.Errorf("OnWill called %d times for the accepted will, want 2 (at disconnect, when due)", n)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if _, ok := b.Server().Topics.Retained.Get("wills/accepted"); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the accepted will was not retained")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 2*time.Second, "the accepted will retained", func() bool {
+		_, ok := b.Server().Topics.Retained.Get("wills/accepted")
+		return ok
+	})
 }
 
 // TestWillOfEndedSessionNotDelayed: a client whose session ends with its

@@ -8,42 +8,9 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
-
-// v311Connect is a raw MQTT 3.1.1 CONNECT: clean session, keepalive 0,
-// client ID cid (at most 127 bytes in total).
-func v311Connect(cid string) []byte {
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0}
-	body = append(body, byte(len(cid)>>8), byte(len(cid)))
-	body = append(body, cid...)
-	return append([]byte{0x10, byte(len(body))}, body...)
-}
-
-// readPacket reads one MQTT control packet: its first byte and its body.
-func readPacket(t *testing.T, r *bufio.Reader) (byte, []byte, error) {
-	t.Helper()
-	first, err := r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, mul := 0, 1
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n += int(b&0x7f) * mul
-		if b&0x80 == 0 {
-			break
-		}
-		mul *= 128
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, nil, err
-	}
-	return first, body, nil
-}
 
 // connectRaw opens a raw connection, sends connect and checks the CONNACK.
 // Keepalive 0: Mochi sets no deadline on such a connection, the case
@@ -60,7 +27,7 @@ func connectRaw(t *testing.T, addr string, connect []byte) (net.Conn, *bufio.Rea
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(c)
-	typ, body, err := readPacket(t, r)
+	typ, body, err := mqtttest.ReadPacket(r)
 	if err != nil || typ != 0x20 || len(body) < 2 || body[1] != 0 {
 		t.Fatalf("CONNACK: type %#x body %x err %v", typ, body, err)
 	}
@@ -75,8 +42,8 @@ func TestShutdownTellsClientsTheServerIsShuttingDown(t *testing.T) {
 	// No keepalive ceiling: both clients keep keepalive 0, so Mochi sets
 	// no deadline on their connections.
 	b := startBroker(t, Config{TCPAddr: local, WSAddr: local, MaxKeepalive: -1})
-	_, r5 := connectRaw(t, b.Addr(ListenerTCP), v5Connect("shutdown-v5"))
-	c3, r3 := connectRaw(t, b.Addr(ListenerTCP), v311Connect("shutdown-v3"))
+	_, r5 := connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 5, ClientID: "shutdown-v5"}.Bytes())
+	c3, r3 := connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 4, ClientID: "shutdown-v3"}.Bytes())
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -88,21 +55,21 @@ func TestShutdownTellsClientsTheServerIsShuttingDown(t *testing.T) {
 		t.Errorf("Shutdown took %v with two idle clients", took)
 	}
 
-	typ, body, err := readPacket(t, r5)
+	typ, body, err := mqtttest.ReadPacket(r5)
 	if err != nil {
 		t.Fatalf("v5 client: no DISCONNECT: %v", err)
 	}
 	if typ != 0xe0 || len(body) < 1 || body[0] != 0x8b {
 		t.Fatalf("v5 client got packet %#x body %x, want DISCONNECT with reason 0x8b", typ, body)
 	}
-	if _, _, err := readPacket(t, r5); !errors.Is(err, io.EOF) {
+	if _, _, err := mqtttest.ReadPacket(r5); !errors.Is(err, io.EOF) {
 		t.Errorf("v5 connection after DISCONNECT: %v, want EOF", err)
 	}
 
 	// 3.1.1 defines no server DISCONNECT; Mochi writes a bare e0 00, which
 	// clients treat as the close it precedes.
 	for {
-		typ, _, err := readPacket(t, r3)
+		typ, _, err := mqtttest.ReadPacket(r3)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -127,7 +94,7 @@ func TestShutdownTellsClientsTheServerIsShuttingDown(t *testing.T) {
 // rather than waiting; the broker still closes.
 func TestShutdownGivesUpWhenTheContextEnds(t *testing.T) {
 	b := startBroker(t, Config{TCPAddr: local})
-	connectRaw(t, b.Addr(ListenerTCP), v5Connect("shutdown-expired"))
+	connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 5, ClientID: "shutdown-expired"}.Bytes())
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	err := b.Shutdown(ctx)
@@ -144,10 +111,10 @@ func TestShutdownGivesUpWhenTheContextEnds(t *testing.T) {
 // can slip in while Mochi disconnects the others and be cut without one.
 func TestShutdownStopsAcceptingBeforeDisconnecting(t *testing.T) {
 	b := startBroker(t, Config{TCPAddr: local})
-	_, r := connectRaw(t, b.Addr(ListenerTCP), v5Connect("stop-accepting"))
+	_, r := connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 5, ClientID: "stop-accepting"}.Bytes())
 	done := make(chan error, 1)
 	go func() { done <- b.Shutdown(t.Context()) }()
-	if typ, _, err := readPacket(t, r); err != nil || typ != 0xe0 {
+	if typ, _, err := mqtttest.ReadPacket(r); err != nil || typ != 0xe0 {
 		t.Fatalf("no DISCONNECT: %#x %v", typ, err)
 	}
 	if c, err := net.DialTimeout("tcp", b.Addr(ListenerTCP), time.Second); err == nil {

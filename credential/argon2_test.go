@@ -10,6 +10,7 @@ import (
 var testParams = Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
 func TestHashVerifyRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, pw := range []string{"correct horse battery staple", "", "ünïcödé-密码", strings.Repeat("x", MaxPasswordLen)} {
 		h, err := Hash(pw, testParams)
 		if err != nil {
@@ -34,6 +35,7 @@ func TestHashVerifyRoundTrip(t *testing.T) {
 }
 
 func TestHashSaltsDiffer(t *testing.T) {
+	t.Parallel()
 	a, _ := Hash("same", testParams)
 	b, _ := Hash("same", testParams)
 	if a == b {
@@ -42,6 +44,7 @@ func TestHashSaltsDiffer(t *testing.T) {
 }
 
 func TestDefaultParamsHash(t *testing.T) {
+	t.Parallel()
 	h, err := Hash("s3cret-password", DefaultParams)
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +63,7 @@ func TestDefaultParamsHash(t *testing.T) {
 // Known-answer test: a hash produced by the reference implementation
 // (phc-winner-argon2: echo -n password | argon2 somesalt -id -t 2 -m 16 -p 4 -l 32 -e).
 func TestVerifyKnownAnswer(t *testing.T) {
+	t.Parallel()
 	const h = "$argon2id$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$GpZ3sK/oH9p7VIiV56G/64Zo/8GaUw434IimaPqxwCo"
 	ok, err := Verify("password", h)
 	if err != nil || !ok {
@@ -71,6 +75,7 @@ func TestVerifyKnownAnswer(t *testing.T) {
 }
 
 func TestVerifyRejectsMalformed(t *testing.T) {
+	t.Parallel()
 	good, _ := Hash("pw", testParams)
 	parts := strings.Split(good, "$")
 	for name, h := range map[string]string{
@@ -95,6 +100,7 @@ func TestVerifyRejectsMalformed(t *testing.T) {
 }
 
 func TestPasswordTooLong(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("a", MaxPasswordLen+1)
 	if _, err := Hash(long, testParams); !errors.Is(err, ErrPasswordTooLong) {
 		t.Fatalf("Hash(long) err = %v", err)
@@ -106,6 +112,7 @@ func TestPasswordTooLong(t *testing.T) {
 }
 
 func TestParamsValidate(t *testing.T) {
+	t.Parallel()
 	if err := DefaultParams.Validate(); err != nil {
 		t.Fatalf("DefaultParams invalid: %v", err)
 	}

@@ -19,6 +19,7 @@ var slowParams = Params{Memory: 8 << 10, Time: 2, Threads: 1, SaltLen: 16, KeyLe
 // lockout's limit, whether they go to a real hash (VerifyIf) or the
 // dummy one (DummyIf). The rest are answered ErrBlocked, unhashed.
 func TestGateBoundsParallelGuesses(t *testing.T) {
+	t.Parallel()
 	hash, err := Hash("right-password-1", slowParams)
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +78,7 @@ func TestGateBoundsParallelGuesses(t *testing.T) {
 // answered without asking the gate (it costs nothing to bound); the zero
 // Gate (Verify, Dummy, Check) allows everything.
 func TestGateLeavesCachedSuccessesAndPlainCallsAlone(t *testing.T) {
+	t.Parallel()
 	v := newTestVerifier(t, 1)
 	hash, err := Hash("device-secret-1", testParams)
 	if err != nil {

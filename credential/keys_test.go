@@ -33,19 +33,12 @@ func currentKID(tk *Tokens) string { return tk.keys.Load().kid }
 // opener per file), and two connections to one real Redis.
 func sharedStores(t *testing.T, fn func(t *testing.T, a, b store.Store)) {
 	t.Run("bolt", func(t *testing.T) {
-		s := newTokenStore(t)
+		s := storetest.OpenBolt(t)
 		fn(t, s, s)
 	})
 	t.Run("redis", func(t *testing.T) {
 		r := storetest.StartRedis(t)
-		open := func() store.Store {
-			s, err := store.OpenRedis(context.Background(), r.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}
+		open := func() store.Store { return storetest.OpenRedis(t, storetest.URL(r.URL)) }
 		fn(t, open(), open())
 	})
 }
@@ -81,7 +74,8 @@ func staleTokens(t *testing.T, s store.Store) *Tokens {
 }
 
 func TestTokenKIDIsTheCurrentKeysThumbprint(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	tok, _, err := tk.Issue(t.Context(), u, KindLogin, "", time.Hour)
@@ -97,8 +91,9 @@ func TestTokenKIDIsTheCurrentKeysThumbprint(t *testing.T) {
 }
 
 func TestOldTokenVerifiesAfterRotation(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	old, _, err := tk.Issue(ctx, u, KindLogin, "", time.Hour)
@@ -140,6 +135,7 @@ func TestOldTokenVerifiesAfterRotation(t *testing.T) {
 // TestStaleNodeLoadsARotationForAnUnknownKID: a node that has not heard of
 // a rotation verifies a token signed with the new key by reloading once.
 func TestStaleNodeLoadsARotationForAnUnknownKID(t *testing.T) {
+	t.Parallel()
 	sharedStores(t, func(t *testing.T, sa, sb store.Store) {
 		ctx := t.Context()
 		a := newTestTokens(t, sa)
@@ -174,6 +170,7 @@ func TestStaleNodeLoadsARotationForAnUnknownKID(t *testing.T) {
 // TestNodesFollowARotationOnTheChangeFeed: a node following the store
 // adopts another node's rotation without seeing a token first.
 func TestNodesFollowARotationOnTheChangeFeed(t *testing.T) {
+	t.Parallel()
 	sharedStores(t, func(t *testing.T, sa, sb store.Store) {
 		a, b := newTestTokens(t, sa), newTestTokens(t, sb)
 		if err := a.Rotate(t.Context()); err != nil {
@@ -195,6 +192,7 @@ func TestNodesFollowARotationOnTheChangeFeed(t *testing.T) {
 }
 
 func TestConcurrentRotationsAgreeOnOneCurrentKey(t *testing.T) {
+	t.Parallel()
 	sharedStores(t, func(t *testing.T, sa, sb store.Store) {
 		ctx := t.Context()
 		nodes := []*Tokens{newTestTokens(t, sa), newTestTokens(t, sb), newTestTokens(t, sa), newTestTokens(t, sb)}
@@ -245,8 +243,9 @@ func TestConcurrentRotationsAgreeOnOneCurrentKey(t *testing.T) {
 // one: lifetimes are capped by MaxTTL), so that only the retirement can
 // refuse it.
 func TestRetiredKeyStopsVerifyingAfterTheLongestLifetime(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	tk, err := NewTokensWith(ctx, s, TokenOptions{Issuer: testIssuer, MaxTTL: time.Hour, Now: clock.now})
 	if err != nil {
@@ -307,8 +306,9 @@ func TestRetiredKeyStopsVerifyingAfterTheLongestLifetime(t *testing.T) {
 // signing key of earlier releases keeps it as the first key, and tokens
 // signed without a kid keep verifying against it, also after a rotation.
 func TestStoreOfAnEarlierReleaseKeepsItsKey(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -357,7 +357,8 @@ func TestStoreOfAnEarlierReleaseKeepsItsKey(t *testing.T) {
 }
 
 func TestJWKSShape(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	raw, err := json.Marshal(tk.JWKS())
 	if err != nil {
@@ -405,7 +406,7 @@ func (c *countingStore) Setting(ctx context.Context, key string) ([]byte, error)
 // TestUnknownKIDsReloadAtMostOncePerInterval: made-up kids cannot turn
 // Parse into a stream of store reads.
 func TestUnknownKIDsReloadAtMostOncePerInterval(t *testing.T) {
-	cs := &countingStore{Store: newTokenStore(t)}
+	cs := &countingStore{Store: storetest.OpenBolt(t)}
 	clock := newFakeClock(time.Now())
 	tk, err := NewTokensWith(t.Context(), cs, TokenOptions{Issuer: testIssuer, Now: clock.now})
 	if err != nil {
@@ -456,7 +457,8 @@ func TestUnknownKIDsReloadAtMostOncePerInterval(t *testing.T) {
 }
 
 func TestIssueRefusesALifetimeAboveTheMaximum(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk, err := NewTokensWith(t.Context(), s, TokenOptions{Issuer: testIssuer, MaxTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -474,6 +476,7 @@ func TestIssueRefusesALifetimeAboveTheMaximum(t *testing.T) {
 }
 
 func TestCorruptKeySetIsRefused(t *testing.T) {
+	t.Parallel()
 	good := func(t *testing.T) storedKeySet {
 		k, err := newStoredKey(time.Now())
 		if err != nil {
@@ -499,7 +502,7 @@ func TestCorruptKeySetIsRefused(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			s := newTokenStore(t)
+			s := storetest.OpenBolt(t)
 			ks := good(t)
 			edit(&ks)
 			raw, _ := json.Marshal(ks)
@@ -514,7 +517,8 @@ func TestCorruptKeySetIsRefused(t *testing.T) {
 }
 
 func TestIssueUntilKeepsTheChosenDate(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 250_000_000, time.UTC))
 	tk, err := NewTokensWith(t.Context(), s, TokenOptions{Issuer: testIssuer, MaxTTL: 48 * time.Hour, Now: clock.now})
 	if err != nil {

@@ -27,6 +27,7 @@ func failN(l *Lockout, n int, user, remote string) {
 }
 
 func TestLockoutPairFirst(t *testing.T) {
+	t.Parallel()
 	l, _ := newTestLockout(LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 10, MaxPerIP: 50})
 	failN(l, 2, "dev", "203.0.113.9:40000")
 	wantBlock(t, l, "dev", "203.0.113.9:40001", NotBlocked)
@@ -39,6 +40,7 @@ func TestLockoutPairFirst(t *testing.T) {
 }
 
 func TestLockoutUserTotalAcrossAddresses(t *testing.T) {
+	t.Parallel()
 	l, _ := newTestLockout(LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 10, MaxPerIP: 50})
 	// Two failures from each of five addresses: no pair reaches 3, the
 	// username's total reaches 10.
@@ -53,6 +55,7 @@ func TestLockoutUserTotalAcrossAddresses(t *testing.T) {
 }
 
 func TestLockoutAddress(t *testing.T) {
+	t.Parallel()
 	l, c := newTestLockout(LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 10, MaxPerIP: 5, Backoff: time.Minute})
 	for i := range 5 {
 		l.Fail(fmt.Sprint("user", i), "203.0.113.9:1")
@@ -71,6 +74,7 @@ func TestLockoutAddress(t *testing.T) {
 }
 
 func TestLockoutWindowAndBackoff(t *testing.T) {
+	t.Parallel()
 	l, c := newTestLockout(LockoutOptions{MaxPerUserIP: 3, Window: time.Minute, Backoff: 5 * time.Minute})
 	failN(l, 2, "dev", "203.0.113.9")
 	c.advance(61 * time.Second) // the window passed: counting starts again
@@ -85,6 +89,7 @@ func TestLockoutWindowAndBackoff(t *testing.T) {
 }
 
 func TestLockoutSucceedForgetsOnlyThePair(t *testing.T) {
+	t.Parallel()
 	l, _ := newTestLockout(LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 5, MaxPerIP: 50})
 	failN(l, 2, "dev", "198.51.100.7")
 	l.Succeed("dev", "198.51.100.7")
@@ -96,6 +101,7 @@ func TestLockoutSucceedForgetsOnlyThePair(t *testing.T) {
 }
 
 func TestLockoutLock(t *testing.T) {
+	t.Parallel()
 	l, c := newTestLockout(LockoutOptions{Backoff: time.Minute})
 	l.Lock("admin")
 	wantBlock(t, l, "admin", "192.0.2.1", BlockedUser)
@@ -106,6 +112,7 @@ func TestLockoutLock(t *testing.T) {
 }
 
 func TestLockoutAddressForms(t *testing.T) {
+	t.Parallel()
 	l, _ := newTestLockout(LockoutOptions{MaxPerUserIP: 2, MaxPerIP: 1000})
 	// An IPv6 host holds a /64: its addresses count together.
 	l.Fail("dev", "[2001:db8:1:2::1]:5000")
@@ -119,6 +126,7 @@ func TestLockoutAddressForms(t *testing.T) {
 }
 
 func TestLockoutOff(t *testing.T) {
+	t.Parallel()
 	l, _ := newTestLockout(LockoutOptions{MaxPerUserIP: -1, MaxPerUser: -1, MaxPerIP: -1})
 	failN(l, 1000, "dev", "192.0.2.1")
 	wantBlock(t, l, "dev", "192.0.2.1", NotBlocked)
@@ -129,6 +137,7 @@ func TestLockoutOff(t *testing.T) {
 // eviction keeps what blocks: the victim's pair and the spraying
 // addresses stay blocked.
 func TestLockoutMemoryBounded(t *testing.T) {
+	t.Parallel()
 	const limit = 1000
 	l, c := newTestLockout(LockoutOptions{MaxPerUserIP: 3, MaxPerUser: 1000, MaxPerIP: 200, MaxEntries: limit})
 	failN(l, 3, "victim", "203.0.113.200")

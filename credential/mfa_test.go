@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/url"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // mfaEpoch is the fixed instant the TOTP tests run at: a step boundary
@@ -43,16 +43,6 @@ func oathCodeAt(t *testing.T, secret string, at time.Time) string {
 	return out
 }
 
-func newMFAStore(t *testing.T) store.Store {
-	t.Helper()
-	s, err := store.OpenBolt(filepath.Join(t.TempDir(), "w.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 func newTestMFA(t *testing.T, s store.Store) *MFA {
 	t.Helper()
 	m, err := NewMFA(context.Background(), s)
@@ -78,7 +68,8 @@ func newTestKey(t *testing.T, m *MFA) (store.MFAKey, string, *url.URL) {
 }
 
 func TestMFANewKeyURIIsWhatAuthenticatorAppsExpect(t *testing.T) {
-	m := newTestMFA(t, newMFAStore(t))
+	t.Parallel()
+	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, secret, u := newTestKey(t, m)
 	q := u.Query()
 	if u.Scheme != "otpauth" || u.Host != "totp" || u.Path != "/warden:alice" {
@@ -108,7 +99,8 @@ func TestMFANewKeyURIIsWhatAuthenticatorAppsExpect(t *testing.T) {
 // for the current step and one step either side are accepted and report
 // their step; two steps away they are refused.
 func TestMFACheckAcceptsOathtoolCodesInTheWindow(t *testing.T) {
-	m := newTestMFA(t, newMFAStore(t))
+	t.Parallel()
+	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, secret, _ := newTestKey(t, m)
 	now := mfaEpoch.Add(10 * time.Second) // inside step 58907520
 	const cur = 58907520
@@ -141,7 +133,8 @@ func TestMFACheckAcceptsOathtoolCodesInTheWindow(t *testing.T) {
 // (pquerna/otp) and oathtool agree, for the secret of our URI, at several
 // instants, in both directions.
 func TestMFACodeWeComputeValidatesInOathtool(t *testing.T) {
-	m := newTestMFA(t, newMFAStore(t))
+	t.Parallel()
+	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, secret, _ := newTestKey(t, m)
 	for _, at := range []time.Time{mfaEpoch, mfaEpoch.Add(29 * time.Second), mfaEpoch.Add(time.Hour + 7*time.Second), time.Date(2038, 1, 19, 3, 14, 8, 0, time.UTC)} {
 		ours, err := totp.GenerateCodeCustom(secret, at, totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
@@ -164,7 +157,8 @@ func TestMFACodeWeComputeValidatesInOathtool(t *testing.T) {
 // TestMFACheckRefusesReplays: a step at or before LastStep is a replay,
 // whichever code of the window it is.
 func TestMFACheckRefusesReplays(t *testing.T) {
-	m := newTestMFA(t, newMFAStore(t))
+	t.Parallel()
+	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, secret, _ := newTestKey(t, m)
 	now := mfaEpoch.Add(5 * time.Second)
 	code := oathCodeAt(t, secret, now)
@@ -191,7 +185,8 @@ func TestMFACheckRefusesReplays(t *testing.T) {
 }
 
 func TestMFACheckRefusesMalformedCodes(t *testing.T) {
-	m := newTestMFA(t, newMFAStore(t))
+	t.Parallel()
+	m := newTestMFA(t, storetest.OpenBolt(t))
 	k, _, _ := newTestKey(t, m)
 	for _, code := range []string{"", "12345", "1234567", "12a456", "١٢٣٤٥٦", "-12345", "123456\x00"} {
 		if _, err := m.Check("user-1", k, code, mfaEpoch); !errors.Is(err, ErrCodeInvalid) {
@@ -204,7 +199,8 @@ func TestMFACheckRefusesMalformedCodes(t *testing.T) {
 // on every node of the cluster (one key in the store), not in another
 // user's or key's record, not with another cluster's key.
 func TestMFASealedSecretIsBoundToItsUserKeyAndCluster(t *testing.T) {
-	s := newMFAStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	m := newTestMFA(t, s)
 	k, secret, _ := newTestKey(t, m)
 	code := oathCodeAt(t, secret, mfaEpoch)
@@ -219,7 +215,7 @@ func TestMFASealedSecretIsBoundToItsUserKeyAndCluster(t *testing.T) {
 	if _, err := m.Check("user-1", moved, code, mfaEpoch); !errors.Is(err, ErrSecretUnreadable) {
 		t.Errorf("other key ID: %v, want ErrSecretUnreadable", err)
 	}
-	if _, err := newTestMFA(t, newMFAStore(t)).Check("user-1", k, code, mfaEpoch); !errors.Is(err, ErrSecretUnreadable) {
+	if _, err := newTestMFA(t, storetest.OpenBolt(t)).Check("user-1", k, code, mfaEpoch); !errors.Is(err, ErrSecretUnreadable) {
 		t.Errorf("other cluster: %v, want ErrSecretUnreadable", err)
 	}
 	for _, bad := range []string{"", "v1:", "v1:!!!", "v2:" + strings.TrimPrefix(k.Secret, "v1:"), k.Secret[:len(k.Secret)-2]} {
@@ -232,7 +228,8 @@ func TestMFASealedSecretIsBoundToItsUserKeyAndCluster(t *testing.T) {
 }
 
 func TestMFAConcurrentNewMFAAgreeOnOneKey(t *testing.T) {
-	s := newMFAStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	const n = 8
 	ms := make([]*MFA, n)
 	var wg sync.WaitGroup
@@ -259,7 +256,8 @@ func TestMFAConcurrentNewMFAAgreeOnOneKey(t *testing.T) {
 }
 
 func TestMFANewMFARefusesACorruptKey(t *testing.T) {
-	s := newMFAStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	if err := s.PutSetting(context.Background(), SettingMFAKey, []byte("c2hvcnQ=")); err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +267,7 @@ func TestMFANewMFARefusesACorruptKey(t *testing.T) {
 }
 
 func TestMFABackupCodes(t *testing.T) {
+	t.Parallel()
 	codes, hashes, err := NewBackupCodes()
 	if err != nil {
 		t.Fatal(err)
@@ -303,6 +302,7 @@ func TestMFABackupCodes(t *testing.T) {
 }
 
 func TestMFANewSecret(t *testing.T) {
+	t.Parallel()
 	secret, hash, err := NewSecret()
 	if err != nil {
 		t.Fatal(err)

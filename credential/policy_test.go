@@ -8,6 +8,7 @@ import (
 )
 
 func TestPolicyCheck(t *testing.T) {
+	t.Parallel()
 	strict := Policy{Min: 8, Lower: 1, Upper: 1, Numeric: 1, Symbol: 1}
 	for _, c := range []struct {
 		p    Policy
@@ -45,6 +46,7 @@ func TestPolicyCheck(t *testing.T) {
 }
 
 func TestPolicyValidate(t *testing.T) {
+	t.Parallel()
 	if DefaultPolicy().Validate() != nil {
 		t.Fatal("default policy invalid")
 	}
@@ -56,6 +58,7 @@ func TestPolicyValidate(t *testing.T) {
 }
 
 func TestGenerateSatisfiesPolicy(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for _, p := range []Policy{DefaultPolicy(), {Min: 30, Lower: 3, Upper: 3, Numeric: 3, Symbol: 3}, {Min: 4}} {
 		for range 50 {

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestTokenObtainedWithAnotherGoesWithIt: a token issued with a parent
 // verifies until the parent is revoked, then is revoked too; none can be
 // issued once the parent is gone.
 func TestTokenObtainedWithAnotherGoesWithIt(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "svc")
 	ctx := context.Background()
@@ -50,7 +52,8 @@ func TestTokenObtainedWithAnotherGoesWithIt(t *testing.T) {
 // TestIssueForAStaleUserRecordIsRefused: a login that checked the old
 // password cannot record its token once the password changed.
 func TestIssueForAStaleUserRecordIsRefused(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	ctx := context.Background()
 	u, err := s.CreateUser(ctx, store.User{Username: "alice", PasswordHash: "old"})
@@ -73,6 +76,7 @@ func TestIssueForAStaleUserRecordIsRefused(t *testing.T) {
 }
 
 func TestAcceptedKind(t *testing.T) {
+	t.Parallel()
 	for kind, want := range map[string]bool{
 		KindLogin: true, KindApplication: true, KindApplicationSession: true,
 		KindDevice: false, "": false, "Login": false, "admin": false,

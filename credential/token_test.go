@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,20 +17,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 const testIssuer = "warden-test"
-
-// newTokenStore opens a real bbolt store that is closed on cleanup.
-func newTokenStore(tb testing.TB) store.Store {
-	tb.Helper()
-	s, err := store.OpenBolt(filepath.Join(tb.TempDir(), "w.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
 
 func newTestTokens(tb testing.TB, s store.Store) *Tokens {
 	tb.Helper()
@@ -96,8 +85,9 @@ func checkNoLeak(t *testing.T, err error, token string) {
 }
 
 func TestIssuedTokenVerifiesWithItsClaims(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	clock := newFakeClock(time.Date(2030, 1, 2, 3, 4, 5, 600_000_000, time.UTC))
 	tk.now = clock.now
@@ -141,7 +131,8 @@ func TestIssuedTokenVerifiesWithItsClaims(t *testing.T) {
 }
 
 func TestIssuedTokensHaveDistinctIDs(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	seen := map[string]bool{}
@@ -158,8 +149,9 @@ func TestIssuedTokensHaveDistinctIDs(t *testing.T) {
 }
 
 func TestRevokedTokenParsesButDoesNotVerify(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	tok, rec, err := tk.Issue(ctx, u, KindApplication, "ci", time.Hour)
@@ -183,8 +175,9 @@ func TestRevokedTokenParsesButDoesNotVerify(t *testing.T) {
 }
 
 func TestTokenOfDeletedUserIsRevoked(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	tok, _, err := tk.Issue(ctx, u, KindLogin, "", time.Hour)
@@ -200,8 +193,9 @@ func TestTokenOfDeletedUserIsRevoked(t *testing.T) {
 }
 
 func TestTokenWhoseRecordBelongsToAnotherUserIsRevoked(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	alice, bob := newTokenUser(t, s, "alice"), newTokenUser(t, s, "bob")
 	tok, rec, err := tk.Issue(ctx, alice, KindLogin, "", time.Hour)
@@ -221,8 +215,9 @@ func TestTokenWhoseRecordBelongsToAnotherUserIsRevoked(t *testing.T) {
 }
 
 func TestExpiredTokenIsRejectedAfterLeeway(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	tk.now = clock.now
@@ -248,7 +243,8 @@ func TestExpiredTokenIsRejectedAfterLeeway(t *testing.T) {
 }
 
 func TestCraftedExpiredTokenWithRealKeyIsExpired(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	c := goodClaims(u, time.Now().Add(-2*time.Hour)) // exp one hour ago
@@ -259,7 +255,8 @@ func TestCraftedExpiredTokenWithRealKeyIsExpired(t *testing.T) {
 }
 
 func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	good, _, err := tk.Issue(t.Context(), u, KindLogin, "", time.Hour)
@@ -306,7 +303,7 @@ func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
 			return reheader(parts, `{"typ":"JWT"}`)
 		}, "unknown algorithm"},
 		"signed by another cluster's key": {func(t *testing.T) string {
-			os := newTokenStore(t)
+			os := storetest.OpenBolt(t)
 			other := newTestTokens(t, os)
 			tok, _, err := other.Issue(t.Context(), newTokenUser(t, os, "alice"), KindLogin, "", time.Hour)
 			if err != nil {
@@ -315,11 +312,11 @@ func TestForgedAndBrokenTokensAreInvalid(t *testing.T) {
 			return tok
 		}, "unknown signing key"},
 		"signed by another cluster's key, without a kid": {func(t *testing.T) string {
-			other := newTestTokens(t, newTokenStore(t))
+			other := newTestTokens(t, storetest.OpenBolt(t))
 			return signRaw(t, jwt.SigningMethodEdDSA, signingKey(other), goodClaims(u, now))
 		}, "bad signature"},
 		"signed by another cluster's key under our kid": {func(t *testing.T) string {
-			other := newTestTokens(t, newTokenStore(t))
+			other := newTestTokens(t, storetest.OpenBolt(t))
 			tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, goodClaims(u, now))
 			tok.Header["kid"] = currentKID(tk)
 			s, err := tok.SignedString(signingKey(other))
@@ -414,8 +411,9 @@ func reheader(parts []string, header string) string {
 }
 
 func TestTokensOnOneStoreShareTheKey(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := newTokenStore(t)
+	s := storetest.OpenBolt(t)
 	a, b := newTestTokens(t, s), newTestTokens(t, s)
 	if !a.PublicKey().Equal(b.PublicKey()) {
 		t.Fatal("two Tokens on one store have different keys")
@@ -431,7 +429,8 @@ func TestTokensOnOneStoreShareTheKey(t *testing.T) {
 }
 
 func TestSigningKeyIsStoredAsPKCS8PEM(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	raw, err := s.Setting(t.Context(), SettingSigningKey)
 	if err != nil {
@@ -452,7 +451,8 @@ func TestSigningKeyIsStoredAsPKCS8PEM(t *testing.T) {
 }
 
 func TestConcurrentNewTokensAgreeOnOneKey(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	const n = 8
 	keys := make([]ed25519.PublicKey, n)
 	errs := make([]error, n)
@@ -511,7 +511,8 @@ func (f *faultyStore) Token(ctx context.Context, id string) (store.Token, error)
 }
 
 func TestNewTokensNeverGeneratesAKeyOnStoreError(t *testing.T) {
-	fs := &faultyStore{Store: newTokenStore(t), failSetting: true}
+	t.Parallel()
+	fs := &faultyStore{Store: storetest.OpenBolt(t), failSetting: true}
 	_, err := NewTokens(t.Context(), fs, testIssuer)
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("NewTokens with the store down = %v, want store.ErrUnavailable", err)
@@ -522,13 +523,14 @@ func TestNewTokensNeverGeneratesAKeyOnStoreError(t *testing.T) {
 }
 
 func TestNewTokensRefusesACorruptKey(t *testing.T) {
+	t.Parallel()
 	for name, value := range map[string][]byte{
 		"not PEM":          []byte("garbage"),
 		"wrong block type": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1, 2, 3}}),
 		"bad DER":          pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}}),
 	} {
 		t.Run(name, func(t *testing.T) {
-			s := newTokenStore(t)
+			s := storetest.OpenBolt(t)
 			if err := s.PutSetting(t.Context(), SettingSigningKey, value); err != nil {
 				t.Fatal(err)
 			}
@@ -543,13 +545,15 @@ func TestNewTokensRefusesACorruptKey(t *testing.T) {
 }
 
 func TestNewTokensRequiresAnIssuer(t *testing.T) {
-	if _, err := NewTokens(t.Context(), newTokenStore(t), ""); err == nil {
+	t.Parallel()
+	if _, err := NewTokens(t.Context(), storetest.OpenBolt(t), ""); err == nil {
 		t.Fatal("NewTokens with an empty issuer succeeded")
 	}
 }
 
 func TestVerifyReturnsStoreErrorsAsThemselves(t *testing.T) {
-	fs := &faultyStore{Store: newTokenStore(t)}
+	t.Parallel()
+	fs := &faultyStore{Store: storetest.OpenBolt(t)}
 	tk := newTestTokens(t, fs)
 	u := newTokenUser(t, fs, "alice")
 	tok, _, err := tk.Issue(t.Context(), u, KindLogin, "", time.Hour)
@@ -568,7 +572,8 @@ func TestVerifyReturnsStoreErrorsAsThemselves(t *testing.T) {
 }
 
 func TestIssueForAMissingUserIsNotFound(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	_, _, err := tk.Issue(t.Context(), store.User{ID: "no-such-id", Username: "ghost"}, KindLogin, "", time.Hour)
 	if !errors.Is(err, store.ErrNotFound) {
@@ -577,7 +582,8 @@ func TestIssueForAMissingUserIsNotFound(t *testing.T) {
 }
 
 func TestIssueRejectsBadArguments(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	for name, c := range map[string]struct {
@@ -601,7 +607,8 @@ func TestIssueRejectsBadArguments(t *testing.T) {
 }
 
 func TestSubSecondLifetimeIsRoundedUp(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 100_000_000, time.UTC))
 	tk.now = clock.now
@@ -619,7 +626,8 @@ func TestSubSecondLifetimeIsRoundedUp(t *testing.T) {
 }
 
 func TestPublicKeyIsACopy(t *testing.T) {
-	s := newTokenStore(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	tk := newTestTokens(t, s)
 	u := newTokenUser(t, s, "alice")
 	pub := tk.PublicKey()
@@ -634,6 +642,7 @@ func TestPublicKeyIsACopy(t *testing.T) {
 }
 
 func TestLooksLikeToken(t *testing.T) {
+	t.Parallel()
 	for s, want := range map[string]bool{
 		"eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiIxIn0.c2ln": true,
 		"eyJ.a.b":                 true,
@@ -672,7 +681,7 @@ func TestLooksLikeTokenDoesNotAllocate(t *testing.T) {
 // ErrTokenExpired, never quotes its input, and accepts nothing but the
 // tokens we signed (byte for byte: no second spelling of one).
 func FuzzParseToken(f *testing.F) {
-	s := newTokenStore(f)
+	s := storetest.OpenBolt(f)
 	tk := newTestTokens(f, s)
 	u := newTokenUser(f, s, "alice")
 	signed := map[string]bool{}
@@ -721,7 +730,7 @@ func FuzzParseToken(f *testing.F) {
 }
 
 func BenchmarkParseToken(b *testing.B) {
-	s := newTokenStore(b)
+	s := storetest.OpenBolt(b)
 	tk := newTestTokens(b, s)
 	u := newTokenUser(b, s, "alice")
 	tok, _, err := tk.Issue(context.Background(), u, KindLogin, "", time.Hour)

@@ -7,6 +7,7 @@ import (
 )
 
 func TestValidUsername(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		username string
@@ -70,6 +71,7 @@ func TestValidUsername(t *testing.T) {
 }
 
 func TestNormalizeUsername(t *testing.T) {
+	t.Parallel()
 	if got := NormalizeUsername("Jose\u0301"); got != "Jos\u00e9" {
 		t.Errorf("NormalizeUsername(NFD) = %q, want the NFC form", got)
 	}

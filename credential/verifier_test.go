@@ -18,6 +18,7 @@ func newTestVerifier(t *testing.T, workers int) *Verifier {
 }
 
 func TestVerifierVerifyAndCache(t *testing.T) {
+	t.Parallel()
 	v := newTestVerifier(t, 1)
 	h, err := Hash("device-secret-1", testParams)
 	if err != nil {
@@ -54,6 +55,7 @@ func TestVerifierVerifyAndCache(t *testing.T) {
 // with a new hash); a cached success must not outlive the hash it was
 // checked against, or a replaced password would keep logging in.
 func TestVerifierCacheFollowsTheHash(t *testing.T) {
+	t.Parallel()
 	v := newTestVerifier(t, 1)
 	ctx := context.Background()
 	old, err := Hash("stolen-password-2", testParams)
@@ -77,6 +79,7 @@ func TestVerifierCacheFollowsTheHash(t *testing.T) {
 }
 
 func TestVerifierDummyCostsAVerification(t *testing.T) {
+	t.Parallel()
 	v := newTestVerifier(t, 1)
 	before := v.Verifications()
 	if err := v.Dummy(context.Background(), "whatever"); err != nil {
@@ -97,6 +100,7 @@ func TestVerifierDummyCostsAVerification(t *testing.T) {
 // TestVerifierBoundsConcurrency: with every worker busy a caller waits,
 // and gets ErrBusy when its context ends first; a freed worker serves it.
 func TestVerifierBoundsConcurrency(t *testing.T) {
+	t.Parallel()
 	v := newTestVerifier(t, 2)
 	if v.Workers() != 2 {
 		t.Fatalf("Workers = %d", v.Workers())

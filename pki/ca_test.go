@@ -17,6 +17,7 @@ import (
 )
 
 func TestFingerprintIsLowercaseHexSHA256OfDER(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	sum := sha256.Sum256(ca.Certificate().Raw)
 	want := hex.EncodeToString(sum[:])
@@ -32,6 +33,7 @@ func TestFingerprintIsLowercaseHexSHA256OfDER(t *testing.T) {
 }
 
 func TestNewCAIsASelfSignedCAThatSignsOnlyLeaves(t *testing.T) {
+	t.Parallel()
 	before := time.Now()
 	ca, err := NewCA("warden CA", 48*time.Hour)
 	if err != nil {
@@ -73,6 +75,7 @@ func TestNewCAIsASelfSignedCAThatSignsOnlyLeaves(t *testing.T) {
 }
 
 func TestNewCARefusesEmptyNameAndLifetime(t *testing.T) {
+	t.Parallel()
 	if _, err := NewCA(" ", time.Hour); err == nil {
 		t.Error("NewCA with a blank common name succeeded")
 	}
@@ -82,6 +85,7 @@ func TestNewCARefusesEmptyNameAndLifetime(t *testing.T) {
 }
 
 func TestCARoundTripsThroughPEM(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	loaded, err := LoadCA(ca.CertPEM(), ca.KeyPEM())
 	if err != nil {
@@ -107,6 +111,7 @@ func TestCARoundTripsThroughPEM(t *testing.T) {
 }
 
 func TestCAPEMAccessorsReturnCopies(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	p := ca.CertPEM()
 	p[0] = 'X'
@@ -116,6 +121,7 @@ func TestCAPEMAccessorsReturnCopies(t *testing.T) {
 }
 
 func TestLoadCARefuses(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	other := newTestCA(t)
 	_, leafPEM, err := ca.IssueClient(newKey(t, "p256").Public(), "alice", time.Hour)
@@ -159,6 +165,7 @@ func TestLoadCARefuses(t *testing.T) {
 }
 
 func TestServerCertificateVerifiesForLocalAndConfiguredNames(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	cert, err := ca.IssueServer([]string{"mqtt.example.com", "10.1.2.3", "localhost", "127.0.0.1", " ", "[fd00::1]"}, time.Hour)
 	if err != nil {
@@ -217,6 +224,7 @@ func countIP(ips []net.IP, s string) int {
 }
 
 func TestServerCertificateCompletesATLSHandshake(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	cert, err := ca.IssueServer(nil, time.Hour)
 	if err != nil {
@@ -241,6 +249,7 @@ func TestServerCertificateCompletesATLSHandshake(t *testing.T) {
 }
 
 func TestClientCertificateAuthenticatesOverMutualTLS(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	serverCert, err := ca.IssueServer(nil, time.Hour)
 	if err != nil {
@@ -301,6 +310,7 @@ func pkcs8PEM(t *testing.T, key any) []byte {
 }
 
 func TestClientCertificateIsForClientAuthOnly(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	for kind, wantUsage := range map[string]x509.KeyUsage{
 		"p256":    x509.KeyUsageDigitalSignature,
@@ -335,6 +345,7 @@ func TestClientCertificateIsForClientAuthOnly(t *testing.T) {
 }
 
 func TestIssuedCertificatesNeverOutliveTheCA(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t) // valid for 24h
 	cert, _, err := ca.IssueClient(newKey(t, "p256").Public(), "alice", 365*24*time.Hour)
 	if err != nil {
@@ -346,6 +357,7 @@ func TestIssuedCertificatesNeverOutliveTheCA(t *testing.T) {
 }
 
 func TestIssueClientRefusesWeakKeysAndBadArguments(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	cases := map[string]func() error{
 		"an RSA 1024 key": func() error {
@@ -375,6 +387,7 @@ func TestIssueClientRefusesWeakKeysAndBadArguments(t *testing.T) {
 }
 
 func TestParseCertificatesPEM(t *testing.T) {
+	t.Parallel()
 	a, b := newTestCA(t), newTestCA(t)
 	bundle := "# first\n" + string(a.CertPEM()) + "\n# second\n" + string(b.CertPEM())
 	certs, err := ParseCertificatesPEM([]byte(bundle))

@@ -37,6 +37,7 @@ var encodings = map[string]func(pemBytes []byte) []byte{
 }
 
 func TestParseCSRAcceptsStrongKeysInEveryEncoding(t *testing.T) {
+	t.Parallel()
 	for _, kind := range []string{"rsa2048", "p256", "p384", "ed25519"} {
 		p := csrPEM(t, newKey(t, kind), "alice")
 		for enc, encode := range encodings {
@@ -54,6 +55,7 @@ func TestParseCSRAcceptsStrongKeysInEveryEncoding(t *testing.T) {
 }
 
 func TestParseCSRRefuses(t *testing.T) {
+	t.Parallel()
 	p256 := csrDER(t, newKey(t, "p256"), "alice")
 	tampered := slices.Clone(p256)
 	tampered[len(tampered)-1] ^= 0x01 // last byte of the signature
@@ -105,6 +107,7 @@ func TestParseCSRRefuses(t *testing.T) {
 }
 
 func TestSignCSRIssuesAClientCertificateForTheUsername(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	key := newKey(t, "p256")
 	csr, err := ParseCSR(csrPEM(t, key, "alice"))
@@ -138,6 +141,7 @@ func TestSignCSRIssuesAClientCertificateForTheUsername(t *testing.T) {
 }
 
 func TestSignCSRRefusesACommonNameOtherThanTheUsername(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	csr, err := ParseCSR(csrPEM(t, newKey(t, "p256"), "admin"))
 	if err != nil {
@@ -154,6 +158,7 @@ func TestSignCSRRefusesACommonNameOtherThanTheUsername(t *testing.T) {
 }
 
 func TestSignCSRAppliesThePolicyToUncheckedRequests(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	// Parsed with the standard library, bypassing ParseCSR.
 	csr, err := x509.ParseCertificateRequest(csrDER(t, newKey(t, "rsa1024"), "alice"))

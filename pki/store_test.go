@@ -8,20 +8,13 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
-func openBolt(t *testing.T, path string) store.Store {
-	t.Helper()
-	s, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatalf("OpenBolt: %v", err)
-	}
-	return s
-}
-
 func TestLoadOrCreateCAKeepsOneCAAcrossCallsAndRestarts(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "w.db")
-	s := openBolt(t, path)
+	s := storetest.OpenBolt(t, storetest.Path(path))
 
 	first, err := LoadOrCreateCA(t.Context(), s, "warden CA")
 	if err != nil {
@@ -41,8 +34,7 @@ func TestLoadOrCreateCAKeepsOneCAAcrossCallsAndRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = openBolt(t, path)
-	t.Cleanup(func() { s.Close() })
+	s = storetest.OpenBolt(t, storetest.Path(path))
 	reopened, err := LoadOrCreateCA(t.Context(), s, "warden CA")
 	if err != nil {
 		t.Fatalf("LoadOrCreateCA after reopening: %v", err)
@@ -57,8 +49,8 @@ func TestLoadOrCreateCAKeepsOneCAAcrossCallsAndRestarts(t *testing.T) {
 }
 
 func TestLoadOrCreateCAConcurrentCallersAgreeOnOneCA(t *testing.T) {
-	s := openBolt(t, filepath.Join(t.TempDir(), "w.db"))
-	t.Cleanup(func() { s.Close() })
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 
 	const n = 8
 	var wg sync.WaitGroup
@@ -89,8 +81,8 @@ func TestLoadOrCreateCAConcurrentCallersAgreeOnOneCA(t *testing.T) {
 }
 
 func TestLoadOrCreateCANeverReplacesAnUnreadableCA(t *testing.T) {
-	s := openBolt(t, filepath.Join(t.TempDir(), "w.db"))
-	t.Cleanup(func() { s.Close() })
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	corrupt := []byte(`{"cert":"garbage","key":"garbage"}`)
 	if err := s.PutSetting(t.Context(), SettingCA, corrupt); err != nil {
 		t.Fatal(err)
@@ -105,7 +97,8 @@ func TestLoadOrCreateCANeverReplacesAnUnreadableCA(t *testing.T) {
 }
 
 func TestLoadOrCreateCAReturnsStoreErrorsInsteadOfCreating(t *testing.T) {
-	s := openBolt(t, filepath.Join(t.TempDir(), "w.db"))
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,13 +11,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
@@ -28,20 +28,12 @@ import (
 // store.
 func trustBackends(t *testing.T, fn func(t *testing.T, s store.Store, node func() store.Store)) {
 	t.Run("bolt", func(t *testing.T) {
-		s := openBolt(t, filepath.Join(t.TempDir(), "w.db"))
-		t.Cleanup(func() { s.Close() })
+		s := storetest.OpenBolt(t)
 		fn(t, s, func() store.Store { return s })
 	})
 	t.Run("redis", func(t *testing.T) {
 		url := storetest.StartRedis(t).URL
-		open := func() store.Store {
-			s, err := store.OpenRedis(t.Context(), url)
-			if err != nil {
-				t.Fatalf("OpenRedis: %v", err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}
+		open := func() store.Store { return storetest.OpenRedis(t, storetest.URL(url)) }
 		fn(t, open(), open)
 	})
 }
@@ -77,18 +69,6 @@ func trusts(pool *x509.CertPool, leaf *x509.Certificate) bool {
 	return err == nil
 }
 
-// eventually polls cond until it holds, failing the test after 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not the case after 10 s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func ids(list []TrustedCert) []string {
 	out := make([]string, len(list))
 	for i, c := range list {
@@ -98,6 +78,7 @@ func ids(list []TrustedCert) []string {
 }
 
 func TestTrustStoreAddListRemove(t *testing.T) {
+	t.Parallel()
 	trustBackends(t, func(t *testing.T, s store.Store, _ func() store.Store) {
 		ctx := t.Context()
 		internal, configured, a, b := newTestCA(t), newTestCA(t), newTestCA(t), newTestCA(t)
@@ -188,6 +169,7 @@ func TestTrustStoreAddListRemove(t *testing.T) {
 }
 
 func TestTrustStoreRefusesUnusableInputAndStoresNothing(t *testing.T) {
+	t.Parallel()
 	ca, other := newTestCA(t), newTestCA(t)
 	weak := selfSigned(t, "weak CA", newKey(t, "rsa1024"), true)
 	pemOf := func(c *x509.Certificate) string {
@@ -205,8 +187,7 @@ func TestTrustStoreRefusesUnusableInputAndStoresNothing(t *testing.T) {
 		"base64 of a PEM, not PEM text": {"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==", "no PEM certificate"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			s := openBolt(t, filepath.Join(t.TempDir(), "w.db"))
-			t.Cleanup(func() { s.Close() })
+			s := storetest.OpenBolt(t)
 			ts := newTrust(t, s, ca)
 			_, err := ts.Add(t.Context(), []byte(tc.in))
 			var ce *CertificateError
@@ -256,8 +237,8 @@ func selfSigned(t *testing.T, cn string, key crypto.Signer, isCA bool) *x509.Cer
 }
 
 func TestTrustStoreNeverOverwritesAnUnreadableInventory(t *testing.T) {
-	s := openBolt(t, filepath.Join(t.TempDir(), "w.db"))
-	t.Cleanup(func() { s.Close() })
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	ca := newTestCA(t)
 	corrupt := []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 	if err := s.PutSetting(t.Context(), SettingTrusted, corrupt); err != nil {
@@ -293,6 +274,7 @@ func TestTrustStoreNeverOverwritesAnUnreadableInventory(t *testing.T) {
 // throughout, and a client without a certificate is let through to the
 // MQTT layer (VerifyClientCertIfGiven is kept).
 func TestTrustStoreServerConfigFollowsTheInventory(t *testing.T) {
+	t.Parallel()
 	trustBackends(t, func(t *testing.T, s store.Store, _ func() store.Store) {
 		internal, external := newTestCA(t), newTestCA(t)
 		ts := newTrust(t, s, internal)
@@ -364,8 +346,8 @@ func TestTrustStoreServerConfigFollowsTheInventory(t *testing.T) {
 // TestTrustStorePinsASelfSignedLeaf: a trusted certificate need not be a
 // CA; a device's self-signed certificate is trusted as itself.
 func TestTrustStorePinsASelfSignedLeaf(t *testing.T) {
-	s := openBolt(t, filepath.Join(t.TempDir(), "w.db"))
-	t.Cleanup(func() { s.Close() })
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	key := newKey(t, "p256")
 	leaf := selfSigned(t, "device-3", key, false)
 	ts := newTrust(t, s, newTestCA(t))
@@ -389,6 +371,7 @@ func TestTrustStorePinsASelfSignedLeaf(t *testing.T) {
 // restore of the whole model, changes what another node sharing the store
 // trusts, without anything being restarted.
 func TestTrustStoreFollowsOtherNodes(t *testing.T) {
+	t.Parallel()
 	trustBackends(t, func(t *testing.T, s store.Store, node func() store.Store) {
 		ctx := t.Context()
 		internal, external := newTestCA(t), newTestCA(t)
@@ -403,31 +386,31 @@ func TestTrustStoreFollowsOtherNodes(t *testing.T) {
 		if _, err := a.Add(ctx, external.CertPEM()); err != nil {
 			t.Fatalf("Add on node A: %v", err)
 		}
-		eventually(t, "node B trusts the CA added on node A", func() bool { return trusts(b.Pool(), leaf) })
+		poll.Until(t, 10*time.Second, "node B trusts the CA added on node A", func() bool { return trusts(b.Pool(), leaf) })
 
 		if err := b.Remove(ctx, external.Fingerprint()); err != nil {
 			t.Fatalf("Remove on node B: %v", err)
 		}
-		eventually(t, "node A stops trusting the CA removed on node B", func() bool { return !trusts(a.Pool(), leaf) })
+		poll.Until(t, 10*time.Second, "node A stops trusting the CA removed on node B", func() bool { return !trusts(a.Pool(), leaf) })
 
 		if _, err := b.Add(ctx, external.CertPEM()); err != nil {
 			t.Fatalf("Add on node B: %v", err)
 		}
-		eventually(t, "node A trusts the CA added again on node B", func() bool { return trusts(a.Pool(), leaf) })
+		poll.Until(t, 10*time.Second, "node A trusts the CA added again on node B", func() bool { return trusts(a.Pool(), leaf) })
 		// A restore replaces the model without per-key events: both nodes
 		// reload on the reset.
 		if err := s.Restore(ctx, before); err != nil {
 			t.Fatalf("Restore: %v", err)
 		}
-		eventually(t, "after a restore without the CA, neither node trusts it", func() bool {
+		poll.Until(t, 10*time.Second, "after a restore without the CA, neither node trusts it", func() bool {
 			return !trusts(a.Pool(), leaf) && !trusts(b.Pool(), leaf)
 		})
 	})
 }
 
 func TestNewTrustStoreNeedsACA(t *testing.T) {
-	s := openBolt(t, filepath.Join(t.TempDir(), "w.db"))
-	t.Cleanup(func() { s.Close() })
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	if _, err := NewTrustStore(t.Context(), s, TrustOptions{}); err == nil {
 		t.Error("NewTrustStore without a CA succeeded")
 	}
@@ -437,12 +420,9 @@ func TestNewTrustStoreNeedsACA(t *testing.T) {
 // reached, changes fail with store.ErrUnavailable (the API's 503) and the
 // node keeps the pool it has, so devices keep connecting.
 func TestTrustStoreKeepsTrustingWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
 	r := storetest.StartRedis(t)
-	s, err := store.OpenRedis(t.Context(), r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := storetest.OpenRedis(t, storetest.URL(r.URL))
 	internal, external := newTestCA(t), newTestCA(t)
 	ts := newTrust(t, s, internal)
 	if _, err := ts.Add(t.Context(), external.CertPEM()); err != nil {

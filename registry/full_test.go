@@ -14,6 +14,7 @@ import (
 // password and CSR alike. Once there is room, the existing name gets its
 // conflict again.
 func TestRegistryFullDoesNotTellWhichUsersExist(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st, func(o *registry.Options) { o.MaxPending = 1 })
 		if _, err := st.CreateUser(e.ctx, store.User{Username: "existing-user"}); err != nil {

@@ -14,6 +14,7 @@ import (
 // the verifier the logins share, so a registration flood cannot get
 // around the pool's bound on argon2id's CPU and memory.
 func TestRegistryHashesOnTheLoginPool(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		ver, err := credential.NewVerifier(credential.VerifierOptions{Workers: 1, Params: fastParams})
 		if err != nil {

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -118,22 +117,8 @@ func csrB64(t *testing.T, key crypto.Signer, cn string) string {
 
 // stores runs fn on a fresh bbolt store and on a fresh Redis store.
 func stores(t *testing.T, fn func(t *testing.T, st store.Store)) {
-	t.Run("bolt", func(t *testing.T) {
-		st, err := store.OpenBolt(filepath.Join(t.TempDir(), "warden.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		fn(t, st)
-	})
-	t.Run("redis", func(t *testing.T) {
-		st, err := store.OpenRedis(t.Context(), storetest.StartRedis(t).URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		fn(t, st)
-	})
+	t.Run("bolt", func(t *testing.T) { fn(t, storetest.OpenBolt(t)) })
+	t.Run("redis", func(t *testing.T) { fn(t, storetest.OpenRedis(t)) })
 }
 
 // env is a registry on a real store with a fake clock and a real CA.
@@ -311,6 +296,7 @@ func samePerms(a, b []acl.Permission) bool {
 // ---- lock state ----
 
 func TestRegistryLockedByDefault(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		if s := e.status(); s != (registry.Status{Status: "locked"}) {
@@ -328,6 +314,7 @@ func TestRegistryLockedByDefault(t *testing.T) {
 }
 
 func TestRegistryOpenDurationAndExpiry(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st, func(o *registry.Options) { o.MaxOpen = 10 * time.Minute })
 		start := e.clock.Now()
@@ -366,6 +353,7 @@ func TestRegistryOpenDurationAndExpiry(t *testing.T) {
 }
 
 func TestRegistryDefaultMaxOpen(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		s := e.open(1000 * time.Hour)
@@ -376,6 +364,7 @@ func TestRegistryDefaultMaxOpen(t *testing.T) {
 }
 
 func TestRegistryLockFlushesPendingKeepsGranted(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		e.open(time.Hour)
@@ -407,6 +396,7 @@ func TestRegistryLockFlushesPendingKeepsGranted(t *testing.T) {
 // ---- explicit flow, password ----
 
 func TestRegistryPasswordFlow(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		admin := e.role("powerful", mqttPerm("#", acl.OpReadWrite))
@@ -493,6 +483,7 @@ func TestRegistryPasswordFlow(t *testing.T) {
 }
 
 func TestRegistryRefusals(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		h, err := credential.Hash(devicePW, fastParams)
@@ -537,6 +528,7 @@ func TestRegistryRefusals(t *testing.T) {
 }
 
 func TestRegistryConfirmRoleChecks(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		e.open(time.Hour)
@@ -610,6 +602,7 @@ func (e *env) checkCert(res registry.Result, username string, pub crypto.PublicK
 }
 
 func TestRegistryCSRKeysAccepted(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		e.open(time.Hour)
@@ -665,6 +658,7 @@ func tamper(t *testing.T, p []byte) string {
 }
 
 func TestRegistryCSRRefused(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		e.open(time.Hour)
@@ -696,6 +690,7 @@ func TestRegistryCSRRefused(t *testing.T) {
 }
 
 func TestRegistryCSRPollKey(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		e.open(time.Hour)
@@ -726,6 +721,7 @@ func TestRegistryCSRPollKey(t *testing.T) {
 // ---- auto-grant ----
 
 func TestRegistryAutoGrant(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st, func(o *registry.Options) { o.AutoGrantRoles = []string{"line-a"} })
 		line := e.role("line-a", mqttPerm("plant/a/#", acl.OpWrite))
@@ -765,6 +761,7 @@ func TestRegistryAutoGrant(t *testing.T) {
 // request pending for an admin, in both flows, instead of failing the
 // device's registration.
 func TestRegistryAutoGrantMissingRole(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st, func(o *registry.Options) { o.AutoGrantRoles = []string{"not-created"} })
 		e.open(time.Hour)
@@ -787,6 +784,7 @@ func TestRegistryAutoGrantMissingRole(t *testing.T) {
 // ---- implicit flow ----
 
 func TestRegistryConnectAttempt(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		const name, pw = "sensor-42", "sensor-plain-password-42"
@@ -852,6 +850,7 @@ func TestRegistryConnectAttempt(t *testing.T) {
 }
 
 func TestRegistryConnectAttemptCertificate(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		e.open(time.Hour)
@@ -883,6 +882,7 @@ func TestRegistryConnectAttemptCertificate(t *testing.T) {
 // ---- limits ----
 
 func TestRegistryMaxPending(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st, func(o *registry.Options) { o.MaxPending = 2 })
 		e.open(time.Hour)
@@ -917,6 +917,7 @@ func TestRegistryMaxPending(t *testing.T) {
 // back (a client retry) is polling, not conflicting; another password
 // racing for the same name is a conflict, and exactly one request wins.
 func TestRegistryConcurrentFirstRequests(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		e.open(time.Hour)
@@ -960,6 +961,7 @@ func TestRegistryConcurrentFirstRequests(t *testing.T) {
 
 // Two admins confirming the same request at once create one user.
 func TestRegistryConcurrentConfirm(t *testing.T) {
+	t.Parallel()
 	stores(t, func(t *testing.T, st store.Store) {
 		e := newEnv(t, st)
 		e.open(time.Hour)

@@ -71,6 +71,7 @@ func TestArchiveBombRefusedWithoutInflating(t *testing.T) {
 // TestArchiveWithinRatioStillReads: the bound is no obstacle to real
 // archives, incompressible content included, up to the limit given.
 func TestArchiveWithinRatioStillReads(t *testing.T) {
+	t.Parallel()
 	s := store.Snapshot{Settings: map[string][]byte{}}
 	for i := range 2000 {
 		s.Settings[fmt.Sprintf("setting-%04d", i)] = []byte(strings.Repeat(fmt.Sprint(i), 200))
@@ -91,6 +92,7 @@ func TestArchiveWithinRatioStillReads(t *testing.T) {
 // TestArchiveCheckRefusesAsItSays: a rule passed in refuses the archive
 // with its own error, after every other check.
 func TestArchiveCheckRefusesAsItSays(t *testing.T) {
+	t.Parallel()
 	raw := writeArchive(t, store.Snapshot{Settings: map[string][]byte{"a": []byte("b")}}, store.ArchiveOptions{})
 	rule := errors.New("no admin in it")
 	var seen store.Snapshot

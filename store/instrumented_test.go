@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -55,8 +54,9 @@ func series(t *testing.T, g prometheus.Gatherer, name string, labels ...string) 
 // TestInstrumentedContract: the wrapper passes the whole contract suite,
 // so wrapping changes no behaviour.
 func TestInstrumentedContract(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
-		in, _ := instrument(t, openBolt(t, filepath.Join(t.TempDir(), "warden.db")), "bolt")
+		in, _ := instrument(t, storetest.OpenBolt(t), "bolt")
 		return in
 	})
 }
@@ -66,8 +66,9 @@ func TestInstrumentedContract(t *testing.T) {
 // and once Redis stops, the periodic ping drops warden_store_up to 0 and
 // failed calls are counted as unavailable.
 func TestInstrumentedRecordsLatencyErrorsAndRedisUp(t *testing.T) {
+	t.Parallel()
 	srv := storetest.StartRedis(t)
-	in, reg := instrument(t, openRedis(t, srv.URL), "redis")
+	in, reg := instrument(t, storetest.OpenRedis(t, storetest.URL(srv.URL)), "redis")
 	ctx := t.Context()
 
 	if _, err := in.CreateUser(ctx, store.User{Username: "metrics-user"}); err != nil {
@@ -134,11 +135,12 @@ func TestInstrumentedRecordsLatencyErrorsAndRedisUp(t *testing.T) {
 // TestInstrumentRefusesASecondStoreOnOneRegistry: two stores' series on
 // one registry would mix, so the second registration fails loudly.
 func TestInstrumentRefusesASecondStoreOnOneRegistry(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
-	if _, err := store.Instrument(openBolt(t, filepath.Join(t.TempDir(), "a.db")), "bolt", reg); err != nil {
+	if _, err := store.Instrument(storetest.OpenBolt(t), "bolt", reg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Instrument(openBolt(t, filepath.Join(t.TempDir(), "b.db")), "bolt", reg); err == nil {
+	if _, err := store.Instrument(storetest.OpenBolt(t), "bolt", reg); err == nil {
 		t.Fatal("a second store registered on the same registry")
 	}
 }

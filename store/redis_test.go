@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,19 +13,8 @@ import (
 	"github.com/warden-mqtt/warden/store/storetest"
 )
 
-func openRedis(t *testing.T, url string) store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	s, err := store.OpenRedis(ctx, url)
-	if err != nil {
-		t.Fatalf("OpenRedis: %v", err)
-	}
-	closeOnCleanup(t, s)
-	return s
-}
-
 func TestRedisContract(t *testing.T) {
+	t.Parallel()
 	srv := storetest.StartRedis(t)
 	admin := srv.Client(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
@@ -35,23 +23,24 @@ func TestRedisContract(t *testing.T) {
 		if err := admin.FlushAll(t.Context()).Err(); err != nil {
 			t.Fatalf("FLUSHALL: %v", err)
 		}
-		return openRedis(t, srv.URL)
+		return storetest.OpenRedis(t, storetest.URL(srv.URL))
 	})
 }
 
 // TestSnapshotAcrossBackends moves a model from bolt to Redis and back:
 // a backup taken on one backend restores on the other unchanged.
 func TestSnapshotAcrossBackends(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	b := openBolt(t, filepath.Join(t.TempDir(), "warden.db"))
+	b := storetest.OpenBolt(t)
 	fillModel(t, ctx, b)
 	fromBolt, err := b.Snapshot(ctx)
 	if err != nil {
 		t.Fatalf("bolt Snapshot: %v", err)
 	}
 
-	r := openRedis(t, storetest.StartRedis(t).URL)
+	r := storetest.OpenRedis(t)
 	if err := r.Restore(ctx, fromBolt); err != nil {
 		t.Fatalf("redis Restore: %v", err)
 	}
@@ -65,7 +54,7 @@ func TestSnapshotAcrossBackends(t *testing.T) {
 	// What callers read, not only the snapshot, matches.
 	compareReads(t, ctx, b, r)
 
-	b2 := openBolt(t, filepath.Join(t.TempDir(), "warden2.db"))
+	b2 := storetest.OpenBolt(t)
 	if err := b2.Restore(ctx, fromRedis); err != nil {
 		t.Fatalf("bolt Restore: %v", err)
 	}
@@ -79,11 +68,12 @@ func TestSnapshotAcrossBackends(t *testing.T) {
 }
 
 func TestRedisTwoNodes(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
-	a := openRedis(t, srv.URL)
-	b := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := b.Watch(ctx)
 	if err != nil {
 		t.Fatalf("Watch: %v", err)
@@ -118,12 +108,13 @@ func TestRedisTwoNodes(t *testing.T) {
 // node must notice, resubscribe, and report what it missed meanwhile
 // (the events or a reset), then receive later events as usual.
 func TestRedisResubscribes(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
 	admin := srv.Client(t)
-	a := openRedis(t, srv.URL)
-	b := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := b.Watch(ctx)
 	if err != nil {
 		t.Fatalf("Watch: %v", err)
@@ -167,7 +158,7 @@ func TestRedisResubscribes(t *testing.T) {
 // with ErrUnavailable on their own, well before the caller's deadline.
 func TestRedisUnavailable(t *testing.T) {
 	srv := storetest.StartRedis(t)
-	s := openRedis(t, srv.URL)
+	s := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	u, err := s.CreateUser(ctx, store.User{Username: "alice"})
 	cancel()

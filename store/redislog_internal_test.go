@@ -30,6 +30,7 @@ func redisLogRecords(t *testing.T, buf *bytes.Buffer) []map[string]any {
 // each kind (format string) is logged at most once per 10 s, and the next
 // record of that kind counts the lines dropped in between.
 func TestRedisLoggerRateLimitsPerKind(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	l := newRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)), nil, func() time.Time { return now })
@@ -72,6 +73,7 @@ func TestRedisLoggerRateLimitsPerKind(t *testing.T) {
 // TestRedisLoggerMasksPasswords: URL user information and the passwords
 // of the Redis URL in use never reach the log.
 func TestRedisLoggerMasksPasswords(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	secrets := urlSecrets("redis://default:Pw-one-1@redis:6379/0?sentinel_password=Pw-two-2&master_name=m")
 	l := newRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)), secrets, time.Now)
@@ -93,6 +95,7 @@ func TestRedisLoggerMasksPasswords(t *testing.T) {
 // TestRedisLoggerFollowsTheLevel: with WARN off, nothing is formatted or
 // counted.
 func TestRedisLoggerFollowsTheLevel(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	l := newRedisLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError})), nil, time.Now)
 	l.Printf(context.Background(), "redis: %s", "x")

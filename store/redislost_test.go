@@ -53,17 +53,14 @@ func noReset(t *testing.T, events <-chan store.Event, d time.Duration) {
 // started meanwhile does not take it for a first start. A restore of a
 // backup brings every node back with one reset.
 func TestRedisFlushIsALostModel(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
 	rc := srv.Client(t)
 	var logs syncBuffer
-	a, err := store.OpenRedisWith(ctx, srv.URL, store.RedisOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeOnCleanup(t, a)
-	b := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL), storetest.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := b.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +101,7 @@ func TestRedisFlushIsALostModel(t *testing.T) {
 	}
 
 	// A node started now is not on a first start: it refuses to work.
-	c := openRedis(t, srv.URL)
+	c := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	lostChecks(t, ctx, c, u.ID)
 
 	// Restoring through the new node ends the lost state everywhere.
@@ -161,10 +158,11 @@ func (b *syncBuffer) String() string {
 // must not take the empty server's version 0 for missed events to reset
 // on; it reports the loss.
 func TestRedisRestartWithoutPersistenceIsALostModel(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
-	a := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := a.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +194,7 @@ func TestRedisRestartWithoutPersistenceIsALostModel(t *testing.T) {
 	lostChecks(t, ctx, a, u.ID)
 
 	// `warden restore` from another process: a store of its own.
-	r := openRedis(t, srv.URL)
+	r := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if err := store.RestoreBackup(ctx, r, backup); err != nil {
 		t.Fatal(err)
 	}
@@ -210,11 +208,12 @@ func TestRedisRestartWithoutPersistenceIsALostModel(t *testing.T) {
 // a store written by a release without a model identity opens with its
 // data; deleting {warden}:lost (all nodes stopped) starts over empty.
 func TestRedisFirstStartAndStartingOver(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
 	rc := srv.Client(t)
-	a := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if _, err := a.CreateUser(ctx, store.User{Username: "first"}); err != nil {
 		t.Fatalf("first start on an empty Redis: %v", err)
 	}
@@ -224,7 +223,7 @@ func TestRedisFirstStartAndStartingOver(t *testing.T) {
 	if err := rc.Del(ctx, "{warden}:model").Err(); err != nil {
 		t.Fatal(err)
 	}
-	b := openRedis(t, srv.URL)
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if _, err := b.UserByUsername(ctx, "first"); err != nil {
 		t.Fatalf("a store without an identity, reopened: %v", err)
 	}
@@ -243,7 +242,7 @@ func TestRedisFirstStartAndStartingOver(t *testing.T) {
 	if err := rc.Del(ctx, "{warden}:lost").Err(); err != nil {
 		t.Fatal(err)
 	}
-	c := openRedis(t, srv.URL)
+	c := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if _, err := c.CreateUser(ctx, store.User{Username: "again"}); err != nil {
 		t.Fatalf("starting over after deleting {warden}:lost: %v", err)
 	}
@@ -256,11 +255,12 @@ func TestRedisFirstStartAndStartingOver(t *testing.T) {
 // restore and follow the commits after it, or its caches keep revoked users
 // and tokens.
 func TestRedisRestoreReachesNodesThatMissedTheLoss(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := storetest.StartRedis(t)
-	a := openRedis(t, srv.URL)
-	b := openRedis(t, srv.URL)
+	a := storetest.OpenRedis(t, storetest.URL(srv.URL))
+	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := b.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)

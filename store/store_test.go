@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,37 +11,19 @@ import (
 	"github.com/warden-mqtt/warden/store/storetest"
 )
 
-// closeOnCleanup closes s when the test ends; a store the test already
-// closed may report ErrClosed.
-func closeOnCleanup(t *testing.T, s store.Store) {
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
-			t.Errorf("Close: %v", err)
-		}
-	})
-}
-
-func openBolt(t *testing.T, path string) store.Store {
-	t.Helper()
-	s, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatalf("OpenBolt: %v", err)
-	}
-	closeOnCleanup(t, s)
-	return s
-}
-
 func TestBoltContract(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
-		return openBolt(t, filepath.Join(t.TempDir(), "warden.db"))
+		return storetest.OpenBolt(t)
 	})
 }
 
 func TestBoltPersists(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "sub", "warden.db")
-	s := openBolt(t, path)
+	s := storetest.OpenBolt(t, storetest.Path(path))
 	u, err := s.CreateUser(ctx, store.User{Username: "alice", PasswordHash: "h"})
 	if err != nil {
 		t.Fatalf("CreateUser: %v", err)
@@ -61,7 +42,7 @@ func TestBoltPersists(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 
-	s = openBolt(t, path)
+	s = storetest.OpenBolt(t, storetest.Path(path))
 	after, err := s.Snapshot(ctx)
 	if err != nil {
 		t.Fatalf("Snapshot after reopen: %v", err)
@@ -98,7 +79,7 @@ func TestBoltPersists(t *testing.T) {
 
 func TestBoltFileInUse(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "warden.db")
-	openBolt(t, path)
+	storetest.OpenBolt(t, storetest.Path(path))
 
 	type result struct {
 		s   store.Store

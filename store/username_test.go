@@ -16,12 +16,10 @@ import (
 // built the first time a write needs it, so an old "admin" still blocks a
 // new "Admin". Simulated by removing the index from a store's file.
 func TestFoldIndexBuiltForOldBoltData(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "warden.db")
-	s, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storetest.OpenBolt(t, storetest.Path(path))
 	if _, err := s.CreateUser(ctx, store.User{Username: "admin"}); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +40,7 @@ func TestFoldIndexBuiltForOldBoltData(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = openBolt(t, path)
+	s = storetest.OpenBolt(t, storetest.Path(path))
 	if u, err := s.UserByUsername(ctx, "admin"); err != nil || u.Username != "admin" {
 		t.Fatalf("old user after reopening: %+v, %v", u, err)
 	}
@@ -59,17 +57,18 @@ func TestFoldIndexBuiltForOldBoltData(t *testing.T) {
 // data), a newly started node rebuilds it; an entry naming a user that no
 // longer exists never refuses a free name.
 func TestFoldIndexBuiltForOldRedisData(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	srv := storetest.StartRedis(t)
 	client := srv.Client(t)
-	old := openRedis(t, srv.URL)
+	old := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if _, err := old.CreateUser(ctx, store.User{Username: "admin"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := client.Del(ctx, "{warden}:b:usernamefold").Err(); err != nil {
 		t.Fatal(err)
 	}
-	s := openRedis(t, srv.URL)
+	s := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	if _, err := s.CreateUser(ctx, store.User{Username: "ADMIN"}); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("CreateUser(ADMIN) beside an old admin: err = %v, want ErrConflict", err)
 	}
@@ -86,12 +85,10 @@ func TestFoldIndexBuiltForOldRedisData(t *testing.T) {
 // device must be found on the first lookup after an upgrade, before
 // anything writes (the fold index that finds it is built on first use).
 func TestOldDecomposedNameFoundBeforeAnyWrite(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "warden.db")
-	s, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storetest.OpenBolt(t, storetest.Path(path))
 	u, err := s.CreateUser(ctx, store.User{Username: "Jos\u00e9"})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +133,7 @@ func TestOldDecomposedNameFoundBeforeAnyWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = openBolt(t, path)
+	s = storetest.OpenBolt(t, storetest.Path(path))
 	if got, err := s.UserByUsername(ctx, "Jos\u00e9"); err != nil || got.ID != u.ID {
 		t.Fatalf("UserByUsername(NFC) of a name stored decomposed, before any write: %+v, %v", got, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 const (
@@ -33,11 +34,7 @@ var fastParams = credential.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 1
 func startWarden(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "warden.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := storetest.OpenBolt(t)
 	role, err := st.CreateRole(ctx, store.Role{Name: "bench", IsShared: true, Permissions: []acl.Permission{
 		{Resource: "bench/#", Operation: acl.OpReadWrite, Context: acl.ContextMQTT},
 	}})

@@ -5,9 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/warden-mqtt/warden/store/storetest"
 	"log/slog"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -16,6 +14,7 @@ import (
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // logBuffer is a concurrency-safe io.Writer that slog writes JSON lines
@@ -74,16 +73,6 @@ func newLogger() (*slog.Logger, *logBuffer) {
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
-func openBolt(t *testing.T) store.Store {
-	t.Helper()
-	s, err := store.OpenBolt(filepath.Join(t.TempDir(), "warden.db"))
-	if err != nil {
-		t.Fatalf("open bolt: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
 func mustAdmin(t *testing.T, s store.Store) store.User {
 	t.Helper()
 	u, err := s.UserByUsername(t.Context(), adminUsername)
@@ -103,8 +92,9 @@ func verify(t *testing.T, password, hash string) bool {
 }
 
 func TestBootstrapCreatesBuiltinRolesAndAdmin(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := openBolt(t)
+	s := storetest.OpenBolt(t)
 	log, logs := newLogger()
 	pw := validPassword(t)
 
@@ -176,8 +166,9 @@ func samePermissions(got, want []acl.Permission) bool {
 }
 
 func TestBootstrapGeneratesAndLogsThePasswordOnce(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := openBolt(t)
+	s := storetest.OpenBolt(t)
 	log, logs := newLogger()
 
 	if err := bootstrap(ctx, s, "", log); err != nil {
@@ -216,8 +207,9 @@ func TestBootstrapGeneratesAndLogsThePasswordOnce(t *testing.T) {
 }
 
 func TestBootstrapKeepsTheExistingAdmin(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := openBolt(t)
+	s := storetest.OpenBolt(t)
 	first := validPassword(t)
 	log, _ := newLogger()
 	if err := bootstrap(ctx, s, first, log); err != nil {
@@ -251,8 +243,9 @@ func TestBootstrapKeepsTheExistingAdmin(t *testing.T) {
 }
 
 func TestBootstrapDoesNotResurrectADeletedAdmin(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
-	s := openBolt(t)
+	s := storetest.OpenBolt(t)
 	log, _ := newLogger()
 	if err := bootstrap(ctx, s, "", log); err != nil {
 		t.Fatalf("bootstrap: %v", err)
@@ -281,11 +274,12 @@ func TestBootstrapDoesNotResurrectADeletedAdmin(t *testing.T) {
 }
 
 func TestBootstrapLeavesExistingRecordsAlone(t *testing.T) {
+	t.Parallel()
 	// A store that already has records (restored from a backup, or a first
 	// start that stopped halfway) keeps them; only what is missing is
 	// created.
 	ctx := t.Context()
-	s := openBolt(t)
+	s := storetest.OpenBolt(t)
 	custom := []acl.Permission{{Resource: "plant/#", Operation: acl.OpRead, Context: acl.ContextMQTT}}
 	pre, err := s.CreateRole(ctx, store.Role{Name: roleAdmin, IsShared: true, Permissions: custom})
 	if err != nil {
@@ -311,22 +305,19 @@ func TestBootstrapLeavesExistingRecordsAlone(t *testing.T) {
 }
 
 func TestBootstrapConcurrentlyOnOneStore(t *testing.T) {
-	s := openBolt(t)
+	t.Parallel()
+	s := storetest.OpenBolt(t)
 	bootstrapConcurrently(t, []store.Store{s, s, s, s})
 }
 
 func TestBootstrapConcurrentlyOnOneRedis(t *testing.T) {
+	t.Parallel()
 	// Four nodes, each with its own connection, like four warden
 	// processes starting at once against one Redis.
-	url := startRedis(t)
+	url := storetest.StartRedis(t).URL
 	var nodes []store.Store
 	for range 4 {
-		s, err := store.OpenRedis(t.Context(), url)
-		if err != nil {
-			t.Fatalf("open redis: %v", err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		nodes = append(nodes, s)
+		nodes = append(nodes, storetest.OpenRedis(t, storetest.URL(url)))
 	}
 	bootstrapConcurrently(t, nodes)
 }
@@ -377,11 +368,4 @@ func bootstrapConcurrently(t *testing.T, nodes []store.Store) {
 	if !verify(t, pws[0], users[0].PasswordHash) {
 		t.Error("the logged password is not the admin's")
 	}
-}
-
-// startRedis runs a private redis-server for the test and returns its URL.
-// Tests talk to a real Redis; `make test` installs it.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	return storetest.StartRedis(t).URL
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/pki"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestCAFileChangeIsLogged starts warden with a TLS listener on the
@@ -17,6 +18,7 @@ import (
 // second logs nothing about it, the third says the file now holds the
 // Redis store's CA, with both fingerprints.
 func TestCAFileChangeIsLogged(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -57,7 +59,7 @@ func TestCAFileChangeIsLogged(t *testing.T) {
 		t.Errorf("a start that leaves %s as it is logs about it:\n%s", caFile, out)
 	}
 
-	out = start("WARDEN_REDIS_URL=" + startRedis(t))
+	out = start("WARDEN_REDIS_URL=" + storetest.StartRedis(t).URL)
 	redisCA := fingerprint()
 	if redisCA == boltCA {
 		t.Fatal("the Redis store has the embedded store's CA; the test needs two CAs")
@@ -70,6 +72,7 @@ func TestCAFileChangeIsLogged(t *testing.T) {
 }
 
 func TestHelpSaysWhereTheCALives(t *testing.T) {
+	t.Parallel()
 	o, _ := optionNamed("data-dir")
 	if strings.Contains(o.usage, "JWT") || !strings.Contains(o.usage, "ca.pem") || !strings.Contains(o.usage, "kept in the store") {
 		t.Errorf("--data-dir's help does not say the data dir holds ca.pem and the keys live in the store: %q", o.usage)

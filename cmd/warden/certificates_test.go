@@ -64,6 +64,7 @@ func trustWrite(t *testing.T, dir, name, typ string, der []byte) string {
 // the certificate's common name) and publishes, with warden still running;
 // once the admin deletes the CA, the device is refused again.
 func TestTrustedCAWithoutRestart(t *testing.T) {
+	t.Parallel()
 	pub := mosquitto(t, "mosquitto_pub")
 	bin := buildWarden(t)
 	dataDir := filepath.Join(t.TempDir(), "data")

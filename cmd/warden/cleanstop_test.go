@@ -13,6 +13,8 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
+
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 
 // TestCleanStopLogsNoWarnings stops the binary with SIGTERM while clients
@@ -21,6 +23,7 @@ import (
 // that has not sent CONNECT yet): the server disconnects them itself, which
 // is no warning, so nothing in the output is at WARN or ERROR.
 func TestCleanStopLogsNoWarnings(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	pw := validPassword(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
@@ -86,7 +89,7 @@ func TestCleanStopLogsNoWarnings(t *testing.T) {
 // returned only when it is still open after 5 s.
 func readUntilClosed(r *bufio.Reader) error {
 	for {
-		if _, _, err := readMQTT(r); err != nil {
+		if _, _, err := mqtttest.ReadPacket(r); err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				return err
 			}
@@ -147,14 +150,8 @@ func wsMQTTConnect(t *testing.T, addr string, version byte, clientID, password s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ws.Close() })
-	body := append(mqttString("MQTT"), version, 0xC2, 0, 60)
-	if version == 5 {
-		body = append(body, 0)
-	}
-	body = append(body, mqttString(clientID)...)
-	body = append(body, mqttString(adminUsername)...)
-	body = append(body, mqttString(password)...)
-	if err := ws.WriteMessage(websocket.BinaryMessage, mqttPacket(0x10, body)); err != nil {
+	connect := mqtttest.Connect{Version: version, ClientID: clientID, Username: adminUsername, Password: password, Keepalive: 60}
+	if err := ws.WriteMessage(websocket.BinaryMessage, connect.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -104,6 +104,7 @@ func bSeed(t *testing.T, s *bServer, adminPW, devPW string) {
 // and its old password, a user created after the backup is gone; `warden
 // user add` recovers an admin.
 func TestBinaryBackupRestore(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	adminPW, devPW := validPassword(t), validPassword(t)
 	dir := t.TempDir()
@@ -224,7 +225,7 @@ func TestBinaryBackupRestore(t *testing.T) {
 	})
 
 	t.Run("a backup of the embedded store restores into Redis and back", func(t *testing.T) {
-		redisEnv := []string{"WARDEN_REDIS_URL=" + startRedis(t)}
+		redisEnv := []string{"WARDEN_REDIS_URL=" + storetest.StartRedis(t).URL}
 		bMustCommand(t, bin, boltEnv, "", "backup", "--out", archive)
 		_, errOut := bMustCommand(t, bin, redisEnv, "", "restore", archive)
 		if !strings.Contains(errOut, "Redis store") {
@@ -255,10 +256,7 @@ func TestBinaryBackupRestore(t *testing.T) {
 // bSnapshotFile reads the model of a stopped warden's data dir.
 func bSnapshotFile(t *testing.T, dataDir string) store.Snapshot {
 	t.Helper()
-	s, err := store.OpenBolt(filepath.Join(dataDir, storeFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storetest.OpenBolt(t, storetest.Path(filepath.Join(dataDir, storeFile)))
 	defer s.Close()
 	snap, err := s.Snapshot(t.Context())
 	if err != nil {
@@ -270,6 +268,7 @@ func bSnapshotFile(t *testing.T, dataDir string) store.Snapshot {
 // TestCommandUsage: usage mistakes exit 2 with the synopsis, --help exits
 // 0, and a missing archive exits 1; nothing is opened for them.
 func TestCommandUsage(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
 	for _, c := range []struct {
 		name string
@@ -308,6 +307,7 @@ func TestCommandUsage(t *testing.T) {
 // password, lifts a suspension, adds roles, adds the password grant and,
 // with --reset-mfa, removes the MFA enrollment.
 func TestUserAddRecovers(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
 	add := func(stdin string, args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
@@ -320,11 +320,7 @@ func TestUserAddRecovers(t *testing.T) {
 		t.Fatalf("user add: exit %d, stdout %q, stderr %q; want 0 and no password printed", code, out, errOut)
 	}
 	open := func() store.Store {
-		s, err := store.OpenBolt(filepath.Join(dataDir, storeFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return storetest.OpenBolt(t, storetest.Path(filepath.Join(dataDir, storeFile)))
 	}
 	s := open()
 	role, err := s.RoleByName(t.Context(), roleAdmin)

@@ -51,6 +51,7 @@ func defaultConfig() Config {
 }
 
 func TestLoadConfigPrecedence(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string
@@ -147,6 +148,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 }
 
 func TestLoadConfigAdminPasswordFromEnvAndFlag(t *testing.T) {
+	t.Parallel()
 	pEnv := validPassword(t)
 	pFlag := validPassword(t)
 	got, err := loadConfig(nil, env(map[string]string{"WARDEN_ADMIN_PASSWORD": pEnv}))
@@ -160,6 +162,7 @@ func TestLoadConfigAdminPasswordFromEnvAndFlag(t *testing.T) {
 }
 
 func TestLoadConfigRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		args    []string
@@ -186,6 +189,7 @@ func TestLoadConfigRejectsBadInput(t *testing.T) {
 }
 
 func TestLoadConfigHelpReturnsErrHelp(t *testing.T) {
+	t.Parallel()
 	for _, arg := range []string{"--help", "-h", "-help"} {
 		if _, err := loadConfig([]string{arg}, env(nil)); !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s: got %v, want flag.ErrHelp", arg, err)
@@ -194,6 +198,7 @@ func TestLoadConfigHelpReturnsErrHelp(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
+	t.Parallel()
 	weak := "a"
 	if credential.DefaultPolicy().Check(weak) == nil {
 		t.Fatalf("test assumption broken: %q satisfies the default policy", weak)
@@ -231,6 +236,7 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 }
 
 func TestValidateNeverQuotesTheAdminPassword(t *testing.T) {
+	t.Parallel()
 	// Short enough to fail any sane policy, distinctive enough to find.
 	secret := "Zq9"
 	c := defaultConfig()
@@ -245,6 +251,7 @@ func TestValidateNeverQuotesTheAdminPassword(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		change  func(*Config)
@@ -282,6 +289,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateRedisURLErrorHidesThePassword(t *testing.T) {
+	t.Parallel()
 	c := defaultConfig()
 	c.RedisURL = "http://user:s3cretPW@redis:6379"
 	err := c.Validate()
@@ -291,6 +299,7 @@ func TestValidateRedisURLErrorHidesThePassword(t *testing.T) {
 }
 
 func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	code := run(t.Context(), []string{"--help"}, env(nil), &out)
 	if code != exitOK {
@@ -356,6 +365,7 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 }
 
 func TestRunExitsTwoOnConfigErrors(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	code := run(t.Context(), []string{"--log-level", "loud", "--tls-cert", "c.pem"}, env(nil), &out)
 	if code != exitConfig {

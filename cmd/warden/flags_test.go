@@ -10,6 +10,7 @@ import (
 // makes (issue 15, item 17): each exits 2 and says on stderr what is
 // wrong and what to write instead, never the flag package's "parse error".
 func TestFlagErrorsSayWhatToDo(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -78,6 +79,7 @@ func TestFlagErrorsSayWhatToDo(t *testing.T) {
 }
 
 func TestNearestSuggestsOnlyCloseNames(t *testing.T) {
+	t.Parallel()
 	names := []string{"mqtt-addr", "mqtts-addr", "ws-addr", "http-addr", "data-dir", "redis-url", "mfa", "mfa-mqtt-password", "out", "help"}
 	for _, c := range []struct {
 		name string
@@ -107,6 +109,7 @@ func TestNearestSuggestsOnlyCloseNames(t *testing.T) {
 }
 
 func TestEditDistance(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		a, b string
 		want int

@@ -16,6 +16,7 @@ import (
 // unknown user with any password connects, subscribes and publishes, and
 // the log warns at start and beside the listener address.
 func TestInsecureNoAuthAllowsAnyoneAndSaysSo(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	out := &logBuffer{}
@@ -24,17 +25,7 @@ func TestInsecureNoAuthAllowsAnyoneAndSaysSo(t *testing.T) {
 		code <- run(ctx, []string{"--insecure-no-auth", "--mqtt-addr", "127.0.0.1:0", "--http-addr", "",
 			"--data-dir", filepath.Join(t.TempDir(), "data")}, env(nil), out)
 	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(out.String(), "warden ready") {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 15 s:\n%s", out)
-		}
-		select {
-		case c := <-code:
-			t.Fatalf("run returned %d before ready:\n%s", c, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitRunReady(t, out, code)
 	log := out.String()
 	if n := strings.Count(log, "INSECURE: --insecure-no-auth"); n < 2 {
 		t.Errorf("insecure warning logged %d times, want at start and per listener:\n%s", n, log)

@@ -5,20 +5,26 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // buildWarden compiles this command into a temporary directory: the
-// end-to-end tests run the real binary with real signals and files.
+// end-to-end tests run the real binary with real signals and files. It
+// is compiled once per test run and shared: every test runs the same
+// source, and linking it again cost each test seconds of CPU. TestMain
+// removes it.
 //
 // WARDEN_TEST_BIN, when set, names a prebuilt binary to run instead: the
 // attack tests (security_test.go) log the memory they measure, so running
@@ -29,12 +35,37 @@ func buildWarden(t *testing.T) string {
 		t.Logf("running the prebuilt binary %s (WARDEN_TEST_BIN)", bin)
 		return bin
 	}
-	bin := filepath.Join(t.TempDir(), "warden")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "warden-test-"); built.err != nil {
+			return
+		}
+		bin := filepath.Join(built.dir, "warden")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		built.bin = bin
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
+}
+
+// built is the binary buildWarden compiled, with the directory it is in.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// TestMain runs the tests, then removes the binary buildWarden compiled.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // process is a running warden binary with its stderr captured.
@@ -165,14 +196,29 @@ func generatedPasswordLines(t *testing.T, out string) []string {
 	return pws
 }
 
+// waitRunReady waits until run, started in-process with its log in out
+// and its exit code to come on code, logs that it is ready; it fails the
+// test if run returns first or is not ready within 15 s.
+func waitRunReady(t *testing.T, out *logBuffer, code <-chan int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(out.String(), "warden ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 15 s:\n%s", out)
+		}
+		select {
+		case c := <-code:
+			t.Fatalf("run returned %d before ready:\n%s", c, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // adminInFile opens the store file of a stopped warden and returns its
 // admin user.
 func adminInFile(t *testing.T, dataDir string) store.User {
 	t.Helper()
-	s, err := store.OpenBolt(filepath.Join(dataDir, storeFile))
-	if err != nil {
-		t.Fatalf("open store file: %v", err)
-	}
+	s := storetest.OpenBolt(t, storetest.Path(filepath.Join(dataDir, storeFile)))
 	defer s.Close()
 	u, err := s.UserByUsername(t.Context(), adminUsername)
 	if err != nil {
@@ -182,6 +228,7 @@ func adminInFile(t *testing.T, dataDir string) store.User {
 }
 
 func TestBinary(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -292,7 +339,7 @@ func TestRunExitsOneWhenRedisIsUnreachable(t *testing.T) {
 }
 
 func TestRunInProcessWithRedis(t *testing.T) {
-	url := startRedis(t)
+	url := storetest.StartRedis(t).URL
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	out := &logBuffer{}
@@ -300,17 +347,7 @@ func TestRunInProcessWithRedis(t *testing.T) {
 	go func() {
 		code <- run(ctx, []string{"--redis-url", url, "--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", ""}, env(nil), out)
 	}()
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(out.String(), "warden ready") {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 15 s:\n%s", out)
-		}
-		select {
-		case c := <-code:
-			t.Fatalf("run returned %d before ready:\n%s", c, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitRunReady(t, out, code)
 	cancel()
 	if c := <-code; c != exitOK {
 		t.Fatalf("exit code %d, want 0:\n%s", c, out)
@@ -324,6 +361,7 @@ func TestRunInProcessWithRedis(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"redis://localhost:6379/0":            "redis://localhost:6379/0",
 		"redis://u:secret@h:1/2":              "redis://u:xxxxx@h:1/2",

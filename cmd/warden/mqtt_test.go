@@ -34,6 +34,7 @@ func mosquitto(t *testing.T, name string) string {
 // subscribes with mosquitto clients over TCP and over TLS with the
 // internal CA's certificate, and a wrong password is refused.
 func TestBinaryServesMQTT(t *testing.T) {
+	t.Parallel()
 	pub, sub := mosquitto(t, "mosquitto_pub"), mosquitto(t, "mosquitto_sub")
 	bin := buildWarden(t)
 	dataDir := filepath.Join(t.TempDir(), "data")

@@ -22,6 +22,7 @@ const shellUnsafe = "!$`\\\"' \t\n#&*;|<>(){}[]?~^"
 // an interactive bash, passes the password policy and keeps at least the
 // entropy of the 24 characters over 66 generated before.
 func TestGeneratedPasswordsAreShellSafe(t *testing.T) {
+	t.Parallel()
 	if bits, before := float64(generatedPasswordLength)*math.Log2(float64(len(passwordAlphabet))), 24*math.Log2(66); bits < before {
 		t.Errorf("generated passwords carry %.1f bits, less than the %.1f bits before", bits, before)
 	}
@@ -52,6 +53,7 @@ func TestGeneratedPasswordsAreShellSafe(t *testing.T) {
 // a newcomer types it (PW="..."), and checks bash keeps them unchanged
 // (issue 15: "ji!8o" failed with "event not found").
 func TestGeneratedPasswordsSurviveAnInteractiveBash(t *testing.T) {
+	t.Parallel()
 	bash, err := exec.LookPath("bash")
 	if err != nil {
 		t.Fatal("bash is needed for this test")

@@ -39,6 +39,7 @@ func readmeFlagsTable() string {
 // TestREADMEFlags fails when README.md's configuration table differs from
 // the options (issue 15, item 10); -update rewrites it.
 func TestREADMEFlags(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(readmePath)
 	if err != nil {
 		t.Fatal(err)

@@ -57,6 +57,7 @@ import (
 // subscriber is probed with a message of the test's own until it has
 // subscribed, so no publish races its SUBSCRIBE.
 func TestREADME(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds warden and runs README.md's examples")
 	}

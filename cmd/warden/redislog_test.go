@@ -20,6 +20,7 @@ var slogTextLine = regexp.MustCompile(`^time=\S+ level=(DEBUG|INFO|WARN|ERROR) m
 // (failed dials, pub/sub reconnects) comes out as slog records, few of
 // them however many requests fail, and without the password.
 func TestRedisClientLinesGoThroughSlog(t *testing.T) {
+	t.Parallel()
 	r := storetest.StartRedis(t)
 	const redisPW = "Redis-Secret-9f3k"
 	if err := r.Client(t).ConfigSet(t.Context(), "requirepass", redisPW).Err(); err != nil {

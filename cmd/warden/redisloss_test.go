@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
@@ -32,18 +33,6 @@ func rlGet(t *testing.T, base, path string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-// rlEventually retries cond every 50 ms for up to d.
-func rlEventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // rlWatcher is the admin connected over MQTT 5 and subscribed to
@@ -118,6 +107,7 @@ func (w *rlWatcher) sees(t *testing.T, port, devPW, payload string) {
 //
 // shows the behaviour before the fix.
 func TestRedisLossKeepsServing(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	r := storetest.StartRedis(t)
 	adminPW, devPW := validPassword(t), validPassword(t)
@@ -136,7 +126,7 @@ func TestRedisLossKeepsServing(t *testing.T) {
 	lost := func(t *testing.T, how string) {
 		t.Helper()
 		// Ready no more, saying why.
-		rlEventually(t, 10*time.Second, "/readyz still ready after "+how, func() bool {
+		poll.Until(t, 10*time.Second, "/readyz unready after "+how, func() bool {
 			code, _ := rlGet(t, s.http, "/readyz")
 			return code == http.StatusServiceUnavailable
 		})
@@ -178,7 +168,7 @@ func TestRedisLossKeepsServing(t *testing.T) {
 		t.Helper()
 		_, errOut := bMustCommand(t, bin, cmdEnv, "", "restore", archive)
 		t.Logf("warden restore: %s", strings.TrimSpace(errOut))
-		rlEventually(t, 10*time.Second, "/readyz not ready after the restore", func() bool {
+		poll.Until(t, 10*time.Second, "/readyz ready after the restore", func() bool {
 			code, _ := rlGet(t, s.http, "/readyz")
 			return code == http.StatusOK
 		})

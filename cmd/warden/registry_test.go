@@ -19,6 +19,7 @@ import (
 // returns its certificate, and mosquitto_pub connects over mutual TLS with
 // it: allowed on its topic, refused elsewhere.
 func TestDeviceOnboardingEndToEnd(t *testing.T) {
+	t.Parallel()
 	pub := mosquitto(t, "mosquitto_pub")
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {

@@ -27,7 +27,7 @@ func TestRestoreCommandRefusesArchiveWithoutAdmin(t *testing.T) {
 			ctx := context.Background()
 			args := []string{"--data-dir", filepath.Join(t.TempDir(), "data")}
 			if kind == "redis" {
-				args = []string{"--redis-url", startRedis(t)}
+				args = []string{"--redis-url", storetest.StartRedis(t).URL}
 			}
 			cf := newCommandFlags("restore", commandEnv{getenv: env(nil)})
 			if _, exit := cf.parse(append([]string{"x"}, args...), 1, ""); exit >= 0 {
@@ -87,6 +87,7 @@ func TestRestoreCommandRefusesArchiveWithoutAdmin(t *testing.T) {
 // large, after reading a little of it; and --restore-max-size lowers the
 // limit below an archive's size.
 func TestRestoreCommandRefusesDecompressionBomb(t *testing.T) {
+	t.Parallel()
 	dataDir := filepath.Join(t.TempDir(), "data")
 	for _, claimed := range []int64{200 << 20, 1 << 30} {
 		var stdout, stderr bytes.Buffer

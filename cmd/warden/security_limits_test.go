@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 
 // TestBinaryEnforcesConnectionLimitsKeepaliveAndOrigins runs the binary
@@ -23,6 +25,7 @@ import (
 // 3.1.1 client asking for none is refused with return code 2; a fourth
 // socket is closed at once while three are open.
 func TestBinaryEnforcesConnectionLimitsKeepaliveAndOrigins(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
@@ -71,7 +74,7 @@ func TestBinaryEnforcesConnectionLimitsKeepaliveAndOrigins(t *testing.T) {
 	}
 	_ = v3.SetDeadline(time.Now().Add(5 * time.Second))
 	// MQTT 3.1.1 CONNECT, clean session, keepalive 0, client ID "v3".
-	if _, err := v3.Write([]byte{0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, 0, 2, 'v', '3'}); err != nil {
+	if _, err := v3.Write(mqtttest.Connect{Version: 4, ClientID: "v3"}.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	ack := make([]byte, 4)

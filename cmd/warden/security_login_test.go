@@ -77,6 +77,7 @@ func postJSON(t *testing.T, base, path, token string, body any) (int, map[string
 // wrong passwords over MQTT lock its HTTP logins: one lockout. The user's
 // login token still connects.
 func TestLoginLockoutSharedByHTTPAndMQTT(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	pw := validPassword(t)
 	p := startWarden(t, bin, "WARDEN_DATA_DIR="+filepath.Join(t.TempDir(), "data"), "WARDEN_ADMIN_PASSWORD="+pw)
@@ -147,6 +148,7 @@ func enrollMFA(t *testing.T, base, token string) []string {
 // --mfa-mqtt-password (WARDEN_MFA_MQTT_PASSWORD=true) the password
 // connects again.
 func TestMFAUserNeedsMoreThanPasswordOverMQTT(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	pw := validPassword(t)
 	env := []string{"WARDEN_DATA_DIR=" + filepath.Join(t.TempDir(), "data"), "WARDEN_ADMIN_PASSWORD=" + pw}

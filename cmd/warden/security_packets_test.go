@@ -18,24 +18,9 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
 	mpackets "github.com/mochi-mqtt/server/v2/packets"
-)
 
-// mqttHeader is an MQTT fixed header: the first byte and the remaining
-// length as a variable byte integer.
-func mqttHeader(first byte, remaining int) []byte {
-	out := []byte{first}
-	for {
-		b := byte(remaining % 128)
-		remaining /= 128
-		if remaining > 0 {
-			b |= 0x80
-		}
-		out = append(out, b)
-		if remaining == 0 {
-			return out
-		}
-	}
-}
+	"github.com/warden-mqtt/warden/internal/mqtttest"
+)
 
 // connect5 is an MQTT 5 CONNECT for the raw clients of these tests.
 type connect5 struct {
@@ -134,7 +119,7 @@ func TestOversizedPacketsDoNotExhaustMemory(t *testing.T) {
 		}
 		// PUBLISH QoS 0 on topic "a", then the start of a 256 MiB body.
 		attackers = append(attackers, &attacker{name: fmt.Sprintf("PUBLISH after CONNECT %d", i), conn: c,
-			header: append(mqttHeader(0x30, claim), 0, 1, 'a')})
+			header: append(mqtttest.Header(0x30, claim), 0, 1, 'a')})
 	}
 	for i := range 4 {
 		c, err := net.DialTimeout("tcp", mqttAddr, 5*time.Second)
@@ -143,7 +128,7 @@ func TestOversizedPacketsDoNotExhaustMemory(t *testing.T) {
 		}
 		defer c.Close()
 		attackers = append(attackers, &attacker{name: fmt.Sprintf("CONNECT %d", i), conn: c,
-			header: append(mqttHeader(0x10, claim), 0, 4, 'M', 'Q', 'T', 'T', 5)})
+			header: append(mqtttest.Header(0x10, claim), 0, 4, 'M', 'Q', 'T', 'T', 5)})
 	}
 	for i := range 2 {
 		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
@@ -154,7 +139,7 @@ func TestOversizedPacketsDoNotExhaustMemory(t *testing.T) {
 		_ = resp.Body.Close()
 		defer ws.Close()
 		attackers = append(attackers, &attacker{name: fmt.Sprintf("WebSocket CONNECT %d", i), conn: &wsStream{ws: ws},
-			header: append(mqttHeader(0x10, claim), 0, 4, 'M', 'Q', 'T', 'T', 5)})
+			header: append(mqtttest.Header(0x10, claim), 0, 4, 'M', 'Q', 'T', 'T', 5)})
 	}
 
 	time.Sleep(300 * time.Millisecond) // let the connects settle
@@ -272,6 +257,7 @@ func secretForms(s string) []string {
 // logged under "pk"), a publish the user may not make, a wrong password.
 // No password, will or payload may appear in the output, in any encoding.
 func TestLogsNeverHoldPasswordsOrPayloads(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
@@ -381,6 +367,7 @@ func TestLogsNeverHoldPasswordsOrPayloads(t *testing.T) {
 // wills and byte slices under any key, and keeps what is not secret
 // (errors, including Mochi's reason codes, strings, numbers, addresses).
 func TestRedactPacketsByTypeWhateverTheKey(t *testing.T) {
+	t.Parallel()
 	pk := mpackets.Packet{Connect: mpackets.ConnectParams{Password: []byte("pw-in-packet"), Username: []byte("u")},
 		Payload: []byte("payload-in-packet")}
 	var buf strings.Builder

@@ -194,6 +194,7 @@ func TestOfflineSessionFlood(t *testing.T) {
 // Before: WARDEN_TEST_BIN=/work/before/warden go test -run TestDeepRetainedTopic -v ./cmd/warden
 // After:  go test -run TestDeepRetainedTopic -v ./cmd/warden
 func TestDeepRetainedTopic(t *testing.T) {
+	t.Parallel()
 	w := startSessWarden(t, buildWarden(t))
 	deep := "flood/" + strings.Repeat("a/", 15_998) + "a"
 	attacker, _, _ := w.sessConnect(t, "attacker", true, 0)
@@ -243,6 +244,7 @@ func TestDeepRetainedTopic(t *testing.T) {
 // TestSessionLimitFlagsValidated: the session and topic limits refuse
 // values that would turn them off or that Mochi cannot hold.
 func TestSessionLimitFlagsValidated(t *testing.T) {
+	t.Parallel()
 	for name, tc := range map[string]struct {
 		change func(*Config)
 		want   string
@@ -273,6 +275,7 @@ func TestSessionLimitFlagsValidated(t *testing.T) {
 // TestSessionLimitFlagsReachTheBroker: each limit set by its environment
 // variable is the one the broker applies.
 func TestSessionLimitFlagsReachTheBroker(t *testing.T) {
+	t.Parallel()
 	w := startSessWarden(t, buildWarden(t), "WARDEN_MQTT_MAX_SESSION_EXPIRY=1m", "WARDEN_MQTT_MAX_OFFLINE_SESSIONS=2",
 		"WARDEN_MQTT_MAX_QUEUED_MESSAGES=5", "WARDEN_MQTT_MAX_TOPIC_LEVELS=3", "WARDEN_MQTT_MAX_TOPIC_LENGTH=20")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

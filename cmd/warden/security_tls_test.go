@@ -60,6 +60,7 @@ func caPool(t *testing.T, pemFile string) *x509.CertPool {
 // TLS 1.1 client fail the handshake; the admin API answers /healthz over
 // HTTPS (and `warden healthcheck` probes it), not over plain HTTP.
 func TestTLSListenersRefuseCBCAndOldVersions(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
@@ -170,6 +171,7 @@ func writeServerCert(t *testing.T, dir, cn string) (certFile, keyFile string, ro
 // TestAdminHTTPSWithTheOperatorsCertificate: --http-tls-cert/--http-tls-key
 // alone turn HTTPS on with that certificate, also limited to TLS 1.2+ AEAD.
 func TestAdminHTTPSWithTheOperatorsCertificate(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
@@ -203,6 +205,7 @@ func TestAdminHTTPSWithTheOperatorsCertificate(t *testing.T) {
 // TestConfigRefusesBadLimitsAndTLSFlags: the new limits and TLS flags are
 // validated with the others, naming flag and variable.
 func TestConfigRefusesBadLimitsAndTLSFlags(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		args    []string

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // Items 8 and 9 of issue 14, end to end on the real binary with real MQTT
@@ -123,7 +125,7 @@ func tkBackends(t *testing.T, fn func(t *testing.T, e *tkEnv)) {
 			pw := validPassword(t)
 			env := []string{"WARDEN_DATA_DIR=" + filepath.Join(t.TempDir(), "data"), "WARDEN_ADMIN_PASSWORD=" + pw}
 			if backend == "redis" {
-				env = append(env, "WARDEN_REDIS_URL="+startRedis(t))
+				env = append(env, "WARDEN_REDIS_URL="+storetest.StartRedis(t).URL)
 			}
 			p := startWarden(t, bin, env...)
 			p.waitFor("warden ready")
@@ -160,6 +162,7 @@ func tkBackends(t *testing.T, fn func(t *testing.T, e *tkEnv)) {
 // are disconnected (0x87) and cannot connect again; clients of the
 // application token and of its exchanged token stay.
 func TestBinaryPasswordChangeDisconnectsTokenClients(t *testing.T) {
+	t.Parallel()
 	tkBackends(t, func(t *testing.T, e *tkEnv) {
 		byToken := mustConnect(t, e.mqttAddr, "with-stolen-login-token", "e2e-op", e.stolen)
 		byPassword := mustConnect(t, e.mqttAddr, "with-old-password", "e2e-op", e.oldPW)
@@ -193,6 +196,7 @@ func TestBinaryPasswordChangeDisconnectsTokenClients(t *testing.T) {
 // tokens exchanged for it (revoked in the same store transaction), not
 // only those of the application token itself.
 func TestBinaryApplicationTokenRevocationDisconnectsItsSessions(t *testing.T) {
+	t.Parallel()
 	tkBackends(t, func(t *testing.T, e *tkEnv) {
 		byApp := mustConnect(t, e.mqttAddr, "with-application-token", "e2e-op", e.app)
 		bySession := mustConnect(t, e.mqttAddr, "with-application-session", "e2e-op", e.exchanged)

@@ -15,52 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
-
-// mqttString is an MQTT length-prefixed string.
-func mqttString(s string) []byte {
-	return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...)
-}
-
-// mqttPacket frames a body with its first byte and remaining length.
-func mqttPacket(first byte, body []byte) []byte {
-	out := []byte{first}
-	n := len(body)
-	for {
-		b := byte(n % 128)
-		if n /= 128; n > 0 {
-			b |= 0x80
-		}
-		out = append(out, b)
-		if n == 0 {
-			break
-		}
-	}
-	return append(out, body...)
-}
-
-// readMQTT reads one control packet: its first byte and its body.
-func readMQTT(r *bufio.Reader) (byte, []byte, error) {
-	first, err := r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, mul := 0, 1
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n += int(b&0x7f) * mul
-		if b&0x80 == 0 {
-			break
-		}
-		mul *= 128
-	}
-	body := make([]byte, n)
-	_, err = io.ReadFull(r, body)
-	return first, body, err
-}
 
 // mqttConnect connects a raw MQTT client (version 4 = 3.1.1, 5) with a
 // username and password and fails unless the CONNACK accepts.
@@ -72,18 +29,12 @@ func mqttConnect(t *testing.T, addr string, version byte, clientID, user, passwo
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	body := append(mqttString("MQTT"), version, 0xC2, 0, 60) // username, password, clean; keepalive 60 s
-	if version == 5 {
-		body = append(body, 0) // no properties
-	}
-	body = append(body, mqttString(clientID)...)
-	body = append(body, mqttString(user)...)
-	body = append(body, mqttString(password)...)
-	if _, err := c.Write(mqttPacket(0x10, body)); err != nil {
+	connect := mqtttest.Connect{Version: version, ClientID: clientID, Username: user, Password: password, Keepalive: 60}
+	if _, err := c.Write(connect.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(c)
-	typ, ack, err := readMQTT(r)
+	typ, ack, err := mqtttest.ReadPacket(r)
 	if err != nil || typ != 0x20 || len(ack) < 2 || ack[1] != 0 {
 		t.Fatalf("v%d CONNACK: type %#x body %x err %v", version, typ, ack, err)
 	}
@@ -164,14 +115,14 @@ func TestGracefulShutdown(t *testing.T) {
 		p.waitFor("shutting down")
 
 		// MQTT drains while the HTTP request is still open.
-		typ, body, err := readMQTT(r5)
+		typ, body, err := mqtttest.ReadPacket(r5)
 		if err != nil || typ != 0xe0 || len(body) < 1 || body[0] != 0x8b {
 			t.Fatalf("v5 client: packet %#x body %x err %v; want DISCONNECT 0x8B (server shutting down)", typ, body, err)
 		}
 		for {
 			// 3.1.1 has no server DISCONNECT: the connection just ends
 			// (Mochi may send a bare e0 00 first).
-			typ, _, err := readMQTT(r3)
+			typ, _, err := mqtttest.ReadPacket(r3)
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {

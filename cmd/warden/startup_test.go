@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // occupy binds a free loopback port, as another program holding it would,
@@ -33,10 +34,7 @@ func noAdminIn(t *testing.T, dataDir string) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return
 	}
-	s, err := store.OpenBolt(path)
-	if err != nil {
-		t.Fatalf("open store file: %v", err)
-	}
+	s := storetest.OpenBolt(t, storetest.Path(path))
 	defer s.Close()
 	if u, err := s.UserByUsername(t.Context(), adminUsername); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the failed start left an admin user (%s, err %v)", u.ID, err)
@@ -49,6 +47,7 @@ func noAdminIn(t *testing.T, dataDir string) {
 // password. Until the admin logs in, every start says how to get a
 // password; a login (even one followed by a logout) ends that.
 func TestFirstStartOnAPortInUse(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	env := []string{"WARDEN_DATA_DIR=" + dataDir, "WARDEN_LOG_LEVEL=info", "WARDEN_AUDIT_LOG=off"}
@@ -146,6 +145,7 @@ func TestFirstStartOnAPortInUse(t *testing.T) {
 // token of the admin, a new password (warden user add admin resets it),
 // the admin deleted; and that a configured admin password never gets one.
 func TestAdminPasswordReminder(t *testing.T) {
+	t.Parallel()
 	reminds := func(t *testing.T, s store.Store) bool {
 		t.Helper()
 		log, logs := newLogger()
@@ -156,7 +156,7 @@ func TestAdminPasswordReminder(t *testing.T) {
 	}
 	generated := func(t *testing.T) (store.Store, store.User) {
 		t.Helper()
-		s := openBolt(t)
+		s := storetest.OpenBolt(t)
 		log, logs := newLogger()
 		if err := bootstrap(t.Context(), s, "", log); err != nil {
 			t.Fatal(err)
@@ -209,7 +209,7 @@ func TestAdminPasswordReminder(t *testing.T) {
 	}
 
 	t.Run("a configured admin password gets no reminder", func(t *testing.T) {
-		s := openBolt(t)
+		s := storetest.OpenBolt(t)
 		log, _ := newLogger()
 		if err := bootstrap(t.Context(), s, validPassword(t), log); err != nil {
 			t.Fatal(err)

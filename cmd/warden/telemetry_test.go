@@ -101,6 +101,7 @@ func mqttClient(t *testing.T, addr, clientID, user, password string) (*paho.Clie
 // health endpoints answer without a token; on Redis, /readyz turns 503
 // when Redis stops.
 func TestBinaryMetricsAndHealth(t *testing.T) {
+	t.Parallel()
 	bin := buildWarden(t)
 
 	t.Run("scripted session", func(t *testing.T) {

@@ -6,12 +6,14 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestUserAddResetMFASaysWhatItRemoved runs `warden user add --reset-mfa`
 // (issue 15, item 11): it says on stderr how many MFA keys it removed, or
 // that the user had none.
 func TestUserAddResetMFASaysWhatItRemoved(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -30,10 +32,7 @@ func TestUserAddResetMFASaysWhatItRemoved(t *testing.T) {
 
 	// Enrolled with one active key and one still pending, as the MFA API
 	// leaves it; the store is closed again before the command runs.
-	s, err := store.OpenBolt(filepath.Join(dataDir, storeFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storetest.OpenBolt(t, storetest.Path(filepath.Join(dataDir, storeFile)))
 	u, err := s.UserByUsername(t.Context(), "rescue")
 	if err == nil {
 		_, err = s.UpdateUser(t.Context(), u.ID, func(u *store.User) error {

@@ -15,6 +15,7 @@ import (
 // `warden --help | less` works; `warden help` is the same help and lists
 // the commands; mistakes still go to stderr with exit 2.
 func TestHelpAndVersionAnswerOnStdout(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -81,6 +82,7 @@ func TestHelpAndVersionAnswerOnStdout(t *testing.T) {
 // TestVersionIsStampedByTheBuild builds as the Makefile does, with
 // -X main.version, and checks --version prints it.
 func TestVersionIsStampedByTheBuild(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
@@ -98,6 +100,7 @@ func TestVersionIsStampedByTheBuild(t *testing.T) {
 }
 
 func TestFormatVersion(t *testing.T) {
+	t.Parallel()
 	stamped := func(mainVersion string, settings ...string) *debug.BuildInfo {
 		bi := &debug.BuildInfo{Main: debug.Module{Version: mainVersion}}
 		for i := 0; i < len(settings); i += 2 {
