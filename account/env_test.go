@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"github.com/warden-mqtt/warden/account"
@@ -40,28 +39,21 @@ const lockoutFailures = 2
 func eachStore(t *testing.T, fn func(t *testing.T, f *fixture)) {
 	t.Run("bolt", func(t *testing.T) {
 		t.Parallel()
-		st, err := store.OpenBolt(filepath.Join(t.TempDir(), "warden.db"))
-		fn(t, newFixture(t, st, err))
+		fn(t, newFixture(t, storetest.OpenBolt(t)))
 	})
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
-		st, err := store.OpenRedis(t.Context(), storetest.StartRedis(t).URL)
-		fn(t, newFixture(t, st, err))
+		fn(t, newFixture(t, storetest.OpenRedis(t)))
 	})
 }
 
 // boltFixture is a fixture over bbolt, for rules without a transaction.
 func boltFixture(t *testing.T) *fixture {
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "warden.db"))
-	return newFixture(t, st, err)
+	return newFixture(t, storetest.OpenBolt(t))
 }
 
-func newFixture(t *testing.T, st store.Store, err error) *fixture {
+func newFixture(t *testing.T, st store.Store) *fixture {
 	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
 	v, err := credential.NewVerifier(credential.VerifierOptions{Params: testParams})
 	if err != nil {
 		t.Fatal(err)

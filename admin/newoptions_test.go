@@ -6,13 +6,14 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestNewNamesMissingOptions: New builds no client registry or trust store
 // of its own; without them (or without a store and tokens) it refuses,
 // naming every option that is missing.
 func TestNewNamesMissingOptions(t *testing.T) {
-	st := openBolt(t)
+	st := storetest.OpenBolt(t)
 	tokens, err := credential.NewTokens(t.Context(), st, "warden-test")
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // todayParams stand for raised parameters; testParams for an older
@@ -25,7 +26,7 @@ const alicePassword = "alice-password-1"
 
 func newRehashFixture(t *testing.T) *rehashFixture {
 	t.Helper()
-	st := newTokenStore(t)
+	st := storetest.OpenBolt(t)
 	h, err := Hash(alicePassword, testParams)
 	if err != nil {
 		t.Fatal(err)

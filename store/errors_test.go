@@ -2,11 +2,11 @@ package store_test
 
 import (
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestSentinelErrorsNameThePackage: every sentinel's text starts with
@@ -32,7 +32,7 @@ func TestSentinelErrorsNameThePackage(t *testing.T) {
 // with a detail, whose text the admin API answers with, reads as it did
 // before the sentinels were prefixed, and still matches its sentinel.
 func TestDetailedErrorsKeepTheirClientText(t *testing.T) {
-	s := openBolt(t, filepath.Join(t.TempDir(), "warden.db"))
+	s := storetest.OpenBolt(t)
 	ctx := t.Context()
 	if _, err := s.CreateUser(ctx, store.User{Username: "alice"}); err != nil {
 		t.Fatal(err)

@@ -16,11 +16,7 @@ import (
 // registry of its own.
 func feedStore(t *testing.T, srv *storetest.Redis, logs *syncBuffer) (store.Store, *prometheus.Registry) {
 	t.Helper()
-	s, err := store.OpenRedisWith(t.Context(), srv.URL, store.RedisOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	closeOnCleanup(t, s)
+	s := storetest.OpenRedis(t, storetest.URL(srv.URL), storetest.Logger(slog.New(slog.NewTextHandler(logs, nil))))
 	in, reg := instrument(t, s, "redis")
 	return in, reg
 }
@@ -112,7 +108,7 @@ func TestRedisFeedCountsAndLogsReceiveFailures(t *testing.T) {
 // TestBoltHasNoFeedErrors: the embedded store has no Redis feed, and no
 // series of it.
 func TestBoltHasNoFeedErrors(t *testing.T) {
-	_, reg := instrument(t, openBolt(t, t.TempDir()+"/warden.db"), "bolt")
+	_, reg := instrument(t, storetest.OpenBolt(t), "bolt")
 	if n := feedErrorCount(t, reg, "receive"); n != -1 {
 		t.Errorf("bolt store has warden_store_feed_errors_total = %v", n)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
@@ -56,7 +57,7 @@ func TestLoginsUpgradeWeakPasswordHashes(t *testing.T) {
 	upgraded := func(u store.User) {
 		t.Helper()
 		var got store.User
-		rlEventually(t, 10*time.Second, u.Username+"'s hash upgraded", func() bool {
+		poll.Until(t, 10*time.Second, u.Username+"'s hash upgraded", func() bool {
 			got, err = s.User(t.Context(), u.ID)
 			return err == nil && !credential.NeedsRehash(got.PasswordHash, credential.DefaultParams)
 		})
