@@ -320,3 +320,93 @@ func TestServerLetsLeadingWildcardReachDollarTopics(t *testing.T) {
 		t.Fatal("Permissions accepted a leading '#'")
 	}
 }
+
+// publishQoS sends a PUBLISH at qos 1 or 2 with packet id pid and finishes
+// the sender's side of the flow: PUBACK, or PUBREC, PUBREL, PUBCOMP.
+func (c *client) publishQoS(topic string, qos byte, retain bool, pid uint16, payload string) {
+	c.t.Helper()
+	first := 0x30 | qos<<1
+	if retain {
+		first |= 1
+	}
+	body := append(append(mqtttest.String(topic), byte(pid>>8), byte(pid)), payload...)
+	c.write(mqtttest.Packet(first, body))
+	want := byte(0x40)
+	if qos == 2 {
+		want = 0x50
+	}
+	if got, ack := c.read(); got != want || binary.BigEndian.Uint16(ack) != pid {
+		c.t.Fatalf("%q: got %#x %v, want %#x for packet %d", topic, got, ack, want, pid)
+	}
+	if qos == 2 {
+		c.write([]byte{0x62, 2, byte(pid >> 8), byte(pid)})
+		if got, _ := c.read(); got != 0x70 {
+			c.t.Fatalf("%q: got %#x, want PUBCOMP", topic, got)
+		}
+	}
+}
+
+// TestServerQoSAndRetainedNeedNoInternalPermissions checks what doc.go
+// says about nats-server's internal subjects: with only the subjects
+// Permissions compiles (a read-only and a write-only user, each denied
+// everything in the other direction), QoS 1 and 2 publishes, a retained
+// message and a QoS 2 subscription work, and a denied QoS 1 publish is
+// acknowledged but never delivered.
+func TestServerQoSAndRetainedNeedNoInternalPermissions(t *testing.T) {
+	t.Parallel()
+	reader, err := Permissions([]acl.Permission{mqtt("q/#", acl.OpRead)}, "reader", "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, err := Permissions([]acl.Permission{mqtt("q/a", acl.OpWrite), mqtt("q/b", acl.OpWrite), mqtt("q/r", acl.OpWrite)}, "writer", "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startServer(t, []*server.User{
+		{Username: "reader", Password: "pw", Permissions: serverPermissions(reader)},
+		{Username: "writer", Password: "pw", Permissions: serverPermissions(writer)},
+	})
+	w := dial(t, addr, "writer", "w")
+	w.publishQoS("q/r", 1, true, 1, "retained")
+
+	r := dial(t, addr, "reader", "r")
+	r.write(mqtttest.Packet(0x82, append([]byte{0, 1}, append(mqtttest.String("q/#"), 2)...)))
+	if first, ack := r.read(); first != 0x90 || len(ack) != 3 || ack[2] != 2 {
+		t.Fatalf("SUBACK %#x %v, want QoS 2 granted", first, ack)
+	}
+
+	w.publishQoS("q/denied", 1, false, 2, "denied")
+	w.publishQoS("q/a", 1, false, 3, "one")
+	w.publishQoS("q/b", 2, false, 4, "two")
+
+	got := map[string]string{}
+	for len(got) < 3 {
+		first, body := r.read()
+		switch first >> 4 {
+		case 3: // PUBLISH
+			n := int(binary.BigEndian.Uint16(body))
+			topic, rest := string(body[2:2+n]), body[2+n:]
+			qos := first >> 1 & 3
+			if qos > 0 {
+				pid := rest[:2]
+				rest = rest[2:]
+				ack := byte(0x40)
+				if qos == 2 {
+					ack = 0x50
+				}
+				r.write(append([]byte{ack, 2}, pid...))
+			}
+			if topic == "q/denied" {
+				t.Fatalf("the denied publish was delivered")
+			}
+			got[topic] = string(rest)
+		case 6: // PUBREL
+			r.write(append([]byte{0x70, 2}, body[:2]...))
+		default:
+			t.Fatalf("reader got %#x", first)
+		}
+	}
+	if got["q/r"] != "retained" || got["q/a"] != "one" || got["q/b"] != "two" {
+		t.Fatalf("reader got %q", got)
+	}
+}
