@@ -219,21 +219,16 @@ const (
 
 // resolve replaces the placeholders in resource; ok is false when the
 // permission grants nothing for these values (acl's rule, see Permissions).
+// The replacement is one pass, so a value that looks like a placeholder
+// stays literal, as in acl.
 func resolve(resource, username, clientID string) (string, bool) {
+	if (strings.Contains(resource, placeholderUsername) && !usable(username)) ||
+		(strings.Contains(resource, placeholderClientID) && !usable(clientID)) {
+		return "", false
+	}
 	first, _, _ := strings.Cut(resource, "/")
 	guarded := strings.HasPrefix(first, placeholderUsername) || strings.HasPrefix(first, placeholderClientID)
-	for _, ph := range [...]struct{ name, value string }{
-		{placeholderUsername, username},
-		{placeholderClientID, clientID},
-	} {
-		if !strings.Contains(resource, ph.name) {
-			continue
-		}
-		if !usable(ph.value) {
-			return "", false
-		}
-		resource = strings.ReplaceAll(resource, ph.name, ph.value)
-	}
+	resource = strings.NewReplacer(placeholderUsername, username, placeholderClientID, clientID).Replace(resource)
 	if guarded && strings.HasPrefix(resource, "$") {
 		return "", false
 	}

@@ -119,6 +119,12 @@ func TestPermissions(t *testing.T) {
 			pub:   list(), sub: list("x.$SYS"),
 		},
 		{
+			name:  "a value that looks like a placeholder stays literal",
+			perms: []acl.Permission{mqtt("{username}/{clientId}", acl.OpWrite)},
+			user:  "{clientId}", id: "c1",
+			pub: list("{clientId}.c1"), sub: list(),
+		},
+		{
 			name:  "a topic NATS refuses is left out",
 			perms: []acl.Permission{mqtt("a b/#", acl.OpRead), mqtt("{username}", acl.OpWrite)},
 			user:  "has space",
