@@ -41,4 +41,8 @@
 //     NATS's '*' and '>' match first tokens starting with '$', unlike MQTT's
 //     leading wildcards; Permissions refuses the permission sets for which
 //     either would widen a grant.
+//   - Shared subscriptions are not part of nats-server's MQTT listener: a
+//     "$share/g/a" filter is an ordinary topic there, whose subject no
+//     compiled permission allows, so it is refused where warden's embedded
+//     broker would grant it on "a". That narrows, never widens.
 package natscallout
