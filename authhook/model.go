@@ -17,7 +17,7 @@ type entry struct {
 	user    store.User
 	matcher *acl.Matcher
 	perms   []acl.Permission // what matcher was compiled from (every context), for Decide
-	epoch   uint64 // feed epoch when loading began: older entries never replace newer ones
+	epoch   uint64           // feed epoch when loading began: older entries never replace newer ones
 }
 
 // model caches users (by username) and roles, as read from the store and
