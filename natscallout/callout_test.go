@@ -3,6 +3,8 @@ package natscallout_test
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 	"github.com/warden-mqtt/warden/natscallout"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
@@ -28,6 +31,7 @@ var fastParams = credential.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 1
 // env is a NATS server whose auth callout a warden hook answers.
 type env struct {
 	srv    *server.Server
+	sopts  *server.Options // the server's options, its bound MQTT port filled in
 	st     store.Store
 	hook   *authhook.Hook
 	tokens *credential.Tokens
@@ -37,8 +41,9 @@ type env struct {
 // newEnv starts a NATS server with the accounts AUTH (the callout's),
 // MQTT (where admitted clients land) and SYS, its auth_callout naming a
 // fresh issuer key (and, with encrypt, a fresh xkey) and the auth user,
-// and a warden hook over a fresh bbolt store. No responder yet (start).
-func newEnv(t *testing.T, encrypt bool) *env {
+// and a warden hook over a fresh bbolt store; tweak adjusts the server's
+// options. No responder yet (start).
+func newEnv(t *testing.T, encrypt bool, tweak ...func(*server.Options)) *env {
 	t.Helper()
 	issuer, err := nkeys.CreateAccount()
 	if err != nil {
@@ -59,6 +64,9 @@ func newEnv(t *testing.T, encrypt bool) *env {
 			t.Fatal(err)
 		}
 		sopts.AuthCallout.XKey, _ = xkey.PublicKey()
+	}
+	for _, f := range tweak {
+		f(sopts)
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
@@ -81,7 +89,7 @@ func newEnv(t *testing.T, encrypt bool) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Stop() })
-	return &env{srv: srv, st: st, hook: h, tokens: tokens, opts: natscallout.Options{
+	return &env{srv: srv, sopts: sopts, st: st, hook: h, tokens: tokens, opts: natscallout.Options{
 		URL:         srv.ClientURL(),
 		Connect:     []nats.Option{nats.UserInfo("auth", authPassword)},
 		Decider:     h,
@@ -300,5 +308,58 @@ func TestCalloutQueueGroup(t *testing.T) {
 		if _, _, err := e.connect(t, "dev", "Dev-password-1"); err != nil {
 			t.Fatalf("with one responder left: %v", err)
 		}
+	}
+}
+
+// TestCalloutMQTTClient: an MQTT 3.1.1 client connecting to the server's
+// MQTT listener is decided by warden with its MQTT client ID (the
+// permissions are bound to it), and refused on a wrong password.
+func TestCalloutMQTTClient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false, func(o *server.Options) {
+		o.ServerName = "n1"
+		o.JetStream, o.StoreDir = true, t.TempDir()
+		o.MQTT.Host, o.MQTT.Port = "127.0.0.1", -1
+	})
+	clientIDs := make(chan string, 4)
+	e.opts.Permissions = func(perms []acl.Permission, username, clientID string) (jwt.Permissions, error) {
+		clientIDs <- clientID
+		return stubPermissions(perms, username, clientID)
+	}
+	acc, err := e.srv.LookupAccount("MQTT")
+	if err == nil {
+		err = acc.EnableJetStream(map[string]server.JetStreamAccountLimits{"": {MaxMemory: -1, MaxStore: -1, MaxStreams: -1, MaxConsumers: -1, MaxAckPending: -1, MemoryMaxStreamBytes: -1, StoreMaxStreamBytes: -1}}, nil)
+	}
+	if err != nil {
+		t.Fatalf("JetStream for MQTT: %v", err)
+	}
+	e.start(t)
+	e.addUser(t, "dev", "Dev-password-1", perm("dev/#", acl.OpReadWrite))
+	addr := net.JoinHostPort(e.sopts.MQTT.Host, strconv.Itoa(e.sopts.MQTT.Port))
+
+	connack := func(password string) byte {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(mqtttest.Connect{Version: 4, ClientID: "c1", Username: "dev", Password: password, Keepalive: 30}.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		first, body := mqtttest.MustReadPacket(t, c)
+		if first>>4 != 2 || len(body) != 2 {
+			t.Fatalf("not a CONNACK: %#x %v", first, body)
+		}
+		return body[1]
+	}
+	if code := connack("Dev-password-1"); code != 0 {
+		t.Fatalf("right password: CONNACK %d", code)
+	}
+	if id := <-clientIDs; id != "c1" {
+		t.Errorf("permissions bound to client ID %q, want c1", id)
+	}
+	if code := connack("Secret-guess-1"); code == 0 {
+		t.Error("wrong password accepted")
 	}
 }
