@@ -16,20 +16,21 @@ import (
 // that lets the change feed disconnect a client are left to the surface
 // (and are not built yet for NATS).
 
-// Attempt is a client's request to connect, as another broker reported
-// it to warden.
+// Attempt is a client's request to connect, as the broker it came
+// through reported it.
 type Attempt struct {
 	Username string // as sent; "" with a certificate: its common name
 	Password []byte // nil or empty: none sent
-	// Cert is the client's certificate, verified against a trusted CA by
-	// the surface; nil: none.
+	// Cert is the client's certificate, verified against a trusted CA
+	// by the surface (the TLS listener's ClientCAs); nil: none.
 	Cert     *x509.Certificate
 	ClientID string
 	Remote   string // the client's address, "host:port" or "host"
 	// NoPublishPrefix: the surface cannot prepend a publish prefix, so a
-	// user that has one is refused rather than given unprefixed topics.
+	// user that has one is refused rather than given unprefixed topics
+	// (Decide; the embedded broker applies the prefix).
 	NoPublishPrefix bool
-	Now             time.Time // zero: time.Now()
+	Now             time.Time // Decide: zero is time.Now()
 }
 
 // Decision is an admitted attempt: who the client is and what it may do.
@@ -94,7 +95,7 @@ func (h *Hook) Decide(ctx context.Context, a Attempt) (Decision, error) {
 	}
 	dctx := &lazyDeadline{Context: ctx, deadline: a.Now.Add(h.opts.VerifyWait)}
 	defer dctx.stop()
-	l := newLogin(attempt{Username: a.Username, Password: a.Password, Cert: a.Cert, ClientID: a.ClientID, Remote: a.Remote, Now: a.Now})
+	l := newLogin(attempt{Attempt: a})
 	r := h.resolveUser(dctx, &l)
 	if !r.refused() {
 		r = h.checkCredentials(dctx, &l)

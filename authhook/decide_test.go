@@ -12,7 +12,6 @@ import (
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/store"
-	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // TestDecide: another surface gets the embedded broker's decisions: the
@@ -24,17 +23,9 @@ import (
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st := storetest.OpenBolt(t)
-	tokens, err := credential.NewTokens(ctx, st, "warden-test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	trail := &syncBuffer{}
-	h, err := authhook.New(ctx, authhook.Options{Store: st, Tokens: tokens, Audit: audit.New(trail)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Stop() })
+	n := startNode(t, nodeOpts{tweak: func(o *authhook.Options) { o.Audit = audit.New(trail) }})
+	st, h, tokens := n.st, n.hook, n.tokens
 	want := []acl.Permission{perm("dev/{clientId}/#", acl.OpWrite), perm("cmd/#", acl.OpRead)}
 	u := addUser(t, st, "dev", "Dev-password-1", append(want, acl.Permission{Resource: "/api/x", Operation: acl.OpRead, Context: acl.ContextHTTP}), nil)
 	addUser(t, st, "pre", "Pre-password-1", want, func(u *store.User) { u.MQTTPublishPrefix = "plant1/" })
