@@ -19,15 +19,16 @@ import (
 	"github.com/warden-mqtt/warden/authhook"
 )
 
-// Subject is where a NATS server sends its auth callout requests
+// requestSubject is where a NATS server sends its auth callout requests
 // (nats-server's AuthCalloutSubject).
-const Subject = "$SYS.REQ.USER.AUTH"
+const requestSubject = "$SYS.REQ.USER.AUTH"
 
 // xkeyHeader carries the server's curve key on an encrypted request
 // (nats-server's AuthRequestXKeyHeader).
 const xkeyHeader = "Nats-Server-Xkey"
 
-// Defaults of Options.
+// Defaults of Options: the account clients land in, the queue group of
+// the warden nodes, the lifetime of a user JWT without a login token.
 const (
 	DefaultAccount = "MQTT"
 	DefaultQueue   = "warden"
@@ -52,6 +53,7 @@ type Options struct {
 	// the auth user's credentials (nats.UserInfo), which the server's
 	// auth_callout block lists in auth_users.
 	Connect []nats.Option
+	// Decider decides each attempt: the authhook.Hook of this node.
 	Decider Decider
 	// Issuer is the account nkey the server's auth_callout names as
 	// issuer; it signs the responses and the user JWTs.
@@ -77,7 +79,9 @@ type Options struct {
 	// Workers is how many requests are decided at once (default
 	// 4×GOMAXPROCS): password checks take milliseconds.
 	Workers int
-	Logger  *slog.Logger
+	// Logger receives refusals the Decider did not log and failures to
+	// answer (never a password or a JWT); nil: none.
+	Logger *slog.Logger
 }
 
 // ErrOptions reports an Options value that Start cannot work with.
@@ -94,10 +98,14 @@ type Service struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	slots  chan struct{}
-	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool           // Close began: no new request is started
+	wg     sync.WaitGroup // the requests being decided
 }
 
-// Start connects to NATS and answers auth callout requests until Close.
+// Start connects to NATS and answers auth callout requests until Close;
+// cancelling ctx abandons the decisions under way.
 func Start(ctx context.Context, o Options) (*Service, error) {
 	if o.URL == "" || o.Decider == nil || o.Issuer == nil || o.Permissions == nil {
 		return nil, fmt.Errorf("%w: URL, Decider, Issuer and Permissions are required", ErrOptions)
@@ -127,30 +135,34 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{opts: o, issuer: pub, log: o.Logger, slots: make(chan struct{}, o.Workers)}
-	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.nc, err = nats.Connect(o.URL, append([]nats.Option{nats.Name("warden auth callout"), nats.MaxReconnects(-1)}, o.Connect...)...)
 	if err != nil {
 		s.cancel()
 		return nil, fmt.Errorf("natscallout: connect: %w", err)
 	}
-	s.sub, err = s.nc.QueueSubscribe(Subject, o.Queue, s.receive)
+	s.sub, err = s.nc.QueueSubscribe(requestSubject, o.Queue, s.receive)
 	if err == nil {
 		err = s.nc.Flush() // the server knows the subscription before Start returns
 	}
 	if err != nil {
 		s.nc.Close()
 		s.cancel()
-		return nil, fmt.Errorf("natscallout: subscribe %s: %w", Subject, err)
+		return nil, fmt.Errorf("natscallout: subscribe %s: %w", requestSubject, err)
 	}
 	return s, nil
 }
 
-// Close stops answering, waits for the requests being decided, and
-// disconnects.
+// Close stops answering, lets the requests under way be answered, and
+// disconnects. A request delivered but not yet started goes unanswered:
+// the server refuses that client when its auth timeout ends.
 func (s *Service) Close() error {
 	err := s.sub.Unsubscribe()
-	s.cancel()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.wg.Wait()
+	s.cancel()
 	s.nc.Close()
 	return err
 }
@@ -163,7 +175,14 @@ func (s *Service) receive(m *nats.Msg) {
 	case <-s.ctx.Done():
 		return
 	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.slots
+		return
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer func() { <-s.slots; s.wg.Done() }()
 		s.answer(m)
