@@ -2,7 +2,12 @@ package natscallout_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -19,6 +24,7 @@ import (
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/internal/mqtttest"
 	"github.com/warden-mqtt/warden/natscallout"
+	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
@@ -84,7 +90,7 @@ func newEnv(t *testing.T, encrypt bool, tweak ...func(*server.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := authhook.New(ctx, authhook.Options{Store: st, Tokens: tokens})
+	h, err := authhook.New(ctx, authhook.Options{Store: st, Tokens: tokens, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,5 +367,60 @@ func TestCalloutMQTTClient(t *testing.T) {
 	}
 	if code := connack("Secret-guess-1"); code == 0 {
 		t.Error("wrong password accepted")
+	}
+}
+
+// TestCalloutClientCertificate: a client certificate the server verified
+// reaches warden in the request's TLS information: a certificate user
+// (no password) is admitted by its common name, checked again against
+// ClientCAs; a certificate of a user without the certificate grant is
+// refused.
+func TestCalloutClientCertificate(t *testing.T) {
+	t.Parallel()
+	ca, err := pki.NewCA("warden test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := ca.IssueServer([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, false, func(o *server.Options) {
+		o.TLS, o.TLSTimeout = true, 5
+		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}
+	})
+	roots := nats.Secure(&tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12})
+	e.opts.Connect = append(e.opts.Connect, roots)
+	e.opts.ClientCAs = ca.Pool()
+	e.start(t)
+	ctx := context.Background()
+	if _, err := e.st.CreateUser(ctx, store.User{Username: "devcert", GrantTypes: []store.GrantType{{Method: store.GrantCertificate}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.addUser(t, "pwonly", "Pw-password-1")
+
+	connect := func(cn string) error {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, _, err := ca.IssueClient(&key.PublicKey, cn, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(e.srv.ClientURL(), roots, nats.MaxReconnects(0), nats.Secure(&tls.Config{
+			RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12,
+			Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
+		}))
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	}
+	if err := connect("devcert"); err != nil {
+		t.Errorf("certificate user refused: %v", err)
+	}
+	if err := connect("pwonly"); !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("certificate of a password-only user: err = %v, want %v", err, nats.ErrAuthorization)
 	}
 }
