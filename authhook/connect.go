@@ -2,7 +2,6 @@ package authhook
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"time"
 
@@ -22,22 +21,16 @@ import (
 // and its clients by ID (claimClientID).
 
 // attempt is a client's request to connect, as the surface it came
-// through saw it. Its fields are what the surface fills in; the steps
-// work on a login made from it (newLogin).
+// through saw it: what every surface reports (Attempt, decide.go) and what
+// only the Mochi hook sees. Its fields are what the surface fills in; the
+// steps work on a login made from it (newLogin).
 type attempt struct {
-	Username string // as sent; "" with a certificate: its common name
-	Password []byte // nil or empty: none sent
-	// Cert is the client's certificate, verified against a trusted CA
-	// by the surface (the TLS listener's ClientCAs); nil: none.
-	Cert     *x509.Certificate
-	ClientID string
-	Remote   string // the client's address, "host:port"
-	V5       bool   // MQTT 5 (else 3.1.1 or 3.1)
+	Attempt
+	V5 bool // MQTT 5 (else 3.1.1 or 3.1)
 	// Will: the client left a will, on WillTopic (as sent, before the
 	// publish prefix).
 	Will      bool
 	WillTopic string
-	Now       time.Time
 }
 
 // login is an attempt being decided: what every step reads, worked out

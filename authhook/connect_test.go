@@ -107,7 +107,7 @@ func (s *steps) cert(t *testing.T, cn string) *x509.Certificate {
 
 // try is an MQTT 5 attempt of username with password from one address.
 func try(username, password string) attempt {
-	a := attempt{Username: username, ClientID: username + "-1", Remote: "192.0.2.7:40000", V5: true, Now: time.Now()}
+	a := attempt{Attempt: Attempt{Username: username, ClientID: username + "-1", Remote: "192.0.2.7:40000", Now: time.Now()}, V5: true}
 	if password != "" {
 		a.Password = []byte(password)
 	}

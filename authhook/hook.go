@@ -557,14 +557,10 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // connectAttempt is the attempt cl makes with its CONNECT pk.
 func connectAttempt(cl *mqtt.Client, pk packets.Packet, now time.Time) attempt {
 	a := attempt{
-		Username:  string(cl.Properties.Username),
-		Cert:      peerCertificate(cl),
-		ClientID:  cl.ID,
-		Remote:    cl.Net.Remote,
+		Attempt:   Attempt{Username: string(cl.Properties.Username), Cert: peerCertificate(cl), ClientID: cl.ID, Remote: cl.Net.Remote, Now: now},
 		V5:        cl.Properties.ProtocolVersion >= 5,
 		Will:      cl.Properties.Will.Flag != 0,
 		WillTopic: cl.Properties.Will.TopicName,
-		Now:       now,
 	}
 	if pk.Connect.PasswordFlag {
 		a.Password = pk.Connect.Password

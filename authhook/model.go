@@ -16,7 +16,8 @@ import (
 type entry struct {
 	user    store.User
 	matcher *acl.Matcher
-	epoch   uint64 // feed epoch when loading began: older entries never replace newer ones
+	perms   []acl.Permission // what matcher was compiled from (every context), for Decide
+	epoch   uint64           // feed epoch when loading began: older entries never replace newer ones
 }
 
 // model caches users (by username) and roles, as read from the store and
@@ -91,7 +92,7 @@ func (m *model) build(ctx context.Context, u store.User, epoch uint64) (*entry, 
 		// was edited behind warden's back. Deny everything for this user.
 		return nil, fmt.Errorf("%w: user %s: %v", errBrokenModel, u.Username, err)
 	}
-	return &entry{user: u, matcher: mt, epoch: epoch}, nil
+	return &entry{user: u, matcher: mt, perms: perms, epoch: epoch}, nil
 }
 
 var errBrokenModel = errors.New("authhook: stored permissions do not compile")

@@ -1,0 +1,132 @@
+package authhook
+
+import (
+	"context"
+	"crypto/x509"
+	"time"
+
+	"github.com/warden-mqtt/warden/acl"
+)
+
+// Decide is the CONNECT decision of connect.go for surfaces other than the
+// embedded broker (a NATS auth callout, a broker's auth webhook): the same
+// resolveUser and checkCredentials steps, the same lockout, audit records
+// and metrics, without the Mochi parts of admit. Client-ID ownership
+// across another broker's cluster, the will check and the registration
+// that lets the change feed disconnect a client are left to the surface
+// (and are not built yet for NATS).
+
+// Attempt is a client's request to connect, as the broker it came
+// through reported it.
+type Attempt struct {
+	Username string // as sent; "" with a certificate: its common name
+	Password []byte // nil or empty: none sent
+	// Cert is the client's certificate, verified against a trusted CA
+	// by the surface (the TLS listener's ClientCAs); nil: none.
+	Cert     *x509.Certificate
+	ClientID string
+	Remote   string // the client's address, "host:port" or "host"
+	// NoPublishPrefix: the surface cannot prepend a publish prefix, so a
+	// user that has one is refused rather than given unprefixed topics
+	// (Decide; the embedded broker applies the prefix).
+	NoPublishPrefix bool
+	Now             time.Time // Decide: zero is time.Now()
+}
+
+// Decision is an admitted attempt: who the client is and what it may do.
+type Decision struct {
+	UserID   string
+	Username string // the name the user matched: as stored, or the certificate's common name
+	ClientID string
+	// Permissions are the user's mqtt permissions, placeholders
+	// unresolved: {username} is Username, {clientId} is ClientID.
+	Permissions []acl.Permission
+	// PublishPrefix is the user's mqttPublishPrefix ("" when none; with
+	// Attempt.NoPublishPrefix such a user is refused instead).
+	PublishPrefix string
+	// TokenExpiry is when the login token sent as the password expires;
+	// zero when no token was used.
+	TokenExpiry time.Time
+}
+
+// RefusalCode says why a connection attempt was refused, as the metrics'
+// "reason" label names it (String); the surface maps it to its own
+// answer.
+type RefusalCode int
+
+// The refusal codes, one per kind of refusal the embedded broker tells
+// its clients apart.
+const (
+	RefusedBadCredentials = RefusalCode(refuseBadCredentials)
+	RefusedNotAuthorized  = RefusalCode(refuseNotAuthorized)
+	RefusedUnavailable    = RefusalCode(refuseUnavailable)
+	RefusedBusy           = RefusalCode(refuseBusy)
+	RefusedClientID       = RefusalCode(refuseClientID)
+	RefusedBlocked        = RefusalCode(refuseBlocked)
+	RefusedPending        = RefusalCode(refusePending)
+	RefusedAddress        = RefusalCode(refuseAddress)
+	RefusedTopic          = RefusalCode(refuseTopic)
+)
+
+// String is the code's metrics label, e.g. "bad_credentials".
+func (c RefusalCode) String() string {
+	if c < 0 || c >= RefusalCode(refusalKinds) {
+		return "unknown"
+	}
+	return refusalReasons[c]
+}
+
+// Refusal is the error Decide returns for a refused attempt; it is already
+// logged, audited, counted and, if it was a guess, counted towards the
+// lockout.
+type Refusal struct {
+	Code RefusalCode
+	// Reason is the audit reason: a fixed phrase, never a secret.
+	Reason string
+}
+
+func (r *Refusal) Error() string { return "authhook: connect refused: " + r.Reason }
+
+// Decide decides a, as the embedded broker decides a CONNECT. It returns
+// the decision, or a *Refusal.
+func (h *Hook) Decide(ctx context.Context, a Attempt) (Decision, error) {
+	if a.Now.IsZero() {
+		a.Now = time.Now()
+	}
+	dctx := &lazyDeadline{Context: ctx, deadline: a.Now.Add(h.opts.VerifyWait)}
+	defer dctx.stop()
+	l := newLogin(attempt{Attempt: a})
+	r := h.resolveUser(dctx, &l)
+	if !r.refused() {
+		r = h.checkCredentials(dctx, &l)
+	}
+	if !r.refused() && a.NoPublishPrefix && l.entry.user.MQTTPublishPrefix != "" {
+		r = refusal{kind: refuseNotAuthorized, reason: "publish prefix not supported by this broker"}
+	}
+	if r.refused() {
+		h.recordRefusal(dctx, &l, r)
+		h.opts.Metrics.connectRefused(r.kind)
+		return Decision{}, &Refusal{Code: RefusalCode(r.kind), Reason: r.reason}
+	}
+	if l.proof.byPassword {
+		h.lockout.Succeed(l.username, l.Remote)
+	}
+	if m := h.opts.Metrics; m != nil {
+		m.accepted.Inc() // not the active gauge: this surface never reports the disconnect
+	}
+	e := l.entry
+	var perms []acl.Permission
+	for _, p := range e.perms {
+		if p.Context == acl.ContextMQTT {
+			perms = append(perms, p)
+		}
+	}
+	return Decision{
+		UserID:        e.user.ID,
+		Username:      l.username,
+		ClientID:      l.ClientID,
+		Permissions:   perms,
+		PublishPrefix: e.user.MQTTPublishPrefix,
+		TokenExpiry:   l.tokenExp,
+	}, nil
+}

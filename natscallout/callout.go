@@ -1,0 +1,334 @@
+package natscallout
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/authhook"
+)
+
+// requestSubject is where a NATS server sends its auth callout requests
+// (nats-server's AuthCalloutSubject).
+const requestSubject = "$SYS.REQ.USER.AUTH"
+
+// xkeyHeader carries the server's curve key on an encrypted request
+// (nats-server's AuthRequestXKeyHeader).
+const xkeyHeader = "Nats-Server-Xkey"
+
+// Defaults of Options: the account clients land in, the queue group of
+// the warden nodes, the lifetime of a user JWT without a login token.
+const (
+	DefaultAccount = "MQTT"
+	DefaultQueue   = "warden"
+	DefaultExpiry  = time.Hour
+)
+
+// Decider decides a connection attempt (authhook.Hook.Decide).
+type Decider interface {
+	Decide(ctx context.Context, a authhook.Attempt) (authhook.Decision, error)
+}
+
+// PermissionsFunc compiles a user's mqtt permissions, bound to its
+// username and client ID, to NATS publish/subscribe permissions.
+type PermissionsFunc func(perms []acl.Permission, username, clientID string) (jwt.Permissions, error)
+
+// Options configure a Service. URL, Decider, Issuer and Permissions are
+// required.
+type Options struct {
+	// URL is the NATS server(s) to connect to, comma-separated.
+	URL string
+	// Connect holds the nats.go options warden connects with: at least
+	// the auth user's credentials (nats.UserInfo), which the server's
+	// auth_callout block lists in auth_users.
+	Connect []nats.Option
+	// Decider decides each attempt: the authhook.Hook of this node.
+	Decider Decider
+	// Issuer is the account nkey the server's auth_callout names as
+	// issuer; it signs the responses and the user JWTs.
+	Issuer nkeys.KeyPair
+	// XKey is the curve key whose public half the auth_callout's xkey
+	// names; nil: requests and responses are not encrypted (a request
+	// that is encrypted anyway is answered with nothing).
+	XKey nkeys.KeyPair
+	// Permissions compiles the admitted user's permissions.
+	Permissions PermissionsFunc
+	// ClientCAs, when set, must verify a client certificate the server
+	// passes on (besides the server's own verification); nil: the
+	// server's verified chain is trusted as it is.
+	ClientCAs *x509.CertPool
+	// Account is the account admitted clients are placed in
+	// (DefaultAccount).
+	Account string
+	// Queue is the queue group every warden node subscribes in, so each
+	// request is answered once (DefaultQueue).
+	Queue string
+	// Expiry bounds a user JWT not tied to a login token (DefaultExpiry).
+	Expiry time.Duration
+	// Workers is how many requests are decided at once (default
+	// 4×GOMAXPROCS): password checks take milliseconds.
+	Workers int
+	// Logger receives refusals the Decider did not log and failures to
+	// answer (never a password or a JWT); nil: none.
+	Logger *slog.Logger
+}
+
+// ErrOptions reports an Options value that Start cannot work with.
+var ErrOptions = errors.New("natscallout: invalid options")
+
+// Service answers a NATS server's auth callout requests with warden's
+// CONNECT decisions. Stop it with Close.
+type Service struct {
+	opts   Options
+	issuer string // Issuer's public key
+	nc     *nats.Conn
+	sub    *nats.Subscription
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	slots  chan struct{}
+
+	mu     sync.Mutex
+	closed bool           // Close began: no new request is started
+	wg     sync.WaitGroup // the requests being decided
+}
+
+// Start connects to NATS and answers auth callout requests until Close;
+// cancelling ctx abandons the decisions under way.
+func Start(ctx context.Context, o Options) (*Service, error) {
+	if o.URL == "" || o.Decider == nil || o.Issuer == nil || o.Permissions == nil {
+		return nil, fmt.Errorf("%w: URL, Decider, Issuer and Permissions are required", ErrOptions)
+	}
+	pub, err := o.Issuer.PublicKey()
+	if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
+		return nil, fmt.Errorf("%w: the issuer must be an account nkey", ErrOptions)
+	}
+	if o.XKey != nil {
+		if xpub, err := o.XKey.PublicKey(); err != nil || !nkeys.IsValidPublicCurveKey(xpub) {
+			return nil, fmt.Errorf("%w: the xkey must be a curve nkey", ErrOptions)
+		}
+	}
+	if o.Account == "" {
+		o.Account = DefaultAccount
+	}
+	if o.Queue == "" {
+		o.Queue = DefaultQueue
+	}
+	if o.Expiry <= 0 {
+		o.Expiry = DefaultExpiry
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{opts: o, issuer: pub, log: o.Logger, slots: make(chan struct{}, o.Workers)}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.nc, err = nats.Connect(o.URL, append([]nats.Option{nats.Name("warden auth callout"), nats.MaxReconnects(-1)}, o.Connect...)...)
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("natscallout: connect: %w", err)
+	}
+	s.sub, err = s.nc.QueueSubscribe(requestSubject, o.Queue, s.receive)
+	if err == nil {
+		err = s.nc.Flush() // the server knows the subscription before Start returns
+	}
+	if err != nil {
+		s.nc.Close()
+		s.cancel()
+		return nil, fmt.Errorf("natscallout: subscribe %s: %w", requestSubject, err)
+	}
+	return s, nil
+}
+
+// Close stops answering, lets the requests under way be answered, and
+// disconnects. A request delivered but not yet started goes unanswered:
+// the server refuses that client when its auth timeout ends.
+func (s *Service) Close() error {
+	err := s.sub.Unsubscribe()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.cancel()
+	s.nc.Close()
+	return err
+}
+
+// receive hands a request to a worker; nats.go runs a subscription's
+// callbacks one at a time, and a password check must not hold up the rest.
+func (s *Service) receive(m *nats.Msg) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.ctx.Done():
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.slots
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer func() { <-s.slots; s.wg.Done() }()
+		s.answer(m)
+	}()
+}
+
+// answer decides one request and responds. A request that cannot be read
+// gets no answer: the server refuses the client when its wait times out.
+func (s *Service) answer(m *nats.Msg) {
+	data, serverXKey, err := s.open(m)
+	if err != nil {
+		s.log.Warn("nats auth callout: unreadable request", "err", err)
+		return
+	}
+	req, err := jwt.DecodeAuthorizationRequestClaims(string(data))
+	if err != nil {
+		s.log.Warn("nats auth callout: undecodable request", "err", err)
+		return
+	}
+	vr := jwt.CreateValidationResults()
+	req.Validate(vr)
+	if vr.IsBlocking(true) {
+		s.log.Warn("nats auth callout: invalid request", "err", errors.Join(vr.Errors()...))
+		return
+	}
+	userJWT, refusal := s.decide(req)
+	res := jwt.NewAuthorizationResponseClaims(req.UserNkey)
+	res.Audience = req.Server.ID
+	if refusal != "" {
+		res.Error = refusal
+	} else {
+		res.Jwt = userJWT
+	}
+	out, err := res.Encode(s.opts.Issuer)
+	if err != nil {
+		s.log.Error("nats auth callout: sign response", "err", err)
+		return
+	}
+	resp := []byte(out)
+	if serverXKey != "" {
+		if resp, err = s.opts.XKey.Seal(resp, serverXKey); err != nil {
+			s.log.Error("nats auth callout: encrypt response", "err", err)
+			return
+		}
+	}
+	if err := m.Respond(resp); err != nil {
+		s.log.Warn("nats auth callout: respond", "err", err)
+	}
+}
+
+// open returns the request's JWT, decrypted if the server encrypted it
+// (then also the server's curve key, to encrypt the answer with).
+func (s *Service) open(m *nats.Msg) (data []byte, serverXKey string, err error) {
+	serverXKey = m.Header.Get(xkeyHeader)
+	if serverXKey == "" {
+		return m.Data, "", nil
+	}
+	if s.opts.XKey == nil {
+		return nil, "", errors.New("request encrypted, but no xkey configured")
+	}
+	data, err = s.opts.XKey.Open(m.Data, serverXKey)
+	if err != nil {
+		return nil, "", fmt.Errorf("decrypt: %w", err)
+	}
+	return data, serverXKey, nil
+}
+
+// decide returns the user JWT for the client req describes, or the reason
+// it is refused (for the server's log: the client is told only
+// "Authorization Violation").
+func (s *Service) decide(req *jwt.AuthorizationRequestClaims) (userJWT, refusal string) {
+	a, err := s.attempt(req)
+	if err != nil {
+		s.log.Info("nats auth callout: refused", "user", req.ConnectOptions.Username, "remote", req.ClientInformation.Host, "reason", err.Error())
+		return "", "not_authorized"
+	}
+	d, err := s.opts.Decider.Decide(s.ctx, a)
+	var r *authhook.Refusal
+	switch {
+	case errors.As(err, &r):
+		return "", r.Code.String() // authhook logged and audited it
+	case err != nil:
+		s.log.Error("nats auth callout: decide", "user", a.Username, "err", err)
+		return "", "unavailable"
+	}
+	perms, err := s.opts.Permissions(d.Permissions, d.Username, d.ClientID)
+	if err != nil {
+		s.log.Warn("nats auth callout: permissions not expressible in NATS", "user", d.Username, "err", err)
+		return "", "not_authorized"
+	}
+	uc := jwt.NewUserClaims(req.UserNkey)
+	uc.Audience = s.opts.Account
+	uc.Name = d.Username
+	uc.Permissions = perms
+	exp := a.Now.Add(s.opts.Expiry)
+	if !d.TokenExpiry.IsZero() {
+		exp = d.TokenExpiry
+	}
+	uc.Expires = exp.Unix()
+	userJWT, err = uc.Encode(s.opts.Issuer)
+	if err != nil {
+		s.log.Error("nats auth callout: sign user", "user", d.Username, "err", err)
+		return "", "unavailable"
+	}
+	return userJWT, ""
+}
+
+// attempt is the connection attempt req describes. An MQTT client's
+// client ID comes in the client information (a NATS client has none); a
+// client certificate counts only if the server verified it, and
+// ClientCAs, when set, verify it again.
+func (s *Service) attempt(req *jwt.AuthorizationRequestClaims) (authhook.Attempt, error) {
+	a := authhook.Attempt{
+		Username:        req.ConnectOptions.Username,
+		ClientID:        req.ClientInformation.MQTT,
+		Remote:          req.ClientInformation.Host,
+		NoPublishPrefix: true,
+		Now:             time.Now(),
+	}
+	if req.ConnectOptions.Password != "" {
+		a.Password = []byte(req.ConnectOptions.Password)
+	}
+	if req.TLS == nil || len(req.TLS.VerifiedChains) == 0 || len(req.TLS.VerifiedChains[0]) == 0 {
+		return a, nil
+	}
+	chain := make([]*x509.Certificate, 0, len(req.TLS.VerifiedChains[0]))
+	for _, p := range req.TLS.VerifiedChains[0] {
+		blk, _ := pem.Decode([]byte(p))
+		if blk == nil {
+			return a, errors.New("client certificate not PEM")
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return a, fmt.Errorf("client certificate: %w", err)
+		}
+		chain = append(chain, c)
+	}
+	if pool := s.opts.ClientCAs; pool != nil {
+		inter := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			return a, fmt.Errorf("client certificate not trusted by warden: %w", err)
+		}
+	}
+	a.Cert = chain[0]
+	return a, nil
+}
