@@ -30,7 +30,13 @@ type Attempt struct {
 	// user that has one is refused rather than given unprefixed topics
 	// (Decide; the embedded broker applies the prefix).
 	NoPublishPrefix bool
-	Now             time.Time // Decide: zero is time.Now()
+	// Admit, when set, is the surface's last word on an attempt the rules
+	// admitted: a non-nil error refuses it as not authorized, audited with
+	// the error's text as the reason (it must hold no secret). A surface
+	// that cannot express what the user may do (NATS subjects) refuses
+	// here, loudly, instead of granting more or less.
+	Admit func(Decision) error
+	Now   time.Time // Decide: zero is time.Now()
 }
 
 // Decision is an admitted attempt: who the client is and what it may do.
@@ -103,6 +109,15 @@ func (h *Hook) Decide(ctx context.Context, a Attempt) (Decision, error) {
 	if !r.refused() && a.NoPublishPrefix && l.entry.user.MQTTPublishPrefix != "" {
 		r = refusal{kind: refuseNotAuthorized, reason: "publish prefix not supported by this broker"}
 	}
+	var d Decision
+	if !r.refused() {
+		d = decision(&l)
+		if a.Admit != nil {
+			if err := a.Admit(d); err != nil {
+				r = refusal{kind: refuseNotAuthorized, reason: err.Error()}
+			}
+		}
+	}
 	if r.refused() {
 		h.recordRefusal(dctx, &l, r)
 		h.opts.Metrics.connectRefused(r.kind)
@@ -114,6 +129,11 @@ func (h *Hook) Decide(ctx context.Context, a Attempt) (Decision, error) {
 	if m := h.opts.Metrics; m != nil {
 		m.accepted.Inc() // not the active gauge: this surface never reports the disconnect
 	}
+	return d, nil
+}
+
+// decision is what an admitted login may do: its user's mqtt permissions.
+func decision(l *login) Decision {
 	e := l.entry
 	var perms []acl.Permission
 	for _, p := range e.perms {
@@ -128,5 +148,5 @@ func (h *Hook) Decide(ctx context.Context, a Attempt) (Decision, error) {
 		Permissions:   perms,
 		PublishPrefix: e.user.MQTTPublishPrefix,
 		TokenExpiry:   l.tokenExp,
-	}, nil
+	}
 }

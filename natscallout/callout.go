@@ -259,6 +259,18 @@ func (s *Service) decide(req *jwt.AuthorizationRequestClaims) (userJWT, refusal 
 		s.log.Info("nats auth callout: refused", "user", req.ConnectOptions.Username, "remote", req.ClientInformation.Host, "reason", err.Error())
 		return "", "not_authorized"
 	}
+	// The permissions are converted inside the decision, so that what NATS
+	// cannot express refuses the client like any other rule: logged,
+	// audited and counted, with the reason.
+	var perms jwt.Permissions
+	a.Admit = func(d authhook.Decision) error {
+		var err error
+		perms, err = s.opts.Permissions(d.Permissions, d.Username, d.ClientID)
+		if err != nil {
+			return fmt.Errorf("permissions not expressible in NATS: %w", err)
+		}
+		return nil
+	}
 	d, err := s.opts.Decider.Decide(s.ctx, a)
 	var r *authhook.Refusal
 	switch {
@@ -267,11 +279,6 @@ func (s *Service) decide(req *jwt.AuthorizationRequestClaims) (userJWT, refusal 
 	case err != nil:
 		s.log.Error("nats auth callout: decide", "user", a.Username, "err", err)
 		return "", "unavailable"
-	}
-	perms, err := s.opts.Permissions(d.Permissions, d.Username, d.ClientID)
-	if err != nil {
-		s.log.Warn("nats auth callout: permissions not expressible in NATS", "user", d.Username, "err", err)
-		return "", "not_authorized"
 	}
 	uc := jwt.NewUserClaims(req.UserNkey)
 	uc.Audience = s.opts.Account

@@ -1,6 +1,7 @@
 package natscallout_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,9 +22,11 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/internal/mqtttest"
+	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/natscallout"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/store"
@@ -40,6 +45,7 @@ type env struct {
 	st     store.Store
 	hook   *authhook.Hook
 	tokens *credential.Tokens
+	trail  *syncBuffer         // the audit trail of the hook
 	opts   natscallout.Options // what start uses for another responder
 }
 
@@ -89,12 +95,13 @@ func newEnv(t *testing.T, encrypt bool, tweak ...func(*server.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := authhook.New(ctx, authhook.Options{Store: st, Tokens: tokens, Logger: slog.New(slog.DiscardHandler)})
+	trail := &syncBuffer{}
+	h, err := authhook.New(ctx, authhook.Options{Store: st, Tokens: tokens, Logger: slog.New(slog.DiscardHandler), Audit: audit.New(trail)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Stop() })
-	return &env{srv: srv, sopts: sopts, st: st, hook: h, tokens: tokens, opts: natscallout.Options{
+	return &env{srv: srv, sopts: sopts, st: st, hook: h, tokens: tokens, trail: trail, opts: natscallout.Options{
 		URL:         srv.ClientURL(),
 		Connect:     []nats.Option{nats.UserInfo("auth", authPassword)},
 		Decider:     h,
@@ -409,5 +416,43 @@ func TestCalloutClientCertificate(t *testing.T) {
 	}
 	if err := connect("pwonly"); !errors.Is(err, nats.ErrAuthorization) {
 		t.Errorf("certificate of a password-only user: err = %v, want %v", err, nats.ErrAuthorization)
+	}
+}
+
+// syncBuffer is a bytes.Buffer the audit logger and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestCalloutRefusesUnexpressibleLoudly: a user whose permissions NATS
+// cannot express exactly (a first level of #, which NATS's > would let
+// reach $ topics) is refused, and the refusal is audited with the reason,
+// as any other refused CONNECT; it never gets a wider or narrower JWT.
+func TestCalloutRefusesUnexpressibleLoudly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.start(t)
+	e.addUser(t, "everything", "Everything-password-1", perm("#", acl.OpReadWrite))
+	if _, _, err := e.connect(t, "everything", "Everything-password-1"); err == nil {
+		t.Fatal("a user holding # connected through NATS")
+	}
+	poll.Until(t, 5*time.Second, "the refusal audited with its reason", func() bool {
+		return strings.Contains(e.trail.String(), "permissions not expressible in NATS")
+	})
+	if strings.Contains(e.trail.String(), "Everything-password-1") {
+		t.Error("the audit trail holds the password")
 	}
 }
