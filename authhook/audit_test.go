@@ -2,35 +2,15 @@ package authhook_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
+	"github.com/warden-mqtt/warden/internal/logbuf"
 )
-
-// syncBuffer is a goroutine-safe bytes.Buffer (the hook writes from the
-// client's goroutine).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestAuditRecordsRefusedConnects: each refused CONNECT (wrong password,
 // unknown user, anonymous) is one audit record with the username, client
@@ -38,7 +18,7 @@ func (s *syncBuffer) String() string {
 // ACL decisions leave none.
 func TestAuditRecordsRefusedConnects(t *testing.T) {
 	t.Parallel()
-	trail := &syncBuffer{}
+	trail := &logbuf.Buffer{}
 	n := startNode(t, nodeOpts{tweak: func(o *authhook.Options) { o.Audit = audit.New(trail) }})
 	addUser(t, n.st, "dev", "Dev-password-1", []acl.Permission{perm("dev/#", acl.OpReadWrite)}, nil)
 

@@ -11,6 +11,7 @@ import (
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/logbuf"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -23,7 +24,7 @@ import (
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	trail := &syncBuffer{}
+	trail := &logbuf.Buffer{}
 	n := startNode(t, nodeOpts{tweak: func(o *authhook.Options) { o.Audit = audit.New(trail) }})
 	st, h, tokens := n.st, n.hook, n.tokens
 	want := []acl.Permission{perm("dev/{clientId}/#", acl.OpWrite), perm("cmd/#", acl.OpRead)}

@@ -18,6 +18,7 @@ import (
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/logbuf"
 	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/store"
@@ -77,7 +78,7 @@ type guarded struct {
 	ca    *pki.CA
 	ver   *credential.Verifier
 	lock  *credential.Lockout
-	trail *syncBuffer
+	trail *logbuf.Buffer
 }
 
 func startGuarded(t testing.TB, lo credential.LockoutOptions, tweak func(*authhook.Options)) *guarded {
@@ -91,7 +92,7 @@ func startGuarded(t testing.TB, lo credential.LockoutOptions, tweak func(*authho
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &guarded{ca: ca, ver: ver, lock: credential.NewLockout(lo), trail: &syncBuffer{}}
+	g := &guarded{ca: ca, ver: ver, lock: credential.NewLockout(lo), trail: &logbuf.Buffer{}}
 	g.node = startNode(t, nodeOpts{
 		tls: &tls.Config{Certificates: []tls.Certificate{srv}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven},
 		tweak: func(o *authhook.Options) {

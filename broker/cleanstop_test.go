@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warden-mqtt/warden/internal/logbuf"
 	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 
 // waitLogged waits until logs holds n lines containing s, or fails.
-func waitLogged(t *testing.T, logs *syncBuffer, s string, n int) {
+func waitLogged(t *testing.T, logs *logbuf.Buffer, s string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for strings.Count(logs.String(), s) < n {
@@ -34,7 +35,7 @@ func waitLogged(t *testing.T, logs *syncBuffer, s string, n int) {
 // when the client was quicker; both are logged at debug, not as one
 // warning per client.
 func TestShutdownLogsNoWarningPerClient(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b := startBroker(t, Config{TCPAddr: local, WSAddr: local, Logger: log})
 	connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 5, ClientID: "quiet-v5", Keepalive: 60}.Bytes())
@@ -69,7 +70,7 @@ func TestShutdownLogsNoWarningPerClient(t *testing.T) {
 // not cause itself, here a client closing its socket without DISCONNECT,
 // is still a warning, now with a message and the client's address.
 func TestClientGoneWithoutDisconnectIsStillAWarning(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b := startBroker(t, Config{TCPAddr: local, Logger: log})
 	c, _ := connectRaw(t, b.Addr(ListenerTCP), mqtttest.Connect{Version: 5, ClientID: "gone", Keepalive: 60}.Bytes())
@@ -96,7 +97,7 @@ func TestLogEnded(t *testing.T) {
 		{"a refused CONNECT", errors.New("bad username or password"), false, "level=WARN"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs logbuf.Buffer
 			logEnded(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), "mqtt connection ended", "192.0.2.1:1", c.err, c.closing)
 			if got := logs.String(); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
 				t.Errorf("logged %q, want a line with %q", got, c.want)

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/warden-mqtt/warden/internal/logbuf"
 )
 
 // TestConnectionLimitFirstWarning: the first "connection limit reached"
@@ -11,7 +13,7 @@ import (
 // (it said "since" the Unix epoch, half a million hours); the refusals it
 // reports are counted.
 func TestConnectionLimitFirstWarning(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	l := newConnLimit(0, slog.New(slog.NewTextHandler(&logs, nil)))
 	if l.acquire() {
 		t.Fatal("a slot was granted with a limit of 0")

@@ -14,7 +14,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 
+	"github.com/warden-mqtt/warden/internal/logbuf"
 	"github.com/warden-mqtt/warden/internal/mqtttest"
 )
 
@@ -230,7 +230,7 @@ func TestOversizedPacketsAreRefusedOnTheFixedHeader(t *testing.T) {
 // any CONNECT; one beyond the limit is closed at once, a slot freed by a
 // close is usable again, and the refusals are logged once per interval.
 func TestConnectionLimit(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b := startBroker(t, Config{TCPAddr: local, WSAddr: local, MaxConnections: 3, Logger: log})
 
@@ -274,23 +274,6 @@ func TestConnectionLimit(t *testing.T) {
 	if got := b.server.Options.Capabilities.MaximumClients; got != 3 {
 		t.Errorf("Mochi's MaximumClients = %d, want 3", got)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestKeepaliveCeiling follows Mosquitto's max_keepalive: MQTT 5 clients

@@ -1,7 +1,6 @@
 package natscallout_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/logbuf"
 	"github.com/warden-mqtt/warden/internal/mqtttest"
 	"github.com/warden-mqtt/warden/internal/poll"
 	"github.com/warden-mqtt/warden/natscallout"
@@ -45,7 +44,7 @@ type env struct {
 	st     store.Store
 	hook   *authhook.Hook
 	tokens *credential.Tokens
-	trail  *syncBuffer         // the audit trail of the hook
+	trail  *logbuf.Buffer      // the audit trail of the hook
 	opts   natscallout.Options // what start uses for another responder
 }
 
@@ -95,7 +94,7 @@ func newEnv(t *testing.T, encrypt bool, tweak ...func(*server.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trail := &syncBuffer{}
+	trail := &logbuf.Buffer{}
 	h, err := authhook.New(ctx, authhook.Options{Store: st, Tokens: tokens, Logger: slog.New(slog.DiscardHandler), Audit: audit.New(trail)})
 	if err != nil {
 		t.Fatal(err)
@@ -417,24 +416,6 @@ func TestCalloutClientCertificate(t *testing.T) {
 	if err := connect("pwonly"); !errors.Is(err, nats.ErrAuthorization) {
 		t.Errorf("certificate of a password-only user: err = %v, want %v", err, nats.ErrAuthorization)
 	}
-}
-
-// syncBuffer is a bytes.Buffer the audit logger and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestCalloutRefusesUnexpressibleLoudly: a user whose permissions NATS

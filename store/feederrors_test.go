@@ -8,13 +8,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/warden-mqtt/warden/internal/logbuf"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // feedStore is a Redis store on srv whose log is logs, instrumented on a
 // registry of its own.
-func feedStore(t *testing.T, srv *storetest.Redis, logs *syncBuffer) (store.Store, *prometheus.Registry) {
+func feedStore(t *testing.T, srv *storetest.Redis, logs *logbuf.Buffer) (store.Store, *prometheus.Registry) {
 	t.Helper()
 	s := storetest.OpenRedis(t, storetest.URL(srv.URL), storetest.Logger(slog.New(slog.NewTextHandler(logs, nil))))
 	in, reg := instrument(t, s, "redis")
@@ -43,7 +44,7 @@ func waitFeedErrors(t *testing.T, reg prometheus.Gatherer, reason string, n floa
 }
 
 // feedWarnings returns the feed's WARN lines of reason in logs.
-func feedWarnings(logs *syncBuffer, reason string) []string {
+func feedWarnings(logs *logbuf.Buffer, reason string) []string {
 	var out []string
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, "level=WARN") && strings.Contains(line, "redis change feed") && strings.Contains(line, "reason="+reason) {
@@ -59,7 +60,7 @@ func feedWarnings(logs *syncBuffer, reason string) []string {
 // without their content. The feed goes on delivering commits.
 func TestRedisFeedCountsAndLogsDroppedMessages(t *testing.T) {
 	srv := storetest.StartRedis(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	s, reg := feedStore(t, srv, &logs)
 	for _, reason := range []string{"receive", "bad_message", "resync"} {
 		if n := feedErrorCount(t, reg, reason); n != 0 {
@@ -96,7 +97,7 @@ func TestRedisFeedCountsAndLogsDroppedMessages(t *testing.T) {
 // counted, and one WARN line says so within 10 s instead of none.
 func TestRedisFeedCountsAndLogsReceiveFailures(t *testing.T) {
 	srv := storetest.StartRedis(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	_, reg := feedStore(t, srv, &logs)
 	srv.Stop()
 	waitFeedErrors(t, reg, "receive", 2)

@@ -1,16 +1,15 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/warden-mqtt/warden/internal/logbuf"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
@@ -58,7 +57,7 @@ func TestRedisFlushIsALostModel(t *testing.T) {
 	defer cancel()
 	srv := storetest.StartRedis(t)
 	rc := srv.Client(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	a := storetest.OpenRedis(t, storetest.URL(srv.URL), storetest.Logger(slog.New(slog.NewTextHandler(&logs, nil))))
 	b := storetest.OpenRedis(t, storetest.URL(srv.URL))
 	events, err := b.Watch(ctx)
@@ -133,24 +132,6 @@ func TestRedisFlushIsALostModel(t *testing.T) {
 	if out := logs.String(); !strings.Contains(out, "Redis store restored") {
 		t.Errorf("node a's log does not say it recovered:\n%s", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestRedisRestartWithoutPersistenceIsALostModel: Redis is restarted
