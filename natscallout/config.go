@@ -54,6 +54,16 @@ const bcryptCost = 11
 // plain enough to need no quoting rules of NATS's configuration language.
 var userName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
+// CheckUser reports whether name can be warden's NATS user: a name the
+// printed configuration needs no quoting for, short enough that its
+// system user's name (SystemUserSuffix) is too.
+func CheckUser(name string) error {
+	if !userName.MatchString(name) {
+		return fmt.Errorf("user name %q: use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
 // ServerConfig is the input of the NATS server configuration part that
 // every NATS node includes.
 type ServerConfig struct {
@@ -113,8 +123,8 @@ func WriteServerConfig(w io.Writer, c ServerConfig) error {
 	if !nkeys.IsValidPublicAccountKey(c.Issuer) {
 		return fmt.Errorf("%w: the issuer %q is not an account public key", ErrServerConfig, c.Issuer)
 	}
-	if !userName.MatchString(c.User) {
-		return fmt.Errorf("%w: the user name %q: use up to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", ErrServerConfig, c.User)
+	if err := CheckUser(c.User); err != nil {
+		return fmt.Errorf("%w: %w", ErrServerConfig, err)
 	}
 	password := "$" + PasswordEnv
 	if c.Password != "" {

@@ -66,7 +66,7 @@ func jsonString(s string) string {
 // accountOf connects as user and asks the server which account it is in.
 func accountOf(t *testing.T, s *server.Server, user, password string) (string, error) {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, password), nats.MaxReconnects(0), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, password), nats.MaxReconnects(0), nats.Timeout(20*time.Second))
 	if err != nil {
 		return "", err
 	}
