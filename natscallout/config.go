@@ -87,8 +87,8 @@ var serverConfigTemplate = template.Must(template.New("nats").Parse(`# NATS auth
 # Every client connection, MQTT included, is decided by warden, except
 # warden's own users below. Admitted clients land in the account {{.MQTT}}.
 {{- if not .Hashed}}
-# The password is read from the environment variable {{.Env}} of each
-# nats-server process: set it to warden's --nats-password.
+# The password is read from the environment variable {{.Env}}
+# of each nats-server process: set it to warden's --nats-password.
 {{- end}}
 accounts {
   {{.Auth}} {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/warden-mqtt/warden/internal/mqtttest"
 	"github.com/warden-mqtt/warden/natscallout"
 )
 
@@ -125,6 +128,37 @@ func checkNode(t *testing.T, s *server.Server, opts *server.Options, issuer, pas
 	}
 	if _, err := accountOf(t, s, "warden", password+"x"); err == nil {
 		t.Error("warden with a wrong password was admitted")
+	}
+	checkMQTTGoesToWarden(t, s, opts, password)
+}
+
+// checkMQTTGoesToWarden: an MQTT CONNECT on the node becomes an auth
+// callout request that warden's user receives in the auth account.
+func checkMQTTGoesToWarden(t *testing.T, s *server.Server, opts *server.Options, password string) {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("warden", password), nats.MaxReconnects(0), nats.Timeout(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	requests, err := nc.SubscribeSync(server.AuthCalloutSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", net.JoinHostPort(opts.MQTT.Host, strconv.Itoa(opts.MQTT.Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	connect := mqtttest.Connect{Version: 4, ClientID: "sensor-1", Username: "alice", Password: "alice-pw", Keepalive: 30}
+	if _, err := conn.Write(connect.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := requests.NextMsg(10 * time.Second); err != nil {
+		t.Errorf("no auth callout request reached warden for an MQTT CONNECT: %v", err)
 	}
 }
 

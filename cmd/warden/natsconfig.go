@@ -58,7 +58,7 @@ func natsConfigCommand(ctx context.Context, args []string, env commandEnv) int {
 	if _, err := env.stdout.Write(out.Bytes()); err != nil {
 		return cf.failed("%v", err)
 	}
-	password := "the bcrypt hash of --nats-password"
+	password := "the bcrypt hash of --nats-password (WARDEN_NATS_PASSWORD)"
 	if cf.cfg.NATSPassword == "" {
 		password = "$" + natscallout.PasswordEnv + ", so set " + natscallout.PasswordEnv + " in every nats-server's environment"
 	}
