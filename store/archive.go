@@ -124,17 +124,18 @@ type ArchiveOptions struct {
 // KeySettings lists the settings that hold secret key material: the
 // internal CA with its private key ("pki/ca"), the token signing keys
 // (every setting under "jwt/": the key sets and their generation number,
-// and the single key of earlier releases), and the key that encrypts TOTP
-// secrets at rest ("mfa/encryption-key"). A pattern ending in "/" is a
-// prefix. Each pattern is one group: a restore takes a group from the
-// archive when the archive holds any of it, and keeps the store's own
-// otherwise (RestoreBackup).
+// and the single key of earlier releases), the key that encrypts TOTP
+// secrets at rest ("mfa/encryption-key"), and the NATS auth callout
+// issuer (every setting under "nats/": the account nkey seed that signs
+// callout answers). A pattern ending in "/" is a prefix. Each pattern is
+// one group: a restore takes a group from the archive when the archive
+// holds any of it, and keeps the store's own otherwise (RestoreBackup).
 //
-// The names are those of the pki and credential packages, which import
-// this one and so cannot be imported here; store's tests check that the
-// two agree.
+// The names are those of the pki, credential and natscallout packages,
+// which import this one and so cannot be imported here; store's tests
+// check that they agree.
 func KeySettings() []string {
-	return []string{"pki/ca", "jwt/", "mfa/encryption-key"}
+	return []string{"pki/ca", "jwt/", "mfa/encryption-key", "nats/"}
 }
 
 // IsKeySetting reports whether the setting holds secret key material.
@@ -411,8 +412,9 @@ func streamProblem(err error) string {
 // atomically. Key settings (KeySettings) are taken per group: from the
 // snapshot when it holds any setting of the group, else the store's
 // current ones are kept, so an archive made without keys leaves the
-// cluster's CA, token signing keys and MFA encryption key as they are and
-// tokens, certificates and MFA secrets of the same cluster keep working.
+// cluster's CA, token signing keys, MFA encryption key and NATS callout
+// issuer as they are, and tokens, certificates, MFA secrets and the NATS
+// servers' trust in the issuer keep working.
 func RestoreBackup(ctx context.Context, st Store, s Snapshot) error {
 	var keep []string
 	for _, p := range KeySettings() {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/natscallout"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
@@ -48,7 +49,8 @@ func archiveModel(t *testing.T, ctx context.Context, s store.Store) {
 }
 
 // withKeys creates the key settings of a warden node on s: the internal
-// CA, the token key set and the MFA encryption key.
+// CA, the token key set, the MFA encryption key and the NATS callout
+// issuer.
 func withKeys(t *testing.T, ctx context.Context, s store.Store) {
 	t.Helper()
 	if _, err := pki.LoadOrCreateCA(ctx, s, pki.DefaultCAName); err != nil {
@@ -59,6 +61,9 @@ func withKeys(t *testing.T, ctx context.Context, s store.Store) {
 	}
 	if _, err := credential.NewMFA(ctx, s); err != nil {
 		t.Fatalf("NewMFA: %v", err)
+	}
+	if _, err := natscallout.LoadIssuer(ctx, s); err != nil {
+		t.Fatalf("LoadIssuer: %v", err)
 	}
 }
 
@@ -201,12 +206,12 @@ func TestArchiveKeysOnlyWhenAsked(t *testing.T) {
 func TestKeySettingsNameTheRealKeys(t *testing.T) {
 	t.Parallel()
 	for _, k := range []string{pki.SettingCA, credential.SettingSigningKey, credential.SettingKeySet, credential.SettingKeySet + "/1",
-		credential.SettingKeySet + "/12", credential.SettingMFAKey} {
+		credential.SettingKeySet + "/12", credential.SettingMFAKey, natscallout.SettingIssuer} {
 		if !store.IsKeySetting(k) {
 			t.Errorf("IsKeySetting(%q) = false, want true", k)
 		}
 	}
-	for _, k := range []string{pki.SettingTrusted, registry.SettingState, "bootstrap", "pki/cab", "mfa/encryption-key2", "jwt"} {
+	for _, k := range []string{pki.SettingTrusted, registry.SettingState, "bootstrap", "pki/cab", "mfa/encryption-key2", "jwt", "nats"} {
 		if store.IsKeySetting(k) {
 			t.Errorf("IsKeySetting(%q) = true, want false", k)
 		}

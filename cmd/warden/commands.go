@@ -20,15 +20,16 @@ import (
 
 // commandsUsage is the Commands part of `warden --help`.
 const commandsUsage = `
-Commands (backup, restore and user add work on the store the flags or
-variables select: --data-dir/WARDEN_DATA_DIR or --redis-url/WARDEN_REDIS_URL;
-the embedded store is locked while warden runs, so stop warden first; Redis
-may be shared with running nodes, which follow the change at once. They
-exit 0 when done, 1 when they fail, 2 on invalid usage):
+Commands (backup, restore, user add and nats-config work on the store the
+flags or variables select: --data-dir/WARDEN_DATA_DIR or
+--redis-url/WARDEN_REDIS_URL; the embedded store is locked while warden
+runs, so stop warden first; Redis may be shared with running nodes, which
+follow the change at once. They exit 0 when done, 1 when they fail, 2 on
+invalid usage):
   warden backup --out FILE [--include-keys]
         write a backup archive of the whole model to FILE ("-": stdout),
         mode 0600. Without --include-keys it holds no secret keys (internal
-        CA, token signing keys, MFA encryption key).
+        CA, token signing keys, MFA encryption key, NATS callout issuer).
   warden restore FILE [--restore-max-size BYTES]
         replace the whole model with the archive in FILE ("-": stdin),
         atomically, after checking all of it. Keys the archive lacks keep
@@ -43,14 +44,15 @@ exit 0 when done, 1 when they fail, 2 on invalid usage):
         says how many keys it removed. The password is read from stdin
         with --password-stdin, else taken from WARDEN_ADMIN_PASSWORD, else
         generated and printed once on stdout.
-`
+` + natsConfigUsage // natsconfig.go
 
 // commands maps the first argument to a subcommand; any other first
 // argument starts the server (run).
 var commands = map[string]func(ctx context.Context, args []string, env commandEnv) int{
-	"backup":  backupCommand,
-	"restore": restoreCommand,
-	"user":    userCommand,
+	"backup":      backupCommand,
+	"restore":     restoreCommand,
+	"user":        userCommand,
+	"nats-config": natsConfigCommand,
 }
 
 // isCommand reports whether warden was started as a subcommand.
@@ -178,7 +180,7 @@ func backupCommand(ctx context.Context, args []string, env commandEnv) int {
 	cf := newCommandFlags("backup", env)
 	out := cf.String("out", "", `archive file to write ("-": stdout)`)
 	var keys bool
-	boolVar(cf.FlagSet, &keys, "include-keys", false, "also archive the internal CA, token signing keys and MFA encryption key")
+	boolVar(cf.FlagSet, &keys, "include-keys", false, "also archive the internal CA, token signing keys, MFA encryption key and NATS callout issuer")
 	if _, exit := cf.parse(args, 0, synopsis); exit >= 0 {
 		return exit
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/natscallout"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -137,6 +138,16 @@ type Config struct {
 	// a restore accepts (POST /api/maintenance/db/restore and warden
 	// restore), in bytes; the HTTP upload is capped accordingly.
 	RestoreMaxSize int
+	// NATSURL (comma-separated seed URLs of a NATS cluster) makes warden
+	// answer that cluster's auth callouts; empty: off.
+	NATSURL string
+	// NATSUser and NATSPassword are the user warden connects to NATS as,
+	// in the callout's auth account, and its password, which is also the
+	// password of the system user NATSUser+"-system" that sends the
+	// servers' kick requests (warden nats-config configures both).
+	// NATSPassword is a secret: never print it.
+	NATSUser     string
+	NATSPassword string
 	// InsecureNoAuth replaces warden's auth hook with Mochi's allow-all
 	// hook: every CONNECT, publish and subscribe is allowed. It exists
 	// only to measure what the auth layer costs (scripts/bench-compare.sh);
@@ -318,6 +329,15 @@ var options = []option{
 	{flag: "restore-max-size", env: "WARDEN_RESTORE_MAX_SIZE", def: strconv.Itoa(store.DefaultRestoreMaxBytes), arg: "bytes", readme: " bytes of uncompressed model a restore accepts",
 		usage: "largest model a restore accepts, as uncompressed JSON (POST /api/maintenance/db/restore, whose upload is capped to match, and warden restore); larger archives and archives inflating over 100 times their size are refused",
 		bind:  intOpt(func(c *Config) *int { return &c.RestoreMaxSize })},
+	{flag: "nats-url", env: "WARDEN_NATS_URL", def: "", arg: "urls", readme: ": off; set (comma-separated seed URLs): warden answers that NATS cluster's auth callouts",
+		usage: "comma-separated seed URLs of a NATS cluster (nats://host:4222; tls://, ws://, wss:// too) whose auth callouts warden answers, as --nats-user; print the NATS side with warden nats-config (empty: off)",
+		bind:  stringOpt(func(c *Config) *string { return &c.NATSURL })},
+	{flag: "nats-user", env: "WARDEN_NATS_USER", def: "warden", arg: "name", readme: " (and `warden-system`, for kick requests)",
+		usage: "user warden connects to NATS as, in the callout's auth account; its system user, which sends the servers' kick requests, is this name plus -system (warden nats-config defines both)",
+		bind:  stringOpt(func(c *Config) *string { return &c.NATSUser })},
+	{flag: "nats-password", env: "WARDEN_NATS_PASSWORD", def: "", arg: "password", secret: true, readme: "; required with `--nats-url`",
+		usage: "password of --nats-user and of its system user; required with --nats-url (warden nats-config prints its bcrypt hash, or a $WARDEN_NATS_PASSWORD reference each nats-server resolves from its environment)",
+		bind:  stringOpt(func(c *Config) *string { return &c.NATSPassword })},
 	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool", readme: "; `true` for benchmarks only",
 		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
@@ -399,7 +419,7 @@ func unexpectedArgument(arg string) error {
 	if near := nearest(arg, names); len(near) > 0 {
 		return fmt.Errorf("unexpected argument %q; did you mean the command %s? (commands come first: warden %s ...)", arg, strings.Join(near, " or "), near[0])
 	}
-	return fmt.Errorf("unexpected argument %q: the server takes only flags, and a command (backup, restore, user add, healthcheck, version, help) must come first", arg)
+	return fmt.Errorf("unexpected argument %q: the server takes only flags, and a command (backup, restore, user add, nats-config, healthcheck, version, help) must come first", arg)
 }
 
 // valueProblem describes why v could not be set for o, without echoing a
@@ -528,6 +548,7 @@ func (c Config) Validate() error {
 		add("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
 	}
 	c.validateSessionLimits(add)
+	c.validateNATS(add)
 	if err := audit.CheckSink(c.AuditLog); err != nil {
 		add("audit-log", "%v", err)
 	}
@@ -562,6 +583,38 @@ func (c Config) validateSessionLimits(add func(flagName, format string, args ...
 		if l.v < 1 || l.v > l.max {
 			add(l.flag, "must be from 1 to %d, got %d", l.max, l.v)
 		}
+	}
+}
+
+// validateNATS checks the NATS callout settings without connecting.
+// The URLs may hold credentials, so they are named by position, never
+// quoted.
+func (c Config) validateNATS(add func(flagName, format string, args ...any)) {
+	if c.NATSURL == "" {
+		return
+	}
+	if err := natscallout.CheckUser(c.NATSUser); err != nil {
+		add("nats-user", "%v", err)
+	}
+	urls := splitList(c.NATSURL)
+	if len(urls) == 0 {
+		add("nats-url", "holds no URL")
+	}
+	for i, raw := range urls {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			add("nats-url", "URL %d is not a valid URL (want nats://host:4222)", i+1)
+		case !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme):
+			add("nats-url", "URL %d: scheme must be nats://, tls://, ws:// or wss:// (as nats.go takes them), got %q", i+1, u.Scheme)
+		case u.Host == "":
+			add("nats-url", "URL %d has no host (want nats://host:4222)", i+1)
+		case u.User != nil:
+			add("nats-url", "URL %d holds credentials: give them with --nats-user and --nats-password", i+1)
+		}
+	}
+	if c.NATSPassword == "" {
+		add("nats-password", "required with --nats-url: the password of --nats-user in the NATS configuration (warden nats-config)")
 	}
 }
 
@@ -631,6 +684,7 @@ Commands (details below the flags):
   backup       write a backup archive of the model to a file
   restore      replace the model with a backup archive
   user add     create a user or reset its password, roles and MFA (recovery)
+  nats-config  print the NATS server configuration for warden's auth callout
   healthcheck  exit 0 when a running warden answers /healthz (container probe)
   version      print the version, commit and Go version
   help         print this help

@@ -37,6 +37,7 @@ func defaultConfig() Config {
 		MFA:                  true,
 
 		MFATrustedDeviceDays: 30,
+		NATSUser:             "warden",
 
 		MQTTMaxPacketSize:        1 << 20,
 		MQTTMaxKeepalive:         time.Hour,
@@ -113,7 +114,8 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_HTTP_TLS_CERT": "h.pem", "WARDEN_HTTP_TLS_KEY": "hk.pem",
 				"WARDEN_MQTT_MAX_SESSION_EXPIRY": "1h", "WARDEN_MQTT_MAX_OFFLINE_SESSIONS": "3", "WARDEN_MQTT_MAX_QUEUED_MESSAGES": "50",
 				"WARDEN_MQTT_MAX_TOPIC_LEVELS": "16", "WARDEN_MQTT_MAX_TOPIC_LENGTH": "1024",
-				"WARDEN_RESTORE_MAX_SIZE": "1048576",
+				"WARDEN_RESTORE_MAX_SIZE": "1048576", "WARDEN_NATS_URL": "nats://n1:4222,nats://n2:4222",
+				"WARDEN_NATS_USER": "warden-eu", "WARDEN_NATS_PASSWORD": "nats-pw",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
@@ -128,7 +130,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					MQTTMaxPacketSize: 65536, MQTTMaxConnections: 5000, MQTTMaxKeepalive: 20 * time.Minute,
 					WSAllowedOrigins: "https://ui.example.com", HTTPTLS: true, HTTPTLSCert: "h.pem", HTTPTLSKey: "hk.pem",
 					MQTTMaxSessionExpiry: time.Hour, MQTTMaxOfflineSessions: 3, MQTTMaxQueuedMessages: 50, MQTTMaxTopicLevels: 16, MQTTMaxTopicLength: 1024,
-					RestoreMaxSize: 1 << 20}
+					RestoreMaxSize: 1 << 20, NATSURL: "nats://n1:4222,nats://n2:4222", NATSUser: "warden-eu", NATSPassword: "nats-pw"}
 			},
 		},
 	}
@@ -349,6 +351,9 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--shutdown-timeout", "WARDEN_SHUTDOWN_TIMEOUT", `"10s"`},
 		{"--audit-log", "WARDEN_AUDIT_LOG", `"stderr"`},
 		{"--restore-max-size", "WARDEN_RESTORE_MAX_SIZE", `"268435456"`},
+		{"--nats-url", "WARDEN_NATS_URL", "empty"},
+		{"--nats-user", "WARDEN_NATS_USER", `"warden"`},
+		{"--nats-password", "WARDEN_NATS_PASSWORD", "empty"},
 		{"--insecure-no-auth", "WARDEN_INSECURE_NO_AUTH", `"false"`},
 	}
 	for _, w := range want {

@@ -1,0 +1,67 @@
+package natscallout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/warden-mqtt/warden/store"
+)
+
+// SettingIssuer is the store setting holding the seed of the auth callout
+// issuer: the account nkey whose public key every NATS node names in its
+// auth_callout block and whose private half signs the answers. It is key
+// material: store.KeySettings lists "nats/", so backups carry it only with
+// keys.
+const SettingIssuer = "nats/issuer"
+
+// ErrIssuerInvalid means the stored issuer setting is not an account nkey
+// seed. It is never replaced by a fresh key: every NATS node trusts the
+// stored one, so a new key would make every callout answer invalid.
+var ErrIssuerInvalid = errors.New("natscallout: stored issuer is not an account nkey seed")
+
+// LoadIssuer returns the callout issuer key pair kept in st, creating it
+// if st has none. Nodes racing to create it agree on the first one stored
+// (CreateSetting), as with the token signing keys, so every warden node
+// signs with the key the NATS servers trust. A store error is returned,
+// never papered over with a fresh key.
+func LoadIssuer(ctx context.Context, st store.Store) (nkeys.KeyPair, error) {
+	seed, err := st.Setting(ctx, SettingIssuer)
+	if errors.Is(err, store.ErrNotFound) {
+		seed, err = createIssuer(ctx, st)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natscallout: load issuer: %w", err)
+	}
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		return nil, ErrIssuerInvalid // the nkeys error could quote the seed
+	}
+	if pub, err := kp.PublicKey(); err != nil || !nkeys.IsValidPublicAccountKey(pub) {
+		return nil, ErrIssuerInvalid
+	}
+	return kp, nil
+}
+
+// createIssuer stores a fresh account nkey seed unless another node got
+// there first, and returns the stored one either way.
+func createIssuer(ctx context.Context, st store.Store) ([]byte, error) {
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		return nil, err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	err = st.CreateSetting(ctx, SettingIssuer, seed)
+	if errors.Is(err, store.ErrConflict) {
+		return st.Setting(ctx, SettingIssuer)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return seed, nil
+}
