@@ -30,7 +30,7 @@ const xkeyHeader = "Nats-Server-Xkey"
 // Defaults of Options: the account clients land in, the queue group of
 // the warden nodes, the lifetime of a user JWT without a login token.
 const (
-	DefaultAccount = "MQTT"
+	DefaultAccount = MQTTAccount
 	DefaultQueue   = "warden"
 	DefaultExpiry  = time.Hour
 )

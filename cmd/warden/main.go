@@ -17,6 +17,7 @@ import (
 
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/natscallout"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -136,7 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
-	b, err := startBroker(ctx, cfg, socks, s, tokens, reg, trust, log, brokerLog, auditLog, tel.hook, guard)
+	b, callout, err := startBroker(ctx, cfg, socks, s, tokens, reg, trust, log, brokerLog, auditLog, tel.hook, guard)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()
@@ -146,6 +147,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	httpSrv, err := startHTTP(cfg, socks.http, s, tokens, reg, trust, log, auditLog, tel, guard)
 	if err != nil {
 		log.Error("startup failed", "err", err)
+		closeCallout(callout)
 		_ = b.Close()
 		_ = closeStore()
 		return exitFail
@@ -165,9 +167,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	// NATS decides without warden from here: stop answering before the
+	// store closes (a request under way is answered first).
+	closeCallout(callout)
 	// Stop taking requests and let in-flight ones finish, tell MQTT
 	// clients "server shutting down", then close the store (shutdown.go).
 	return shutdown(cfg.ShutdownTimeout, httpSrv, b, s, log)
+}
+
+// closeCallout stops answering NATS auth callouts (callout may be nil).
+func closeCallout(callout *natscallout.Service) {
+	if callout != nil {
+		_ = callout.Close()
+	}
 }
 
 // openStore opens Redis when a URL is configured, else the bolt file in

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,7 +13,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/natscallout"
+	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
 
@@ -93,6 +97,61 @@ func TestNATSConfigRunsANATSServer(t *testing.T) {
 		t.Fatalf("warden's NATS user with WARDEN_NATS_PASSWORD: %v", err)
 	}
 	nc.Close()
+
+	// The binary on the same store answers that server's auth callouts: a
+	// warden user connects to NATS with its warden password and may
+	// publish what its mqtt permissions allow, nothing else.
+	st = storetest.OpenBolt(t, storetest.Path(filepath.Join(dataDir, storeFile)))
+	role, err := st.CreateRole(t.Context(), store.Role{Name: "plant", Permissions: []acl.Permission{
+		{Resource: "plant/#", Operation: acl.OpReadWrite, Context: acl.ContextMQTT}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devicePassword := validPassword(t)
+	hash, err := credential.Hash(devicePassword, credential.DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateUser(t.Context(), store.User{Username: "device-1", PasswordHash: hash, Roles: []string{role.ID},
+		GrantTypes: []store.GrantType{{Method: store.GrantPassword}}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
+	p := startWarden(t, buildWarden(t), "WARDEN_DATA_DIR="+dataDir, "WARDEN_NATS_URL="+s.ClientURL(),
+		"WARDEN_NATS_PASSWORD="+password, "WARDEN_ADMIN_PASSWORD="+validPassword(t))
+	p.waitFor("answering nats auth callouts")
+	if _, err := nats.Connect(s.ClientURL(), nats.UserInfo("device-1", "wrong-"+devicePassword), nats.MaxReconnects(0),
+		nats.Timeout(20*time.Second)); err == nil {
+		t.Fatal("device-1 connected to NATS with a wrong password")
+	}
+	violations := make(chan error, 4)
+	dev, err := nats.Connect(s.ClientURL(), nats.UserInfo("device-1", devicePassword), nats.MaxReconnects(0),
+		nats.Timeout(20*time.Second), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	if err != nil {
+		t.Fatalf("device-1 through warden's callout: %v\n%s", err, p.out.String())
+	}
+	defer dev.Close()
+	sub, err := dev.SubscribeSync("plant.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Publish("plant.1.temp", []byte("21")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(10 * time.Second); err != nil || m.Subject != "plant.1.temp" {
+		t.Fatalf("permitted publish on plant/1/temp: %v %v", m, err)
+	}
+	if err := dev.Publish("office.temp", []byte("22")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-violations:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Fatalf("publish on office/temp: %v, want a permissions violation", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a publish outside device-1's permissions was not refused")
+	}
 }
 
 // TestNATSConfigNeedsTheStoreFree: like backup, nats-config on the

@@ -15,11 +15,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/natscallout"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
@@ -38,18 +40,22 @@ const serverCertLifetime = 365 * 24 * time.Hour
 const caCertFile = "ca.pem"
 
 // startBroker wires the auth hook and the embedded broker and starts
-// serving MQTT on the bound sockets.
-func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger, auditLog *audit.Logger, metrics *authhook.Metrics, guard *loginGuard) (*broker.Broker, error) {
-	var err error
+// serving MQTT on the bound sockets; with --nats-url the same hook also
+// answers that NATS cluster's auth callouts (callout, nil when off).
+func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger, auditLog *audit.Logger, metrics *authhook.Metrics, guard *loginGuard) (b *broker.Broker, callout *natscallout.Service, err error) {
 	var tlsCfg *tls.Config
 	if cfg.MQTTSAddr != "" || cfg.WSTLS {
 		tlsCfg, err = serverTLS(cfg, trust, log)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if cfg.InsecureNoAuth {
-		return startInsecureBroker(cfg, socks, tlsCfg, log, brokerLog)
+		if cfg.NATSURL != "" {
+			return nil, nil, errors.New("--nats-url: warden answers NATS auth callouts with its rules, which --insecure-no-auth switches off")
+		}
+		b, err = startInsecureBroker(cfg, socks, tlsCfg, log, brokerLog)
+		return b, nil, err
 	}
 	hook, err := authhook.New(ctx, authhook.Options{
 		Store:              s,
@@ -66,24 +72,54 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 		MaxOfflineSessions: cfg.MQTTMaxOfflineSessions,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	b, err := broker.New(brokerConfig(cfg, socks, tlsCfg, brokerLog), hook)
+	b, err = broker.New(brokerConfig(cfg, socks, tlsCfg, brokerLog), hook)
 	if err != nil {
 		_ = hook.Stop()
-		return nil, err
+		return nil, nil, err
 	}
 	hook.Attach(b.Server())
 	if err := b.Start(); err != nil {
 		_ = b.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	for _, l := range []struct{ id, name string }{{broker.ListenerTCP, "mqtt"}, {broker.ListenerTLS, "mqtts"}, {broker.ListenerWS, "ws"}} {
 		if a := b.Addr(l.id); a != "" {
 			log.Info("listening", "listener", l.name, "addr", a)
 		}
 	}
-	return b, nil
+	if cfg.NATSURL != "" {
+		if callout, err = startCallout(ctx, cfg, s, hook, log); err != nil {
+			_ = b.Close()
+			return nil, nil, err
+		}
+	}
+	return b, callout, nil
+}
+
+// startCallout answers the auth callouts of the NATS cluster at
+// --nats-url with hook's decisions, signing with the store's issuer key.
+func startCallout(ctx context.Context, cfg Config, s store.Store, hook *authhook.Hook, log *slog.Logger) (*natscallout.Service, error) {
+	issuer, err := natscallout.LoadIssuer(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("nats issuer: %w", err)
+	}
+	svc, err := natscallout.Start(ctx, natscallout.Options{
+		URL:         cfg.NATSURL,
+		Connect:     []nats.Option{nats.UserInfo(cfg.NATSUser, cfg.NATSPassword), nats.Name("warden")},
+		Decider:     hook,
+		Issuer:      issuer,
+		Permissions: natscallout.Permissions,
+		Account:     natscallout.MQTTAccount,
+		Logger:      log,
+	})
+	if err != nil {
+		// The URL may hold nothing secret (Validate refuses credentials in it).
+		return nil, fmt.Errorf("nats auth callout at %s: %w", cfg.NATSURL, err)
+	}
+	log.Info("answering nats auth callouts", "nats", cfg.NATSURL, "user", cfg.NATSUser, "account", natscallout.MQTTAccount)
+	return svc, nil
 }
 
 // startHTTP serves the admin API on ln, bound to --http-addr (nil, nil
