@@ -58,6 +58,14 @@ func TestOfflineSessionsPerUserCapped(t *testing.T) {
 	for i := range total {
 		leave(fmt.Sprint("fleet-", i), "fleet", "fleet-secret-1")
 	}
+	// leave waits until the client is closed; Mochi marks it closed before
+	// it calls OnDisconnect, which lists the session and ends the oldest,
+	// so the last eviction may still be under way: wait for it.
+	lastEnded := fmt.Sprint("fleet-", total-authhook.DefaultMaxOfflineSessions-1)
+	poll.Until(t, 5*time.Second, lastEnded+"'s session ended", func() bool {
+		_, kept := srv.Clients.Get(lastEnded)
+		return !kept
+	})
 
 	for i := range total {
 		id := fmt.Sprint("fleet-", i)

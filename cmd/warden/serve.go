@@ -106,8 +106,10 @@ func startCallout(ctx context.Context, cfg Config, s store.Store, hook *authhook
 		return nil, fmt.Errorf("nats issuer: %w", err)
 	}
 	svc, err := natscallout.Start(ctx, natscallout.Options{
-		URL:         cfg.NATSURL,
-		Connect:     []nats.Option{nats.UserInfo(cfg.NATSUser, cfg.NATSPassword), nats.Name("warden")},
+		URL: cfg.NATSURL,
+		// nats-config gives NATS a bcrypt hash of the password, which a busy
+		// server takes a while to check: wait longer than nats.go's 2 s.
+		Connect:     []nats.Option{nats.UserInfo(cfg.NATSUser, cfg.NATSPassword), nats.Name("warden"), nats.Timeout(20 * time.Second)},
 		Decider:     hook,
 		Issuer:      issuer,
 		Permissions: natscallout.Permissions,
