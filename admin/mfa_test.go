@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/admin"
+	"github.com/warden-mqtt/warden/internal/logbuf"
 )
 
 // mEpoch is where the MFA tests' clock starts: 10 s into a TOTP step, so
@@ -40,22 +41,7 @@ func (c *mClock) advance(d time.Duration) {
 }
 
 // mLog collects the server's log output (goroutine-safe).
-type mLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *mLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *mLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type mLog = logbuf.Buffer
 
 // mEnv is an admin server with MFA on, a fake clock and a debug log, on
 // the store of a (the admin's harness); admin is logged in on it.

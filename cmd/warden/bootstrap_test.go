@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -13,28 +12,14 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/internal/logbuf"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
 
 // logBuffer is a concurrency-safe io.Writer that slog writes JSON lines
 // into, and that tests read back as records.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer struct{ logbuf.Buffer }
 
 // records decodes every logged line.
 func (b *logBuffer) records(t *testing.T) []map[string]any {
