@@ -26,10 +26,6 @@ type Attempt struct {
 	Cert     *x509.Certificate
 	ClientID string
 	Remote   string // the client's address, "host:port" or "host"
-	// NoPublishPrefix: the surface cannot prepend a publish prefix, so a
-	// user that has one is refused rather than given unprefixed topics
-	// (Decide; the embedded broker applies the prefix).
-	NoPublishPrefix bool
 	// Admit, when set, is the surface's last word on an attempt the rules
 	// admitted: a non-nil error refuses it as not authorized, audited with
 	// the error's text as the reason (it must hold no secret). A surface
@@ -47,8 +43,8 @@ type Decision struct {
 	// Permissions are the user's mqtt permissions, placeholders
 	// unresolved: {username} is Username, {clientId} is ClientID.
 	Permissions []acl.Permission
-	// PublishPrefix is the user's mqttPublishPrefix ("" when none; with
-	// Attempt.NoPublishPrefix such a user is refused instead).
+	// PublishPrefix is the user's mqttPublishPrefix ("" when none); a
+	// surface that cannot prepend it refuses such a user in Attempt.Admit.
 	PublishPrefix string
 	// TokenExpiry is when the login token sent as the password expires;
 	// zero when no token was used.
@@ -105,9 +101,6 @@ func (h *Hook) Decide(ctx context.Context, a Attempt) (Decision, error) {
 	r := h.resolveUser(dctx, &l)
 	if !r.refused() {
 		r = h.checkCredentials(dctx, &l)
-	}
-	if !r.refused() && a.NoPublishPrefix && l.entry.user.MQTTPublishPrefix != "" {
-		r = refusal{kind: refuseNotAuthorized, reason: "publish prefix not supported by this broker"}
 	}
 	var d Decision
 	if !r.refused() {

@@ -57,7 +57,7 @@ func TestDecide(t *testing.T) {
 	}{
 		{"wrong password", authhook.Attempt{Username: "dev", Password: []byte("Secret-guess-1")}, authhook.RefusedBadCredentials, "wrong password"},
 		{"unknown user", authhook.Attempt{Username: "ghost", Password: []byte("Secret-guess-2")}, authhook.RefusedBadCredentials, "unknown user"},
-		{"prefix", authhook.Attempt{Username: "pre", Password: []byte("Pre-password-1"), NoPublishPrefix: true}, authhook.RefusedNotAuthorized, "publish prefix not supported by this broker"},
+		{"prefix", authhook.Attempt{Username: "pre", Password: []byte("Pre-password-1"), Admit: refusePrefix}, authhook.RefusedNotAuthorized, "publish prefix not supported by this broker"},
 	} {
 		_, err := h.Decide(ctx, c.a)
 		var r *authhook.Refusal
@@ -73,4 +73,13 @@ func TestDecide(t *testing.T) {
 			t.Errorf("audit trail contains %q", secret)
 		}
 	}
+}
+
+// refusePrefix refuses a user with a publish prefix, as a surface that
+// cannot prepend one (NATS) does.
+func refusePrefix(d authhook.Decision) error {
+	if d.PublishPrefix != "" {
+		return errors.New("publish prefix not supported by this broker")
+	}
+	return nil
 }

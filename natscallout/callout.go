@@ -250,6 +250,9 @@ func (s *Service) open(m *nats.Msg) (data []byte, serverXKey string, err error) 
 	return data, serverXKey, nil
 }
 
+// errPublishPrefix refuses a user with a publish prefix: its audit reason.
+var errPublishPrefix = errors.New("publish prefix not supported by this broker")
+
 // decide returns the user JWT for the client req describes, or the reason
 // it is refused (for the server's log: the client is told only
 // "Authorization Violation").
@@ -264,6 +267,10 @@ func (s *Service) decide(req *jwt.AuthorizationRequestClaims) (userJWT, refusal 
 	// audited and counted, with the reason.
 	var perms jwt.Permissions
 	a.Admit = func(d authhook.Decision) error {
+		if d.PublishPrefix != "" {
+			// NATS cannot prepend it: unprefixed topics would be others'.
+			return errPublishPrefix
+		}
 		var err error
 		perms, err = s.opts.Permissions(d.Permissions, d.Username, d.ClientID)
 		if err != nil {
@@ -303,11 +310,10 @@ func (s *Service) decide(req *jwt.AuthorizationRequestClaims) (userJWT, refusal 
 // ClientCAs, when set, verify it again.
 func (s *Service) attempt(req *jwt.AuthorizationRequestClaims) (authhook.Attempt, error) {
 	a := authhook.Attempt{
-		Username:        req.ConnectOptions.Username,
-		ClientID:        req.ClientInformation.MQTT,
-		Remote:          req.ClientInformation.Host,
-		NoPublishPrefix: true,
-		Now:             time.Now(),
+		Username: req.ConnectOptions.Username,
+		ClientID: req.ClientInformation.MQTT,
+		Remote:   req.ClientInformation.Host,
+		Now:      time.Now(),
 	}
 	if req.ConnectOptions.Password != "" {
 		a.Password = []byte(req.ConnectOptions.Password)
