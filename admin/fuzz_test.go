@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/warden-mqtt/warden/account"
 )
 
 // FuzzDecodeJSON feeds arbitrary bodies to the decoder every endpoint uses,
@@ -31,12 +33,12 @@ func FuzzDecodeJSON(f *testing.F) {
 	}
 	targets := []func() any{
 		func() any { return new(loginRequest) },
-		func() any { return new(newUserRequest) },
-		func() any { return new([]newUserRequest) },
-		func() any { return new(updateUserRequest) },
+		func() any { return new(account.NewUser) },
+		func() any { return new([]account.NewUser) },
+		func() any { return new(account.UserUpdate) },
 		func() any { return new(roleRequest) },
-		func() any { return new(permissionUpdate) },
-		func() any { return new(changePasswordRequest) },
+		func() any { return new(account.PermissionUpdate) },
+		func() any { return new(account.PasswordChange) },
 		func() any { return new([]string) },
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {

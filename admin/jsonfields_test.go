@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warden-mqtt/warden/account"
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/registry"
 )
@@ -30,10 +31,10 @@ func TestJSONFieldsAgreeWithTheDecoder(t *testing.T) {
 		v    any
 		want string
 	}{
-		{new(changePasswordRequest), "password, newPassword, revokeApplicationTokens"},
+		{new(account.PasswordChange), "password, newPassword, revokeApplicationTokens"},
 		{new(withEmbedded), "top, deep, Plain"},
-		{new(newUserRequest), ""}, {new(updateUserRequest), ""}, {new(confirmRequest), ""},
-		{new(roleRequest), ""}, {new(permissionUpdate), ""}, {new(acl.Permission), ""},
+		{new(account.NewUser), ""}, {new(account.UserUpdate), ""}, {new(confirmRequest), ""},
+		{new(roleRequest), ""}, {new(account.PermissionUpdate), ""}, {new(acl.Permission), ""},
 		{new(loginRequest), ""}, {new(logoutRequest), ""}, {new(mfaLoginRequest), ""},
 		{new(createMFAKeyRequest), ""}, {new(registry.Request), ""}, {new(applicationTokenRequest), ""},
 	} {
@@ -69,7 +70,7 @@ func TestJSONFieldsAgreeWithTheDecoder(t *testing.T) {
 func TestUnknownFieldErrorLeavesOtherErrors(t *testing.T) {
 	t.Parallel()
 	for _, body := range []string{`{"password":1}`, `{"password":"a"`, `{"password":"a",}`, `[1]`} {
-		err := decodeJSON(bytes.NewReader([]byte(body)), new(changePasswordRequest))
+		err := decodeJSON(bytes.NewReader([]byte(body)), new(account.PasswordChange))
 		if err == nil || strings.Contains(err.Error(), "unknown field") || !strings.HasPrefix(err.Error(), "malformed JSON: ") {
 			t.Errorf("%s: %v, want the decoder's malformed JSON message", body, err)
 		}

@@ -248,11 +248,9 @@ func (s *Server) getPermission(w http.ResponseWriter, r *http.Request, _ *caller
 	return nil
 }
 
-type permissionUpdate = account.PermissionUpdate
-
 // updatePermission changes a permission's resource, operation or context.
 func (s *Server) updatePermission(w http.ResponseWriter, r *http.Request, c *caller) error {
-	var req permissionUpdate
+	var req account.PermissionUpdate
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}

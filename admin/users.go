@@ -31,16 +31,8 @@ func (s *Server) registerUsers() {
 // maxListRows is the seed's cap on rowsPerPage for GET /api/listUsers.
 const maxListRows = 100
 
-// The request bodies of user changes are account's types: the API's
-// JSON names are theirs.
-type (
-	newUserRequest        = account.NewUser
-	updateUserRequest     = account.UserUpdate
-	changePasswordRequest = account.PasswordChange
-)
-
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *caller) error {
-	var req newUserRequest
+	var req account.NewUser
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -54,7 +46,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c *caller) e
 
 // createUsers creates all users or none (account.CreateUsers).
 func (s *Server) createUsers(w http.ResponseWriter, r *http.Request, c *caller) error {
-	var reqs []newUserRequest
+	var reqs []account.NewUser
 	if err := decode(w, r, &reqs); err != nil {
 		return err
 	}
@@ -163,7 +155,7 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, _ *caller) erro
 
 // updateUser changes the fields present in the body (account.UpdateUser).
 func (s *Server) updateUser(w http.ResponseWriter, r *http.Request, c *caller) error {
-	var req updateUserRequest
+	var req account.UserUpdate
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -199,7 +191,7 @@ func (s *Server) deleteUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 // changePassword is self-service (account.ChangePassword); a refused
 // current password is audited like a refused login.
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *caller) error {
-	var req changePasswordRequest
+	var req account.PasswordChange
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
