@@ -3,6 +3,7 @@ package authhook
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"time"
 
 	"github.com/warden-mqtt/warden/acl"
@@ -12,9 +13,10 @@ import (
 // embedded broker (a NATS auth callout, a broker's auth webhook): the same
 // resolveUser and checkCredentials steps, the same lockout, audit records
 // and metrics, without the Mochi parts of admit. Client-ID ownership
-// across another broker's cluster, the will check and the registration
-// that lets the change feed disconnect a client are left to the surface
-// (and are not built yet for NATS).
+// across another broker's cluster and the will check are left to the
+// surface (Attempt.Admit); a surface whose broker keeps the decision
+// keeps the Decision's Grant and asks Recheck when the model changes
+// (recheck.go).
 
 // Attempt is a client's request to connect, as the broker it came
 // through reported it.
@@ -27,8 +29,9 @@ type Attempt struct {
 	ClientID string
 	Remote   string // the client's address, "host:port" or "host"
 	// Admit, when set, is the surface's last word on an attempt the rules
-	// admitted: a non-nil error refuses it as not authorized, audited with
-	// the error's text as the reason (it must hold no secret). A surface
+	// admitted: a non-nil error refuses it, audited with the error's text
+	// as the reason (it must hold no secret), as not authorized unless it
+	// is a *Refusal naming another code. A surface
 	// that cannot express what the user may do (NATS subjects) refuses
 	// here, loudly, instead of granting more or less.
 	Admit func(Decision) error
@@ -49,6 +52,23 @@ type Decision struct {
 	// TokenExpiry is when the login token sent as the password expires;
 	// zero when no token was used.
 	TokenExpiry time.Time
+	// Grant is how the client proved who it is: the surface keeps it with
+	// the connection and hands it to Recheck when the model changes.
+	Grant Grant
+}
+
+// Grant records how an admitted client authenticated, for Recheck. It
+// holds no secret (a token's ID is not the token), so a surface may keep
+// it where the broker can read it, e.g. in a JWT's tags.
+type Grant struct {
+	UserID   string `json:"u"`
+	Username string `json:"n"`
+	ClientID string `json:"c,omitempty"`
+	// ByPassword: the account password, in PasswordVersion.
+	ByPassword      bool   `json:"p,omitempty"`
+	PasswordVersion uint64 `json:"v,omitempty"`
+	TokenID         string `json:"t,omitempty"` // a login token sent as the password
+	CertFingerprint string `json:"f,omitempty"` // a client certificate
 }
 
 // RefusalCode says why a connection attempt was refused, as the metrics'
@@ -107,7 +127,7 @@ func (h *Hook) Decide(ctx context.Context, a Attempt) (Decision, error) {
 		d = decision(&l)
 		if a.Admit != nil {
 			if err := a.Admit(d); err != nil {
-				r = refusal{kind: refuseNotAuthorized, reason: err.Error()}
+				r = admitRefusal(err)
 			}
 		}
 	}
@@ -141,5 +161,19 @@ func decision(l *login) Decision {
 		Permissions:   perms,
 		PublishPrefix: e.user.MQTTPublishPrefix,
 		TokenExpiry:   l.tokenExp,
+		Grant: Grant{
+			UserID: e.user.ID, Username: l.username, ClientID: l.ClientID,
+			ByPassword: l.proof.byPassword, PasswordVersion: l.proof.pwVersion,
+			TokenID: l.proof.tokenID, CertFingerprint: l.proof.certFP,
+		},
 	}
+}
+
+// admitRefusal is the refusal for an error of Attempt.Admit.
+func admitRefusal(err error) refusal {
+	var r *Refusal
+	if errors.As(err, &r) && r.Code >= 0 && r.Code < RefusalCode(refusalKinds) {
+		return refusal{kind: refusalKind(r.Code), reason: r.Reason}
+	}
+	return refusal{kind: refuseNotAuthorized, reason: err.Error()}
 }

@@ -128,6 +128,10 @@ type Hook struct {
 	// offline lists each user's offline persistent sessions (*conn),
 	// oldest first (sessions.go); guarded by mu.
 	offline map[string]*list.List
+	// listeners are the OnChange callbacks, by registration number;
+	// guarded by mu.
+	listeners   map[uint64]func(store.Event)
+	listenerSeq uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc

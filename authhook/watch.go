@@ -28,10 +28,15 @@ func (h *Hook) watch(events <-chan store.Event) {
 			}
 			h.apply(ev)
 			h.settled.Store(h.epoch.Load())
+			if ev.Kind == store.KindUser || ev.Kind == store.KindRole || ev.Kind == store.KindReset ||
+				ev.Kind == store.KindToken && ev.Op == store.OpDelete {
+				h.changed(ev)
+			}
 		case <-tick.C:
 			if h.dirty.Load() {
 				h.resync()
 				h.settled.Store(h.epoch.Load())
+				h.changed(store.Event{Kind: store.KindReset})
 			}
 			h.sweep()
 		}
@@ -110,42 +115,51 @@ func (h *Hook) refreshUser(id string) {
 	}
 }
 
-// reevaluate checks that c's way of authenticating still holds for the
-// user as it is now, then swaps in a snapshot of its current permissions
-// and drops subscriptions they no longer cover.
-func (h *Hook) reevaluate(c *conn, e *entry) {
-	u := e.user
-	now := time.Now()
+// stillHolds returns why a client that authenticated as userID/username
+// with proof may not stay connected as the user u is now, or "" if it
+// may: the user was replaced, suspended, its password or grant types or
+// pinned certificate changed, or MFA now applies.
+func (h *Hook) stillHolds(userID, username string, p proof, u store.User, now time.Time) string {
 	allowed, required := grants(u)
 	// A password session is held to the MFA rules as a new CONNECT would
 	// be (checkPassword): unless a certificate authenticated it without
 	// the password, enrolling MFA or the MFA lock ends it.
 	mfa := ""
-	if c.byPassword && (c.certFP == "" || required.password) {
-		mfa = h.mfaRefusal(u, c.certFP, now)
+	if p.byPassword && (p.certFP == "" || required.password) {
+		mfa = h.mfaRefusal(u, p.certFP, now)
 	}
 	switch {
-	case u.ID != c.userID || u.Username != c.username:
-		h.revoke(c, "user replaced or renamed")
+	case u.ID != userID || u.Username != username:
+		return "user replaced or renamed"
 	case u.Suspended:
-		h.revoke(c, "user suspended")
-	case c.byPassword && u.PasswordVersion != c.pwVersion:
-		h.revoke(c, "password changed")
-	case (c.byPassword || c.tokenID != "") && !allowed.password:
-		h.revoke(c, "password grant removed")
+		return "user suspended"
+	case p.byPassword && u.PasswordVersion != p.pwVersion:
+		return "password changed"
+	case (p.byPassword || p.tokenID != "") && !allowed.password:
+		return "password grant removed"
 	case mfa != "":
-		h.revoke(c, mfa)
-	case c.certFP != "" && (!allowed.certificate || !certPinned(u, c.certFP, now)):
-		h.revoke(c, "certificate removed")
-	case required.password && !c.byPassword && c.tokenID == "":
-		h.revoke(c, "password now required")
-	case required.certificate && c.certFP == "":
-		h.revoke(c, "certificate now required")
+		return mfa
+	case p.certFP != "" && (!allowed.certificate || !certPinned(u, p.certFP, now)):
+		return "certificate removed"
+	case required.password && !p.byPassword && p.tokenID == "":
+		return "password now required"
+	case required.certificate && p.certFP == "":
+		return "certificate now required"
+	}
+	return ""
+}
+
+// reevaluate checks that c's way of authenticating still holds for the
+// user as it is now, then swaps in a snapshot of its current permissions
+// and drops subscriptions they no longer cover.
+func (h *Hook) reevaluate(c *conn, e *entry) {
+	if reason := h.stillHolds(c.userID, c.username, c.proof, e.user, time.Now()); reason != "" {
+		h.revoke(c, reason)
 	}
 	if c.revoked.Load() {
 		return
 	}
-	next := &session{prefix: u.MQTTPublishPrefix, bound: e.matcher.Bind(c.username, c.clientID), epoch: e.epoch}
+	next := &session{prefix: e.user.MQTTPublishPrefix, bound: e.matcher.Bind(c.username, c.clientID), epoch: e.epoch}
 	for {
 		cur := c.sess.Load()
 		if cur == nil {
