@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/authhook"
+	"github.com/warden-mqtt/warden/store"
 )
 
 // requestSubject is where a NATS server sends its auth callout requests
@@ -35,17 +37,20 @@ const (
 	DefaultExpiry  = time.Hour
 )
 
-// Decider decides a connection attempt (authhook.Hook.Decide).
+// Decider decides connection attempts and, when the model changes,
+// whether admitted clients may stay (an *authhook.Hook).
 type Decider interface {
 	Decide(ctx context.Context, a authhook.Attempt) (authhook.Decision, error)
+	Recheck(ctx context.Context, g authhook.Grant) (authhook.Decision, error)
+	OnChange(fn func(store.Event)) (stop func())
 }
 
 // PermissionsFunc compiles a user's mqtt permissions, bound to its
 // username and client ID, to NATS publish/subscribe permissions.
 type PermissionsFunc func(perms []acl.Permission, username, clientID string) (jwt.Permissions, error)
 
-// Options configure a Service. URL, Decider, Issuer and Permissions are
-// required.
+// Options configure a Service. URL, Decider, Issuer, Permissions and
+// Store are required.
 type Options struct {
 	// URL is the NATS server(s) to connect to, comma-separated.
 	URL string
@@ -53,8 +58,19 @@ type Options struct {
 	// the auth user's credentials (nats.UserInfo), which the server's
 	// auth_callout block lists in auth_users.
 	Connect []nats.Option
+	// System holds the nats.go options of warden's user in the system
+	// account (User + SystemUserSuffix in the printed configuration),
+	// applied after Connect's (TLS settings carry over; the credentials
+	// override),
+	// which lists the servers' clients and kicks them when a change ends
+	// or alters their access. nil: changes reach a client only when its
+	// user JWT expires (a warning at Start says so).
+	System []nats.Option
 	// Decider decides each attempt: the authhook.Hook of this node.
 	Decider Decider
+	// Store is the shared model: it records which user owns each MQTT
+	// client ID (claims.go).
+	Store store.Store
 	// Issuer is the account nkey the server's auth_callout names as
 	// issuer; it signs the responses and the user JWTs.
 	Issuer nkeys.KeyPair
@@ -76,6 +92,12 @@ type Options struct {
 	Queue string
 	// Expiry bounds a user JWT not tied to a login token (DefaultExpiry).
 	Expiry time.Duration
+	// Resweep is how often every connected client is rechecked without a
+	// change (DefaultResweep).
+	Resweep time.Duration
+	// RequestTimeout bounds each request to the servers' system API
+	// (default 2 s).
+	RequestTimeout time.Duration
 	// Workers is how many requests are decided at once (default
 	// 4×GOMAXPROCS): password checks take milliseconds.
 	Workers int
@@ -93,11 +115,19 @@ type Service struct {
 	opts   Options
 	issuer string // Issuer's public key
 	nc     *nats.Conn
+	sys    *nats.Conn // nil without Options.System
 	sub    *nats.Subscription
-	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelFunc
-	slots  chan struct{}
+	claims *claims
+	stop   func()        // ends the Decider's OnChange calls
+	wake   chan struct{} // asks for a sweep (kick.go)
+	swept  chan struct{} // closed when the sweep loop ends
+	// servers are the IDs of the servers that answered the last sweep;
+	// the sweep loop's alone.
+	servers map[string]bool
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	slots   chan struct{}
 
 	mu     sync.Mutex
 	closed bool           // Close began: no new request is started
@@ -107,8 +137,8 @@ type Service struct {
 // Start connects to NATS and answers auth callout requests until Close;
 // cancelling ctx abandons the decisions under way.
 func Start(ctx context.Context, o Options) (*Service, error) {
-	if o.URL == "" || o.Decider == nil || o.Issuer == nil || o.Permissions == nil {
-		return nil, fmt.Errorf("%w: URL, Decider, Issuer and Permissions are required", ErrOptions)
+	if o.URL == "" || o.Decider == nil || o.Issuer == nil || o.Permissions == nil || o.Store == nil {
+		return nil, fmt.Errorf("%w: URL, Decider, Issuer, Permissions and Store are required", ErrOptions)
 	}
 	pub, err := o.Issuer.PublicKey()
 	if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
@@ -128,16 +158,33 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	if o.Expiry <= 0 {
 		o.Expiry = DefaultExpiry
 	}
+	if o.Resweep <= 0 {
+		o.Resweep = DefaultResweep
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 2 * time.Second
+	}
 	if o.Workers <= 0 {
 		o.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{opts: o, issuer: pub, log: o.Logger, slots: make(chan struct{}, o.Workers)}
+	s := &Service{opts: o, issuer: pub, log: o.Logger, slots: make(chan struct{}, o.Workers),
+		claims: newClaims(o.Store), wake: make(chan struct{}, 1), swept: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(ctx)
+	if o.System != nil {
+		s.sys, err = nats.Connect(o.URL, slices.Concat([]nats.Option{nats.Name("warden kicks"), nats.MaxReconnects(-1)}, o.Connect, o.System)...)
+		if err != nil {
+			s.cancel()
+			return nil, fmt.Errorf("natscallout: connect the system user: %w", err)
+		}
+	} else {
+		s.log.Warn("nats auth callout without a system user: changes reach connected NATS clients only when their JWT expires")
+	}
 	s.nc, err = nats.Connect(o.URL, append([]nats.Option{nats.Name("warden auth callout"), nats.MaxReconnects(-1)}, o.Connect...)...)
 	if err != nil {
+		s.closeSys()
 		s.cancel()
 		return nil, fmt.Errorf("natscallout: connect: %w", err)
 	}
@@ -147,10 +194,25 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	}
 	if err != nil {
 		s.nc.Close()
+		s.closeSys()
 		s.cancel()
 		return nil, fmt.Errorf("natscallout: subscribe %s: %w", requestSubject, err)
 	}
+	if s.sys != nil {
+		s.stop = o.Decider.OnChange(s.changed)
+		s.wake <- struct{}{} // clients admitted before this node started
+		go s.sweepLoop()
+	} else {
+		close(s.swept)
+	}
 	return s, nil
+}
+
+// closeSys closes the system user's connection, if any.
+func (s *Service) closeSys() {
+	if s.sys != nil {
+		s.sys.Close()
+	}
 }
 
 // Close stops answering, lets the requests under way be answered, and
@@ -162,8 +224,13 @@ func (s *Service) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.stop != nil {
+		s.stop()
+	}
 	s.cancel()
+	<-s.swept
 	s.nc.Close()
+	s.closeSys()
 	return err
 }
 
@@ -276,7 +343,7 @@ func (s *Service) decide(req *jwt.AuthorizationRequestClaims) (userJWT, refusal 
 		if err != nil {
 			return fmt.Errorf("permissions not expressible in NATS: %w", err)
 		}
-		return nil
+		return s.claims.claim(s.ctx, d.ClientID, d.UserID)
 	}
 	d, err := s.opts.Decider.Decide(s.ctx, a)
 	var r *authhook.Refusal
@@ -291,6 +358,10 @@ func (s *Service) decide(req *jwt.AuthorizationRequestClaims) (userJWT, refusal 
 	uc.Audience = s.opts.Account
 	uc.Name = d.Username
 	uc.Permissions = perms
+	if uc.Tags, err = grantTags(d, perms); err != nil {
+		s.log.Error("nats auth callout: tag user", "user", d.Username, "err", err)
+		return "", "unavailable"
+	}
 	exp := a.Now.Add(s.opts.Expiry)
 	if !d.TokenExpiry.IsZero() {
 		exp = d.TokenExpiry

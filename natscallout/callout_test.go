@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -60,13 +61,14 @@ func newEnv(t *testing.T, encrypt bool, tweak ...func(*server.Options)) *env {
 		t.Fatal(err)
 	}
 	pub, _ := issuer.PublicKey()
-	authAcc := server.NewAccount("AUTH")
+	authAcc, sysAcc := server.NewAccount("AUTH"), server.NewAccount("SYS")
 	sopts := &server.Options{
 		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Accounts:      []*server.Account{authAcc, server.NewAccount("MQTT"), server.NewAccount("SYS")},
+		Accounts:      []*server.Account{authAcc, server.NewAccount("MQTT"), sysAcc},
 		SystemAccount: "SYS",
-		Users:         []*server.User{{Username: "auth", Password: authPassword, Account: authAcc}},
-		AuthCallout:   &server.AuthCallout{Issuer: pub, Account: "AUTH", AuthUsers: []string{"auth"}},
+		Users: []*server.User{{Username: "auth", Password: authPassword, Account: authAcc},
+			{Username: "auth-system", Password: authPassword, Account: sysAcc}},
+		AuthCallout: &server.AuthCallout{Issuer: pub, Account: "AUTH", AuthUsers: []string{"auth", "auth-system"}},
 	}
 	var xkey nkeys.KeyPair
 	if encrypt {
@@ -88,8 +90,23 @@ func newEnv(t *testing.T, encrypt bool, tweak ...func(*server.Options)) *env {
 		t.Fatal("nats-server not ready")
 	}
 
+	e := &env{srv: srv, sopts: sopts, opts: natscallout.Options{
+		URL:         srv.ClientURL(),
+		Connect:     []nats.Option{nats.UserInfo("auth", authPassword)},
+		System:      []nats.Option{nats.UserInfo("auth-system", authPassword)},
+		Issuer:      issuer,
+		XKey:        xkey,
+		Permissions: natscallout.Permissions,
+	}}
+	e.attach(t, storetest.OpenBolt(t))
+	return e
+}
+
+// attach makes st the model: a warden hook over it decides for the
+// responders started from now on.
+func (e *env) attach(t *testing.T, st store.Store) {
+	t.Helper()
 	ctx := context.Background()
-	st := storetest.OpenBolt(t)
 	tokens, err := credential.NewTokens(ctx, st, "warden-test")
 	if err != nil {
 		t.Fatal(err)
@@ -100,14 +117,8 @@ func newEnv(t *testing.T, encrypt bool, tweak ...func(*server.Options)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Stop() })
-	return &env{srv: srv, sopts: sopts, st: st, hook: h, tokens: tokens, trail: trail, opts: natscallout.Options{
-		URL:         srv.ClientURL(),
-		Connect:     []nats.Option{nats.UserInfo("auth", authPassword)},
-		Decider:     h,
-		Issuer:      issuer,
-		XKey:        xkey,
-		Permissions: natscallout.Permissions,
-	}}
+	e.st, e.hook, e.tokens, e.trail = st, h, tokens, trail
+	e.opts.Decider, e.opts.Store = h, st
 }
 
 // start runs one more warden responder.
@@ -315,16 +326,34 @@ func TestCalloutQueueGroup(t *testing.T) {
 // permissions are bound to it), and refused on a wrong password.
 func TestCalloutMQTTClient(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, false, func(o *server.Options) {
-		o.ServerName = "n1"
-		o.JetStream, o.StoreDir = true, t.TempDir()
-		o.MQTT.Host, o.MQTT.Port = "127.0.0.1", -1
-	})
+	e := newMQTTEnv(t)
 	clientIDs := make(chan string, 4)
 	e.opts.Permissions = func(perms []acl.Permission, username, clientID string) (jwt.Permissions, error) {
 		clientIDs <- clientID
 		return natscallout.Permissions(perms, username, clientID)
 	}
+	e.start(t)
+	e.addUser(t, "dev", "Dev-password-1", perm("dev/#", acl.OpReadWrite))
+	if code := e.connack(t, "dev", "Dev-password-1", "c1"); code != 0 {
+		t.Fatalf("right password: CONNACK %d", code)
+	}
+	if id := <-clientIDs; id != "c1" {
+		t.Errorf("permissions bound to client ID %q, want c1", id)
+	}
+	if code := e.connack(t, "dev", "Secret-guess-1", "c1"); code == 0 {
+		t.Error("wrong password accepted")
+	}
+}
+
+// newMQTTEnv is newEnv with the server's MQTT listener (JetStream on, in
+// the MQTT account, which NATS's MQTT needs).
+func newMQTTEnv(t *testing.T, tweak ...func(*server.Options)) *env {
+	t.Helper()
+	e := newEnv(t, false, append([]func(*server.Options){func(o *server.Options) {
+		o.ServerName = "n1"
+		o.JetStream, o.StoreDir = true, t.TempDir()
+		o.MQTT.Host, o.MQTT.Port = "127.0.0.1", -1
+	}}, tweak...)...)
 	acc, err := e.srv.LookupAccount("MQTT")
 	if err == nil {
 		err = acc.EnableJetStream(map[string]server.JetStreamAccountLimits{"": {MaxMemory: -1, MaxStore: -1, MaxStreams: -1, MaxConsumers: -1, MaxAckPending: -1, MemoryMaxStreamBytes: -1, StoreMaxStreamBytes: -1}}, nil)
@@ -332,35 +361,32 @@ func TestCalloutMQTTClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("JetStream for MQTT: %v", err)
 	}
-	e.start(t)
-	e.addUser(t, "dev", "Dev-password-1", perm("dev/#", acl.OpReadWrite))
-	addr := net.JoinHostPort(e.sopts.MQTT.Host, strconv.Itoa(e.sopts.MQTT.Port))
+	return e
+}
 
-	connack := func(password string) byte {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Write(mqtttest.Connect{Version: 4, ClientID: "c1", Username: "dev", Password: password, Keepalive: 30}.Bytes()); err != nil {
-			t.Fatal(err)
-		}
-		first, body := mqtttest.MustReadPacket(t, c)
-		if first>>4 != 2 || len(body) != 2 {
-			t.Fatalf("not a CONNACK: %#x %v", first, body)
-		}
-		return body[1]
+// connack connects an MQTT 3.1.1 client (clean session), returns the
+// CONNACK's return code and disconnects.
+func (e *env) connack(t *testing.T, user, password, clientID string) byte {
+	t.Helper()
+	addr := net.JoinHostPort(e.sopts.MQTT.Host, strconv.Itoa(e.sopts.MQTT.Port))
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if code := connack("Dev-password-1"); code != 0 {
-		t.Fatalf("right password: CONNACK %d", code)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(mqtttest.Connect{Version: 4, ClientID: clientID, Username: user, Password: password, Keepalive: 30}.Bytes()); err != nil {
+		t.Fatal(err)
 	}
-	if id := <-clientIDs; id != "c1" {
-		t.Errorf("permissions bound to client ID %q, want c1", id)
+	first, body := mqtttest.MustReadPacket(t, c)
+	if first>>4 != 2 || len(body) != 2 {
+		t.Fatalf("not a CONNACK: %#x %v", first, body)
 	}
-	if code := connack("Secret-guess-1"); code == 0 {
-		t.Error("wrong password accepted")
+	if body[1] == 0 {
+		_, _ = c.Write([]byte{0xe0, 0})
+		_, _ = io.Copy(io.Discard, c) // the server closes it: the session is free again
 	}
+	return body[1]
 }
 
 // TestCalloutClientCertificate: a client certificate the server verified

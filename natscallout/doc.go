@@ -5,7 +5,15 @@
 // Mochi hook (authhook/) uses too, and this package only turns their answers
 // into what NATS understands.
 //
-// This file's piece is the permission compiler (subjects.go): Permissions
+// Its pieces: callout.go answers the callout requests (Start, Service);
+// kick.go disconnects, on every server, the clients a change of the model
+// ends or alters (the server keeps the permissions warden signed until
+// the user JWT expires, so a change must make the client reconnect);
+// claims.go keeps each MQTT client ID for the first user admitted with it,
+// in the shared store; issuer.go keeps the callout's signing key in the
+// store; config.go prints the NATS configuration every node includes.
+//
+// The permission compiler (subjects.go): Permissions
 // turns a user's mqtt permissions into the publish and subscribe allow
 // lists of a NATS user JWT (github.com/nats-io/jwt/v2 Permissions),
 // following the topic↔subject mapping of nats-server's MQTT listener

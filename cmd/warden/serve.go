@@ -109,8 +109,11 @@ func startCallout(ctx context.Context, cfg Config, s store.Store, hook *authhook
 		URL: cfg.NATSURL,
 		// nats-config gives NATS a bcrypt hash of the password, which a busy
 		// server takes a while to check: wait longer than nats.go's 2 s.
-		Connect:     []nats.Option{nats.UserInfo(cfg.NATSUser, cfg.NATSPassword), nats.Name("warden"), nats.Timeout(20 * time.Second)},
+		Connect: []nats.Option{nats.UserInfo(cfg.NATSUser, cfg.NATSPassword), nats.Name("warden"), nats.Timeout(20 * time.Second)},
+		// The system user nats-config prints lists and kicks clients.
+		System:      []nats.Option{nats.UserInfo(cfg.NATSUser+natscallout.SystemUserSuffix, cfg.NATSPassword), nats.Timeout(20 * time.Second)},
 		Decider:     hook,
+		Store:       s,
 		Issuer:      issuer,
 		Permissions: natscallout.Permissions,
 		Account:     natscallout.MQTTAccount,
