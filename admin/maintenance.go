@@ -385,25 +385,39 @@ func (s *Server) runRestore(op *operation, snap store.Snapshot) {
 
 // restartNeeded says which keys of the archive differ from the ones
 // this cluster runs with and are loaded only at start: the internal CA
-// (registry signing, TLS) and the MFA encryption key. Token signing keys
-// are followed live and need nothing.
+// (registry signing, TLS), the MFA encryption key and the NATS callout
+// issuer (natscallout.SettingIssuer, named here by its key: admin does not
+// import another surface), which every NATS server must also be told.
+// Token signing keys are followed live and need nothing.
 func (s *Server) restartNeeded(ctx context.Context, snap store.Snapshot) string {
 	var differ []string
-	for _, k := range []struct{ key, name string }{{pki.SettingCA, "internal CA"}, {credential.SettingMFAKey, "MFA encryption key"}} {
+	nats := false
+	for _, k := range []struct{ key, name string }{{pki.SettingCA, "internal CA"}, {credential.SettingMFAKey, "MFA encryption key"}, {settingNATSIssuer, "NATS callout issuer"}} {
 		v, ok := snap.Settings[k.key]
 		if !ok {
 			continue // not in the archive: the cluster's own is kept
 		}
 		cur, err := s.st.Setting(ctx, k.key)
+		if errors.Is(err, store.ErrNotFound) && k.key == settingNATSIssuer {
+			continue // no NATS surface ran here: nothing to reconfigure
+		}
 		if err != nil || !bytes.Equal(cur, v) {
 			differ = append(differ, k.name)
+			nats = nats || k.key == settingNATSIssuer
 		}
 	}
 	if len(differ) == 0 {
 		return ""
 	}
-	return "the archive's " + strings.Join(differ, " and ") + " replaced this cluster's: restart every warden node to load them"
+	msg := "the archive's " + strings.Join(differ, " and ") + " replaced this cluster's: restart every warden node to load them"
+	if nats {
+		msg += "; NATS servers trust the old issuer: print their configuration again (warden nats-config) and reload every NATS server with it"
+	}
+	return msg
 }
+
+// settingNATSIssuer is natscallout.SettingIssuer.
+const settingNATSIssuer = "nats/issuer"
 
 // modelSummary counts what a snapshot holds, for status messages.
 func modelSummary(s store.Snapshot) string {

@@ -516,3 +516,30 @@ func TestMaintenanceRestoreDisconnectsOnlyRemovedUsers(t *testing.T) {
 		run(t, a, []string{bNode(t, a.st), bNode(t, open())})
 	})
 }
+
+// TestMaintenanceRestoreOfAnotherNATSIssuer: a backup with keys from a
+// cluster whose NATS callout issuer differs says that warden must restart
+// and that every NATS server needs the configuration printed again; the
+// same issuer asks for nothing.
+func TestMaintenanceRestoreOfAnotherNATSIssuer(t *testing.T) {
+	t.Parallel()
+	st := storetest.OpenBolt(t)
+	a := newAPI(t, st)
+	ctx := t.Context()
+	if err := st.PutSetting(ctx, "nats/issuer", []byte("issuer-seed-of-the-backup")); err != nil {
+		t.Fatal(err)
+	}
+	_, withKeys := bBackup(a, "?includeKeys=true")
+	if r := bRestore(a, withKeys, false); strings.Contains(r.StatusMessage, "NATS") {
+		t.Errorf("restore of the cluster's own issuer: %q", r.StatusMessage)
+	}
+	if err := st.PutSetting(ctx, "nats/issuer", []byte("issuer-seed-of-this-cluster")); err != nil {
+		t.Fatal(err)
+	}
+	r := bRestore(a, withKeys, false)
+	for _, want := range []string{"NATS callout issuer", "restart every warden node", "warden nats-config"} {
+		if !strings.Contains(r.StatusMessage, want) {
+			t.Errorf("restore of another issuer: %q lacks %q", r.StatusMessage, want)
+		}
+	}
+}
