@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
@@ -34,7 +35,7 @@ const xkeyHeader = "Nats-Server-Xkey"
 const (
 	DefaultAccount = MQTTAccount
 	DefaultQueue   = "warden"
-	DefaultExpiry  = time.Hour
+	DefaultExpiry  = 24 * time.Hour
 )
 
 // Decider decides connection attempts and, when the model changes,
@@ -90,7 +91,11 @@ type Options struct {
 	// Queue is the queue group every warden node subscribes in, so each
 	// request is answered once (DefaultQueue).
 	Queue string
-	// Expiry bounds a user JWT not tied to a login token (DefaultExpiry).
+	// Expiry bounds a user JWT not tied to a login token (DefaultExpiry),
+	// less a random part of up to a tenth: clients admitted together (after
+	// an outage) do not all have to reconnect at the same moment. Changes
+	// disconnect the clients they affect (kick.go); the expiry bounds a
+	// session when no warden node can reach the servers.
 	Expiry time.Duration
 	// Resweep is how often every connected client is rechecked without a
 	// change (DefaultResweep).
@@ -362,8 +367,8 @@ func (s *Service) decide(req *jwt.AuthorizationRequestClaims) (userJWT, refusal 
 		s.log.Error("nats auth callout: tag user", "user", d.Username, "err", err)
 		return "", "unavailable"
 	}
-	exp := a.Now.Add(s.opts.Expiry)
-	if !d.TokenExpiry.IsZero() {
+	exp := a.Now.Add(s.opts.Expiry - rand.N(s.opts.Expiry/10+1))
+	if !d.TokenExpiry.IsZero() && d.TokenExpiry.Before(exp) {
 		exp = d.TokenExpiry
 	}
 	uc.Expires = exp.Unix()

@@ -463,3 +463,36 @@ func TestCalloutRefusesUnexpressibleLoudly(t *testing.T) {
 		t.Error("the audit trail holds the password")
 	}
 }
+
+// TestCalloutPasswordSessionExpiry: a client admitted by password holds a
+// user JWT that expires after Options.Expiry (less up to a tenth), and
+// a login token valid for longer does not extend it.
+func TestCalloutPasswordSessionExpiry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.opts.Expiry = 2 * time.Second
+	e.start(t)
+	u := e.addUser(t, "dev", "Dev-password-1", perm("telemetry", acl.OpWrite))
+	tok, _, err := e.tokens.Issue(context.Background(), u, credential.KindLogin, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range []string{"Dev-password-1", tok} {
+		closed := make(chan struct{})
+		start := time.Now()
+		nc, err := nats.Connect(e.srv.ClientURL(), nats.UserInfo("dev", pw), nats.NoReconnect(),
+			nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		defer nc.Close()
+		select {
+		case <-closed:
+			if d := time.Since(start); d < 1700*time.Millisecond {
+				t.Errorf("session ended after %v, before its expiry (2 s less a tenth)", d)
+			}
+		case <-time.After(6 * time.Second):
+			t.Fatal("connection outlived Options.Expiry")
+		}
+	}
+}

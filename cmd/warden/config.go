@@ -148,6 +148,9 @@ type Config struct {
 	// NATSPassword is a secret: never print it.
 	NATSUser     string
 	NATSPassword string
+	// NATSJWTExpiry bounds the user JWTs of clients admitted without a
+	// login token (a token's expiry applies otherwise).
+	NATSJWTExpiry time.Duration
 	// InsecureNoAuth replaces warden's auth hook with Mochi's allow-all
 	// hook: every CONNECT, publish and subscribe is allowed. It exists
 	// only to measure what the auth layer costs (scripts/bench-compare.sh);
@@ -338,6 +341,9 @@ var options = []option{
 	{flag: "nats-password", env: "WARDEN_NATS_PASSWORD", def: "", arg: "password", secret: true, readme: "; required with `--nats-url`",
 		usage: "password of --nats-user and of its system user; required with --nats-url (warden nats-config prints its bcrypt hash, or a $WARDEN_NATS_PASSWORD reference each nats-server resolves from its environment)",
 		bind:  stringOpt(func(c *Config) *string { return &c.NATSPassword })},
+	{flag: "nats-jwt-expiry", env: "WARDEN_NATS_JWT_EXPIRY", def: "24h", arg: "duration", readme: "; a login token's own expiry applies when earlier",
+		usage: "lifetime of the user JWT a NATS client gets without a login token (less up to a tenth, so clients admitted together do not all reconnect at once); changes disconnect affected clients anyway, this bounds a client's session if no warden node can reach NATS",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.NATSJWTExpiry })},
 	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool", readme: "; `true` for benchmarks only",
 		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
@@ -595,6 +601,9 @@ func (c Config) validateNATS(add func(flagName, format string, args ...any)) {
 	}
 	if err := natscallout.CheckUser(c.NATSUser); err != nil {
 		add("nats-user", "%v", err)
+	}
+	if c.NATSJWTExpiry < time.Minute {
+		add("nats-jwt-expiry", "must be at least 1m, got %v", c.NATSJWTExpiry)
 	}
 	urls := splitList(c.NATSURL)
 	if len(urls) == 0 {

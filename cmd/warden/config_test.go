@@ -38,6 +38,7 @@ func defaultConfig() Config {
 
 		MFATrustedDeviceDays: 30,
 		NATSUser:             "warden",
+		NATSJWTExpiry:        24 * time.Hour,
 
 		MQTTMaxPacketSize:        1 << 20,
 		MQTTMaxKeepalive:         time.Hour,
@@ -115,7 +116,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_MQTT_MAX_SESSION_EXPIRY": "1h", "WARDEN_MQTT_MAX_OFFLINE_SESSIONS": "3", "WARDEN_MQTT_MAX_QUEUED_MESSAGES": "50",
 				"WARDEN_MQTT_MAX_TOPIC_LEVELS": "16", "WARDEN_MQTT_MAX_TOPIC_LENGTH": "1024",
 				"WARDEN_RESTORE_MAX_SIZE": "1048576", "WARDEN_NATS_URL": "nats://n1:4222,nats://n2:4222",
-				"WARDEN_NATS_USER": "warden-eu", "WARDEN_NATS_PASSWORD": "nats-pw",
+				"WARDEN_NATS_USER": "warden-eu", "WARDEN_NATS_PASSWORD": "nats-pw", "WARDEN_NATS_JWT_EXPIRY": "2h",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
@@ -130,7 +131,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					MQTTMaxPacketSize: 65536, MQTTMaxConnections: 5000, MQTTMaxKeepalive: 20 * time.Minute,
 					WSAllowedOrigins: "https://ui.example.com", HTTPTLS: true, HTTPTLSCert: "h.pem", HTTPTLSKey: "hk.pem",
 					MQTTMaxSessionExpiry: time.Hour, MQTTMaxOfflineSessions: 3, MQTTMaxQueuedMessages: 50, MQTTMaxTopicLevels: 16, MQTTMaxTopicLength: 1024,
-					RestoreMaxSize: 1 << 20, NATSURL: "nats://n1:4222,nats://n2:4222", NATSUser: "warden-eu", NATSPassword: "nats-pw"}
+					RestoreMaxSize: 1 << 20, NATSURL: "nats://n1:4222,nats://n2:4222", NATSUser: "warden-eu", NATSPassword: "nats-pw", NATSJWTExpiry: 2 * time.Hour}
 			},
 		},
 	}
@@ -354,6 +355,7 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--nats-url", "WARDEN_NATS_URL", "empty"},
 		{"--nats-user", "WARDEN_NATS_USER", `"warden"`},
 		{"--nats-password", "WARDEN_NATS_PASSWORD", "empty"},
+		{"--nats-jwt-expiry", "WARDEN_NATS_JWT_EXPIRY", `"24h"`},
 		{"--insecure-no-auth", "WARDEN_INSECURE_NO_AUTH", `"false"`},
 	}
 	for _, w := range want {

@@ -191,6 +191,7 @@ func TestValidateNATS(t *testing.T) {
 		{"a URL without host", func(c *Config) { c.NATSURL, c.NATSPassword = "nats://n1:4222,nats://", secret }, "URL 2 has no host"},
 		{"credentials in a URL", func(c *Config) { c.NATSURL, c.NATSPassword = "nats://warden:"+secret+"@n1:4222", secret }, "URL 1 holds credentials"},
 		{"only commas", func(c *Config) { c.NATSURL, c.NATSPassword = " , ", secret }, "holds no URL"},
+		{"a JWT expiry under a minute", func(c *Config) { c.NATSURL, c.NATSPassword, c.NATSJWTExpiry = "nats://n1:4222", secret, time.Second }, "--nats-jwt-expiry (WARDEN_NATS_JWT_EXPIRY): must be at least 1m"},
 		{"a bad user", func(c *Config) { c.NATSURL, c.NATSPassword, c.NATSUser = "nats://n1:4222", secret, "war den" }, "--nats-user (WARDEN_NATS_USER)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

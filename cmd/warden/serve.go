@@ -117,6 +117,7 @@ func startCallout(ctx context.Context, cfg Config, s store.Store, hook *authhook
 		Issuer:      issuer,
 		Permissions: natscallout.Permissions,
 		Account:     natscallout.MQTTAccount,
+		Expiry:      cfg.NATSJWTExpiry,
 		Logger:      log,
 	})
 	if err != nil {
