@@ -141,6 +141,11 @@ type connzAnswer struct {
 	} `json:"error"`
 }
 
+// sweepSpacing is the least time between the starts of two sweeps: a
+// burst of changes (a user who logs in over HTTP again and again writes
+// its record each time) costs the servers at most a few CONNZ a second.
+const sweepSpacing = 200 * time.Millisecond
+
 // sweepLoop runs sweeps on demand (wake) and every Resweep, until Close.
 func (s *Service) sweepLoop() {
 	defer close(s.swept)
@@ -153,8 +158,14 @@ func (s *Service) sweepLoop() {
 		case <-s.wake:
 		case <-tick.C:
 		}
+		next := time.Now().Add(sweepSpacing)
 		if err := s.sweep(); err != nil && s.ctx.Err() == nil {
 			s.log.Warn("nats auth callout: recheck of connected clients", "err", err)
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
 		}
 	}
 }
