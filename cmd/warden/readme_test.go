@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -159,7 +161,9 @@ func readmeWants() map[string]*readmeWant {
 		"curl -s localhost:8080/readyz":                                              {out: []string{`"status":"ok"`}},
 		"curl -s localhost:8080/metrics | grep '^warden_mqtt'":                       {out: []string{"warden_mqtt_connects_accepted_total"}},
 		"./warden nats-config --nats-password 'nats-Secret-1' > warden.conf":         {out: []string{"NATS configuration for the callout issuer"}},
-		"/healthz; echo; done":                                                       {out: []string{`{"status":"ok"}`}},
+		"127.0.0.1:8222/healthz":                                                     {out: []string{`{"status":"ok"}`}},
+		"127.0.0.1:8223/healthz":                                                     {out: []string{`{"status":"ok"}`}},
+		"127.0.0.1:8224/healthz":                                                     {out: []string{`{"status":"ok"}`}},
 		`"username":"sensor-1","password":"sensor-1-Secret",`:                        {out: []string{`"username":"sensor-1"`, `"resource":"plant1/#"`}},
 		"# node 3 prints plant1/line1/temp 21.5":                                     {out: []string{"plant1/line1/temp 21.5"}},
 	}
@@ -587,19 +591,37 @@ func (r *readmeRun) substitute(c readmeCmd, text string) string {
 	t.Helper()
 	return readmePorts.ReplaceAllStringFunc(text, func(p string) string {
 		if r.ports[p] == "" && strings.Contains("|"+readmeNATSPorts+"|", "|"+p+"|") {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
-			ln.Close()
-			r.ports[p] = addr[strings.LastIndex(addr, ":")+1:]
+			r.ports[p] = r.freeLowPort()
 		}
 		if r.ports[p] == "" {
 			t.Fatalf("README.md:%d: no port stands in for %s", c.line, p)
 		}
 		return r.ports[p]
 	})
+}
+
+// freeLowPort returns a loopback port that nothing listens on, below
+// Linux's ephemeral range (32768-60999): a port that ":0" handed out and
+// was closed may be taken by an outgoing connection before nats-server
+// binds it, which on a busy machine (tens of thousands of sockets in
+// TIME_WAIT) happens.
+func (r *readmeRun) freeLowPort() string {
+	t := r.t
+	t.Helper()
+	for range 1000 {
+		port := strconv.Itoa(20000 + rand.IntN(12000))
+		if slices.Contains(slices.Collect(maps.Values(r.ports)), port) {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatal("no free port between 20000 and 32000")
+	return ""
 }
 
 // probeSubscriber waits until the background subscriber command n has
