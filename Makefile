@@ -9,7 +9,8 @@ test: deps vet
 	$(GO) test -race ./...
 	$(GO) test -tags attack -count=1 -run '^TestLoginFlood' ./cmd/warden
 
-## deps: install redis-server, mosquitto-clients, openssl, curl, jq, oathtool and docker-compose when missing (apt-get)
+## deps: install redis-server, mosquitto-clients, openssl, curl, jq, oathtool and docker-compose when missing (apt-get),
+## and nats-server >= 2.10 (go install at go.mod's version)
 deps:
 	@bash scripts/install-test-deps.sh
 

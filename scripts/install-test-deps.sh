@@ -3,10 +3,53 @@
 # redis-server (store contract suite) and the Mosquitto command-line clients
 # (interop tests), openssl (device onboarding), oathtool (the independent
 # TOTP implementation the MFA tests check warden against), and curl and jq
-# (the README test runs README.md's examples, which use them). Uses apt-get
-# where it exists; elsewhere it says what to install and fails, because the
-# tests fail without these programs.
+# (the README test runs README.md's examples, which use them), and
+# nats-server 2.10 or later (the README's NATS cluster walkthrough; 2.10
+# brought the auth callout), built with go install at the version go.mod
+# pins, since distributions package older ones. Uses apt-get where it
+# exists; elsewhere it says what to install and fails, because the tests
+# fail without these programs.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+	sudo=(sudo)
+fi
+
+# nats_ok: nats-server on PATH is 2.10 or later.
+nats_ok() {
+	local v major minor
+	v=$(nats-server --version 2>/dev/null) || return 1
+	v=${v##*v}
+	major=${v%%.*}
+	minor=${v#*.}
+	minor=${minor%%.*}
+	[[ $major =~ ^[0-9]+$ && $minor =~ ^[0-9]+$ ]] || return 1
+	[ "$major" -gt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -ge 10 ]; }
+}
+
+if ! nats_ok; then
+	version=$(awk '$1 == "github.com/nats-io/nats-server/v2" { print $2 }' go.mod)
+	echo "installing nats-server $version (go install)" >&2
+	go install "github.com/nats-io/nats-server/v2@$version"
+	gobin=$(go env GOBIN)
+	gobin=${gobin:-$(go env GOPATH)/bin}
+	# go install's directory is often not on PATH (CI), or an older
+	# nats-server comes first: put it where PATH looks.
+	if ! nats_ok; then
+		if [ "$(id -u)" -ne 0 ] && [ ${#sudo[@]} -eq 0 ]; then
+			echo "nats-server $version is in $gobin: put that directory first on PATH, or run as root or with sudo to install it into /usr/local/bin." >&2
+			exit 1
+		fi
+		"${sudo[@]}" install -m 0755 "$gobin/nats-server" /usr/local/bin/nats-server
+		hash -r
+		if ! nats_ok; then
+			echo "nats-server $version is in /usr/local/bin, but PATH finds $(command -v nats-server) first: put /usr/local/bin first." >&2
+			exit 1
+		fi
+	fi
+fi
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -27,14 +70,9 @@ if ! command -v apt-get >/dev/null 2>&1; then
 	exit 1
 fi
 
-sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-	if command -v sudo >/dev/null 2>&1; then
-		sudo=(sudo)
-	else
-		echo "make test needs: ${need[*]}; run as root or install sudo (apt-get needs root)." >&2
-		exit 1
-	fi
+if [ "$(id -u)" -ne 0 ] && [ ${#sudo[@]} -eq 0 ]; then
+	echo "make test needs: ${need[*]}; run as root or install sudo (apt-get needs root)." >&2
+	exit 1
 fi
 
 echo "installing test dependencies: ${need[*]}" >&2

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +35,9 @@ import (
 //	                                if a stopped block stopped it (its start command, again)
 //	<!-- readme-test: stopped -->   typed into terminal 2 after stopping warden as Ctrl-C does
 //	                                (SIGINT to terminal 1's process group): it exits 0
+//	<!-- readme-test: restart -->   one command, typed into terminal 1 after stopping warden as
+//	                                Ctrl-C does: it starts warden again with other flags, and
+//	                                later restarts use it
 //	<!-- readme-test: skip: why --> not run; the reason is logged
 //
 // A fence without a language is refused: shell commands are ```sh (with a
@@ -46,8 +52,9 @@ import (
 // (WARDEN_MQTT_ADDR, WARDEN_HTTP_ADDR and, in the start command, port 0
 // for ":8883") so the test never clashes with another, and 1883, 8883 and
 // 8080 in later commands are replaced by the ports it logged, 6379 by a
-// redis-server the test starts; PW='...' gets the password from the log
-// line, as the README tells the user to copy it.
+// redis-server the test starts, and the NATS walkthrough's ports (readmeNATSPorts)
+// by free ones; PW='...' gets the password from the log line, as the
+// README tells the user to copy it.
 //
 // Checks: every command exits 0, and its output has no shell error ("bash: ...") and no JSON error unless
 // expected; a command printing %{http_code} prints the status its comment
@@ -61,7 +68,7 @@ func TestREADME(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds warden and runs README.md's examples")
 	}
-	for _, tool := range []string{"bash", "curl", "jq", "openssl", "base64", "mosquitto_pub", "mosquitto_sub"} {
+	for _, tool := range []string{"bash", "curl", "jq", "openssl", "base64", "mosquitto_pub", "mosquitto_sub", "nats-server"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found: README.md's examples need it (make deps installs it)", tool)
 		}
@@ -153,6 +160,12 @@ func readmeWants() map[string]*readmeWant {
 		"WARDEN_REDIS_URL=redis://localhost:6379/0 ./warden restore backup.gz":       {out: []string{"restored into the Redis store"}},
 		"curl -s localhost:8080/readyz":                                              {out: []string{`"status":"ok"`}},
 		"curl -s localhost:8080/metrics | grep '^warden_mqtt'":                       {out: []string{"warden_mqtt_connects_accepted_total"}},
+		"./warden nats-config --nats-password 'nats-Secret-1' > warden.conf":         {out: []string{"NATS configuration for the callout issuer"}},
+		"127.0.0.1:8222/healthz":                                                     {out: []string{`{"status":"ok"}`}},
+		"127.0.0.1:8223/healthz":                                                     {out: []string{`{"status":"ok"}`}},
+		"127.0.0.1:8224/healthz":                                                     {out: []string{`{"status":"ok"}`}},
+		`"username":"sensor-1","password":"sensor-1-Secret",`:                        {out: []string{`"username":"sensor-1"`, `"resource":"plant1/#"`}},
+		"# node 3 prints plant1/line1/temp 21.5":                                     {out: []string{"plant1/line1/temp 21.5"}},
 	}
 }
 
@@ -172,7 +185,7 @@ type readmeCmd struct {
 	comment string
 }
 
-var readmeMarker = regexp.MustCompile(`^<!-- readme-test: (start|run|stopped|skip: (.+)) -->$`)
+var readmeMarker = regexp.MustCompile(`^<!-- readme-test: (start|run|stopped|restart|skip: (.+)) -->$`)
 
 // readmeBlocks returns README.md's ```sh blocks, failing the test on a
 // block without a language or a shell block without a marker.
@@ -311,7 +324,7 @@ type readmeRun struct {
 }
 
 var (
-	readmePorts  = regexp.MustCompile(`\b(1883|8883|8080|6379)\b`)
+	readmePorts  = regexp.MustCompile(`\b(1883|8883|8080|6379|` + readmeNATSPorts + `)\b`)
 	readmeListen = regexp.MustCompile(`:(1883|8883|8080)\b`)
 	readmePW     = regexp.MustCompile(`\bPW='[^']*'`)
 	readmeAssign = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)=\$\(`)
@@ -320,6 +333,10 @@ var (
 )
 
 const readmeBuild = "go build -o ~/warden-demo/warden ./cmd/warden"
+
+// readmeNATSPorts are the ports of the README's NATS cluster (client,
+// monitoring, MQTT, routes), each replaced by a free port of the test's.
+const readmeNATSPorts = "4222|4223|4224|8222|8223|8224|1884|1885|1886|6222|6223|6224"
 
 // block runs one README block; false stops the walk.
 func (r *readmeRun) block(b readmeBlock) bool {
@@ -330,6 +347,8 @@ func (r *readmeRun) block(b readmeBlock) bool {
 		return true
 	case "start":
 		return r.start(b)
+	case "restart":
+		return r.restart(b)
 	}
 	if r.term1 == nil {
 		t.Errorf("README.md:%d: a %s block before the start block", b.line, b.kind)
@@ -404,6 +423,22 @@ func (r *readmeRun) start(b readmeBlock) bool {
 	return true
 }
 
+// restart stops warden as Ctrl-C does and starts it again in terminal 1
+// with the block's one command, which later restarts use too.
+func (r *readmeRun) restart(b readmeBlock) bool {
+	t := r.t
+	if r.term1 == nil || len(b.cmds) != 1 {
+		t.Errorf("README.md:%d: a restart block holds one command, after the start block", b.line)
+		return false
+	}
+	r.stopWarden()
+	c := b.cmds[0]
+	t.Logf("README.md:%d terminal 1 $ %s", c.line, c.text)
+	r.startCmd = r.substitute(c, readmeListen.ReplaceAllString(c.text, "127.0.0.1:0"))
+	r.launch()
+	return true
+}
+
 // launch types the start command into terminal 1 and waits until warden
 // is ready; it learns the ports warden listens on.
 func (r *readmeRun) launch() string {
@@ -473,12 +508,7 @@ func (r *readmeRun) checkNever() {
 func (r *readmeRun) command(c readmeCmd) {
 	t := r.t
 	t.Helper()
-	text := readmePorts.ReplaceAllStringFunc(c.text, func(p string) string {
-		if r.ports[p] == "" {
-			t.Fatalf("README.md:%d: no port stands in for %s", c.line, p)
-		}
-		return r.ports[p]
-	})
+	text := r.substitute(c, c.text)
 	if readmePW.MatchString(text) {
 		text = readmePW.ReplaceAllLiteralString(text, "PW='"+r.pw+"'")
 		r.pwSet = true
@@ -552,6 +582,46 @@ func (r *readmeRun) command(c readmeCmd) {
 	if want.never != "" {
 		r.never = append(r.never, want.never)
 	}
+}
+
+// substitute replaces the README's ports in text, a form of command c,
+// with the ones in use.
+func (r *readmeRun) substitute(c readmeCmd, text string) string {
+	t := r.t
+	t.Helper()
+	return readmePorts.ReplaceAllStringFunc(text, func(p string) string {
+		if r.ports[p] == "" && strings.Contains("|"+readmeNATSPorts+"|", "|"+p+"|") {
+			r.ports[p] = r.freeLowPort()
+		}
+		if r.ports[p] == "" {
+			t.Fatalf("README.md:%d: no port stands in for %s", c.line, p)
+		}
+		return r.ports[p]
+	})
+}
+
+// freeLowPort returns a loopback port that nothing listens on, below
+// Linux's ephemeral range (32768-60999): a port that ":0" handed out and
+// was closed may be taken by an outgoing connection before nats-server
+// binds it, which on a busy machine (tens of thousands of sockets in
+// TIME_WAIT) happens.
+func (r *readmeRun) freeLowPort() string {
+	t := r.t
+	t.Helper()
+	for range 1000 {
+		port := strconv.Itoa(20000 + rand.IntN(12000))
+		if slices.Contains(slices.Collect(maps.Values(r.ports)), port) {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatal("no free port between 20000 and 32000")
+	return ""
 }
 
 // probeSubscriber waits until the background subscriber command n has
