@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,6 +76,8 @@ func newCluster(t *testing.T) *cluster {
 		c.nodes = append(c.nodes, s)
 		c.mqtt = append(c.mqtt, net.JoinHostPort(opts.MQTT.Host, strconv.Itoa(opts.MQTT.Port)))
 	}
+	// The responders connect while the cluster forms: both take seconds.
+	c.startResponders(t, c.nodes[0].ClientURL(), c.nodes[1].ClientURL())
 	poll.Until(t, 20*time.Second, "every node routed to the other two, JetStream with a meta leader", func() bool {
 		leaders := 0
 		for _, s := range c.nodes {
@@ -87,9 +90,6 @@ func newCluster(t *testing.T) *cluster {
 		}
 		return leaders == 1
 	})
-	for _, node := range c.nodes[:2] {
-		c.startResponder(t, node.ClientURL())
-	}
 	c.waitResponders(t, 2)
 	c.addUser(t, "warmup", mqtt("warmup", acl.OpRead))
 	for i := range c.nodes {
@@ -192,27 +192,43 @@ func (c *cluster) responderOptions(url string, h *authhook.Hook) Options {
 	}
 }
 
-// startResponder runs a warden responder with a hook of its own on the
-// cluster's store, connected to url.
-func (c *cluster) startResponder(t *testing.T, url string) *Service {
+// startResponders runs one warden responder connected to each of urls,
+// each with a hook of its own on the cluster's store. They connect at
+// once: the server checks warden's password against its bcrypt hash,
+// which takes seconds under -race.
+func (c *cluster) startResponders(t *testing.T, urls ...string) []*Service {
 	t.Helper()
 	ctx := context.Background()
-	tokens, err := credential.NewTokens(ctx, c.st, "warden-test")
-	if err != nil {
+	opts := make([]Options, len(urls))
+	for i, url := range urls {
+		tokens, err := credential.NewTokens(ctx, c.st, "warden-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := authhook.New(ctx, authhook.Options{Store: c.st, Tokens: tokens, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Stop() })
+		opts[i] = c.responderOptions(url, h)
+	}
+	started := make([]*Service, len(urls))
+	errs := make([]error, len(urls))
+	var wg sync.WaitGroup
+	for i := range urls {
+		wg.Go(func() { started[i], errs[i] = Start(ctx, opts[i]) })
+	}
+	wg.Wait()
+	for _, s := range started {
+		if s != nil {
+			t.Cleanup(func() { _ = s.Close() }) // a second Close only reports the subscription gone
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	h, err := authhook.New(ctx, authhook.Options{Store: c.st, Tokens: tokens, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Stop() })
-	s, err := Start(ctx, c.responderOptions(url, h))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() }) // a second Close only reports the subscription gone
-	c.responders = append(c.responders, s)
-	return s
+	c.responders = append(c.responders, started...)
+	return started
 }
 
 // waitResponders waits until every node knows n responders (its own
@@ -330,6 +346,17 @@ func (c *cluster) connect(t *testing.T, i int, clientID, username string, clean 
 	return cl, body[0]&1 == 1
 }
 
+// subscriber connects clientID as username to node i and subscribes it
+// to filter at QoS 1, failing the test unless QoS 1 is granted.
+func (c *cluster) subscriber(t *testing.T, i int, clientID, username, filter string, clean bool) *client {
+	t.Helper()
+	cl, _ := c.connect(t, i, clientID, username, clean)
+	if codes := cl.subscribeQoS(1, filter); codes[0] != 1 {
+		t.Fatalf("%s on node %d: SUBACK %#x for %q, want QoS 1 granted", username, i+1, codes[0], filter)
+	}
+	return cl
+}
+
 // subscribeQoS sends one SUBSCRIBE with each filter at qos and returns
 // the SUBACK's return codes (the granted QoS, or 0x80 for a refusal).
 func (c *client) subscribeQoS(qos byte, filters ...string) []byte {
@@ -389,9 +416,10 @@ func (c *client) waitClosed(d time.Duration) time.Duration {
 	}
 }
 
-// TestCluster runs MQTT 3.1.1 clients against a 3-node NATS cluster whose
-// auth callouts two warden responders answer from one redis store. The
-// subtests share the cluster (its start-up takes seconds) but not users,
+// TestCluster runs MQTT 3.1.1 clients, raw and mosquitto's, against a
+// 3-node NATS cluster whose auth callouts two warden responders answer
+// from one redis store. The subtests share the cluster (its start-up takes
+// seconds, most of them checking bcrypt hashes under -race) but not users,
 // topics or client IDs; they run in order, as the last closes a responder.
 func TestCluster(t *testing.T) {
 	t.Parallel()
@@ -401,10 +429,7 @@ func TestCluster(t *testing.T) {
 	t.Run("QoS1AcrossNodes", func(t *testing.T) {
 		c.addUser(t, "a-pub", mqtt("a/t", acl.OpWrite))
 		c.addUser(t, "a-sub", mqtt("a/t", acl.OpRead))
-		sub, _ := c.connect(t, 2, "a-sub-1", "a-sub", true)
-		if codes := sub.subscribeQoS(1, "a/t"); codes[0] != 1 {
-			t.Fatalf("SUBACK %#x, want QoS 1 granted", codes[0])
-		}
+		sub := c.subscriber(t, 2, "a-sub-1", "a-sub", "a/t", true)
 		pub, _ := c.connect(t, 0, "a-pub-1", "a-pub", true)
 		pub.publishQoS("a/t", 1, false, 1, "hello from node 1")
 		if m := sub.receive(); m != (message{"a/t", "hello from node 1", 1}) {
@@ -418,10 +443,7 @@ func TestCluster(t *testing.T) {
 	t.Run("DeniedPublishNeverArrives", func(t *testing.T) {
 		c.addUser(t, "b-pub", mqtt("b/ok", acl.OpWrite))
 		c.addUser(t, "b-sub", mqtt("b/#", acl.OpRead))
-		sub, _ := c.connect(t, 2, "b-sub-1", "b-sub", true)
-		if codes := sub.subscribeQoS(1, "b/#"); codes[0] != 1 {
-			t.Fatalf("SUBACK %#x, want QoS 1 granted", codes[0])
-		}
+		sub := c.subscriber(t, 2, "b-sub-1", "b-sub", "b/#", true)
 		pub, _ := c.connect(t, 1, "b-pub-1", "b-pub", true)
 		// One publisher's messages arrive in order: had the denied one
 		// passed, it would come first.
@@ -448,19 +470,12 @@ func TestCluster(t *testing.T) {
 	t.Run("PersistentSessionMovesNodes", func(t *testing.T) {
 		c.addUser(t, "d-dev", mqtt("d/t", acl.OpRead))
 		c.addUser(t, "d-pub", mqtt("d/t", acl.OpWrite))
-		cl, present := c.connect(t, 0, "d-dev-1", "d-dev", false)
-		if present {
-			t.Fatal("a new client ID found a session")
-		}
-		if codes := cl.subscribeQoS(1, "d/t"); codes[0] != 1 {
-			t.Fatalf("SUBACK %#x, want QoS 1 granted", codes[0])
-		}
-		cl.disconnect()
+		c.subscriber(t, 0, "d-dev-1", "d-dev", "d/t", false).disconnect()
 		pub, _ := c.connect(t, 2, "d-pub-1", "d-pub", true)
 		for i := range 3 {
 			pub.publishQoS("d/t", 1, false, uint16(i+1), "offline "+strconv.Itoa(i))
 		}
-		cl, present = c.connect(t, 1, "d-dev-1", "d-dev", false)
+		cl, present := c.connect(t, 1, "d-dev-1", "d-dev", false)
 		if !present {
 			t.Fatal("node 2 has no session for the client ID")
 		}
@@ -481,6 +496,8 @@ func TestCluster(t *testing.T) {
 		c.connect(t, 2, "f-dev-1", "f-dev", true)
 		t.Logf("node 1 closed the first connection %v after node 3 admitted the second", first.waitClosed(10*time.Second))
 	})
+
+	t.Run("Mosquitto", func(t *testing.T) { mosquittoAcrossCluster(t, c) })
 
 	// With one responder closed, every node's connects go to the other.
 	t.Run("OneResponderClosed", func(t *testing.T) {

@@ -34,18 +34,17 @@ func mosquittoBinary(t *testing.T, name string) string {
 	return path
 }
 
-// TestMosquittoAcrossCluster: mosquitto_sub on node 3 and mosquitto_pub
-// at QoS 1 on node 1, both MQTT 3.1.1 with a warden user's name and
-// password: the permitted message arrives, and a publish to a topic the
-// publisher may not write, sent before it, does not.
-func TestMosquittoAcrossCluster(t *testing.T) {
-	t.Parallel()
+// mosquittoAcrossCluster (a subtest of TestCluster, which shares its
+// cluster): mosquitto_sub on node 3 and mosquitto_pub at QoS 1 on node 1,
+// both MQTT 3.1.1 with a warden user's name and password: the permitted
+// message arrives, and a publish to a topic the publisher may not write,
+// sent before it, does not.
+func mosquittoAcrossCluster(t *testing.T, c *cluster) {
 	subBin, pubBin := mosquittoBinary(t, "mosquitto_sub"), mosquittoBinary(t, "mosquitto_pub")
 	stdbuf, err := exec.LookPath("stdbuf")
 	if err != nil {
 		t.Fatalf("stdbuf (coreutils) is needed: %v", err)
 	}
-	c := newCluster(t)
 	c.addUser(t, "m-sub", mqtt("plant/#", acl.OpRead))
 	c.addUser(t, "m-pub", mqtt("plant/temp", acl.OpWrite))
 
