@@ -94,7 +94,7 @@ func newCluster(t *testing.T) *cluster {
 	c.addUser(t, "warmup", mqtt("warmup", acl.OpRead))
 	for i := range c.nodes {
 		poll.Until(t, 20*time.Second, fmt.Sprintf("an MQTT client admitted on node %d", i+1), func() bool {
-			code, err := tryConnect(c.mqtt[i], "warmup", "warmup", userPassword)
+			code, err := tryConnect(c.mqtt[i], fmt.Sprintf("warmup-%d", i+1), "warmup", userPassword)
 			return err == nil && code == 0
 		})
 	}

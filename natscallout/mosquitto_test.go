@@ -23,13 +23,13 @@ func mosquittoArgs(t *testing.T, addr, clientID, username string) []string {
 	return []string{"-h", host, "-p", port, "-V", "mqttv311", "-i", clientID, "-u", username, "-P", userPassword}
 }
 
-// mosquittoBinary is the path of a mosquitto-clients program; the test
-// fails without it, as the issue asks for these real clients.
-func mosquittoBinary(t *testing.T, name string) string {
+// program is the path of the program name from the Debian package pkg;
+// the test fails without it: the issue asks for these real clients.
+func program(t *testing.T, name, pkg string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("%s (package mosquitto-clients) is needed: %v", name, err)
+		t.Fatalf("%s (package %s) is needed: %v", name, pkg, err)
 	}
 	return path
 }
@@ -40,11 +40,8 @@ func mosquittoBinary(t *testing.T, name string) string {
 // message arrives, and a publish to a topic the publisher may not write,
 // sent before it, does not.
 func mosquittoAcrossCluster(t *testing.T, c *cluster) {
-	subBin, pubBin := mosquittoBinary(t, "mosquitto_sub"), mosquittoBinary(t, "mosquitto_pub")
-	stdbuf, err := exec.LookPath("stdbuf")
-	if err != nil {
-		t.Fatalf("stdbuf (coreutils) is needed: %v", err)
-	}
+	subBin, pubBin := program(t, "mosquitto_sub", "mosquitto-clients"), program(t, "mosquitto_pub", "mosquitto-clients")
+	stdbuf := program(t, "stdbuf", "coreutils")
 	c.addUser(t, "m-sub", mqtt("plant/#", acl.OpRead))
 	c.addUser(t, "m-pub", mqtt("plant/temp", acl.OpWrite))
 
@@ -101,8 +98,9 @@ func mosquittoAcrossCluster(t *testing.T, c *cluster) {
 			t.Fatalf("mosquitto_pub -t %s: %v\n%s", topic, err, b)
 		}
 	}
-	// One publisher's messages are stored in order: had the denied one
-	// passed, mosquitto_sub would print it first, and only it (-C 1).
+	// The denied publish is acknowledged (NATS drops it silently) before
+	// the permitted one is sent: had it passed, mosquitto_sub would print
+	// it first, and only it (-C 1).
 	publish("plant/valve", "open")
 	publish("plant/temp", "21.5")
 
