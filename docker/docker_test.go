@@ -275,16 +275,56 @@ func TestComposeConfig(t *testing.T) {
 	} else {
 		t.Fatal("no compose client: install docker-compose (make test installs it) or the docker compose plugin")
 	}
-	for _, files := range [][]string{{"compose.yaml"}, {"compose.yaml", "compose.node2.yaml"}} {
+	for _, files := range [][]string{{"compose.yaml"}, {"compose.yaml", "compose.node2.yaml"}, {"compose.cluster.yaml"}} {
 		args := slices.Clone(base[1:])
 		for _, f := range files {
 			args = append(args, "-f", f)
 		}
 		args = append(args, "config", "-q")
 		cmd := exec.Command(base[0], args...)
-		cmd.Env = append(os.Environ(), "WARDEN_ADMIN_PASSWORD=")
+		cmd.Env = append(os.Environ(), "WARDEN_ADMIN_PASSWORD=", "WARDEN_NATS_PASSWORD=a-nats-password-1")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("%s config %v: %v\n%s", base[0], files, err, out)
+		}
+	}
+}
+
+// TestComposeCluster checks what the NATS cluster of compose.cluster.yaml
+// depends on: Redis with AOF, the callout configuration written before any
+// NATS node starts and included by each, three JetStream+MQTT nodes that
+// route to each other, and two warden nodes answering all three.
+func TestComposeCluster(t *testing.T) {
+	c := parseCompose(t, "compose.cluster.yaml")
+	if r := c.Services["redis"]; !slices.Contains(r.Command, "--appendonly") || !slices.Contains(r.Command, "yes") {
+		t.Errorf("redis runs without AOF: %v", r.Command)
+	}
+	conf := read(t, "nats/cluster.conf")
+	for _, want := range []string{"jetstream {", "mqtt {", "server_name: $NATS_SERVER_NAME", "nats://nats1:6222", "nats://nats2:6222", "nats://nats3:6222", `include "warden/warden.conf"`} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("nats/cluster.conf lacks %q", want)
+		}
+	}
+	if cmd := strings.Join(c.Services["nats-config"].Command, " "); !strings.Contains(cmd, "warden nats-config > /etc/nats/warden/") {
+		t.Errorf("nats-config service does not write the callout configuration: %s", cmd)
+	}
+	for _, n := range []string{"nats1", "nats2", "nats3"} {
+		s := c.Services[n]
+		if s.DependsOn["nats-config"].Condition != "service_completed_successfully" {
+			t.Errorf("%s may start before its callout configuration is written", n)
+		}
+		if s.Environment["NATS_SERVER_NAME"] != n || !slices.Contains(s.Volumes, "nats-conf:/etc/nats/warden:ro") || len(s.Healthcheck.Test) == 0 {
+			t.Errorf("%s: server name %q, volumes %v, health check %v", n, s.Environment["NATS_SERVER_NAME"], s.Volumes, s.Healthcheck.Test)
+		}
+	}
+	for _, w := range []string{"warden1", "warden2"} {
+		s := c.Services[w]
+		if s.Environment["WARDEN_NATS_URL"] != "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222" || !strings.HasPrefix(s.Environment["WARDEN_REDIS_URL"], "redis://redis:") {
+			t.Errorf("%s: NATS %q, Redis %q", w, s.Environment["WARDEN_NATS_URL"], s.Environment["WARDEN_REDIS_URL"])
+		}
+		for _, n := range []string{"nats1", "nats2", "nats3"} {
+			if s.DependsOn[n].Condition != "service_healthy" {
+				t.Errorf("%s starts before %s is healthy (warden exits when NATS is unreachable at start)", w, n)
+			}
 		}
 	}
 }

@@ -186,7 +186,9 @@ func (c *cluster) responderOptions(url string, h *authhook.Hook) Options {
 		// Warden's password is checked against its bcrypt hash, slow
 		// under -race: nats.go's 2 s default may not be enough.
 		Connect:     []nats.Option{nats.UserInfo(clusterWarden, clusterPassword), nats.Timeout(20 * time.Second)},
+		System:      []nats.Option{nats.UserInfo(clusterWarden+SystemUserSuffix, clusterPassword)},
 		Decider:     h,
+		Store:       c.st,
 		Issuer:      c.issuer,
 		Permissions: Permissions,
 	}
@@ -272,7 +274,7 @@ func respondersKnown(s *server.Server) int {
 
 // addUser creates a user with the password userPassword and a role
 // holding perms in the cluster's store.
-func (c *cluster) addUser(t *testing.T, name string, perms ...acl.Permission) {
+func (c *cluster) addUser(t *testing.T, name string, perms ...acl.Permission) store.User {
 	t.Helper()
 	ctx := context.Background()
 	r, err := c.st.CreateRole(ctx, store.Role{Name: name + "-role", Permissions: perms})
@@ -283,10 +285,12 @@ func (c *cluster) addUser(t *testing.T, name string, perms ...acl.Permission) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.st.CreateUser(ctx, store.User{Username: name, PasswordHash: hash, Roles: []string{r.ID},
-		GrantTypes: []store.GrantType{{Method: store.GrantPassword}}}); err != nil {
+	u, err := c.st.CreateUser(ctx, store.User{Username: name, PasswordHash: hash, Roles: []string{r.ID},
+		GrantTypes: []store.GrantType{{Method: store.GrantPassword}}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	return u
 }
 
 // connectPacket is an MQTT 3.1.1 CONNECT with a username and a password,
@@ -498,6 +502,40 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("Mosquitto", func(t *testing.T) { mosquittoAcrossCluster(t, c) })
+
+	// Removing a permission disconnects the user's clients on every node
+	// within a second; reconnected, they are refused the old topics.
+	t.Run("PermissionRemovedKicksEveryNode", func(t *testing.T) {
+		u := c.addUser(t, "g-dev", mqtt("g/#", acl.OpReadWrite))
+		on1 := c.subscriber(t, 0, "g-dev-1", "g-dev", "g/#", true)
+		on3 := c.subscriber(t, 2, "g-dev-3", "g-dev", "g/#", true)
+		if _, err := c.st.UpdateRole(context.Background(), u.Roles[0], func(r *store.Role) error {
+			r.Permissions = []acl.Permission{mqtt("g/other", acl.OpRead)}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("kicked on node 1 after %v, on node 3 after %v", on1.waitClosed(time.Second), on3.waitClosed(time.Second))
+		again, _ := c.connect(t, 1, "g-dev-1", "g-dev", true)
+		if codes := again.subscribeQoS(1, "g/#", "g/other"); !bytes.Equal(codes, []byte{0x80, 1}) {
+			t.Fatalf("after the change SUBACK %x, want 80 01 (old filter refused, new one granted)", codes)
+		}
+	})
+
+	// A client ID belongs to the first user admitted with it, on every node.
+	t.Run("ClientIDOwnedAcrossNodes", func(t *testing.T) {
+		c.addUser(t, "h-owner", mqtt("h/t", acl.OpRead))
+		c.addUser(t, "h-other", mqtt("h/t", acl.OpRead))
+		if code, err := tryConnect(c.mqtt[0], "h-shared", "h-owner", userPassword); err != nil || code != 0 {
+			t.Fatalf("owner on node 1: CONNACK %d, %v", code, err)
+		}
+		if code, err := tryConnect(c.mqtt[2], "h-shared", "h-other", userPassword); err != nil || code == 0 {
+			t.Fatalf("another user on node 3 with the owner's client ID: CONNACK %d, %v; want refused", code, err)
+		}
+		if code, err := tryConnect(c.mqtt[1], "h-shared", "h-owner", userPassword); err != nil || code != 0 {
+			t.Fatalf("owner on node 2: CONNACK %d, %v", code, err)
+		}
+	})
 
 	// With one responder closed, every node's connects go to the other.
 	t.Run("OneResponderClosed", func(t *testing.T) {
