@@ -1,3 +1,5 @@
+//go:build unix
+
 package natscallout_test
 
 import (
@@ -13,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -223,6 +226,7 @@ func benchConnects(b *testing.B, addr string, probe func(b *testing.B) func(conn
 		if probe != nil {
 			done = probe(b)
 		}
+		cpu0 := cpuTime(b)
 		b.ResetTimer()
 		for c := range clients {
 			wg.Go(func() {
@@ -238,6 +242,10 @@ func benchConnects(b *testing.B, addr string, probe func(b *testing.B) func(conn
 		}
 		wg.Wait()
 		b.StopTimer()
+		// CPU of the whole process (client, broker and warden alike) per
+		// connect: less sensitive than the rates to other load on the
+		// machine.
+		b.ReportMetric(float64((cpuTime(b)-cpu0)/time.Microsecond)/float64(b.N), "cpu-µs/connect")
 		if err := failed.Load(); err != nil {
 			b.Fatal(*err)
 		}
@@ -248,6 +256,15 @@ func benchConnects(b *testing.B, addr string, probe func(b *testing.B) func(conn
 	}
 	b.Run("sequential", func(b *testing.B) { run(b, 1) })
 	b.Run("clients="+strconv.Itoa(benchClients), func(b *testing.B) { run(b, benchClients) })
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // reportConnects reports the rate and the latency percentiles.
