@@ -67,17 +67,30 @@ func BenchmarkConnectNATSCallout(b *testing.B) {
 		b.Run("store="+s.name, func(b *testing.B) {
 			st := s.open(b)
 			srv, addr := startCalloutNode(b, st, benchHook(b, st))
-			benchConnects(b, addr, func(b *testing.B) func(connects int) {
-				// What the NATS MQTT layer asked of JetStream per connect
-				// and disconnect: session lookups, writes and deletions.
-				before := jetStreamWork(b, srv)
-				return func(connects int) {
-					after := jetStreamWork(b, srv)
-					b.ReportMetric(float64(after.api-before.api)/float64(connects), "js-api/connect")
-					b.ReportMetric(float64(after.stored-before.stored)/float64(connects), "js-stored/connect")
-				}
-			})
+			benchConnects(b, addr, jetStreamProbe(srv))
 		})
+	}
+}
+
+// BenchmarkConnectNATSPlain: the same nats-server without the callout,
+// the user configured in the MQTT account with a clear-text password:
+// what is left is NATS's own MQTT connect, the baseline of the callout's
+// cost.
+func BenchmarkConnectNATSPlain(b *testing.B) {
+	srv, addr := startBenchNATS(b, "accounts { MQTT { jetstream: enabled, users: [ { user: "+benchUser+", password: "+benchPassword+" } ] } }\n")
+	benchConnects(b, addr, jetStreamProbe(srv))
+}
+
+// jetStreamProbe reports what the NATS MQTT layer asked of JetStream per
+// connect and disconnect: session lookups, writes and deletions.
+func jetStreamProbe(srv *server.Server) func(b *testing.B) func(connects int) {
+	return func(b *testing.B) func(connects int) {
+		before := jetStreamWork(b, srv)
+		return func(connects int) {
+			after := jetStreamWork(b, srv)
+			b.ReportMetric(float64(after.api-before.api)/float64(connects), "js-api/connect")
+			b.ReportMetric(float64(after.stored-before.stored)/float64(connects), "js-stored/connect")
+		}
 	}
 }
 
@@ -131,10 +144,9 @@ func benchHook(b *testing.B, st store.Store) *authhook.Hook {
 	return h
 }
 
-// startCalloutNode runs a nats-server from the configuration warden
-// nats-config prints for st's issuer (plus a client port, JetStream and
-// an MQTT listener) and a warden responder on it; it returns the server
-// and its MQTT address.
+// startCalloutNode runs a nats-server with the configuration warden
+// nats-config prints for st's issuer, and a warden responder on it; it
+// returns the server and its MQTT address.
 func startCalloutNode(b *testing.B, st store.Store, h *authhook.Hook) (*server.Server, string) {
 	b.Helper()
 	const user, password = "warden", "bench-nats-password"
@@ -150,9 +162,23 @@ func startCalloutNode(b *testing.B, st store.Store, h *authhook.Hook) (*server.S
 	if err := natscallout.WriteServerConfig(&printed, natscallout.ServerConfig{Issuer: pub, User: user, Password: password}); err != nil {
 		b.Fatal(err)
 	}
+	srv, addr := startBenchNATS(b, printed.String())
+	svc, err := natscallout.Start(context.Background(), benchCalloutOptions(srv.ClientURL(), user, password, issuer, h))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = svc.Close() })
+	return srv, addr
+}
+
+// startBenchNATS runs a nats-server with a client port, JetStream and an
+// MQTT listener, and conf (accounts and authorization); it returns the
+// server and its MQTT address.
+func startBenchNATS(b *testing.B, conf string) (*server.Server, string) {
+	b.Helper()
 	opts := &server.Options{}
-	conf := "server_name: bench\nlisten: 127.0.0.1:-1\nmqtt { listen: 127.0.0.1:-1 }\n" +
-		"jetstream { store_dir: " + jsonString(filepath.Join(b.TempDir(), "js")) + " }\n" + printed.String()
+	conf = "server_name: bench\nlisten: 127.0.0.1:-1\nmqtt { listen: 127.0.0.1:-1 }\n" +
+		"jetstream { store_dir: " + jsonString(filepath.Join(b.TempDir(), "js")) + " }\n" + conf
 	if err := opts.ProcessConfigString(conf); err != nil {
 		b.Fatal(err)
 	}
@@ -166,11 +192,6 @@ func startCalloutNode(b *testing.B, st store.Store, h *authhook.Hook) (*server.S
 	if !srv.ReadyForConnections(10 * time.Second) {
 		b.Fatal("nats-server not ready within 10 s")
 	}
-	svc, err := natscallout.Start(context.Background(), benchCalloutOptions(srv.ClientURL(), user, password, issuer, h))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = svc.Close() })
 	return srv, net.JoinHostPort(opts.MQTT.Host, strconv.Itoa(opts.MQTT.Port))
 }
 
