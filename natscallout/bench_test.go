@@ -235,11 +235,12 @@ func jetStreamWork(b *testing.B, srv *server.Server) jsWork {
 func benchConnects(b *testing.B, addr string, probe func(b *testing.B) func(connects int)) {
 	var ids atomic.Uint64
 	nextID := func() string { return "bench-" + strconv.FormatUint(ids.Add(1), 10) }
-	if _, err := connectOnce(addr, nextID()); err != nil {
+	if _, _, err := connectOnce(addr, nextID()); err != nil {
 		b.Fatalf("warm-up connect: %v", err)
 	}
 	run := func(b *testing.B, clients int) {
 		lat := make([][]time.Duration, clients)
+		closing := make([][]time.Duration, clients)
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		var failed atomic.Pointer[error]
@@ -252,12 +253,13 @@ func benchConnects(b *testing.B, addr string, probe func(b *testing.B) func(conn
 		for c := range clients {
 			wg.Go(func() {
 				for next.Add(1) <= int64(b.N) && failed.Load() == nil {
-					d, err := connectOnce(addr, nextID())
+					d, cl, err := connectOnce(addr, nextID())
 					if err != nil {
 						failed.CompareAndSwap(nil, &err)
 						return
 					}
 					lat[c] = append(lat[c], d)
+					closing[c] = append(closing[c], cl)
 				}
 			})
 		}
@@ -270,7 +272,7 @@ func benchConnects(b *testing.B, addr string, probe func(b *testing.B) func(conn
 		if err := failed.Load(); err != nil {
 			b.Fatal(*err)
 		}
-		reportConnects(b, slices.Concat(lat...))
+		reportConnects(b, slices.Concat(lat...), slices.Concat(closing...))
 		if done != nil {
 			done(b.N)
 		}
@@ -288,47 +290,50 @@ func cpuTime(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// reportConnects reports the rate and the latency percentiles.
-func reportConnects(b *testing.B, lat []time.Duration) {
-	slices.Sort(lat)
-	at := func(q float64) float64 {
-		i := min(len(lat)-1, int(q*float64(len(lat))))
-		return float64(lat[i]) / float64(time.Microsecond)
-	}
+// reportConnects reports the rate, the percentiles of the connect
+// latency and the median time from DISCONNECT to the server's close.
+func reportConnects(b *testing.B, lat, closing []time.Duration) {
 	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "connects/s")
-	b.ReportMetric(at(0.50), "p50-µs")
-	b.ReportMetric(at(0.99), "p99-µs")
+	b.ReportMetric(percentile(lat, 0.50), "p50-µs")
+	b.ReportMetric(percentile(lat, 0.99), "p99-µs")
+	b.ReportMetric(percentile(closing, 0.50), "close-p50-µs")
+}
+
+// percentile is the q quantile of ds in microseconds; it sorts ds.
+func percentile(ds []time.Duration, q float64) float64 {
+	slices.Sort(ds)
+	return float64(ds[min(len(ds)-1, int(q*float64(len(ds))))]) / float64(time.Microsecond)
 }
 
 // connectOnce dials addr, sends CONNECT (MQTT 3.1.1, clean session) as
 // the benchmark user and reads an accepting CONNACK: the time that takes
 // is the connect latency. It then sends DISCONNECT and waits for the
-// server to close the connection, so the server's cleanup of the session
-// is part of the throughput.
-func connectOnce(addr, clientID string) (time.Duration, error) {
+// server to close the connection (the close time), so the server's
+// cleanup of the session is part of the throughput.
+func connectOnce(addr, clientID string) (latency, closeWait time.Duration, err error) {
 	start := time.Now()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(start.Add(10 * time.Second))
 	if _, err := c.Write(mqtttest.Connect{Version: 4, ClientID: clientID, Username: benchUser, Password: benchPassword, Keepalive: 30}.Bytes()); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	first, body, err := mqtttest.ReadPacket(c)
 	if err != nil {
-		return 0, fmt.Errorf("%s: reading CONNACK: %w", clientID, err)
+		return 0, 0, fmt.Errorf("%s: reading CONNACK: %w", clientID, err)
 	}
 	if first != 0x20 || len(body) != 2 || body[1] != 0 {
-		return 0, fmt.Errorf("%s: CONNACK %#x %v, want accepted", clientID, first, body)
+		return 0, 0, fmt.Errorf("%s: CONNACK %#x %v, want accepted", clientID, first, body)
 	}
-	d := time.Since(start)
+	connected := time.Now()
 	if _, err := c.Write([]byte{0xe0, 0}); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, net.ErrClosed) {
-		return 0, fmt.Errorf("%s: waiting for the server to close: %w", clientID, err)
+		return 0, 0, fmt.Errorf("%s: waiting for the server to close: %w", clientID, err)
 	}
-	return d, nil
+	return connected.Sub(start), time.Since(connected), nil
 }
