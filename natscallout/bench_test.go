@@ -36,7 +36,8 @@ import (
 
 // The benchmarks of issue 17: the same raw MQTT 3.1.1 client connects,
 // waits for CONNACK and disconnects, once through a nats-server whose
-// auth callout warden answers and once on warden's embedded broker. The
+// auth callout warden answers, once on warden's embedded broker, and, as
+// the baseline of the callout's cost, on the nats-server alone. The
 // user's password is hashed with the production argon2id parameters and
 // its verification is cached before timing, as for a fleet reconnecting.
 // docs/benchmarks.md records the figures.
