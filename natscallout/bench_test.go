@@ -164,7 +164,7 @@ func startCalloutNode(b *testing.B, st store.Store, h *authhook.Hook) (*server.S
 		b.Fatal(err)
 	}
 	srv, addr := startBenchNATS(b, printed.String())
-	svc, err := natscallout.Start(context.Background(), benchCalloutOptions(srv.ClientURL(), user, password, issuer, h))
+	svc, err := natscallout.Start(context.Background(), benchCalloutOptions(srv.ClientURL(), user, password, issuer, h, st))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -198,11 +198,13 @@ func startBenchNATS(b *testing.B, conf string) (*server.Server, string) {
 
 // benchCalloutOptions are the responder's options, as cmd/warden sets
 // them: the one place to add what later versions of Options need.
-func benchCalloutOptions(url, user, password string, issuer nkeys.KeyPair, h *authhook.Hook) natscallout.Options {
+func benchCalloutOptions(url, user, password string, issuer nkeys.KeyPair, h *authhook.Hook, st store.Store) natscallout.Options {
 	return natscallout.Options{
 		URL:         url,
 		Connect:     []nats.Option{nats.UserInfo(user, password), nats.Timeout(20 * time.Second)},
+		System:      []nats.Option{nats.UserInfo(user+natscallout.SystemUserSuffix, password)},
 		Decider:     h,
+		Store:       st,
 		Issuer:      issuer,
 		Permissions: natscallout.Permissions,
 		Account:     natscallout.MQTTAccount,
@@ -228,16 +230,19 @@ func jetStreamWork(b *testing.B, srv *server.Server) jsWork {
 	return w
 }
 
-// benchConnects warms the verification cache with one connect, then runs
-// the connects one after the other (latency) and from benchClients
-// clients at once (throughput). Every connect has its own client ID.
+// benchConnects warms the verification cache and the client IDs, then
+// runs the connects one after the other (latency) and from benchClients
+// clients at once (throughput). Each client reconnects with its own
+// client ID, as a device of a fleet does: on the callout its owner is
+// known (claims.go) after the warm-up.
 // probe, when set, is called before each run and what it returns after
 // it, to report more metrics.
 func benchConnects(b *testing.B, addr string, probe func(b *testing.B) func(connects int)) {
-	var ids atomic.Uint64
-	nextID := func() string { return "bench-" + strconv.FormatUint(ids.Add(1), 10) }
-	if _, _, err := connectOnce(addr, nextID()); err != nil {
-		b.Fatalf("warm-up connect: %v", err)
+	id := func(c int) string { return "bench-" + strconv.Itoa(c) }
+	for c := range benchClients {
+		if _, _, err := connectOnce(addr, id(c)); err != nil {
+			b.Fatalf("warm-up connect: %v", err)
+		}
 	}
 	run := func(b *testing.B, clients int) {
 		lat := make([][]time.Duration, clients)
@@ -254,7 +259,7 @@ func benchConnects(b *testing.B, addr string, probe func(b *testing.B) func(conn
 		for c := range clients {
 			wg.Go(func() {
 				for next.Add(1) <= int64(b.N) && failed.Load() == nil {
-					d, cl, err := connectOnce(addr, nextID())
+					d, cl, err := connectOnce(addr, id(c))
 					if err != nil {
 						failed.CompareAndSwap(nil, &err)
 						return

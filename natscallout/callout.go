@@ -149,6 +149,9 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 	if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
 		return nil, fmt.Errorf("%w: the issuer must be an account nkey", ErrOptions)
 	}
+	if k, err := newIssuerKey(o.Issuer); err == nil {
+		o.Issuer = k
+	} // else a key pair without a seed (an HSM's): used as it is
 	if o.XKey != nil {
 		if xpub, err := o.XKey.PublicKey(); err != nil || !nkeys.IsValidPublicCurveKey(xpub) {
 			return nil, fmt.Errorf("%w: the xkey must be a curve nkey", ErrOptions)
