@@ -1,6 +1,7 @@
 package natscallout
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -142,69 +143,17 @@ type Service struct {
 // Start connects to NATS and answers auth callout requests until Close;
 // cancelling ctx abandons the decisions under way.
 func Start(ctx context.Context, o Options) (*Service, error) {
-	if o.URL == "" || o.Decider == nil || o.Issuer == nil || o.Permissions == nil || o.Store == nil {
-		return nil, fmt.Errorf("%w: URL, Decider, Issuer, Permissions and Store are required", ErrOptions)
-	}
-	pub, err := o.Issuer.PublicKey()
-	if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
-		return nil, fmt.Errorf("%w: the issuer must be an account nkey", ErrOptions)
-	}
-	if k, err := newIssuerKey(o.Issuer); err == nil {
-		o.Issuer = k
-	} // else a key pair without a seed (an HSM's): used as it is
-	if o.XKey != nil {
-		if xpub, err := o.XKey.PublicKey(); err != nil || !nkeys.IsValidPublicCurveKey(xpub) {
-			return nil, fmt.Errorf("%w: the xkey must be a curve nkey", ErrOptions)
-		}
-	}
-	if o.Account == "" {
-		o.Account = DefaultAccount
-	}
-	if o.Queue == "" {
-		o.Queue = DefaultQueue
-	}
-	if o.Expiry <= 0 {
-		o.Expiry = DefaultExpiry
-	}
-	if o.Resweep <= 0 {
-		o.Resweep = DefaultResweep
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = 2 * time.Second
-	}
-	if o.Workers <= 0 {
-		o.Workers = 4 * runtime.GOMAXPROCS(0)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	o, pub, err := o.checked()
+	if err != nil {
+		return nil, err
 	}
 	s := &Service{opts: o, issuer: pub, log: o.Logger, slots: make(chan struct{}, o.Workers),
 		claims: newClaims(o.Store), wake: make(chan struct{}, 1), swept: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(ctx)
-	if o.System != nil {
-		s.sys, err = nats.Connect(o.URL, slices.Concat([]nats.Option{nats.Name("warden kicks"), nats.MaxReconnects(-1)}, o.Connect, o.System)...)
-		if err != nil {
-			s.cancel()
-			return nil, fmt.Errorf("natscallout: connect the system user: %w", err)
-		}
-	} else {
-		s.log.Warn("nats auth callout without a system user: changes reach connected NATS clients only when their JWT expires")
-	}
-	s.nc, err = nats.Connect(o.URL, append([]nats.Option{nats.Name("warden auth callout"), nats.MaxReconnects(-1)}, o.Connect...)...)
-	if err != nil {
+	if err := s.connect(); err != nil {
 		s.closeSys()
 		s.cancel()
-		return nil, fmt.Errorf("natscallout: connect: %w", err)
-	}
-	s.sub, err = s.nc.QueueSubscribe(requestSubject, o.Queue, s.receive)
-	if err == nil {
-		err = s.nc.Flush() // the server knows the subscription before Start returns
-	}
-	if err != nil {
-		s.nc.Close()
-		s.closeSys()
-		s.cancel()
-		return nil, fmt.Errorf("natscallout: subscribe %s: %w", requestSubject, err)
+		return nil, err
 	}
 	if s.sys != nil {
 		s.stop = o.Decider.OnChange(s.changed)
@@ -214,6 +163,72 @@ func Start(ctx context.Context, o Options) (*Service, error) {
 		close(s.swept)
 	}
 	return s, nil
+}
+
+// checked returns o with its defaults filled in and the issuer's public
+// key, or why Start cannot work with o.
+func (o Options) checked() (Options, string, error) {
+	if o.URL == "" || o.Decider == nil || o.Issuer == nil || o.Permissions == nil || o.Store == nil {
+		return o, "", fmt.Errorf("%w: URL, Decider, Issuer, Permissions and Store are required", ErrOptions)
+	}
+	pub, err := o.Issuer.PublicKey()
+	if err != nil || !nkeys.IsValidPublicAccountKey(pub) {
+		return o, "", fmt.Errorf("%w: the issuer must be an account nkey", ErrOptions)
+	}
+	if k, err := newIssuerKey(o.Issuer); err == nil {
+		o.Issuer = k
+	} // else a key pair without a seed (an HSM's): used as it is
+	if o.XKey != nil {
+		if xpub, err := o.XKey.PublicKey(); err != nil || !nkeys.IsValidPublicCurveKey(xpub) {
+			return o, "", fmt.Errorf("%w: the xkey must be a curve nkey", ErrOptions)
+		}
+	}
+	o.Account = cmp.Or(o.Account, DefaultAccount)
+	o.Queue = cmp.Or(o.Queue, DefaultQueue)
+	o.Expiry = positiveOr(o.Expiry, DefaultExpiry)
+	o.Resweep = positiveOr(o.Resweep, DefaultResweep)
+	o.RequestTimeout = positiveOr(o.RequestTimeout, 2*time.Second)
+	o.Workers = positiveOr(o.Workers, 4*runtime.GOMAXPROCS(0))
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, pub, nil
+}
+
+// positiveOr is v, or def when v is not positive.
+func positiveOr[T time.Duration | int](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// connect opens the system user's connection (if any) and the auth
+// user's, and subscribes to the callout requests.
+func (s *Service) connect() error {
+	o := s.opts
+	var err error
+	if o.System != nil {
+		s.sys, err = nats.Connect(o.URL, slices.Concat([]nats.Option{nats.Name("warden kicks"), nats.MaxReconnects(-1)}, o.Connect, o.System)...)
+		if err != nil {
+			return fmt.Errorf("natscallout: connect the system user: %w", err)
+		}
+	} else {
+		s.log.Warn("nats auth callout without a system user: changes reach connected NATS clients only when their JWT expires")
+	}
+	s.nc, err = nats.Connect(o.URL, append([]nats.Option{nats.Name("warden auth callout"), nats.MaxReconnects(-1)}, o.Connect...)...)
+	if err != nil {
+		return fmt.Errorf("natscallout: connect: %w", err)
+	}
+	s.sub, err = s.nc.QueueSubscribe(requestSubject, o.Queue, s.receive)
+	if err == nil {
+		err = s.nc.Flush() // the server knows the subscription before Start returns
+	}
+	if err != nil {
+		s.nc.Close()
+		return fmt.Errorf("natscallout: subscribe %s: %w", requestSubject, err)
+	}
+	return nil
 }
 
 // closeSys closes the system user's connection, if any.
