@@ -39,6 +39,11 @@ type Options struct {
 	// Logger receives refusals the Decider did not log and failures; never
 	// a password, a token or a payload. nil: none.
 	Logger *slog.Logger
+	// VerneMQ, when its URL is set, is VerneMQ's HTTP API, through which
+	// changes disconnect the sessions they end or alter (vernemq.go).
+	VerneMQ VerneMQAPI
+	// EMQX, when its URL is set, is EMQX's REST API, likewise (emqx.go).
+	EMQX EMQXAPI
 }
 
 // MaxBodyBytes bounds a webhook request body: a register hook carries a
@@ -49,23 +54,31 @@ const MaxBodyBytes = 1 << 20
 // Handler answers the brokers' webhooks. Its routes are mounted by the
 // admin server, which authenticates the broker first.
 type Handler struct {
-	opts Options
-	log  *slog.Logger
+	opts   Options
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // ErrOptions reports Options New cannot work with.
 var ErrOptions = errors.New("webhook: invalid options")
 
-// New returns a Handler.
-func New(o Options) (*Handler, error) {
+// New returns a Handler; it follows the model's changes (to disconnect
+// sessions through the brokers' APIs) until ctx ends or Close.
+func New(ctx context.Context, o Options) (*Handler, error) {
 	if o.Decider == nil {
 		return nil, fmt.Errorf("%w: Decider is required", ErrOptions)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{opts: o, log: o.Logger}, nil
+	h := &Handler{opts: o, log: o.Logger}
+	h.ctx, h.cancel = context.WithCancel(ctx)
+	return h, nil
 }
+
+// Close stops following the model's changes.
+func (h *Handler) Close() { h.cancel() }
 
 // Routes returns the handlers by net/http pattern ("POST /api/broker/…").
 func (h *Handler) Routes() map[string]http.HandlerFunc {
