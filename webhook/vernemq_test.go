@@ -635,3 +635,55 @@ func slicesContains(s []string, v string) bool {
 	}
 	return false
 }
+
+// FuzzVerneMQ: whatever body VerneMQ (or anything reaching the admin
+// listener) sends to a hook, the answer is a 400 or a 200 carrying one of
+// the documented results, never "next", and nothing panics.
+func FuzzVerneMQ(f *testing.F) {
+	e := newVMQEnv(f, nil)
+	e.addUser(f, "alice", "Alice-password-1", []acl.Permission{vmqPerm("a/#", acl.OpReadWrite)})
+	type target struct{ path, hook, seed string }
+	targets := []target{
+		{"/api/broker/auth/register", "auth_on_register", "auth_on_register.json"},
+		{"/api/broker/auth/register", "auth_on_register_m5", "auth_on_register_m5_conn_opts.json"},
+		{"/api/broker/auth/publish", "auth_on_publish", "auth_on_publish.json"},
+		{"/api/broker/auth/publish", "auth_on_publish_m5", "auth_on_publish_m5.json"},
+		{"/api/broker/auth/subscribe", "auth_on_subscribe", "auth_on_subscribe.json"},
+		{"/api/broker/auth/subscribe", "auth_on_subscribe_m5", "auth_on_subscribe_m5.json"},
+		{"/api/broker/auth/offline", "on_client_gone", "on_client_gone.json"},
+	}
+	for i, tg := range targets {
+		f.Add(uint8(i), vmqRequest(f, tg.seed, map[string]any{"username": "alice", "password": "Alice-password-1"}))
+	}
+	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
+		tg := targets[int(which)%len(targets)]
+		a := e.call(t, tg.path, tg.hook, body)
+		switch a.status {
+		case http.StatusBadRequest:
+			return
+		case http.StatusOK:
+		default:
+			t.Fatalf("%s: status %d %s", tg.hook, a.status, a.raw)
+		}
+		m, _ := a.body.(map[string]any)
+		if m == nil {
+			t.Fatalf("%s: answer %s is not an object", tg.hook, a.raw)
+		}
+		switch r := m["result"].(type) {
+		case nil:
+			if tg.hook != "on_client_gone" || len(m) != 0 {
+				t.Fatalf("%s: answer %s", tg.hook, a.raw)
+			}
+		case string:
+			if r != "ok" {
+				t.Fatalf("%s: result %q", tg.hook, r)
+			}
+		case map[string]any:
+			if _, ok := r["error"].(string); !ok || len(r) != 1 {
+				t.Fatalf("%s: result %s", tg.hook, a.raw)
+			}
+		default:
+			t.Fatalf("%s: answer %s", tg.hook, a.raw)
+		}
+	})
+}
