@@ -137,9 +137,8 @@ type vmqRegister struct {
 
 // register decides a CONNECT as the embedded broker does.
 func (v *vernemq) register(w http.ResponseWriter, r *http.Request, name string, m5 bool) {
-	var req vmqRegister
-	if err := decodeBody(w, r, &req); err != nil {
-		v.h.badRequest(w, err)
+	req, ok := decodeOrRefuse[vmqRegister](v.h, w, r)
+	if !ok {
 		return
 	}
 	a := authhook.Attempt{ClientID: req.ClientID, Remote: req.PeerAddr, Now: time.Now()}
@@ -273,9 +272,8 @@ type vmqPublish struct {
 // publish decides a PUBLISH: the write permission on the topic with the
 // user's publish prefix, which VerneMQ applies from modifiers.topic.
 func (v *vernemq) publish(w http.ResponseWriter, r *http.Request, _ string, _ bool) {
-	var req vmqPublish
-	if err := decodeBody(w, r, &req); err != nil {
-		v.h.badRequest(w, err)
+	req, ok := decodeOrRefuse[vmqPublish](v.h, w, r)
+	if !ok {
 		return
 	}
 	rights, err := v.h.opts.Decider.Rights(r.Context(), deref(req.Username), req.ClientID)
@@ -317,9 +315,8 @@ type vmqSubscribe struct {
 // subscribe decides each filter with warden's coverage rule; refused ones
 // get the refused QoS, allowed ones keep theirs.
 func (v *vernemq) subscribe(w http.ResponseWriter, r *http.Request, _ string, m5 bool) {
-	var req vmqSubscribe
-	if err := decodeBody(w, r, &req); err != nil {
-		v.h.badRequest(w, err)
+	req, ok := decodeOrRefuse[vmqSubscribe](v.h, w, r)
+	if !ok {
 		return
 	}
 	rights, err := v.h.opts.Decider.Rights(r.Context(), deref(req.Username), req.ClientID)
@@ -358,9 +355,8 @@ type vmqOffline struct {
 // offline forgets a session that ended (gone, expired) or went offline
 // (its persistent session stays, still claimed by its user).
 func (v *vernemq) offline(w http.ResponseWriter, r *http.Request, name string, _ bool) {
-	var req vmqOffline
-	if err := decodeBody(w, r, &req); err != nil {
-		v.h.badRequest(w, err)
+	req, ok := decodeOrRefuse[vmqOffline](v.h, w, r)
+	if !ok {
 		return
 	}
 	key := vmqKey(req.Mountpoint, req.ClientID)
@@ -422,6 +418,16 @@ func (v *vernemq) disconnect(ctx context.Context, key string) error {
 		return fmt.Errorf("vernemq API: %s", resp.Status)
 	}
 	return nil
+}
+
+// decodeOrRefuse decodes r's body as a T, or answers 400 with the reason.
+func decodeOrRefuse[T any](h *Handler, w http.ResponseWriter, r *http.Request) (T, bool) {
+	var req T
+	if err := decodeBody(w, r, &req); err != nil {
+		h.badRequest(w, err)
+		return req, false
+	}
+	return req, true
 }
 
 // deref is *s, "" for nil (VerneMQ's null).
