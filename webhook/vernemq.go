@@ -260,6 +260,17 @@ func (v *vernemq) refuse(w http.ResponseWriter, err error) {
 	v.h.writeJSON(w, http.StatusOK, vmqUnavailable, false)
 }
 
+// rights are what the client may do now, or false with the refusal
+// answered.
+func (v *vernemq) rights(w http.ResponseWriter, r *http.Request, username *string, clientID string) (*authhook.Rights, bool) {
+	rights, err := v.h.opts.Decider.Rights(r.Context(), deref(username), clientID)
+	if err != nil {
+		v.refuse(w, err)
+		return nil, false
+	}
+	return rights, true
+}
+
 // vmqPublish is auth_on_publish(_m5)'s request, without the payload,
 // which is never read.
 type vmqPublish struct {
@@ -276,9 +287,8 @@ func (v *vernemq) publish(w http.ResponseWriter, r *http.Request, _ string, _ bo
 	if !ok {
 		return
 	}
-	rights, err := v.h.opts.Decider.Rights(r.Context(), deref(req.Username), req.ClientID)
-	if err != nil {
-		v.refuse(w, err)
+	rights, ok := v.rights(w, r, req.Username, req.ClientID)
+	if !ok {
 		return
 	}
 	topic, ok := rights.Publish(req.Topic)
@@ -319,9 +329,8 @@ func (v *vernemq) subscribe(w http.ResponseWriter, r *http.Request, _ string, m5
 	if !ok {
 		return
 	}
-	rights, err := v.h.opts.Decider.Rights(r.Context(), deref(req.Username), req.ClientID)
-	if err != nil {
-		v.refuse(w, err)
+	rights, ok := v.rights(w, r, req.Username, req.ClientID)
+	if !ok {
 		return
 	}
 	refused := vmqQoSRefused
