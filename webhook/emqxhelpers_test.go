@@ -40,7 +40,7 @@ type emqxEnv struct {
 
 // newEMQXEnv starts the hook and the webhook server; withAPI adds a fake
 // EMQX REST API (Options.EMQX); tweak adjusts the Options.
-func newEMQXEnv(t *testing.T, withAPI bool, tweak ...func(*Options)) *emqxEnv {
+func newEMQXEnv(t testing.TB, withAPI bool, tweak ...func(*Options)) *emqxEnv {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.OpenBolt(t)
@@ -77,7 +77,7 @@ func newEMQXEnv(t *testing.T, withAPI bool, tweak ...func(*Options)) *emqxEnv {
 }
 
 // addUser creates a password user with a role holding perms.
-func (e *emqxEnv) addUser(t *testing.T, name, password string, perms ...acl.Permission) store.User {
+func (e *emqxEnv) addUser(t testing.TB, name, password string, perms ...acl.Permission) store.User {
 	t.Helper()
 	ctx := context.Background()
 	r, err := e.st.CreateRole(ctx, store.Role{Name: name + "-role", Permissions: perms})
@@ -155,7 +155,7 @@ func (e *emqxEnv) authz(t *testing.T, user, clientID, action, topic string) emqx
 }
 
 // readFixture is a file of testdata/emqx.
-func readFixture(t *testing.T, name string) string {
+func readFixture(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile("testdata/emqx/" + name)
 	if err != nil {
@@ -186,7 +186,7 @@ type emqxFakeAPI struct {
 	clients map[string]bool // connected client IDs
 }
 
-func newEMQXFakeAPI(t *testing.T) *emqxFakeAPI {
+func newEMQXFakeAPI(t testing.TB) *emqxFakeAPI {
 	t.Helper()
 	a := &emqxFakeAPI{kicked: make(chan string, 64), clients: map[string]bool{}}
 	notFound := readFixture(t, "api_kick_not_found.json")
