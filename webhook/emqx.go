@@ -165,14 +165,7 @@ func (e *emqx) authn(w http.ResponseWriter, r *http.Request) {
 			return nil
 		},
 	})
-	var refused *authhook.Refusal
-	switch {
-	case errors.As(err, &refused):
-		e.h.writeJSON(w, http.StatusOK, emqxResult{Result: "deny"}, false)
-		return
-	case err != nil:
-		e.h.log.Warn("emqx authn not decided", "client", *req.ClientID, "err", err)
-		e.h.writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not decided"}, false)
+	if e.denied(w, err, "emqx authn not decided", "client", *req.ClientID) {
 		return
 	}
 	ans := emqxAuthnAnswer{Result: "allow", ACL: rules}
@@ -249,14 +242,7 @@ func (e *emqx) authz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rights, err := e.h.opts.Decider.Rights(r.Context(), *req.Username, *req.ClientID)
-	var refused *authhook.Refusal
-	switch {
-	case errors.As(err, &refused):
-		e.h.writeJSON(w, http.StatusOK, emqxResult{Result: "deny"}, false)
-		return
-	case err != nil:
-		e.h.log.Warn("emqx authz not decided", "user", *req.Username, "client", *req.ClientID, "err", err)
-		e.h.writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not decided"}, false)
+	if e.denied(w, err, "emqx authz not decided", "user", *req.Username, "client", *req.ClientID) {
 		return
 	}
 	allowed := false
@@ -270,6 +256,23 @@ func (e *emqx) authz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.h.writeJSON(w, http.StatusOK, emqxResult{Result: "allow"}, true)
+}
+
+// denied answers a Decider's error, if any: a refusal is EMQX's deny
+// (200, so its chain stops there, already audited); any other error a
+// 503, which EMQX treats as a backend failure (authn: denied by default;
+// authz: no match). It reports whether it answered.
+func (e *emqx) denied(w http.ResponseWriter, err error, msg string, args ...any) bool {
+	if err == nil {
+		return false
+	}
+	if refused := (*authhook.Refusal)(nil); errors.As(err, &refused) {
+		e.h.writeJSON(w, http.StatusOK, emqxResult{Result: "deny"}, false)
+		return true
+	}
+	e.h.log.Warn(msg, append(args, "err", err)...)
+	e.h.writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not decided"}, false)
+	return true
 }
 
 // clipValue shortens a value quoted in an answer.

@@ -354,10 +354,8 @@ func TestEMQXClientCertificate(t *testing.T) {
 	withCAs := newEMQXEnv(t, false, func(o *Options) { o.ClientCAs = trusted.Pool })
 	noCAs := newEMQXEnv(t, false)
 	for _, e := range []*emqxEnv{withCAs, noCAs} {
-		if _, err := e.st.CreateUser(context.Background(), store.User{Username: "devcert",
-			GrantTypes: []store.GrantType{{Method: store.GrantCertificate}}}); err != nil {
-			t.Fatal(err)
-		}
+		e.createUser(t, store.User{Username: "devcert", GrantTypes: []store.GrantType{{Method: store.GrantCertificate}}},
+			emqxPerm("devcert/#", acl.OpReadWrite))
 	}
 	good := issue(trusted, "devcert")
 	pemGood := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: mustB64(t, good)}))
@@ -505,15 +503,8 @@ func TestEMQXLiveRevocation(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]bool{}
-	deadline := time.After(time.Second)
-	for len(got) < 2 {
-		select {
-		case id := <-e.api.kicked:
-			got[id] = true
-		case <-deadline:
-			t.Fatalf("within a second of the role change, DELETEs for %v, want ops-1 and ops-gone", got)
-		}
+	if got := e.api.kicks(2, time.Second); !got["ops-1"] || !got["ops-gone"] {
+		t.Fatalf("within a second of the role change, DELETEs for %v, want ops-1 and ops-gone", got)
 	}
 	// Both are forgotten: another change calls nobody.
 	e.updateUser(t, ops.ID, func(u *store.User) { u.Suspended = true })
@@ -537,17 +528,7 @@ func TestEMQXTrackerBounded(t *testing.T) {
 		t.Errorf("no warning naming the forgotten session c1:\n%s", e.logs.String())
 	}
 	e.updateUser(t, u.ID, func(u *store.User) { u.Suspended = true })
-	got := map[string]bool{}
-	deadline := time.After(time.Second)
-	for len(got) < 2 {
-		select {
-		case id := <-e.api.kicked:
-			got[id] = true
-		case <-deadline:
-			t.Fatalf("DELETEs %v, want c2 and c3", got)
-		}
-	}
-	if !got["c2"] || !got["c3"] {
+	if got := e.api.kicks(2, time.Second); !got["c2"] || !got["c3"] {
 		t.Errorf("DELETEs %v, want c2 and c3", got)
 	}
 	e.api.expectNoKick(t, 300*time.Millisecond)

@@ -79,17 +79,23 @@ func newEMQXEnv(t testing.TB, withAPI bool, tweak ...func(*Options)) *emqxEnv {
 // addUser creates a password user with a role holding perms.
 func (e *emqxEnv) addUser(t testing.TB, name, password string, perms ...acl.Permission) store.User {
 	t.Helper()
-	ctx := context.Background()
-	r, err := e.st.CreateRole(ctx, store.Role{Name: name + "-role", Permissions: perms})
-	if err != nil {
-		t.Fatal(err)
-	}
 	hash, err := credential.Hash(password, emqxFastParams)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := e.st.CreateUser(ctx, store.User{Username: name, PasswordHash: hash, Roles: []string{r.ID},
-		GrantTypes: []store.GrantType{{Method: store.GrantPassword}}})
+	return e.createUser(t, store.User{Username: name, PasswordHash: hash,
+		GrantTypes: []store.GrantType{{Method: store.GrantPassword}}}, perms...)
+}
+
+// createUser stores u with one more role, named after it, holding perms.
+func (e *emqxEnv) createUser(t testing.TB, u store.User, perms ...acl.Permission) store.User {
+	t.Helper()
+	ctx := context.Background()
+	r, err := e.st.CreateRole(ctx, store.Role{Name: u.Username + "-role", Permissions: perms})
+	if err == nil {
+		u.Roles = append(u.Roles, r.ID)
+		u, err = e.st.CreateUser(ctx, u)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,6 +242,22 @@ func (a *emqxFakeAPI) expectKick(t *testing.T, clientID string, d time.Duration)
 			t.Fatalf("EMQX's API received no DELETE /api/v5/clients/%s within %v", clientID, d)
 		}
 	}
+}
+
+// kicks collects the client IDs of DELETEs until n distinct ones came
+// or d passed.
+func (a *emqxFakeAPI) kicks(n int, d time.Duration) map[string]bool {
+	got := map[string]bool{}
+	deadline := time.After(d)
+	for len(got) < n {
+		select {
+		case id := <-a.kicked:
+			got[id] = true
+		case <-deadline:
+			return got
+		}
+	}
+	return got
 }
 
 // expectNoKick checks that the API receives no DELETE within d.
