@@ -511,6 +511,21 @@ func TestEMQXLiveRevocation(t *testing.T) {
 	e.api.expectNoKick(t, 500*time.Millisecond)
 }
 
+// TestEMQXPrefixSetLaterKicks: a publish prefix given to a connected
+// user disconnects its clients: the acl rules EMQX holds for them would
+// go on allowing unprefixed publishes.
+func TestEMQXPrefixSetLaterKicks(t *testing.T) {
+	t.Parallel()
+	e := newEMQXEnv(t, true)
+	dev := e.addUser(t, "dev", "Dev-password-1", emqxPerm("t/#", acl.OpReadWrite))
+	if a := e.authn(t, "dev", "Dev-password-1", "dev-1"); a.body["result"] != "allow" {
+		t.Fatalf("not admitted: %s", a.raw)
+	}
+	e.api.connect("dev-1")
+	e.updateUser(t, dev.ID, func(u *store.User) { u.MQTTPublishPrefix = "t/" })
+	e.api.expectKick(t, "dev-1", time.Second)
+}
+
 // TestEMQXTrackerBounded: EMQX never says a client left; beyond
 // MaxTracked sessions the oldest is forgotten, with a warning, so the
 // tracker stays bounded.

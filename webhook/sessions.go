@@ -30,7 +30,7 @@ type kickFunc func(ctx context.Context, key string) error
 // tracked is one admitted session.
 type tracked struct {
 	grant  authhook.Grant
-	digest string // permsDigest of what it was admitted with
+	digest string // rightsDigest of what it was admitted with
 }
 
 // tracker keeps one broker's admitted sessions and disconnects those a
@@ -75,7 +75,7 @@ func newTracker(ctx context.Context, name string, d Decider, kick kickFunc, log 
 func (t *tracker) add(key string, d authhook.Decision) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.sessions[key] = tracked{grant: d.Grant, digest: permsDigest(d.Permissions)}
+	t.sessions[key] = tracked{grant: d.Grant, digest: rightsDigest(d)}
 }
 
 // remove forgets a session that ended.
@@ -117,8 +117,8 @@ func (t *tracker) sweep(ctx context.Context) {
 			reason = r.Reason
 		case err != nil:
 			continue
-		case permsDigest(d.Permissions) != s.digest:
-			reason = "permissions changed"
+		case rightsDigest(d) != s.digest:
+			reason = "permissions or publish prefix changed"
 		default:
 			continue
 		}
@@ -132,6 +132,13 @@ func (t *tracker) sweep(ctx context.Context) {
 		t.remove(key)
 		t.log.Info(t.name+" session disconnected", "user", s.grant.Username, "client", s.grant.ClientID, "reason", reason)
 	}
+}
+
+// rightsDigest identifies what a decision lets a client do: its
+// permissions and its publish prefix (which EMQX's acl rules cannot
+// follow, and a broker applies from the answer it got).
+func rightsDigest(d authhook.Decision) string {
+	return permsDigest(d.Permissions) + "/" + hex.EncodeToString([]byte(d.PublishPrefix))
 }
 
 // permsDigest identifies a permission list whatever its order.
