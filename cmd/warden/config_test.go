@@ -349,20 +349,24 @@ func TestValidateWebhooks(t *testing.T) {
 		},
 			"--emqx-api-url (WARDEN_EMQX_API_URL): not a valid URL"},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			cfg := defaultConfig()
-			c.set(&cfg)
-			err := cfg.Validate()
-			switch {
-			case c.want == "" && err != nil:
-				t.Errorf("Validate: %v, want nil", err)
-			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
-				t.Errorf("Validate: %v, want %q", err, c.want)
-			case err != nil && strings.Contains(err.Error(), secret):
-				t.Errorf("the error quotes a secret: %v", err)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { t.Parallel(); checkValidate(t, c.set, c.want, secret) })
+	}
+}
+
+// checkValidate validates the defaults changed by set: valid when want is
+// empty, else an error containing want; never one quoting secret.
+func checkValidate(t *testing.T, set func(*Config), want, secret string) {
+	t.Helper()
+	cfg := defaultConfig()
+	set(&cfg)
+	err := cfg.Validate()
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("Validate: %v, want nil", err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Errorf("Validate: %v, want %q", err, want)
+	case err != nil && strings.Contains(err.Error(), secret):
+		t.Errorf("the error quotes a secret: %v", err)
 	}
 }
 

@@ -29,17 +29,28 @@ type whCert struct {
 // parent.
 func whIssue(t *testing.T, cn string, parent *whCert) whCert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), BasicConstraintsValid: true}
-	issuer, signer := tmpl, key
+	tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: cn}}
 	if parent == nil {
 		tmpl.IsCA, tmpl.KeyUsage = true, x509.KeyUsageCertSign
 	} else {
 		tmpl.KeyUsage, tmpl.ExtKeyUsage = x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	return issueCert(t, tmpl, parent)
+}
+
+// issueCert signs tmpl, valid for the hour around now, for a fresh P-256
+// key, with parent (self-signed when nil).
+func issueCert(t *testing.T, tmpl *x509.Certificate, parent *whCert) whCert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	tmpl.BasicConstraintsValid = true
+	issuer, signer := tmpl, key
+	if parent != nil {
 		issuer, signer = parent.cert, parent.key
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, &key.PublicKey, signer)
