@@ -82,7 +82,10 @@ func (s *Server) brokerHook(pattern string, next http.HandlerFunc) http.HandlerF
 		}
 		if bearer(r) == "" {
 			msg := "missing credentials: a broker webhook takes a client certificate from a webhook client CA or a bearer token"
-			if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			switch {
+			case s.clientCerts.pool == nil:
+				msg = "missing bearer token"
+			case r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
 				msg = "the client certificate is not from a webhook client CA, and there is no bearer token"
 			}
 			writeError(w, r, s.log, errorf(http.StatusUnauthorized, "%s", msg))

@@ -135,7 +135,8 @@ func bhRefused(t *testing.T, what string, code int, body string, want int, text 
 // application token of a user holding write on /api/broker/auth/+ runs
 // the route, as does a client certificate from the webhook CA without a
 // token; a certificate from another CA the listener trusts is no
-// credential here (401), and does not spoil a valid token sent with it.
+// credential here (401), and does not spoil a valid token sent with it;
+// a server without webhook client CAs takes tokens only.
 func TestBrokerHooksAuthentication(t *testing.T) {
 	t.Parallel()
 	e := bhNew(t, tls.VerifyClientCertIfGiven)
@@ -173,8 +174,18 @@ func TestBrokerHooksAuthentication(t *testing.T) {
 	code, body = e.call(bhPath, &device, readOnly, bhBody)
 	bhRefused(t, "other CA certificate with a read-only token", code, body, http.StatusForbidden, "missing permission")
 
+	// Without webhook client CAs, tokens only: a certificate is no
+	// credential.
+	tokensOnly := newAPI(t, storetest.OpenBolt(t), func(o *admin.Options) {
+		o.BrokerHooks = map[string]http.HandlerFunc{"POST /api/broker/auth/register": bhRoute}
+	})
+	code, b := tokensOnly.do("POST", bhPath, "", bhBody)
+	bhRefused(t, "no token, no webhook CA", code, string(b), http.StatusUnauthorized, "missing bearer token")
+	code, b = tokensOnly.do("POST", bhPath, tokensOnly.admin, bhBody)
+	bhRan(t, "the admin's token, no webhook CA", code, string(b))
+
 	// Plain HTTP has no client certificate: tokens only.
-	code, b := e.do("POST", bhPath, "", bhBody)
+	code, b = e.do("POST", bhPath, "", bhBody)
 	bhRefused(t, "plain HTTP without a token", code, string(b), http.StatusUnauthorized, "missing credentials")
 	code, b = e.do("POST", bhPath, app, bhBody)
 	bhRan(t, "plain HTTP with a token", code, string(b))
