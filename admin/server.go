@@ -3,9 +3,11 @@ package admin
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -122,6 +124,18 @@ type Options struct {
 	// upload; 0: store.DefaultRestoreMaxBytes, at most
 	// store.MaxArchiveContentBytes.
 	RestoreMaxBytes int64
+	// BrokerHooks are the external brokers' auth webhooks by net/http
+	// pattern ("POST /api/broker/auth/publish", from webhook.Handler.Routes),
+	// each under /api/broker/. They are mounted behind the broker's
+	// authentication (brokerhooks.go): a client certificate that chains to
+	// WebhookClientCAs, or a bearer token whose user holds the http
+	// permission for the method and path.
+	BrokerHooks map[string]http.HandlerFunc
+	// WebhookClientCAs are the CAs whose client certificates authenticate
+	// a broker on BrokerHooks without a token; nil: only tokens do. The
+	// listener must be TLS and ask for client certificates (cmd/warden's
+	// --webhook-client-ca). Not modified after New.
+	WebhookClientCAs *x509.CertPool
 }
 
 // Server is the admin HTTP API.
@@ -137,6 +151,10 @@ type Server struct {
 	routes   []route
 	maint    *maintenance // backup and restore (maintenance.go)
 	metrics  *metrics     // Prometheus metrics (metrics.go)
+	// openAPI is the document GET /api/openapi.json serves: openapi.json
+	// with the broker hooks added (brokerhooks.go).
+	openAPI     []byte
+	clientCerts *certVerdicts // the broker hooks' client certificates
 
 	// verifier checks passwords on the shared worker pool; a login of an
 	// unknown user verifies its dummy hash, so the answer takes as long
@@ -162,6 +180,9 @@ const (
 	self
 	// permitted: a token whose http permissions allow method and path.
 	permitted
+	// brokerAccess: a broker webhook, a client certificate from
+	// WebhookClientCAs or a token as for permitted (brokerhooks.go).
+	brokerAccess
 )
 
 // New builds the server and registers every route. Store, Tokens,
@@ -198,6 +219,13 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.registerRoutes()
+	if err := s.registerBrokerHooks(); err != nil {
+		return nil, err
+	}
+	patterns := slices.Sorted(maps.Keys(o.BrokerHooks))
+	if s.openAPI, err = openAPIWithBrokerHooks(openAPIDocument, patterns); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -254,7 +282,7 @@ func (o *Options) validate() error {
 	if o.RestoreMaxBytes < 0 || o.RestoreMaxBytes > store.MaxArchiveContentBytes {
 		return fmt.Errorf("admin: Options.RestoreMaxBytes must be from 1 to %d, got %d", store.MaxArchiveContentBytes, o.RestoreMaxBytes)
 	}
-	return nil
+	return checkBrokerHooks(o.BrokerHooks)
 }
 
 // buildGuards builds the password verifier and the lockout when the

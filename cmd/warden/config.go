@@ -151,6 +151,22 @@ type Config struct {
 	// NATSJWTExpiry bounds the user JWTs of clients admitted without a
 	// login token (a token's expiry applies otherwise).
 	NATSJWTExpiry time.Duration
+	// WebhookClientCA is a PEM bundle of the CAs whose client certificates
+	// authenticate a broker on the webhooks (/api/broker/...) without a
+	// token; it needs the admin API over TLS. Empty: tokens only.
+	WebhookClientCA string
+	// WebhookCacheMaxAge is the cache lifetime announced on the webhooks'
+	// successful answers (cache-control: max-age); 0: none.
+	WebhookCacheMaxAge time.Duration
+	// VerneMQAPIURL and VerneMQAPIKey are VerneMQ's HTTP API, through which
+	// changes disconnect the sessions they end or alter; EMQXAPIURL,
+	// EMQXAPIKey and EMQXAPISecret are EMQX's REST API, likewise. Empty
+	// URL: off. The key and secrets are secrets: never print them.
+	VerneMQAPIURL string
+	VerneMQAPIKey string
+	EMQXAPIURL    string
+	EMQXAPIKey    string
+	EMQXAPISecret string
 	// InsecureNoAuth replaces warden's auth hook with Mochi's allow-all
 	// hook: every CONNECT, publish and subscribe is allowed. It exists
 	// only to measure what the auth layer costs (scripts/bench-compare.sh);
@@ -344,6 +360,27 @@ var options = []option{
 	{flag: "nats-jwt-expiry", env: "WARDEN_NATS_JWT_EXPIRY", def: "24h", arg: "duration", readme: "; a login token's own expiry applies when earlier",
 		usage: "lifetime of the user JWT a NATS client gets without a login token (less up to a tenth, so clients admitted together do not all reconnect at once); changes disconnect affected clients anyway, this bounds a client's session if no warden node can reach NATS",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.NATSJWTExpiry })},
+	{flag: "webhook-client-ca", env: "WARDEN_WEBHOOK_CLIENT_CA", def: "", arg: "file", readme: ": brokers authenticate with a bearer token only",
+		usage: "CA bundle, PEM, whose client certificates authenticate a broker (VerneMQ, EMQX) on the webhooks under /api/broker/ without a token (mutual TLS); needs the admin API over TLS (--http-tls or --http-tls-cert) (empty: a broker sends a bearer token of a user with write on the webhook's path)",
+		bind:  stringOpt(func(c *Config) *string { return &c.WebhookClientCA })},
+	{flag: "webhook-cache-max-age", env: "WARDEN_WEBHOOK_CACHE_MAX_AGE", def: "0s", arg: "duration", readme: ": every call decided afresh",
+		usage: "cache lifetime the broker webhooks announce on successful answers (cache-control: max-age, whole seconds up to 24h): the broker reuses a decision that long, so a revocation may wait as long (0: the broker asks every time)",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.WebhookCacheMaxAge })},
+	{flag: "vernemq-api-url", env: "WARDEN_VERNEMQ_API_URL", def: "", arg: "url", readme: ": off; set: changes disconnect affected VerneMQ sessions",
+		usage: "VerneMQ's HTTP API (http://vernemq:8888), through which changes disconnect the sessions they end or alter; needs --vernemq-api-key (empty: sessions stay until their next webhook call is refused)",
+		bind:  stringOpt(func(c *Config) *string { return &c.VerneMQAPIURL })},
+	{flag: "vernemq-api-key", env: "WARDEN_VERNEMQ_API_KEY", def: "", arg: "key", secret: true, readme: "; required with `--vernemq-api-url`",
+		usage: "API key of --vernemq-api-url (vmq-admin api-key add)",
+		bind:  stringOpt(func(c *Config) *string { return &c.VerneMQAPIKey })},
+	{flag: "emqx-api-url", env: "WARDEN_EMQX_API_URL", def: "", arg: "url", readme: ": off; set: changes kick affected EMQX clients",
+		usage: "EMQX 5's REST API (http://emqx:18083), through which changes kick the clients they end or alter; needs --emqx-api-key and --emqx-api-secret (empty: clients stay until their next webhook call is refused)",
+		bind:  stringOpt(func(c *Config) *string { return &c.EMQXAPIURL })},
+	{flag: "emqx-api-key", env: "WARDEN_EMQX_API_KEY", def: "", arg: "key", readme: "; required with `--emqx-api-url`",
+		usage: "API key of --emqx-api-url (created in the EMQX dashboard)",
+		bind:  stringOpt(func(c *Config) *string { return &c.EMQXAPIKey })},
+	{flag: "emqx-api-secret", env: "WARDEN_EMQX_API_SECRET", def: "", arg: "secret", secret: true, readme: "; required with `--emqx-api-url`",
+		usage: "secret of --emqx-api-key",
+		bind:  stringOpt(func(c *Config) *string { return &c.EMQXAPISecret })},
 	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool", readme: "; `true` for benchmarks only",
 		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
@@ -555,6 +592,7 @@ func (c Config) Validate() error {
 	}
 	c.validateSessionLimits(add)
 	c.validateNATS(add)
+	c.validateWebhooks(add)
 	if err := audit.CheckSink(c.AuditLog); err != nil {
 		add("audit-log", "%v", err)
 	}
@@ -625,6 +663,73 @@ func (c Config) validateNATS(add func(flagName, format string, args ...any)) {
 	if c.NATSPassword == "" {
 		add("nats-password", "required with --nats-url: the password of --nats-user in the NATS configuration (warden nats-config)")
 	}
+}
+
+// maxWebhookCacheMaxAge bounds --webhook-cache-max-age: a cached
+// decision outlives a revocation by up to that long.
+const maxWebhookCacheMaxAge = 24 * time.Hour
+
+// validateWebhooks checks the broker webhooks' settings. The API URLs are
+// never quoted (a URL may hold a password), nor are keys and secrets.
+func (c Config) validateWebhooks(add func(flagName, format string, args ...any)) {
+	if c.WebhookClientCA != "" {
+		switch {
+		case c.HTTPAddr == "":
+			add("webhook-client-ca", "set, but --http-addr is empty: the broker webhooks are served by the admin API")
+		case !c.HTTPTLS && c.HTTPTLSCert == "":
+			add("webhook-client-ca", "needs the admin API over TLS, which carries the client certificate: set --http-tls (or --http-tls-cert and --http-tls-key)")
+		}
+	}
+	if d := c.WebhookCacheMaxAge; d < 0 || d > maxWebhookCacheMaxAge || d%time.Second != 0 {
+		add("webhook-cache-max-age", "must be 0 or whole seconds up to %s, got %s", maxWebhookCacheMaxAge, d)
+	}
+	for _, api := range []struct {
+		url, urlFlag, example string
+		creds                 []struct{ flag, value string }
+	}{
+		{c.VerneMQAPIURL, "vernemq-api-url", "http://vernemq:8888", []struct{ flag, value string }{{"vernemq-api-key", c.VerneMQAPIKey}}},
+		{c.EMQXAPIURL, "emqx-api-url", "http://emqx:18083", []struct{ flag, value string }{{"emqx-api-key", c.EMQXAPIKey}, {"emqx-api-secret", c.EMQXAPISecret}}},
+	} {
+		if api.url == "" {
+			for _, cr := range api.creds {
+				if cr.value != "" {
+					add(cr.flag, "set, but --%s is empty", api.urlFlag)
+				}
+			}
+			continue
+		}
+		if c.HTTPAddr == "" {
+			add(api.urlFlag, "set, but --http-addr is empty: only the broker webhooks, served by the admin API, track the sessions to disconnect")
+		}
+		if err := checkAPIURL(api.url, api.example); err != nil {
+			add(api.urlFlag, "%v", err)
+		}
+		for _, cr := range api.creds {
+			if cr.value == "" {
+				add(cr.flag, "required with --%s", api.urlFlag)
+			}
+		}
+	}
+}
+
+// checkAPIURL accepts a broker API's base URL: http or https, a host, no
+// credentials (they go in their own flags), query or fragment. The URL is
+// not quoted: it may hold credentials.
+func checkAPIURL(raw, example string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a valid URL (want %s)", example)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("scheme must be http:// or https:// (want %s)", example)
+	case u.Host == "":
+		return fmt.Errorf("no host (want %s)", example)
+	case u.User != nil:
+		return errors.New("holds credentials: give them with the API key flags")
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("holds a query or fragment: give the API's base URL (want %s)", example)
+	}
+	return nil
 }
 
 // parseLevel accepts the four slog level names, case-insensitively.

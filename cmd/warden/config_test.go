@@ -117,6 +117,9 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_MQTT_MAX_TOPIC_LEVELS": "16", "WARDEN_MQTT_MAX_TOPIC_LENGTH": "1024",
 				"WARDEN_RESTORE_MAX_SIZE": "1048576", "WARDEN_NATS_URL": "nats://n1:4222,nats://n2:4222",
 				"WARDEN_NATS_USER": "warden-eu", "WARDEN_NATS_PASSWORD": "nats-pw", "WARDEN_NATS_JWT_EXPIRY": "2h",
+				"WARDEN_WEBHOOK_CLIENT_CA": "broker-ca.pem", "WARDEN_WEBHOOK_CACHE_MAX_AGE": "30s",
+				"WARDEN_VERNEMQ_API_URL": "http://vernemq:8888", "WARDEN_VERNEMQ_API_KEY": "vmq-key",
+				"WARDEN_EMQX_API_URL": "https://emqx:18084", "WARDEN_EMQX_API_KEY": "emqx-key", "WARDEN_EMQX_API_SECRET": "emqx-secret",
 			},
 			want: func(c *Config) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
@@ -131,7 +134,10 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					MQTTMaxPacketSize: 65536, MQTTMaxConnections: 5000, MQTTMaxKeepalive: 20 * time.Minute,
 					WSAllowedOrigins: "https://ui.example.com", HTTPTLS: true, HTTPTLSCert: "h.pem", HTTPTLSKey: "hk.pem",
 					MQTTMaxSessionExpiry: time.Hour, MQTTMaxOfflineSessions: 3, MQTTMaxQueuedMessages: 50, MQTTMaxTopicLevels: 16, MQTTMaxTopicLength: 1024,
-					RestoreMaxSize: 1 << 20, NATSURL: "nats://n1:4222,nats://n2:4222", NATSUser: "warden-eu", NATSPassword: "nats-pw", NATSJWTExpiry: 2 * time.Hour}
+					RestoreMaxSize: 1 << 20, NATSURL: "nats://n1:4222,nats://n2:4222", NATSUser: "warden-eu", NATSPassword: "nats-pw", NATSJWTExpiry: 2 * time.Hour,
+					WebhookClientCA: "broker-ca.pem", WebhookCacheMaxAge: 30 * time.Second,
+					VerneMQAPIURL: "http://vernemq:8888", VerneMQAPIKey: "vmq-key",
+					EMQXAPIURL: "https://emqx:18084", EMQXAPIKey: "emqx-key", EMQXAPISecret: "emqx-secret"}
 			},
 		},
 	}
@@ -291,6 +297,79 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestValidateWebhooks: the broker webhooks' settings, each problem named
+// with its flag and variable, never quoting a key, a secret or an API URL
+// (which may hold credentials).
+func TestValidateWebhooks(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret-API-key"
+	withTLS := func(c *Config) { c.HTTPTLS = true }
+	for _, c := range []struct {
+		name string
+		set  func(c *Config)
+		want string // "": valid
+	}{
+		{"off by default", func(c *Config) {}, ""},
+		{"a client CA with the admin API over TLS", func(c *Config) { withTLS(c); c.WebhookClientCA = "broker-ca.pem" }, ""},
+		{"a client CA with an admin certificate", func(c *Config) {
+			c.HTTPTLSCert, c.HTTPTLSKey, c.WebhookClientCA = "h.pem", "hk.pem", "broker-ca.pem"
+		}, ""},
+		{"a client CA over plain HTTP", func(c *Config) { c.WebhookClientCA = "broker-ca.pem" },
+			"--webhook-client-ca (WARDEN_WEBHOOK_CLIENT_CA): needs the admin API over TLS, which carries the client certificate: set --http-tls"},
+		{"a client CA without the admin API", func(c *Config) { withTLS(c); c.HTTPAddr = ""; c.WebhookClientCA = "broker-ca.pem" },
+			"--webhook-client-ca (WARDEN_WEBHOOK_CLIENT_CA): set, but --http-addr is empty"},
+		{"a cache of a minute", func(c *Config) { c.WebhookCacheMaxAge = time.Minute }, ""},
+		{"a negative cache", func(c *Config) { c.WebhookCacheMaxAge = -time.Second }, "--webhook-cache-max-age (WARDEN_WEBHOOK_CACHE_MAX_AGE): must be 0 or whole seconds"},
+		{"a cache in milliseconds", func(c *Config) { c.WebhookCacheMaxAge = 1500 * time.Millisecond }, "--webhook-cache-max-age"},
+		{"a cache over a day", func(c *Config) { c.WebhookCacheMaxAge = 25 * time.Hour }, "up to 24h0m0s, got 25h0m0s"},
+		{"VerneMQ's API with its key", func(c *Config) { c.VerneMQAPIURL, c.VerneMQAPIKey = "http://vernemq:8888", secret }, ""},
+		{"VerneMQ's API without a key", func(c *Config) { c.VerneMQAPIURL = "http://vernemq:8888" },
+			"--vernemq-api-key (WARDEN_VERNEMQ_API_KEY): required with --vernemq-api-url"},
+		{"a VerneMQ key without the API", func(c *Config) { c.VerneMQAPIKey = secret },
+			"--vernemq-api-key (WARDEN_VERNEMQ_API_KEY): set, but --vernemq-api-url is empty"},
+		{"VerneMQ's API without the admin API", func(c *Config) { c.HTTPAddr = ""; c.VerneMQAPIURL, c.VerneMQAPIKey = "http://vernemq:8888", secret },
+			"--vernemq-api-url (WARDEN_VERNEMQ_API_URL): set, but --http-addr is empty"},
+		{"credentials in VerneMQ's URL", func(c *Config) { c.VerneMQAPIURL, c.VerneMQAPIKey = "http://u:"+secret+"@vernemq:8888", secret },
+			"--vernemq-api-url (WARDEN_VERNEMQ_API_URL): holds credentials"},
+		{"a VerneMQ URL of another scheme", func(c *Config) { c.VerneMQAPIURL, c.VerneMQAPIKey = "vernemq:8888", secret },
+			"scheme must be http:// or https:// (want http://vernemq:8888)"},
+		{"a VerneMQ URL without host", func(c *Config) { c.VerneMQAPIURL, c.VerneMQAPIKey = "http:///api", secret }, "no host"},
+		{"a VerneMQ URL with a query", func(c *Config) { c.VerneMQAPIURL, c.VerneMQAPIKey = "http://vernemq:8888/?key="+secret, secret }, "holds a query"},
+		{"EMQX's API with key and secret", func(c *Config) {
+			c.EMQXAPIURL, c.EMQXAPIKey, c.EMQXAPISecret = "https://emqx:18084", "key-id", secret
+		}, ""},
+		{"EMQX's API without a secret", func(c *Config) { c.EMQXAPIURL, c.EMQXAPIKey = "https://emqx:18084", "key-id" },
+			"--emqx-api-secret (WARDEN_EMQX_API_SECRET): required with --emqx-api-url"},
+		{"EMQX's API without a key", func(c *Config) { c.EMQXAPIURL, c.EMQXAPISecret = "https://emqx:18084", secret },
+			"--emqx-api-key (WARDEN_EMQX_API_KEY): required with --emqx-api-url"},
+		{"an EMQX secret without the API", func(c *Config) { c.EMQXAPISecret = secret },
+			"--emqx-api-secret (WARDEN_EMQX_API_SECRET): set, but --emqx-api-url is empty"},
+		{"an unparsable EMQX URL", func(c *Config) {
+			c.EMQXAPIURL, c.EMQXAPIKey, c.EMQXAPISecret = "http://emqx:port:x/%zz"+secret, "k", secret
+		},
+			"--emqx-api-url (WARDEN_EMQX_API_URL): not a valid URL"},
+	} {
+		t.Run(c.name, func(t *testing.T) { t.Parallel(); checkValidate(t, c.set, c.want, secret) })
+	}
+}
+
+// checkValidate validates the defaults changed by set: valid when want is
+// empty, else an error containing want; never one quoting secret.
+func checkValidate(t *testing.T, set func(*Config), want, secret string) {
+	t.Helper()
+	cfg := defaultConfig()
+	set(&cfg)
+	err := cfg.Validate()
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("Validate: %v, want nil", err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Errorf("Validate: %v, want %q", err, want)
+	case err != nil && strings.Contains(err.Error(), secret):
+		t.Errorf("the error quotes a secret: %v", err)
+	}
+}
+
 func TestValidateRedisURLErrorHidesThePassword(t *testing.T) {
 	t.Parallel()
 	c := defaultConfig()
@@ -356,6 +435,13 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--nats-user", "WARDEN_NATS_USER", `"warden"`},
 		{"--nats-password", "WARDEN_NATS_PASSWORD", "empty"},
 		{"--nats-jwt-expiry", "WARDEN_NATS_JWT_EXPIRY", `"24h"`},
+		{"--webhook-client-ca", "WARDEN_WEBHOOK_CLIENT_CA", "empty"},
+		{"--webhook-cache-max-age", "WARDEN_WEBHOOK_CACHE_MAX_AGE", `"0s"`},
+		{"--vernemq-api-url", "WARDEN_VERNEMQ_API_URL", "empty"},
+		{"--vernemq-api-key", "WARDEN_VERNEMQ_API_KEY", "empty"},
+		{"--emqx-api-url", "WARDEN_EMQX_API_URL", "empty"},
+		{"--emqx-api-key", "WARDEN_EMQX_API_KEY", "empty"},
+		{"--emqx-api-secret", "WARDEN_EMQX_API_SECRET", "empty"},
 		{"--insecure-no-auth", "WARDEN_INSECURE_NO_AUTH", `"false"`},
 	}
 	for _, w := range want {

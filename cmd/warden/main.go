@@ -137,14 +137,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
-	b, callout, err := startBroker(ctx, cfg, socks, s, tokens, reg, trust, log, brokerLog, auditLog, tel.hook, guard)
+	b, callout, hook, err := startBroker(ctx, cfg, socks, s, tokens, reg, trust, log, brokerLog, auditLog, tel.hook, guard)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()
 		return exitFail
 	}
 	tel.serving(b)
-	httpSrv, err := startHTTP(cfg, socks.http, s, tokens, reg, trust, log, auditLog, tel, guard)
+	httpSrv, closeHooks, err := startHTTP(ctx, cfg, socks.http, s, tokens, reg, trust, hook, log, auditLog, tel, guard)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		closeCallout(callout)
@@ -170,6 +170,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// NATS decides without warden from here: stop answering before the
 	// store closes (a request under way is answered first).
 	closeCallout(callout)
+	// The broker webhooks stop following the model (ctx, which they were
+	// started with, is done already); calls under way are still answered.
+	closeHooks()
 	// Stop taking requests and let in-flight ones finish, tell MQTT
 	// clients "server shutting down", then close the store (shutdown.go).
 	return shutdown(cfg.ShutdownTimeout, httpSrv, b, s, log)

@@ -25,6 +25,7 @@ import (
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
+	"github.com/warden-mqtt/warden/webhook"
 )
 
 // tokenIssuer is the JWT "iss" of every token warden issues; all nodes
@@ -41,23 +42,27 @@ const caCertFile = "ca.pem"
 
 // startBroker wires the auth hook and the embedded broker and starts
 // serving MQTT on the bound sockets; with --nats-url the same hook also
-// answers that NATS cluster's auth callouts (callout, nil when off).
-func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger, auditLog *audit.Logger, metrics *authhook.Metrics, guard *loginGuard) (b *broker.Broker, callout *natscallout.Service, err error) {
+// answers that NATS cluster's auth callouts (callout, nil when off). The
+// hook is returned for the broker webhooks (nil with --insecure-no-auth).
+func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, brokerLog *slog.Logger, auditLog *audit.Logger, metrics *authhook.Metrics, guard *loginGuard) (b *broker.Broker, callout *natscallout.Service, hook *authhook.Hook, err error) {
 	var tlsCfg *tls.Config
 	if cfg.MQTTSAddr != "" || cfg.WSTLS {
 		tlsCfg, err = serverTLS(cfg, trust, log)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if cfg.InsecureNoAuth {
 		if cfg.NATSURL != "" {
-			return nil, nil, errors.New("--nats-url: warden answers NATS auth callouts with its rules, which --insecure-no-auth switches off")
+			return nil, nil, nil, errors.New("--nats-url: warden answers NATS auth callouts with its rules, which --insecure-no-auth switches off")
+		}
+		if cfg.webhooksConfigured() {
+			return nil, nil, nil, errors.New("--webhook-client-ca, --vernemq-api-url, --emqx-api-url: warden answers broker webhooks with its rules, which --insecure-no-auth switches off")
 		}
 		b, err = startInsecureBroker(cfg, socks, tlsCfg, log, brokerLog)
-		return b, nil, err
+		return b, nil, nil, err
 	}
-	hook, err := authhook.New(ctx, authhook.Options{
+	hook, err = authhook.New(ctx, authhook.Options{
 		Store:              s,
 		Tokens:             tokens,
 		Logger:             log,
@@ -72,17 +77,17 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 		MaxOfflineSessions: cfg.MQTTMaxOfflineSessions,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	b, err = broker.New(brokerConfig(cfg, socks, tlsCfg, brokerLog), hook)
 	if err != nil {
 		_ = hook.Stop()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	hook.Attach(b.Server())
 	if err := b.Start(); err != nil {
 		_ = b.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, l := range []struct{ id, name string }{{broker.ListenerTCP, "mqtt"}, {broker.ListenerTLS, "mqtts"}, {broker.ListenerWS, "ws"}} {
 		if a := b.Addr(l.id); a != "" {
@@ -92,10 +97,15 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 	if cfg.NATSURL != "" {
 		if callout, err = startCallout(ctx, cfg, s, hook, log); err != nil {
 			_ = b.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return b, callout, nil
+	return b, callout, hook, nil
+}
+
+// webhooksConfigured reports whether a broker webhook setting is given.
+func (c Config) webhooksConfigured() bool {
+	return c.WebhookClientCA != "" || c.VerneMQAPIURL != "" || c.EMQXAPIURL != ""
 }
 
 // startCallout answers the auth callouts of the NATS cluster at
@@ -129,24 +139,51 @@ func startCallout(ctx context.Context, cfg Config, s store.Store, hook *authhook
 }
 
 // startHTTP serves the admin API on ln, bound to --http-addr (nil, nil
-// when off).
-func startHTTP(cfg Config, ln net.Listener, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, log *slog.Logger, auditLog *audit.Logger, tel *telemetry, guard *loginGuard) (*http.Server, error) {
+// when off), with the broker webhooks answered by hook's decisions (none
+// when hook is nil: --insecure-no-auth). The webhooks' handler follows the
+// model until ctx ends or closeHooks.
+func startHTTP(ctx context.Context, cfg Config, ln net.Listener, s store.Store, tokens *credential.Tokens, reg *registry.Registry, trust *pki.TrustStore, hook *authhook.Hook, log *slog.Logger, auditLog *audit.Logger, tel *telemetry, guard *loginGuard) (srv *http.Server, closeHooks func(), err error) {
+	closeHooks = func() {}
 	if ln == nil {
-		return nil, nil
+		return nil, closeHooks, nil
 	}
-	api, err := admin.New(admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, Audit: auditLog, MFAEnabled: cfg.MFA, TrustedDeviceDays: cfg.MFATrustedDeviceDays,
-		Metrics: tel.registry, Ready: tel.ready, RestoreMaxBytes: int64(cfg.RestoreMaxSize), Lockout: guard.lockout, Verifier: guard.verifier,
-		Rehasher: guard.rehasher})
+	webhookCAs, err := loadWebhookCAs(cfg.WebhookClientCA)
 	if err != nil {
-		return nil, err
+		return nil, closeHooks, err
+	}
+	opts := admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, Audit: auditLog, MFAEnabled: cfg.MFA, TrustedDeviceDays: cfg.MFATrustedDeviceDays,
+		Metrics: tel.registry, Ready: tel.ready, RestoreMaxBytes: int64(cfg.RestoreMaxSize), Lockout: guard.lockout, Verifier: guard.verifier,
+		Rehasher: guard.rehasher, WebhookClientCAs: webhookCAs}
+	if hook != nil {
+		hooks, err := webhook.New(ctx, webhook.Options{
+			Decider: hook,
+			// Certificates the broker forwards chain to warden's trusted
+			// certificates as of each call, as on warden's own listeners.
+			ClientCAs:   trust.Pool,
+			CacheMaxAge: cfg.WebhookCacheMaxAge,
+			Logger:      log,
+			VerneMQ:     webhook.VerneMQAPI{URL: cfg.VerneMQAPIURL, Key: cfg.VerneMQAPIKey},
+			EMQX:        webhook.EMQXAPI{URL: cfg.EMQXAPIURL, Key: cfg.EMQXAPIKey, Secret: cfg.EMQXAPISecret},
+		})
+		if err != nil {
+			return nil, closeHooks, err
+		}
+		closeHooks = hooks.Close
+		opts.BrokerHooks = hooks.Routes()
+	}
+	api, err := admin.New(opts)
+	if err != nil {
+		closeHooks()
+		return nil, func() {}, err
 	}
 	var tlsCfg *tls.Config
 	if cfg.HTTPTLS || cfg.HTTPTLSCert != "" {
-		if tlsCfg, err = httpTLS(cfg, trust, log); err != nil {
-			return nil, err
+		if tlsCfg, err = httpTLS(cfg, trust, webhookCAs, log); err != nil {
+			closeHooks()
+			return nil, func() {}, err
 		}
 	}
-	srv := &http.Server{
+	srv = &http.Server{
 		Handler: api.Handler(),
 		// ReadHeaderTimeout also bounds the TLS handshake.
 		ReadHeaderTimeout: 10 * time.Second,
@@ -167,8 +204,28 @@ func startHTTP(cfg Config, ln net.Listener, s store.Store, tokens *credential.To
 			log.Error("admin HTTP server stopped", "err", err)
 		}
 	}()
-	log.Info("listening", "listener", "http", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
-	return srv, nil
+	log.Info("listening", "listener", "http", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "webhook_client_ca", webhookCAs != nil)
+	return srv, closeHooks, nil
+}
+
+// loadWebhookCAs reads --webhook-client-ca (nil when empty).
+func loadWebhookCAs(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pemData, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-client-ca: %w", err)
+	}
+	certs, err := pki.ParseCertificatesPEM(pemData)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-client-ca %s: %w", path, err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
 }
 
 // startTrust loads the internal CA and the --client-ca bundle and starts
@@ -254,9 +311,12 @@ func serverTLS(cfg Config, trust *pki.TrustStore, log *slog.Logger) (*tls.Config
 // httpTLS builds the admin API's TLS configuration: baseTLS with
 // --http-tls-cert/--http-tls-key, or else the MQTT TLS listeners'
 // certificate (--tls-cert/--tls-key, or one from the internal CA, whose
-// certificate devices and operators already trust from --data-dir). No
-// client certificates: the API authenticates with bearer tokens.
-func httpTLS(cfg Config, trust *pki.TrustStore, log *slog.Logger) (*tls.Config, error) {
+// certificate devices and operators already trust from --data-dir). The
+// API authenticates with bearer tokens; with webhookCAs
+// (--webhook-client-ca) it also asks for a client certificate, which
+// brokers calling the webhooks send instead: one from another CA fails
+// the handshake, none is fine (tokens).
+func httpTLS(cfg Config, trust *pki.TrustStore, webhookCAs *x509.CertPool, log *slog.Logger) (*tls.Config, error) {
 	var cert tls.Certificate
 	var err error
 	if cfg.HTTPTLSCert != "" {
@@ -269,6 +329,10 @@ func httpTLS(cfg Config, trust *pki.TrustStore, log *slog.Logger) (*tls.Config, 
 	}
 	c := baseTLS()
 	c.Certificates = []tls.Certificate{cert}
+	if webhookCAs != nil {
+		c.ClientAuth = tls.VerifyClientCertIfGiven
+		c.ClientCAs = webhookCAs
+	}
 	return c, nil
 }
 
