@@ -132,6 +132,35 @@ func TestAdminAsksBrokersForTheWebhookCACertificate(t *testing.T) {
 	if !strings.Contains(p.out.String(), "webhook_client_ca=true") {
 		t.Errorf("the listening line does not say the webhook CA is on:\n%s", p.out)
 	}
+
+	// VerneMQ's register hook, as vmq_webhooks calls it: with the broker's
+	// certificate warden decides (an unknown user is not allowed); without
+	// one the broker is not authenticated.
+	register := func(cert *whCert) (int, string) {
+		cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{cert.cert.Raw}, PrivateKey: cert.key}}
+		}
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		defer client.CloseIdleConnections()
+		req, _ := http.NewRequest(http.MethodPost, "https://"+httpAddr+"/api/broker/auth/register",
+			strings.NewReader(`{"peer_addr":"192.0.2.9","peer_port":50001,"username":"nobody","password":"x-Password-1","mountpoint":"","client_id":"dev-1","clean_session":true}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("vernemq-hook", "auth_on_register")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("register hook: %v", err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(body))
+	}
+	if code, body := register(&broker); code != http.StatusOK || body != `{"result":{"error":"not_allowed"}}` {
+		t.Errorf("register hook with the broker's certificate: %d %s, want 200 not_allowed", code, body)
+	}
+	if code, _ := register(nil); code != http.StatusUnauthorized {
+		t.Errorf("register hook without a certificate: %d, want 401", code)
+	}
 }
 
 // TestLoadWebhookCAs: the file must hold certificates only; errors name
