@@ -166,6 +166,8 @@ func readmeWants() map[string]*readmeWant {
 		"127.0.0.1:8224/healthz":                                                     {out: []string{`{"status":"ok"}`}},
 		`"username":"sensor-1","password":"sensor-1-Secret",`:                        {out: []string{`"username":"sensor-1"`, `"resource":"plant1/#"`}},
 		"# node 3 prints plant1/line1/temp 21.5":                                     {out: []string{"plant1/line1/temp 21.5"}},
+		`"username":"emqx","password":"emqx-webhook-Pass-1",`:                        {out: []string{`"username":"emqx"`, `"resource":"/api/broker/emqx/+"`}},
+		`"action":"publish"}'   # {"result":"allow"}`:                                {out: []string{`{"result":"allow"}`}},
 	}
 }
 
