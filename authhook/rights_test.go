@@ -62,3 +62,24 @@ func TestRightsAsTheEmbeddedBrokerDecides(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRightsPublish: the decision a webhook surface makes per
+// PUBLISH (the cached user's rights, then the matcher), without HTTP.
+func BenchmarkRightsPublish(b *testing.B) {
+	n := startNode(b, nodeOpts{})
+	addUser(b, n.st, "dev", "dev-secret-123", []acl.Permission{perm("d/{username}/{clientId}/#", acl.OpReadWrite)}, nil)
+	ctx := context.Background()
+	if _, err := n.hook.Rights(ctx, "dev", "c1"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := n.hook.Rights(ctx, "dev", "c1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := r.Publish("d/dev/c1/temp"); !ok {
+			b.Fatal("denied")
+		}
+	}
+}
