@@ -4,6 +4,9 @@
 # (interop tests), openssl (device onboarding), oathtool (the independent
 # TOTP implementation the MFA tests check warden against), and curl and jq
 # (the README test runs README.md's examples, which use them), and
+# OpenLDAP's slapd and the ldap-utils clients (internal/ldaptest runs a
+# throw-away slapd of its own from a generated configuration; it never uses
+# the system instance the slapd package may start), and
 # nats-server 2.10 or later (the README's NATS cluster walkthrough; 2.10
 # brought the auth callout), built with go install at the version go.mod
 # pins, since distributions package older ones. Uses apt-get where it
@@ -59,13 +62,16 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v oathtool >/dev/null 2>&1 || need+=(oathtool)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v jq >/dev/null 2>&1 || need+=(jq)
+# slapd lives in /usr/sbin, often not on a non-root PATH.
+{ command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ]; } || need+=(slapd)
+{ command -v ldapadd >/dev/null 2>&1 && command -v ldapmodify >/dev/null 2>&1; } || need+=(ldap-utils)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-	echo "make test needs: ${need[*]} (redis-server, the mosquitto_pub/mosquitto_sub clients, openssl, oathtool, curl, jq)." >&2
+	echo "make test needs: ${need[*]} (redis-server, the mosquitto_pub/mosquitto_sub clients, openssl, oathtool, curl, jq, slapd, ldap-utils)." >&2
 	echo "apt-get is not available here: install them with your package manager, then run make test again." >&2
 	exit 1
 fi
