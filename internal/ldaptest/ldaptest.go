@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -198,6 +199,17 @@ func (d *Directory) Stop() {
 		_ = d.cmd.Process.Kill()
 		<-d.exited
 	})
+}
+
+// Freeze suspends slapd (SIGSTOP) without closing its sockets: the kernel
+// still accepts connections, and nothing answers, as with a hung directory.
+// It resumes when the test ends.
+func (d *Directory) Freeze(t testing.TB) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("ldaptest: freeze slapd: %v", err)
+	}
+	t.Cleanup(func() { _ = d.cmd.Process.Signal(syscall.SIGCONT) })
 }
 
 // Modify applies LDIF changes (ldapmodify syntax: changetype add, modify,

@@ -139,4 +139,3 @@ func TestStopTakesTheDirectoryDown(t *testing.T) {
 		}
 	}
 }
-
