@@ -155,6 +155,50 @@ func (p *Provider) count(err error) {
 }
 
 func (p *Provider) authenticate(ctx context.Context, username, password string) (Identity, error) {
+	return p.withConn(ctx, username, func(ctx context.Context, conn *ldap.Conn) (*ldap.Entry, error) {
+		if p.c.searchThenBind() {
+			entry, err := p.serviceFind(ctx, conn, username)
+			if errors.Is(err, ErrNotFound) {
+				return nil, fmt.Errorf("%w: %w", ErrInvalidCredentials, err)
+			}
+			if err != nil {
+				return nil, err
+			}
+			if err := conn.Bind(entry.DN, password); err != nil {
+				return nil, p.userBindError(ctx, err)
+			}
+			// Groups are searched as the service account, whose read
+			// access the operator granted for this, not as the user.
+			if p.c.Mode == ModeGroup {
+				if err := p.serviceBind(ctx, conn); err != nil {
+					return nil, err
+				}
+			}
+			return entry, nil
+		}
+		dn := p.userDN(username)
+		if err := conn.Bind(dn, password); err != nil {
+			return nil, p.userBindError(ctx, err)
+		}
+		// The bound user reads its own entry through Filter, which may
+		// exclude disabled accounts whose bind the directory still allows.
+		entry, err := p.search(ctx, conn, dn, ldap.ScopeBaseObject, p.userFilter(username), p.userAttributes())
+		if errors.Is(err, ErrNotFound) || (err == nil && entry == nil) {
+			return nil, fmt.Errorf("%w: %s is bound but not matched by Filter", ErrInvalidCredentials, dn)
+		}
+		return entry, err
+	})
+}
+
+func (p *Provider) lookup(ctx context.Context, username string) (Identity, error) {
+	return p.withConn(ctx, username, func(ctx context.Context, conn *ldap.Conn) (*ldap.Entry, error) {
+		return p.serviceFind(ctx, conn, username)
+	})
+}
+
+// withConn runs find on a fresh connection bounded by Timeout, then builds
+// the identity of the entry it found on the same connection.
+func (p *Provider) withConn(ctx context.Context, username string, find func(context.Context, *ldap.Conn) (*ldap.Entry, error)) (Identity, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.c.Timeout)
 	defer cancel()
 	conn, err := p.connect(ctx)
@@ -162,63 +206,19 @@ func (p *Provider) authenticate(ctx context.Context, username, password string) 
 		return Identity{}, err
 	}
 	defer conn.Close()
-
-	var entry *ldap.Entry
-	if p.c.searchThenBind() {
-		if err := p.serviceBind(ctx, conn); err != nil {
-			return Identity{}, err
-		}
-		entry, err = p.findUser(ctx, conn, username)
-		if errors.Is(err, ErrNotFound) {
-			return Identity{}, fmt.Errorf("%w: %w", ErrInvalidCredentials, err)
-		}
-		if err != nil {
-			return Identity{}, err
-		}
-		if err := conn.Bind(entry.DN, password); err != nil {
-			return Identity{}, p.userBindError(ctx, err)
-		}
-		// Groups are searched as the service account, whose read access
-		// the operator granted for this, not as the user.
-		if p.c.Mode == ModeGroup {
-			if err := p.serviceBind(ctx, conn); err != nil {
-				return Identity{}, err
-			}
-		}
-	} else {
-		dn := p.userDN(username)
-		if err := conn.Bind(dn, password); err != nil {
-			return Identity{}, p.userBindError(ctx, err)
-		}
-		// The bound user reads its own entry through Filter, which may
-		// exclude disabled accounts whose bind the directory still allows.
-		entry, err = p.search(ctx, conn, dn, ldap.ScopeBaseObject, p.userFilter(username), p.userAttributes())
-		if errors.Is(err, ErrNotFound) || (err == nil && entry == nil) {
-			return Identity{}, fmt.Errorf("%w: %s is bound but not matched by Filter", ErrInvalidCredentials, dn)
-		}
-		if err != nil {
-			return Identity{}, err
-		}
+	entry, err := find(ctx, conn)
+	if err != nil {
+		return Identity{}, err
 	}
 	return p.identity(ctx, conn, username, entry)
 }
 
-func (p *Provider) lookup(ctx context.Context, username string) (Identity, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.c.Timeout)
-	defer cancel()
-	conn, err := p.connect(ctx)
-	if err != nil {
-		return Identity{}, err
-	}
-	defer conn.Close()
+// serviceFind binds as the service account and finds the user's entry.
+func (p *Provider) serviceFind(ctx context.Context, conn *ldap.Conn, username string) (*ldap.Entry, error) {
 	if err := p.serviceBind(ctx, conn); err != nil {
-		return Identity{}, err
+		return nil, err
 	}
-	entry, err := p.findUser(ctx, conn, username)
-	if err != nil {
-		return Identity{}, err
-	}
-	return p.identity(ctx, conn, username, entry)
+	return p.findUser(ctx, conn, username)
 }
 
 // connect dials the directory, upgrades with StartTLS when configured, and
