@@ -282,9 +282,9 @@ func (p *dnParser) finishValue(raw []byte) (string, *dnError) {
 	return escapeDNValue(strings.ToLower(string(raw))), nil
 }
 
-// escapeDNValue escapes v as RFC 4514 section 2.4 requires, and no more:
-// '"', '+', ',', ';', '<', '>', '\' anywhere, '#' and ' ' in front, ' '
-// at the end, NUL as \00.
+// escapeDNValue escapes v as RFC 4514 section 2.4 requires: '"', '+',
+// ',', ';', '<', '>', '\' anywhere, '#' and ' ' in front, ' ' at the end,
+// NUL as \00; and '=', which the parser wants escaped.
 func escapeDNValue(v string) string {
 	var b strings.Builder
 	for i := 0; i < len(v); i++ {
@@ -293,7 +293,7 @@ func escapeDNValue(v string) string {
 		case c == 0:
 			b.WriteString(`\00`)
 			continue
-		case strings.IndexByte("\"+,;<>\\", c) >= 0,
+		case strings.IndexByte("\"+,;<>\\=", c) >= 0,
 			i == 0 && (c == '#' || c == ' '),
 			i == len(v)-1 && c == ' ':
 			b.WriteByte('\\')
