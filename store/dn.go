@@ -26,11 +26,11 @@ const (
 // names case-insensitively for the usual naming attributes (cn, ou, dc,
 // uid), which is why values fold. Attribute type synonyms ("cn" and
 // "commonName", or an OID) are not unified. The error, ErrInvalid, says
-// what is wrong and where.
+// what is wrong and where: a *DNError.
 func NormalizeDN(dn string) (string, error) {
 	rdns, err := parseDN(dn)
 	if err != nil {
-		return "", fmt.Errorf("%w: %q is not a distinguished name: %s", invalid, dn, err.msg)
+		return "", &DNError{DN: dn, Problem: err.msg}
 	}
 	parts := make([]string, len(rdns))
 	for i, rdn := range rdns {
@@ -44,25 +44,61 @@ func NormalizeDN(dn string) (string, error) {
 	return strings.Join(parts, ","), nil
 }
 
+// DNError is a string that is not a distinguished name; it matches
+// ErrInvalid. Its text is written for API clients.
+type DNError struct {
+	DN string
+	// Problem says what is wrong and at which byte.
+	Problem string
+}
+
+func (e *DNError) Error() string {
+	return fmt.Sprintf("%q is not a distinguished name: %s", e.DN, e.Problem)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *DNError) Unwrap() error { return ErrInvalid }
+
+// LinksError is a problem with a role's group DNs (ValidLdapGroups); it
+// matches ErrInvalid. Its text names the field and the position, for API
+// clients.
+type LinksError struct {
+	// Index is the position of the DN at fault, -1 for the list as a whole.
+	Index   int
+	Problem string
+	err     error
+}
+
+func (e *LinksError) Error() string {
+	if e.Index < 0 {
+		return "ldapGroups: " + e.Problem
+	}
+	return fmt.Sprintf("ldapGroups[%d]: %s", e.Index, e.Problem)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold, and errors.As find the
+// *DNError behind a DN that does not parse.
+func (e *LinksError) Unwrap() []error { return []error{ErrInvalid, e.err} }
+
 // ValidLdapGroups checks a role's group DNs: each a distinguished name
 // of at most MaxDNBytes bytes, none twice (as NormalizeDN compares them),
-// at most MaxLdapGroups of them. The error, ErrInvalid, names the first
-// problem and its position.
+// at most MaxLdapGroups of them. The error, a *LinksError, names the
+// first problem and its position.
 func ValidLdapGroups(dns []string) error {
 	if len(dns) > MaxLdapGroups {
-		return fmt.Errorf("%w: ldapGroups lists %d group DNs, more than %d", invalid, len(dns), MaxLdapGroups)
+		return &LinksError{Index: -1, Problem: fmt.Sprintf("%d group DNs, more than %d", len(dns), MaxLdapGroups)}
 	}
 	seen := make(map[string]int, len(dns))
 	for i, dn := range dns {
 		if len(dn) > MaxDNBytes {
-			return fmt.Errorf("%w: ldapGroups[%d] is longer than %d bytes", invalid, i, MaxDNBytes)
+			return &LinksError{Index: i, Problem: fmt.Sprintf("longer than %d bytes", MaxDNBytes)}
 		}
 		n, err := NormalizeDN(dn)
 		if err != nil {
-			return fmt.Errorf("ldapGroups[%d]: %w", i, err)
+			return &LinksError{Index: i, Problem: err.Error(), err: err}
 		}
 		if j, dup := seen[n]; dup {
-			return fmt.Errorf("%w: ldapGroups[%d] %q names the same group as ldapGroups[%d]", invalid, i, dn, j)
+			return &LinksError{Index: i, Problem: fmt.Sprintf("%q names the same group as ldapGroups[%d]", dn, j)}
 		}
 		seen[n] = i
 	}
