@@ -53,7 +53,8 @@ func (s *Service) ruleFor(ctx context.Context, a Actor) (grantRule, error) {
 	if err != nil {
 		return grantRule{}, err
 	}
-	return grantRule{exempt: rid != "" && slices.Contains(a.User.Roles, rid), adminRole: rid, held: a.Permissions}, nil
+	// RoleAdmin given by the directory is held as much as one given by hand.
+	return grantRule{exempt: rid != "" && slices.Contains(a.User.EffectiveRoles(), rid), adminRole: rid, held: a.Permissions}, nil
 }
 
 // RequireAdmin refuses (ErrForbidden) an actor that does not hold
@@ -106,7 +107,7 @@ func checkTakeover(g grantRule, a Actor, target store.User, roles roleReader) er
 	if g.exempt || target.ID == a.User.ID {
 		return nil
 	}
-	if g.adminRole != "" && slices.Contains(target.Roles, g.adminRole) {
+	if g.adminRole != "" && slices.Contains(target.EffectiveRoles(), g.adminRole) {
 		return errorf(ErrForbidden, "cannot change how %q logs in: it holds role %s, and you do not", target.Username, RoleAdmin)
 	}
 	perms, err := permissionsOf(roles, target)
