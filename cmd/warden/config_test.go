@@ -185,8 +185,8 @@ func TestLoadConfigPrecedence(t *testing.T) {
 		name: "every LDAP setting of a direct bind in ATTRIBUTE mode has a variable",
 		env: map[string]string{
 			"WARDEN_LDAP_URL": "ldap://dir:389", "WARDEN_LDAP_INSECURE": "true", "WARDEN_LDAP_BASE_DN": "dc=example,dc=org",
-			"WARDEN_LDAP_BIND_DN_TEMPLATE": "uid={username},ou=people,dc=example,dc=org",
 			"WARDEN_LDAP_MODE": "ATTRIBUTE", "WARDEN_LDAP_ROLE_ATTRIBUTE": "employeeType",
+			"WARDEN_LDAP_BIND_DN_TEMPLATE": "uid={username},ou=people,dc=example,dc=org",
 		},
 		want: func(c *Config) {
 			c.LDAPURL, c.LDAPInsecure, c.LDAPBaseDN = "ldap://dir:389", true, "dc=example,dc=org"

@@ -25,6 +25,10 @@ func TestValidateLDAP(t *testing.T) {
 	with := func(edit func(*Config)) func(*Config) {
 		return func(c *Config) { ldapSearchThenBind(c); edit(c) }
 	}
+	// template binds with a DN template instead of the service account.
+	template := func(tpl string) func(*Config) {
+		return with(func(c *Config) { c.LDAPBindDN, c.LDAPBindPassword, c.LDAPBindDNTemplate = "", "", tpl })
+	}
 	for _, c := range []struct {
 		name string
 		set  func(c *Config)
@@ -65,9 +69,9 @@ func TestValidateLDAP(t *testing.T) {
 		{"a service account DN that is no DN", with(func(c *Config) { c.LDAPBindDN = "warden" }), `--ldap-bind-dn (WARDEN_LDAP_BIND_DN): "warden" is not a distinguished name`},
 		{"a bind password with a template", with(func(c *Config) { c.LDAPBindDN, c.LDAPBindDNTemplate = "", "uid={username},dc=example,dc=org" }),
 			"--ldap-bind-password (WARDEN_LDAP_BIND_PASSWORD): set, but --ldap-bind-dn is empty"},
-		{"a template without {username}", with(func(c *Config) { c.LDAPBindDN, c.LDAPBindPassword, c.LDAPBindDNTemplate = "", "", "uid=admin,dc=example,dc=org" }),
+		{"a template without {username}", template("uid=admin,dc=example,dc=org"),
 			"--ldap-bind-dn-template (WARDEN_LDAP_BIND_DN_TEMPLATE): has no {username}"},
-		{"a template that is no DN", with(func(c *Config) { c.LDAPBindDN, c.LDAPBindPassword, c.LDAPBindDNTemplate = "", "", "{username}@example.org" }),
+		{"a template that is no DN", template("{username}@example.org"),
 			"--ldap-bind-dn-template (WARDEN_LDAP_BIND_DN_TEMPLATE): with {username} filled in"},
 		{"an unknown mode", with(func(c *Config) { c.LDAPMode = "ROLES" }), `--ldap-mode (WARDEN_LDAP_MODE): must be GROUP or ATTRIBUTE, got "ROLES"`},
 		{"ATTRIBUTE without role attribute", with(func(c *Config) { c.LDAPMode = "ATTRIBUTE" }),
