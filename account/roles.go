@@ -234,7 +234,8 @@ func keepKnownIDs(old, next []acl.Permission) []acl.Permission {
 }
 
 // DeleteRole deletes the role id; RoleAdmin cannot be deleted, and the
-// store refuses (store.ErrConflict) while a user holds the role.
+// store refuses (store.ErrConflict) while a user holds the role by hand
+// (those holding it only through the directory lose it).
 func (s *Service) DeleteRole(ctx context.Context, a Actor, id string) error {
 	ro, err := s.role(ctx, id)
 	if err != nil {

@@ -341,7 +341,10 @@ type Store interface {
 	Roles(ctx context.Context) ([]Role, error)
 	// UpdateRole applies fn atomically, like UpdateUser.
 	UpdateRole(ctx context.Context, id string, fn func(*Role) error) (Role, error)
-	// DeleteRole removes the role; ErrConflict while any user holds it.
+	// DeleteRole removes the role; ErrConflict while any user holds it by
+	// hand (Roles). Users holding it only through the directory
+	// (LdapRoles) lose it in the same transaction: their next directory
+	// login would sync it away anyway.
 	DeleteRole(ctx context.Context, id string) error
 
 	// Atomic runs fn in one transaction over users and roles: a change of
