@@ -21,7 +21,9 @@ import (
 // it. Removing permissions is always allowed. Every path that grants
 // calls grantRule.check; nothing else decides. Changing how another user
 // logs in (checkTakeover) and renaming a user whose permissions use
-// {username} (checkRename) grant too; restoring a backup, a backup's keys
+// {username} (checkRename) grant too, and so does linking a role to a
+// directory group, which grants the role to the group's members
+// (linksGrant); restoring a backup, a backup's keys
 // and trusting a CA grant everything, so only holders of RoleAdmin may
 // (RequireAdmin).
 
