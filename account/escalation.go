@@ -21,7 +21,9 @@ import (
 // it. Removing permissions is always allowed. Every path that grants
 // calls grantRule.check; nothing else decides. Changing how another user
 // logs in (checkTakeover) and renaming a user whose permissions use
-// {username} (checkRename) grant too; restoring a backup, a backup's keys
+// {username} (checkRename) grant too, and so does linking a role to a
+// directory group, which grants the role to the group's members
+// (linksGrant); restoring a backup, a backup's keys
 // and trusting a CA grant everything, so only holders of RoleAdmin may
 // (RequireAdmin).
 
@@ -53,7 +55,8 @@ func (s *Service) ruleFor(ctx context.Context, a Actor) (grantRule, error) {
 	if err != nil {
 		return grantRule{}, err
 	}
-	return grantRule{exempt: rid != "" && slices.Contains(a.User.Roles, rid), adminRole: rid, held: a.Permissions}, nil
+	// RoleAdmin given by the directory is held as much as one given by hand.
+	return grantRule{exempt: rid != "" && slices.Contains(a.User.EffectiveRoles(), rid), adminRole: rid, held: a.Permissions}, nil
 }
 
 // RequireAdmin refuses (ErrForbidden) an actor that does not hold
@@ -106,7 +109,7 @@ func checkTakeover(g grantRule, a Actor, target store.User, roles roleReader) er
 	if g.exempt || target.ID == a.User.ID {
 		return nil
 	}
-	if g.adminRole != "" && slices.Contains(target.Roles, g.adminRole) {
+	if g.adminRole != "" && slices.Contains(target.EffectiveRoles(), g.adminRole) {
 		return errorf(ErrForbidden, "cannot change how %q logs in: it holds role %s, and you do not", target.Username, RoleAdmin)
 	}
 	perms, err := permissionsOf(roles, target)

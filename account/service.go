@@ -102,7 +102,8 @@ type Actor struct {
 }
 
 // Permissions returns u's effective permissions: the union of its roles'
-// permissions (roles that no longer exist are skipped).
+// permissions, the roles given by hand and by the directory
+// (store.User.EffectiveRoles); roles that no longer exist are skipped.
 func (s *Service) Permissions(ctx context.Context, u store.User) ([]acl.Permission, error) {
 	return permissionsOf(storeRoles{ctx, s.st}, u)
 }
@@ -123,9 +124,10 @@ func permissionsOf(roles roleReader, u store.User) ([]acl.Permission, error) {
 }
 
 // heldRoles reads the roles u holds; roles that no longer exist are
-// skipped (the store keeps references valid, a race may not).
+// skipped (the store keeps references valid, a race may not). They are
+// its effective roles: those given by hand and those its directory gave.
 func heldRoles(roles roleReader, u store.User) ([]store.Role, error) {
-	return existing(u.Roles, roles.Role)
+	return existing(u.EffectiveRoles(), roles.Role)
 }
 
 // existing reads the records ids with read, skipping those that do not

@@ -239,7 +239,9 @@ func usersOf(tx store.Tx, ids []string) ([]store.User, error) {
 // ActiveAdmin reports whether u holds the admin role (adminRole, its ID)
 // and is not suspended (a suspended user cannot log in, so cannot
 // administer). The one rule of who counts as an administrator, for
-// changes and for a restore (admin.CheckRestorable).
+// changes and for a restore (admin.CheckRestorable). Only RoleAdmin given
+// by hand counts: the directory may take its grant away at the user's
+// next login, so it cannot be what keeps warden administrable.
 func ActiveAdmin(u store.User, adminRole string) bool {
 	return !u.Suspended && slices.Contains(u.Roles, adminRole)
 }

@@ -172,16 +172,17 @@ var rInvalidPerms = map[string]rPerm{
 func TestRolesCreate(t *testing.T) {
 	t.Parallel()
 	backends(t, func(t *testing.T, a *api) {
-		// The answer has exactly the seed's fields; every permission gets
-		// an id, and an id sent by the client is not used.
+		// The answer has exactly the seed's fields and warden's
+		// ldapGroups; every permission gets an id, and an id sent by the
+		// client is not used.
 		code, b := a.do("POST", "/api/roles", a.admin, map[string]any{"name": "operators", "isShared": true,
 			"permissions": []rPerm{rMQTTRead, {ID: "client-chosen", Resource: "/api/listUsers", Operation: "read", Context: "http"}}})
 		if code != http.StatusCreated {
 			t.Fatalf("POST /api/roles: status %d, want 201; body %s", code, b)
 		}
 		m := rObject(t, b)
-		if got := rKeys(m); got != "id,isShared,name,permissions" {
-			t.Fatalf("role fields %s, want id,isShared,name,permissions: %s", got, b)
+		if got := rKeys(m); got != "id,isShared,ldapGroups,name,permissions" {
+			t.Fatalf("role fields %s, want id,isShared,ldapGroups,name,permissions: %s", got, b)
 		}
 		var ro rRole
 		if err := json.Unmarshal(b, &ro); err != nil {

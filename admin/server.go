@@ -98,6 +98,11 @@ type Options struct {
 	// and the /api/mfa endpoints other than isenrolled answer 403; the
 	// stored MFA state is kept and applies again when MFA is switched on.
 	MFAEnabled bool
+	// LDAPEnabled and LDAPMode are what GET /api/auth/ldap reports: a
+	// directory is configured (cmd/warden's --ldap-url), and how its users
+	// get roles ("GROUP" or "ATTRIBUTE"; "" reads as "GROUP").
+	LDAPEnabled bool
+	LDAPMode    string
 	// TrustedDeviceDays is how long a device trusted at an MFA login
 	// (trustDevice) skips the MFA step; 0: DefaultTrustedDeviceDays, at
 	// most MaxTrustedDeviceDays.

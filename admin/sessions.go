@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -290,8 +291,11 @@ func (s *Server) mfaConfig(w http.ResponseWriter, _ *http.Request, _ *caller) er
 	return nil
 }
 
+// ldapConfig answers whether a directory is configured and its mode, as
+// the seed's GET /api/auth/ldap does; nothing else of the configuration
+// (least of all the bind password) is shown.
 func (s *Server) ldapConfig(w http.ResponseWriter, _ *http.Request, _ *caller) error {
-	writeJSON(w, http.StatusOK, map[string]any{"enabled": false, "mode": "GROUP"})
+	writeJSON(w, http.StatusOK, map[string]any{"enabled": s.opts.LDAPEnabled, "mode": cmp.Or(s.opts.LDAPMode, "GROUP")})
 	return nil
 }
 

@@ -71,12 +71,13 @@ func (m *model) role(ctx context.Context, id string) (store.Role, error) {
 	return r, nil
 }
 
-// build compiles the user's mqtt permissions from its roles. A role that
+// build compiles the user's mqtt permissions from its roles, those given
+// by hand and those the directory gave (EffectiveRoles). A role that
 // no longer exists grants nothing; any other store error fails the build
 // (never a decision from a store error).
 func (m *model) build(ctx context.Context, u store.User, epoch uint64) (*entry, error) {
 	var perms []acl.Permission
-	for _, id := range u.Roles {
+	for _, id := range u.EffectiveRoles() {
 		r, err := m.role(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
@@ -148,7 +149,7 @@ func (m *model) setRole(id string, r store.Role, ok bool) []string {
 	}
 	var holders []string
 	for _, e := range m.users {
-		for _, rid := range e.user.Roles {
+		for _, rid := range e.user.EffectiveRoles() {
 			if rid == id {
 				holders = append(holders, e.user.ID)
 				break

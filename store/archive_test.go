@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,11 @@ func TestArchiveRoundTrip(t *testing.T) {
 				alice, err := dst.UserByUsername(ctx, "alice")
 				if err != nil || alice.PasswordHash != "hash-alice" || alice.MFA == nil || len(alice.MFA.Keys) != 1 {
 					t.Errorf("alice after restore: %+v, %v; want her password hash and MFA key", alice, err)
+				}
+				shared, err := dst.RoleByName(ctx, "shared")
+				if err != nil || !slices.Equal(shared.LdapGroups, []string{"cn=shared,ou=groups,dc=example,dc=org"}) ||
+					!slices.Equal(alice.LdapRoles, []string{shared.ID}) {
+					t.Errorf("after restore: role shared links %q (%v), alice's directory roles %q; want the group link and the role", shared.LdapGroups, err, alice.LdapRoles)
 				}
 			})
 		}

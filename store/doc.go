@@ -17,7 +17,9 @@
 //
 // The store holds data and enforces invariants that need atomicity
 // (unique names, usernames unique under case folding and stored in NFC,
-// no half-written records, no role deleted while held); Atomic lets a
+// no half-written records, no role deleted while held, valid and
+// distinct directory group DNs on a role: NormalizeDN, which the login
+// path also compares directory groups with, RolesByLdapGroups); Atomic lets a
 // caller run several changes and a check of its own (the last
 // administrator) as one transaction. It
 // does not hash passwords, apply password policy or decide access: those

@@ -148,7 +148,7 @@ func (m *model) checkUser(tx txn, u User, oldUsername string) error {
 			return err
 		}
 	}
-	for _, rid := range u.Roles {
+	for _, rid := range slices.Concat(u.Roles, u.LdapRoles) {
 		raw, err := tx.get(bucketRoles, rid)
 		if err != nil {
 			return err
@@ -402,6 +402,7 @@ func cloneUser(u User) User {
 	u.GrantTypes = append([]GrantType(nil), u.GrantTypes...)
 	u.Certificates = append([]Certificate(nil), u.Certificates...)
 	u.Roles = append([]string(nil), u.Roles...)
+	u.LdapRoles = slices.Clone(u.LdapRoles)
 	if u.MFA != nil {
 		m := *u.MFA
 		m.Keys = slices.Clone(m.Keys)
@@ -472,10 +473,11 @@ func (m *model) revokeRole(tx txn, rid string) error {
 		return err
 	}
 	for _, u := range users {
-		if !slices.Contains(u.Roles, rid) {
+		if !slices.Contains(u.Roles, rid) && !slices.Contains(u.LdapRoles, rid) {
 			continue
 		}
 		u.Roles = slices.DeleteFunc(u.Roles, func(id string) bool { return id == rid })
+		u.LdapRoles = slices.DeleteFunc(u.LdapRoles, func(id string) bool { return id == rid })
 		u.UpdatedAt = m.now()
 		if err := m.writeUser(tx, u, u.Username); err != nil {
 			return err
@@ -500,6 +502,9 @@ func (m *model) createRole(tx txn, r Role) (Role, error) {
 		return Role{}, fmt.Errorf("create role %q: %w", r.Name, err)
 	}
 	if err := validPermissions(r.Permissions); err != nil {
+		return Role{}, fmt.Errorf("create role %q: %w", r.Name, err)
+	}
+	if err := ValidLdapGroups(r.LdapGroups); err != nil {
 		return Role{}, fmt.Errorf("create role %q: %w", r.Name, err)
 	}
 	now := m.now()
@@ -641,6 +646,7 @@ func (m *model) updateRole(tx txn, id string, fn func(*Role) error) (Role, error
 		}
 		r := old
 		r.Permissions = append([]acl.Permission(nil), old.Permissions...)
+		r.LdapGroups = slices.Clone(old.LdapGroups)
 		if err := fn(&r); err != nil {
 			return err
 		}
@@ -649,6 +655,9 @@ func (m *model) updateRole(tx txn, id string, fn func(*Role) error) (Role, error
 			return err
 		}
 		if err := validPermissions(r.Permissions); err != nil {
+			return err
+		}
+		if err := ValidLdapGroups(r.LdapGroups); err != nil {
 			return err
 		}
 		r.Permissions = withPermissionIDs(r.Permissions)
@@ -691,6 +700,11 @@ func (m *model) DeleteRole(ctx context.Context, id string) error {
 						return fmt.Errorf("%w: role %q is held by user %q", conflict, r.Name, u.Username)
 					}
 				}
+			}
+			// Held only through the directory: the next login would sync
+			// it away anyway, so the role goes from those users with it.
+			if err := m.revokeRole(tx, id); err != nil {
+				return err
 			}
 		}
 		return m.deleteRole(tx, r)

@@ -209,7 +209,7 @@ func TestRedisUnavailable(t *testing.T) {
 // an exact copy (binary CSR and settings, permissions, certificates).
 func fillModel(t *testing.T, ctx context.Context, s store.Store) {
 	t.Helper()
-	shared, err := s.CreateRole(ctx, store.Role{Name: "shared", IsShared: true})
+	shared, err := s.CreateRole(ctx, store.Role{Name: "shared", IsShared: true, LdapGroups: []string{"cn=shared,ou=groups,dc=example,dc=org"}})
 	if err != nil {
 		t.Fatalf("CreateRole: %v", err)
 	}
@@ -226,7 +226,10 @@ func fillModel(t *testing.T, ctx context.Context, s store.Store) {
 		if err != nil {
 			t.Fatalf("CreateRole: %v", err)
 		}
-		if _, err := s.UpdateUser(ctx, u.ID, func(u *store.User) error { u.Roles = []string{own.ID, shared.ID}; return nil }); err != nil {
+		if _, err := s.UpdateUser(ctx, u.ID, func(u *store.User) error {
+			u.Roles, u.LdapRoles = []string{own.ID, shared.ID}, []string{shared.ID}
+			return nil
+		}); err != nil {
 			t.Fatalf("UpdateUser: %v", err)
 		}
 		for _, kind := range []string{"login", "app"} {

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -51,6 +52,9 @@ func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 		if err := validPermissions(r.Permissions); err != nil {
 			return nil, fmt.Errorf("role %q: %w", r.Name, err)
 		}
+		if err := ValidLdapGroups(r.LdapGroups); err != nil {
+			return nil, fmt.Errorf("role %q: %w", r.Name, err)
+		}
 		if _, dup := data[bucketRoles][r.ID]; dup {
 			return nil, fmt.Errorf("%w: role id %q appears twice", invalid, r.ID)
 		}
@@ -75,7 +79,7 @@ func snapshotBuckets(s Snapshot) (map[string]map[string][]byte, error) {
 		if _, dup := data[bucketUsernames][u.Username]; dup {
 			return nil, fmt.Errorf("%w: username %q appears twice", invalid, u.Username)
 		}
-		for _, rid := range u.Roles {
+		for _, rid := range slices.Concat(u.Roles, u.LdapRoles) {
 			if _, ok := data[bucketRoles][rid]; !ok {
 				return nil, fmt.Errorf("%w: user %q holds unknown role %q", invalid, u.Username, rid)
 			}

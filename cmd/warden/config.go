@@ -167,6 +167,47 @@ type Config struct {
 	EMQXAPIURL    string
 	EMQXAPIKey    string
 	EMQXAPISecret string
+	// LDAPURL is the directory users may log in with (ldap:// or
+	// ldaps://, one server); empty: off. The other LDAP settings apply
+	// only with it (validateLDAP says how they combine).
+	LDAPURL string
+	// LDAPStartTLS upgrades an ldap:// connection with StartTLS before
+	// anything is sent; LDAPCAFile (PEM) is the CA bundle that verifies
+	// the directory's certificate (empty: the system's roots).
+	// LDAPInsecure allows plain ldap:// without StartTLS, which sends
+	// passwords in the clear: for tests only.
+	LDAPStartTLS bool
+	LDAPCAFile   string
+	LDAPInsecure bool
+	// LDAPBaseDN is where user entries are searched; LDAPFilter finds a
+	// user's entry, with {username} replaced by the RFC 4515-escaped
+	// username; LDAPUsernameAttribute holds the username on the entry.
+	LDAPBaseDN            string
+	LDAPFilter            string
+	LDAPUsernameAttribute string
+	// LDAPBindDN and LDAPBindPassword are the service account that
+	// searches for users (search-then-bind); LDAPBindDNTemplate instead
+	// builds a user's DN from its username ({username}, RFC 4514-escaped)
+	// to bind as directly. Exactly one of the two ways is configured.
+	// LDAPBindPassword is a secret: never print it.
+	LDAPBindDN         string
+	LDAPBindPassword   string
+	LDAPBindDNTemplate string
+	// LDAPMode is how directory users get roles: "GROUP" (the roles linked
+	// to their groups, found under LDAPGroupBaseDN, default LDAPBaseDN,
+	// with LDAPGroupFilter, {dn} being the user's DN) or "ATTRIBUTE" (the
+	// role names listed in the user's LDAPRoleAttribute).
+	LDAPMode          string
+	LDAPGroupBaseDN   string
+	LDAPGroupFilter   string
+	LDAPRoleAttribute string
+	// LDAPTimeout bounds every directory call; LDAPCacheTTL is how long a
+	// successful directory bind is reused for MQTT reconnects;
+	// LDAPRecheck is how often directory users with live tokens or
+	// sessions are checked to still exist and be enabled.
+	LDAPTimeout  time.Duration
+	LDAPCacheTTL time.Duration
+	LDAPRecheck  time.Duration
 	// InsecureNoAuth replaces warden's auth hook with Mochi's allow-all
 	// hook: every CONNECT, publish and subscribe is allowed. It exists
 	// only to measure what the auth layer costs (scripts/bench-compare.sh);
@@ -381,6 +422,57 @@ var options = []option{
 	{flag: "emqx-api-secret", env: "WARDEN_EMQX_API_SECRET", def: "", arg: "secret", secret: true, readme: "; required with `--emqx-api-url`",
 		usage: "secret of --emqx-api-key",
 		bind:  stringOpt(func(c *Config) *string { return &c.EMQXAPISecret })},
+	{flag: "ldap-url", env: "WARDEN_LDAP_URL", def: "", arg: "url", readme: ": off; set: directory users log in with their directory password",
+		usage: "LDAP directory users log in with: ldaps://host:636, or ldap://host:389 with --ldap-start-tls (plain ldap:// only with --ldap-insecure); no credentials in the URL (empty: off)",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPURL })},
+	{flag: "ldap-start-tls", env: "WARDEN_LDAP_START_TLS", def: "false", arg: "bool",
+		usage: "upgrade the ldap:// connection with StartTLS before binding (not with ldaps://)",
+		bind:  boolOpt(func(c *Config) *bool { return &c.LDAPStartTLS })},
+	{flag: "ldap-ca-file", env: "WARDEN_LDAP_CA_FILE", def: "", arg: "file", readme: ": the system's roots",
+		usage: "CA bundle, PEM, that verifies the directory's certificate (ldaps:// or --ldap-start-tls) (empty: the system's roots)",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPCAFile })},
+	{flag: "ldap-insecure", env: "WARDEN_LDAP_INSECURE", def: "false", arg: "bool", readme: "; `true` for tests only",
+		usage: "TESTS ONLY: allow plain ldap:// without StartTLS, which sends every directory password in the clear",
+		bind:  boolOpt(func(c *Config) *bool { return &c.LDAPInsecure })},
+	{flag: "ldap-base-dn", env: "WARDEN_LDAP_BASE_DN", def: "", arg: "dn", readme: "; required with `--ldap-url`",
+		usage: "DN under which user entries are searched, e.g. ou=people,dc=example,dc=org; required with --ldap-url",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPBaseDN })},
+	{flag: "ldap-filter", env: "WARDEN_LDAP_FILTER", def: "(uid={username})", arg: "filter", readme: " (Active Directory: `(sAMAccountName={username})`)",
+		usage: "LDAP filter that finds a user's entry; {username} is replaced by the username, escaped (RFC 4515), so it cannot widen the search",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPFilter })},
+	{flag: "ldap-username-attribute", env: "WARDEN_LDAP_USERNAME_ATTRIBUTE", def: "uid", arg: "attribute",
+		usage: "attribute of the user's entry that holds its username",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPUsernameAttribute })},
+	{flag: "ldap-bind-dn", env: "WARDEN_LDAP_BIND_DN", def: "", arg: "dn", readme: ": no service account (then `--ldap-bind-dn-template`)",
+		usage: "DN of the service account that searches for users (search, then bind as the user found); needs --ldap-bind-password; not with --ldap-bind-dn-template",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPBindDN })},
+	{flag: "ldap-bind-password", env: "WARDEN_LDAP_BIND_PASSWORD", def: "", arg: "password", secret: true, readme: "; required with `--ldap-bind-dn`",
+		usage: "password of --ldap-bind-dn",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPBindPassword })},
+	{flag: "ldap-bind-dn-template", env: "WARDEN_LDAP_BIND_DN_TEMPLATE", def: "", arg: "dn", readme: ": search with `--ldap-bind-dn`",
+		usage: "DN to bind as directly, {username} replaced by the username escaped for a DN (RFC 4514), e.g. uid={username},ou=people,dc=example,dc=org; not with --ldap-bind-dn",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPBindDNTemplate })},
+	{flag: "ldap-mode", env: "WARDEN_LDAP_MODE", def: "GROUP", arg: "mode", readme: "; or `ATTRIBUTE`",
+		usage: "how directory users get roles: GROUP (the roles linked to the user's groups, a role's ldapGroups) or ATTRIBUTE (the role names listed in --ldap-role-attribute)",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPMode })},
+	{flag: "ldap-group-base-dn", env: "WARDEN_LDAP_GROUP_BASE_DN", def: "", arg: "dn", readme: ": `--ldap-base-dn`",
+		usage: "GROUP mode: DN under which groups are searched (empty: --ldap-base-dn)",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPGroupBaseDN })},
+	{flag: "ldap-group-filter", env: "WARDEN_LDAP_GROUP_FILTER", def: "(member={dn})", arg: "filter",
+		usage: "GROUP mode: LDAP filter that finds a user's groups; {dn} is replaced by the user's DN, escaped (RFC 4515)",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPGroupFilter })},
+	{flag: "ldap-role-attribute", env: "WARDEN_LDAP_ROLE_ATTRIBUTE", def: "", arg: "attribute", readme: "; required in `ATTRIBUTE` mode",
+		usage: "ATTRIBUTE mode: attribute of the user's entry listing its role names, e.g. employeeType; required in that mode",
+		bind:  stringOpt(func(c *Config) *string { return &c.LDAPRoleAttribute })},
+	{flag: "ldap-timeout", env: "WARDEN_LDAP_TIMEOUT", def: "5s", arg: "duration", readme: " per directory call",
+		usage: "bound on every directory call (connect, TLS, bind, search)",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.LDAPTimeout })},
+	{flag: "ldap-cache-ttl", env: "WARDEN_LDAP_CACHE_TTL", def: "5m", arg: "duration", readme: ": a directory bind is reused that long for MQTT reconnects",
+		usage: "how long a successful directory bind is reused for MQTT connects with the same password (a failed bind is never cached); also how long cached users keep connecting while the directory is down",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.LDAPCacheTTL })},
+	{flag: "ldap-recheck", env: "WARDEN_LDAP_RECHECK", def: "15m", arg: "duration",
+		usage: "how often directory users with tokens or MQTT sessions are checked in the directory; one removed or disabled there loses its tokens and is disconnected",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.LDAPRecheck })},
 	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool", readme: "; `true` for benchmarks only",
 		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
@@ -593,6 +685,7 @@ func (c Config) Validate() error {
 	c.validateSessionLimits(add)
 	c.validateNATS(add)
 	c.validateWebhooks(add)
+	c.validateLDAP(add)
 	if err := audit.CheckSink(c.AuditLog); err != nil {
 		add("audit-log", "%v", err)
 	}

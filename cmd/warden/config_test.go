@@ -49,6 +49,14 @@ func defaultConfig() Config {
 		MQTTMaxTopicLength:       65535,
 		RestoreMaxSize:           256 << 20,
 		AuthMaxFailuresUserTotal: 100,
+
+		LDAPFilter:            "(uid={username})",
+		LDAPUsernameAttribute: "uid",
+		LDAPMode:              "GROUP",
+		LDAPGroupFilter:       "(member={dn})",
+		LDAPTimeout:           5 * time.Second,
+		LDAPCacheTTL:          5 * time.Minute,
+		LDAPRecheck:           15 * time.Minute,
 	}
 }
 
@@ -137,10 +145,54 @@ func TestLoadConfigPrecedence(t *testing.T) {
 					RestoreMaxSize: 1 << 20, NATSURL: "nats://n1:4222,nats://n2:4222", NATSUser: "warden-eu", NATSPassword: "nats-pw", NATSJWTExpiry: 2 * time.Hour,
 					WebhookClientCA: "broker-ca.pem", WebhookCacheMaxAge: 30 * time.Second,
 					VerneMQAPIURL: "http://vernemq:8888", VerneMQAPIKey: "vmq-key",
-					EMQXAPIURL: "https://emqx:18084", EMQXAPIKey: "emqx-key", EMQXAPISecret: "emqx-secret"}
+					EMQXAPIURL: "https://emqx:18084", EMQXAPIKey: "emqx-key", EMQXAPISecret: "emqx-secret",
+					// The directory is off here (the LDAP cases below): its defaults.
+					LDAPFilter: "(uid={username})", LDAPUsernameAttribute: "uid", LDAPMode: "GROUP", LDAPGroupFilter: "(member={dn})",
+					LDAPTimeout: 5 * time.Second, LDAPCacheTTL: 5 * time.Minute, LDAPRecheck: 15 * time.Minute}
 			},
 		},
 	}
+	// The LDAP settings exclude one another in pairs (ldaps:// or
+	// StartTLS, a service account or a DN template, GROUP or ATTRIBUTE):
+	// two cases give each its variable.
+	tests = append(tests, struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(*Config)
+	}{
+		name: "every LDAP setting of search-then-bind in GROUP mode has a variable",
+		env: map[string]string{
+			"WARDEN_LDAP_URL": "ldap://dir:389", "WARDEN_LDAP_START_TLS": "true", "WARDEN_LDAP_CA_FILE": "dir-ca.pem",
+			"WARDEN_LDAP_BASE_DN": "ou=people,dc=example,dc=org", "WARDEN_LDAP_FILTER": "(&(objectClass=person)(cn={username}))",
+			"WARDEN_LDAP_USERNAME_ATTRIBUTE": "cn", "WARDEN_LDAP_BIND_DN": "cn=warden,dc=example,dc=org", "WARDEN_LDAP_BIND_PASSWORD": "bind-pw",
+			"WARDEN_LDAP_MODE": "GROUP", "WARDEN_LDAP_GROUP_BASE_DN": "ou=groups,dc=example,dc=org", "WARDEN_LDAP_GROUP_FILTER": "(uniqueMember={dn})",
+			"WARDEN_LDAP_TIMEOUT": "2s", "WARDEN_LDAP_CACHE_TTL": "1m", "WARDEN_LDAP_RECHECK": "30m",
+		},
+		want: func(c *Config) {
+			c.LDAPURL, c.LDAPStartTLS, c.LDAPCAFile = "ldap://dir:389", true, "dir-ca.pem"
+			c.LDAPBaseDN, c.LDAPFilter, c.LDAPUsernameAttribute = "ou=people,dc=example,dc=org", "(&(objectClass=person)(cn={username}))", "cn"
+			c.LDAPBindDN, c.LDAPBindPassword = "cn=warden,dc=example,dc=org", "bind-pw"
+			c.LDAPMode, c.LDAPGroupBaseDN, c.LDAPGroupFilter = "GROUP", "ou=groups,dc=example,dc=org", "(uniqueMember={dn})"
+			c.LDAPTimeout, c.LDAPCacheTTL, c.LDAPRecheck = 2*time.Second, time.Minute, 30*time.Minute
+		},
+	}, struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(*Config)
+	}{
+		name: "every LDAP setting of a direct bind in ATTRIBUTE mode has a variable",
+		env: map[string]string{
+			"WARDEN_LDAP_URL": "ldap://dir:389", "WARDEN_LDAP_INSECURE": "true", "WARDEN_LDAP_BASE_DN": "dc=example,dc=org",
+			"WARDEN_LDAP_MODE": "ATTRIBUTE", "WARDEN_LDAP_ROLE_ATTRIBUTE": "employeeType",
+			"WARDEN_LDAP_BIND_DN_TEMPLATE": "uid={username},ou=people,dc=example,dc=org",
+		},
+		want: func(c *Config) {
+			c.LDAPURL, c.LDAPInsecure, c.LDAPBaseDN = "ldap://dir:389", true, "dc=example,dc=org"
+			c.LDAPBindDNTemplate, c.LDAPMode, c.LDAPRoleAttribute = "uid={username},ou=people,dc=example,dc=org", "ATTRIBUTE", "employeeType"
+		},
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := loadConfig(tt.args, env(tt.env))
@@ -442,6 +494,23 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--emqx-api-url", "WARDEN_EMQX_API_URL", "empty"},
 		{"--emqx-api-key", "WARDEN_EMQX_API_KEY", "empty"},
 		{"--emqx-api-secret", "WARDEN_EMQX_API_SECRET", "empty"},
+		{"--ldap-url", "WARDEN_LDAP_URL", "empty"},
+		{"--ldap-start-tls", "WARDEN_LDAP_START_TLS", `"false"`},
+		{"--ldap-ca-file", "WARDEN_LDAP_CA_FILE", "empty"},
+		{"--ldap-insecure", "WARDEN_LDAP_INSECURE", `"false"`},
+		{"--ldap-base-dn", "WARDEN_LDAP_BASE_DN", "empty"},
+		{"--ldap-filter", "WARDEN_LDAP_FILTER", `"(uid={username})"`},
+		{"--ldap-username-attribute", "WARDEN_LDAP_USERNAME_ATTRIBUTE", `"uid"`},
+		{"--ldap-bind-dn", "WARDEN_LDAP_BIND_DN", "empty"},
+		{"--ldap-bind-password", "WARDEN_LDAP_BIND_PASSWORD", "empty"},
+		{"--ldap-bind-dn-template", "WARDEN_LDAP_BIND_DN_TEMPLATE", "empty"},
+		{"--ldap-mode", "WARDEN_LDAP_MODE", `"GROUP"`},
+		{"--ldap-group-base-dn", "WARDEN_LDAP_GROUP_BASE_DN", "empty"},
+		{"--ldap-group-filter", "WARDEN_LDAP_GROUP_FILTER", `"(member={dn})"`},
+		{"--ldap-role-attribute", "WARDEN_LDAP_ROLE_ATTRIBUTE", "empty"},
+		{"--ldap-timeout", "WARDEN_LDAP_TIMEOUT", `"5s"`},
+		{"--ldap-cache-ttl", "WARDEN_LDAP_CACHE_TTL", `"5m"`},
+		{"--ldap-recheck", "WARDEN_LDAP_RECHECK", `"15m"`},
 		{"--insecure-no-auth", "WARDEN_INSECURE_NO_AUTH", `"false"`},
 	}
 	for _, w := range want {

@@ -153,7 +153,7 @@ func startHTTP(ctx context.Context, cfg Config, ln net.Listener, s store.Store, 
 	}
 	opts := admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, Audit: auditLog, MFAEnabled: cfg.MFA, TrustedDeviceDays: cfg.MFATrustedDeviceDays,
 		Metrics: tel.registry, Ready: tel.ready, RestoreMaxBytes: int64(cfg.RestoreMaxSize), Lockout: guard.lockout, Verifier: guard.verifier,
-		Rehasher: guard.rehasher, WebhookClientCAs: webhookCAs}
+		Rehasher: guard.rehasher, WebhookClientCAs: webhookCAs, LDAPEnabled: cfg.LDAPURL != "", LDAPMode: cfg.LDAPMode}
 	if hook != nil {
 		hooks, err := webhook.New(ctx, webhook.Options{
 			Decider: hook,
