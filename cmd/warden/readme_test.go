@@ -337,8 +337,9 @@ var (
 const readmeBuild = "go build -o ~/warden-demo/warden ./cmd/warden"
 
 // readmeNATSPorts are the ports of the README's NATS cluster (client,
-// monitoring, MQTT, routes), each replaced by a free port of the test's.
-const readmeNATSPorts = "4222|4223|4224|8222|8223|8224|1884|1885|1886|6222|6223|6224"
+// monitoring, MQTT, routes) and of its LDAP directory (ldap://, ldaps://),
+// each replaced by a free port of the test's.
+const readmeNATSPorts = "4222|4223|4224|8222|8223|8224|1884|1885|1886|6222|6223|6224|3389|6636"
 
 // block runs one README block; false stops the walk.
 func (r *readmeRun) block(b readmeBlock) bool {
