@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -40,9 +43,10 @@ func IsDirectoryUser(u store.User) bool {
 // keeps its directory-given roles (LdapRoles) current, and periodically
 // ends the access of users the directory no longer has (Recheck).
 type Service struct {
-	p   *Provider
-	st  store.Store
-	log *slog.Logger
+	p     *Provider
+	st    store.Store
+	log   *slog.Logger
+	audit atomic.Pointer[audit.Logger]
 }
 
 // NewService returns a Service over the provider p and the store st.
@@ -52,6 +56,10 @@ func NewService(p *Provider, st store.Store, log *slog.Logger) *Service {
 	}
 	return &Service{p: p, st: st, log: log}
 }
+
+// SetAudit makes Recheck record each user it retires in the audit trail
+// (as a change made by "ldap-recheck"); nil: none.
+func (s *Service) SetAudit(a *audit.Logger) { s.audit.Store(a) }
 
 // Provider returns the service's provider.
 func (s *Service) Provider() *Provider { return s.p }
@@ -220,6 +228,10 @@ func (s *Service) retire(ctx context.Context, u store.User) error {
 	}
 	s.p.Forget(u.Username) // again: a login in flight may have cached it meanwhile
 	s.log.Warn("ldap: directory user gone or disabled; access ended", "user", u.Username, "tokens_revoked", n)
+	s.audit.Load().Change(ctx, audit.Change{
+		User: "ldap-recheck", Action: "LDAP recheck: directory user gone or disabled",
+		Targets: []audit.Target{{Key: "user", Value: u.Username}}, Status: http.StatusOK,
+	})
 	return nil
 }
 

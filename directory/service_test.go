@@ -1,12 +1,15 @@
 package directory_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/directory"
 	"github.com/warden-mqtt/warden/internal/ldaptest"
 	"github.com/warden-mqtt/warden/store"
@@ -144,6 +147,8 @@ func TestServiceRecheckRetiresRemovedUser(t *testing.T) {
 	c := searchConfig(d)
 	c.CacheTTL = time.Minute
 	svc, st := newService(t, c)
+	var trail bytes.Buffer
+	svc.SetAudit(audit.New(&trail))
 	ctx := context.Background()
 	createRole(t, st, "admins", ldaptest.Admins)
 	bob, err := svc.Login(ctx, "bob", ldaptest.Bob.Password)
@@ -162,6 +167,9 @@ func TestServiceRecheckRetiresRemovedUser(t *testing.T) {
 	d.Modify(t, "dn: "+ldaptest.Bob.DN+"\nchangetype: delete\n")
 	if gone, err := svc.Recheck(ctx); err != nil || gone != 1 {
 		t.Fatalf("Recheck after deleting bob = %d, %v; want 1", gone, err)
+	}
+	if s := trail.String(); !strings.Contains(s, "ldap-recheck") || !strings.Contains(s, "bob") || strings.Contains(s, "alice") {
+		t.Errorf("audit trail of the recheck: %s", s)
 	}
 	b, _ := st.User(ctx, bob.ID)
 	if b.IdentityProvider != directory.IdentityProviderLDAPGone || len(b.LdapRoles) != 0 {

@@ -79,6 +79,7 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 	}
 	if guard.directory != nil { // a nil *Service in the interface would not be nil
 		hookOpts.Directory = guard.directory
+		guard.directory.SetAudit(auditLog)
 	}
 	hook, err = authhook.New(ctx, hookOpts)
 	if err != nil {
