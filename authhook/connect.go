@@ -208,9 +208,11 @@ func (h *Hook) resolveUser(ctx context.Context, l *login) refusal {
 	case err == nil:
 		l.entry = e
 		return refusal{}
-	case errors.Is(err, store.ErrNotFound) && h.opts.Directory != nil && l.password != "":
+	case errors.Is(err, store.ErrNotFound) && h.opts.Directory != nil && l.password != "" && l.block == credential.NotBlocked:
 		// A directory user's first CONNECT creates it; a name the
-		// directory does not know either goes on to the registry.
+		// directory does not know either goes on to the registry. A
+		// blocked attempt (here only with a token-like password) is not
+		// sent to the directory: the paths below refuse it.
 		r := h.directoryLogin(ctx, l)
 		if r.refused() && r.kind == refuseBadCredentials && h.opts.Registry != nil {
 			return h.offerToRegistry(ctx, l)
