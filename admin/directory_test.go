@@ -34,7 +34,8 @@ func ldapAPI(t *testing.T, d *ldaptest.Directory) *mEnv {
 // TestDirectoryHTTPLogin: Alice logs in with her directory password and
 // gets a token carrying her directory role's permissions; a wrong password
 // and disabled Dave get the one refusal (403); the local admin still logs
-// in with its own hash; with the directory down, 503, never 403.
+// in with its own hash, and a local user named like a directory user is
+// not taken over; with the directory down, 503, never 403.
 func TestDirectoryHTTPLogin(t *testing.T) {
 	d := ldaptest.Start(t)
 	m := ldapAPI(t, d)
@@ -59,6 +60,17 @@ func TestDirectoryHTTPLogin(t *testing.T) {
 		}
 	}
 	m.login("admin", adminPassword)
+
+	// A local bob shadows the directory's: its password, not bob's
+	// directory password, logs in, and it stays local.
+	sCreateUser(t, m.api, "bob", "local-bob-secret1")
+	if code, b := m.do("POST", "/api/login", "", map[string]string{"username": "bob", "password": ldaptest.Bob.Password}); code != http.StatusForbidden {
+		t.Errorf("local bob with the directory's password: %d %s, want 403", code, b)
+	}
+	m.login("bob", "local-bob-secret1")
+	if u, _ := m.st.UserByUsername(context.Background(), "bob"); u.IdentityProvider == "ldap" {
+		t.Error("local bob taken over by the directory")
+	}
 
 	d.Stop()
 	if code, b := m.do("POST", "/api/login", "", map[string]string{"username": "alice", "password": ldaptest.Alice.Password}); code != http.StatusServiceUnavailable {
