@@ -125,3 +125,24 @@ func TestDirectoryRolesGrantPermissions(t *testing.T) {
 	}
 	wantErr(t, "a directory admin doing an admin-only action", f.svc.RequireAdmin(context.Background(), f.actor(u), "restore a backup"), nil, "")
 }
+
+// TestUpdateDirectoryUserKeepsProvider: a directory user sent back as read
+// (identityProvider "ldap") can be updated, e.g. given a role by hand; the
+// provider itself cannot be set to anything but local.
+func TestUpdateDirectoryUserKeepsProvider(t *testing.T) {
+	f := boltFixture(t)
+	ctx := t.Context()
+	u, err := f.st.CreateUser(ctx, store.User{Username: "alice", IdentityProvider: "ldap", Roles: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ldap := "ldap"
+	got, err := f.svc.UpdateUser(ctx, f.admin, u.ID, account.UserUpdate{IdentityProvider: &ldap, Roles: []string{f.adminRole.ID}})
+	wantErr(t, "updating a directory user sent back as read", err, nil, "")
+	if got.IdentityProvider != "ldap" || !slices.Contains(got.Roles, f.adminRole.ID) {
+		t.Errorf("after the update: provider %q roles %v", got.IdentityProvider, got.Roles)
+	}
+	local := f.user("bob", nil)
+	_, err = f.svc.UpdateUser(ctx, f.admin, local.ID, account.UserUpdate{IdentityProvider: &ldap})
+	wantErr(t, "making a local user a directory user", err, account.ErrInvalid, `identityProvider must be "local"`)
+}

@@ -112,7 +112,9 @@ func (s *Service) validateUpdate(ctx context.Context, u store.User, c *userChang
 			return err
 		}
 	}
-	if up.IdentityProvider != nil {
+	// The provider is never changed through the API; a client that sends
+	// the user back as it read it repeats a directory user's "ldap".
+	if up.IdentityProvider != nil && *up.IdentityProvider != u.IdentityProvider {
 		if err := validIdentityProvider(*up.IdentityProvider); err != nil {
 			return err
 		}

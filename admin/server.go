@@ -103,6 +103,9 @@ type Options struct {
 	// get roles ("GROUP" or "ATTRIBUTE"; "" reads as "GROUP").
 	LDAPEnabled bool
 	LDAPMode    string
+	// Directory, when set, checks the passwords of directory users and of
+	// names the store does not know at the password logins (directory.go).
+	Directory Directory
 	// TrustedDeviceDays is how long a device trusted at an MFA login
 	// (trustDevice) skips the MFA step; 0: DefaultTrustedDeviceDays, at
 	// most MaxTrustedDeviceDays.

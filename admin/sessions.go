@@ -135,6 +135,9 @@ func (s *Server) checkPassword(r *http.Request, username, password string) (stor
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, err
 	}
+	if s.usesDirectory(u, err) {
+		return s.directoryPassword(r, username, password, u, err == nil)
+	}
 	wait, cancel := context.WithTimeout(ctx, s.opts.VerifyWait)
 	defer cancel()
 	// Behind the lockout's gate: checked again once a worker is free, so

@@ -82,6 +82,7 @@ type proof struct {
 	pwVersion  uint64 // (the store bumps it with every password change)
 	tokenID    string // a login token sent as the password
 	certFP     string // a client certificate (its fingerprint)
+	directory  bool   // the directory checked the password (byPassword is set too)
 }
 
 // refusalKind is what a refused client is told: its MQTT code
@@ -207,6 +208,16 @@ func (h *Hook) resolveUser(ctx context.Context, l *login) refusal {
 	case err == nil:
 		l.entry = e
 		return refusal{}
+	case errors.Is(err, store.ErrNotFound) && h.opts.Directory != nil && l.password != "" && l.block == credential.NotBlocked:
+		// A directory user's first CONNECT creates it; a name the
+		// directory does not know either goes on to the registry. A
+		// blocked attempt (here only with a token-like password) is not
+		// sent to the directory: the paths below refuse it.
+		r := h.directoryLogin(ctx, l)
+		if r.refused() && r.kind == refuseBadCredentials && h.opts.Registry != nil {
+			return h.offerToRegistry(ctx, l)
+		}
+		return r
 	case errors.Is(err, store.ErrNotFound) && h.opts.Registry != nil:
 		return h.offerToRegistry(ctx, l)
 	case errors.Is(err, store.ErrNotFound):

@@ -126,6 +126,15 @@ func (h *Hook) checkPassword(ctx context.Context, l *login, u store.User, certSu
 		}
 		return h.refuseAsWrongPassword(ctx, l, why)
 	}
+	if h.usesDirectory(u) {
+		if r := h.directoryLogin(ctx, l); r.refused() {
+			if certSuffices {
+				return refusal{}
+			}
+			return r
+		}
+		return refusal{}
+	}
 	if u.PasswordHash == "" {
 		return h.refuseAsWrongPassword(ctx, l, "no password set")
 	}

@@ -67,6 +67,9 @@ type Grant struct {
 	// ByPassword: the account password, in PasswordVersion.
 	ByPassword      bool   `json:"p,omitempty"`
 	PasswordVersion uint64 `json:"v,omitempty"`
+	// ByDirectory: the directory checked the password (ByPassword is set
+	// too); the grant ends when the user stops being a directory user.
+	ByDirectory     bool   `json:"d,omitempty"`
 	TokenID         string `json:"t,omitempty"` // a login token sent as the password
 	CertFingerprint string `json:"f,omitempty"` // a client certificate
 }
@@ -163,7 +166,7 @@ func decision(l *login) Decision {
 		TokenExpiry:   l.tokenExp,
 		Grant: Grant{
 			UserID: e.user.ID, Username: l.username, ClientID: l.ClientID,
-			ByPassword: l.proof.byPassword, PasswordVersion: l.proof.pwVersion,
+			ByPassword: l.proof.byPassword, PasswordVersion: l.proof.pwVersion, ByDirectory: l.proof.directory,
 			TokenID: l.proof.tokenID, CertFingerprint: l.proof.certFP,
 		},
 	}

@@ -9,6 +9,8 @@
 // once (snapshots swapped, subscriptions pruned, revoked clients
 // disconnected, their pending wills and queued messages withdrawn). It
 // also caps the persistent sessions one user keeps offline (sessions.go).
+// With Options.Directory it lets the directory decide the password of
+// directory users and of names the store does not know (directory.go).
 //
 // A connection attempt is decided in three steps that take no Mochi packet
 // or client, so a NATS auth callout or a broker's auth webhook can reuse

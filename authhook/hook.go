@@ -91,6 +91,9 @@ type Options struct {
 	// (not from the cache) when it was made with other parameters than
 	// today's; shared with the HTTP logins. nil: no upgrades.
 	Rehasher *credential.Rehasher
+	// Directory, when set, checks the passwords of directory users and
+	// of usernames unknown to the store (directory.go); nil: none.
+	Directory Directory
 }
 
 // Registrar is the client registry as the hook sees it (registry.Registry).

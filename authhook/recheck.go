@@ -40,7 +40,7 @@ func (h *Hook) Recheck(ctx context.Context, g Grant) (Decision, error) {
 		}
 		e = h.model.put(e)
 	}
-	p := proof{byPassword: g.ByPassword, pwVersion: g.PasswordVersion, tokenID: g.TokenID, certFP: g.CertFingerprint}
+	p := proof{byPassword: g.ByPassword, pwVersion: g.PasswordVersion, directory: g.ByDirectory, tokenID: g.TokenID, certFP: g.CertFingerprint}
 	if reason := h.stillHolds(g.UserID, g.Username, p, e.user, time.Now()); reason != "" {
 		return Decision{}, &Refusal{Code: RefusedNotAuthorized, Reason: reason}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/directory"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -135,6 +136,8 @@ func (h *Hook) stillHolds(userID, username string, p proof, u store.User, now ti
 		return "user suspended"
 	case p.byPassword && u.PasswordVersion != p.pwVersion:
 		return "password changed"
+	case p.directory && u.IdentityProvider != directory.IdentityProviderLDAP:
+		return "directory user gone"
 	case (p.byPassword || p.tokenID != "") && !allowed.password:
 		return "password grant removed"
 	case mfa != "":

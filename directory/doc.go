@@ -10,6 +10,13 @@
 // roles is the caller's), and it never stores, logs or caches a password,
 // nor caches a failure. Every value put into a search filter is escaped per
 // RFC 4515 and every value put into a DN per RFC 4514, so a username cannot
-// widen a search or name another entry. It imports go-ldap and the standard
-// library only, so the credential check of any surface may call it.
+// widen a search or name another entry.
+//
+// Service (service.go) provisions directory users into the store: it
+// creates a user at its first directory login, keeps the roles the
+// directory gives it (store.User.LdapRoles) current at each login, never
+// lets a directory account take over a local user of the same name, and
+// periodically ends the access of users the directory no longer has. It
+// imports go-ldap, store and the standard library; the surfaces (authhook,
+// admin) call it, never the reverse.
 package directory

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/directory"
 	"github.com/warden-mqtt/warden/store"
 )
 
@@ -18,6 +19,8 @@ type loginGuard struct {
 	verifier *credential.Verifier
 	lockout  *credential.Lockout
 	rehasher *credential.Rehasher
+	// directory checks directory users' passwords (--ldap-url); nil: off.
+	directory *directory.Service
 }
 
 // newLoginGuard builds the guard on s; upgrades of password hashes under
@@ -38,5 +41,9 @@ func newLoginGuard(ctx context.Context, cfg Config, s store.Store, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	return &loginGuard{verifier: v, lockout: l, rehasher: r}, nil
+	d, err := startDirectory(ctx, cfg, s, log)
+	if err != nil {
+		return nil, err
+	}
+	return &loginGuard{verifier: v, lockout: l, rehasher: r, directory: d}, nil
 }

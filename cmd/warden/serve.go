@@ -21,6 +21,7 @@ import (
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
+	"github.com/warden-mqtt/warden/directory"
 	"github.com/warden-mqtt/warden/natscallout"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
@@ -62,7 +63,7 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 		b, err = startInsecureBroker(cfg, socks, tlsCfg, log, brokerLog)
 		return b, nil, nil, err
 	}
-	hook, err = authhook.New(ctx, authhook.Options{
+	hookOpts := authhook.Options{
 		Store:              s,
 		Tokens:             tokens,
 		Logger:             log,
@@ -75,7 +76,12 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 		MFAAllowPassword:   cfg.MFAMQTTPassword,
 		Registry:           reg,
 		MaxOfflineSessions: cfg.MQTTMaxOfflineSessions,
-	})
+	}
+	if guard.directory != nil { // a nil *Service in the interface would not be nil
+		hookOpts.Directory = guard.directory
+		guard.directory.SetAudit(auditLog)
+	}
+	hook, err = authhook.New(ctx, hookOpts)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -154,6 +160,9 @@ func startHTTP(ctx context.Context, cfg Config, ln net.Listener, s store.Store, 
 	opts := admin.Options{Store: s, Tokens: tokens, Registry: reg, Trust: trust, Logger: log, Audit: auditLog, MFAEnabled: cfg.MFA, TrustedDeviceDays: cfg.MFATrustedDeviceDays,
 		Metrics: tel.registry, Ready: tel.ready, RestoreMaxBytes: int64(cfg.RestoreMaxSize), Lockout: guard.lockout, Verifier: guard.verifier,
 		Rehasher: guard.rehasher, WebhookClientCAs: webhookCAs, LDAPEnabled: cfg.LDAPURL != "", LDAPMode: cfg.LDAPMode}
+	if guard.directory != nil {
+		opts.Directory = guard.directory
+	}
 	if hook != nil {
 		hooks, err := webhook.New(ctx, webhook.Options{
 			Decider: hook,
@@ -415,4 +424,35 @@ func maxKeepalive(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// startDirectory builds the LDAP identity provider from the --ldap-*
+// flags (nil when --ldap-url is empty) and, with a service account,
+// rechecks its users every --ldap-recheck until ctx ends. It logs the
+// provider, never the bind password. It does not contact the directory:
+// warden starts while the directory is down, and directory logins answer
+// "unavailable" until it is back.
+func startDirectory(ctx context.Context, cfg Config, s store.Store, log *slog.Logger) (*directory.Service, error) {
+	if cfg.LDAPURL == "" {
+		return nil, nil
+	}
+	p, err := directory.New(directory.Config{
+		URL: cfg.LDAPURL, StartTLS: cfg.LDAPStartTLS, CAFile: cfg.LDAPCAFile, Insecure: cfg.LDAPInsecure,
+		BaseDN: cfg.LDAPBaseDN, Filter: cfg.LDAPFilter, UsernameAttribute: cfg.LDAPUsernameAttribute,
+		BindDN: cfg.LDAPBindDN, BindPassword: cfg.LDAPBindPassword, BindDNTemplate: cfg.LDAPBindDNTemplate,
+		Mode: directory.Mode(cfg.LDAPMode), GroupBaseDN: cfg.LDAPGroupBaseDN, GroupFilter: cfg.LDAPGroupFilter,
+		RoleAttribute: cfg.LDAPRoleAttribute, Timeout: cfg.LDAPTimeout, CacheTTL: cfg.LDAPCacheTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--ldap-*: %w", err)
+	}
+	bind := "service account " + cfg.LDAPBindDN
+	if cfg.LDAPBindDN == "" {
+		bind = "direct bind " + cfg.LDAPBindDNTemplate
+	}
+	log.Info("ldap directory", "url", cfg.LDAPURL, "start_tls", cfg.LDAPStartTLS, "insecure", cfg.LDAPInsecure,
+		"base_dn", cfg.LDAPBaseDN, "bind", bind, "mode", cfg.LDAPMode, "cache_ttl", cfg.LDAPCacheTTL, "recheck", cfg.LDAPRecheck)
+	svc := directory.NewService(p, s, log)
+	go svc.Run(ctx, cfg.LDAPRecheck)
+	return svc, nil
 }
