@@ -168,6 +168,8 @@ func readmeWants() map[string]*readmeWant {
 		"# node 3 prints plant1/line1/temp 21.5":                                     {out: []string{"plant1/line1/temp 21.5"}},
 		`"username":"emqx","password":"emqx-webhook-Pass-1",`:                        {out: []string{`"username":"emqx"`, `"resource":"/api/broker/emqx/+"`}},
 		`"action":"publish"}'   # {"result":"allow"}`:                                {out: []string{`{"result":"allow"}`}},
+		`"ldapGroups":["cn=staff,ou=groups,dc=example,dc=org"]}'`:                    {out: []string{`"ldapGroups":["cn=staff,ou=groups,dc=example,dc=org"]`}},
+		`{identityProvider, ldapRoles: [.ldapRoles[].name]}'`:                        {out: []string{`{"identityProvider":"ldap","ldapRoles":["plant-staff"]}`}},
 	}
 }
 
