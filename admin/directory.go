@@ -39,7 +39,7 @@ func (s *Server) directoryPassword(r *http.Request, username, password string, u
 	refuse := func(why string) (store.User, error) {
 		s.lockout.Fail(username, r.RemoteAddr)
 		s.log.Info("http login refused", "user", username, "remote", r.RemoteAddr, "reason", why)
-		s.auditAuth(ctx, audit.ChannelHTTPLogin, username, why)
+		s.auditAuth(ctx, audit.ChannelFor(audit.ChannelHTTPLogin, why), username, why)
 		return store.User{}, errLogin
 	}
 	if found {

@@ -62,7 +62,20 @@ const (
 	ChannelHTTPToken = "http-token"
 	// ChannelMQTT: a refused MQTT CONNECT.
 	ChannelMQTT = "mqtt"
+	// ChannelLDAP: a password the LDAP directory decided (or could not),
+	// over MQTT (the record has a client ID) or HTTP; the reason begins
+	// with "ldap: ".
+	ChannelLDAP = "ldap"
 )
+
+// ChannelFor is channel, or ChannelLDAP when reason says the directory
+// decided: one rule for every surface that checks directory passwords.
+func ChannelFor(channel, reason string) string {
+	if strings.HasPrefix(reason, "ldap: ") {
+		return ChannelLDAP
+	}
+	return channel
+}
 
 // maxValueLen bounds every string a record carries: failure records quote
 // what a client sent (a username), and a client must not be able to write
@@ -157,7 +170,7 @@ type Change struct {
 // AuthFailure is one refused authentication.
 type AuthFailure struct {
 	// Channel is where it happened: ChannelHTTPLogin, ChannelMFA,
-	// ChannelHTTPToken or ChannelMQTT.
+	// ChannelHTTPToken, ChannelMQTT or ChannelLDAP.
 	Channel string
 	// User is the username given (as given: it may not exist), or the
 	// certificate's common name; empty when none was.

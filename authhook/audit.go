@@ -10,7 +10,7 @@ import (
 // the fixed phrases of a refusal's reason; the password is never recorded.
 func (h *Hook) auditRefusal(ctx context.Context, l *login, why string) {
 	h.opts.Audit.AuthFailure(ctx, audit.AuthFailure{
-		Channel:  audit.ChannelMQTT,
+		Channel:  audit.ChannelFor(audit.ChannelMQTT, why),
 		User:     l.username,
 		ClientID: l.ClientID,
 		Remote:   l.Remote,

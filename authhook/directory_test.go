@@ -4,20 +4,28 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/directory"
 	"github.com/warden-mqtt/warden/internal/ldaptest"
+	"github.com/warden-mqtt/warden/internal/logbuf"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
 
-// ldapNode is a broker whose hook asks a real slapd for directory users.
+// ldapTrails are the audit trails of the ldapNodes, by node.
+var ldapTrails sync.Map // *node -> *logbuf.Buffer
+
+// ldapNode is a broker whose hook asks a real slapd for directory users;
+// its audit trail is in ldapTrails.
 func ldapNode(t *testing.T, d *ldaptest.Directory, edit func(*directory.Config)) (*node, *directory.Service) {
 	t.Helper()
 	c := directory.Config{
@@ -34,7 +42,9 @@ func ldapNode(t *testing.T, d *ldaptest.Directory, edit func(*directory.Config))
 	}
 	st := storetest.OpenBolt(t)
 	svc := directory.NewService(p, st, nil)
-	n := startNode(t, nodeOpts{store: st, tweak: func(o *authhook.Options) { o.Directory = svc }})
+	trail := &logbuf.Buffer{}
+	n := startNode(t, nodeOpts{store: st, tweak: func(o *authhook.Options) { o.Directory = svc; o.Audit = audit.New(trail) }})
+	ldapTrails.Store(n, trail)
 	return n, svc
 }
 
@@ -114,6 +124,12 @@ func TestDirectoryRefusals(t *testing.T) {
 		if _, code := n.connect(t, c); code != 0x86 {
 			t.Errorf("%s: CONNACK 0x%02x, want 0x86", c.username, code)
 		}
+	}
+	trail, _ := ldapTrails.Load(n)
+	// alice and dave were refused by the directory; local bob never reaches
+	// it: his own password decides.
+	if got := trail.(*logbuf.Buffer).String(); strings.Count(got, `"channel":"ldap"`) != 2 || !strings.Contains(got, `"channel":"mqtt","user":"bob"`) {
+		t.Errorf("directory refusals not audited on channel ldap, or local bob's not on mqtt:\n%s", got)
 	}
 	n.mustConnect(t, connectOpts{username: "bob", password: "local-bob-secret1", clientID: "bob", clean: true})
 	if b, _ := n.st.UserByUsername(context.Background(), "bob"); b.IdentityProvider == "ldap" {
