@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/go-ldap/ldap/v3"
 )
 
@@ -75,6 +77,8 @@ type Provider struct {
 	now   func() time.Time
 
 	binds, failures, hits, unavailable atomic.Uint64
+	// latency is set by Register, before the provider serves.
+	latency prometheus.Histogram
 }
 
 // New validates c and returns a Provider. It does not contact the directory.
@@ -119,7 +123,9 @@ func (p *Provider) Authenticate(ctx context.Context, username, password string) 
 		p.hits.Add(1)
 		return id, nil
 	}
+	start := time.Now()
 	id, err := p.authenticate(ctx, username, password)
+	p.observe(start)
 	if err != nil {
 		p.count(err)
 		return Identity{}, err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/directory"
 	"github.com/warden-mqtt/warden/store"
@@ -25,7 +27,7 @@ type loginGuard struct {
 
 // newLoginGuard builds the guard on s; upgrades of password hashes under
 // way end with ctx.
-func newLoginGuard(ctx context.Context, cfg Config, s store.Store, log *slog.Logger) (*loginGuard, error) {
+func newLoginGuard(ctx context.Context, cfg Config, s store.Store, log *slog.Logger, reg prometheus.Registerer) (*loginGuard, error) {
 	v, err := credential.NewVerifier(credential.VerifierOptions{Workers: cfg.AuthVerifyWorkers})
 	if err != nil {
 		return nil, err
@@ -41,7 +43,7 @@ func newLoginGuard(ctx context.Context, cfg Config, s store.Store, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	d, err := startDirectory(ctx, cfg, s, log)
+	d, err := startDirectory(ctx, cfg, s, log, reg)
 	if err != nil {
 		return nil, err
 	}

@@ -56,6 +56,16 @@ func TestBinaryDirectoryLogin(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || err != nil || login.Token == "" {
 		t.Fatalf("HTTP login of alice: %d %v token %q", resp.StatusCode, err, login.Token)
 	}
+	// The directory's work on /metrics: one bind (MQTT), the HTTP login
+	// from the bind cache, the wrong password refused, both directory calls
+	// timed.
+	_, mfs := scrapeMetrics(t, httpAddr)
+	for name, want := range map[string]float64{"warden_ldap_binds_total": 1, "warden_ldap_cache_hits_total": 1,
+		"warden_ldap_bind_failures_total": 1, "warden_ldap_unavailable_total": 0, "warden_ldap_request_seconds": 2} {
+		if got := metricValue(mfs, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
 	p.signal(syscall.SIGTERM)
 	if code := p.exitCode(); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, p.out)

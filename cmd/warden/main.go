@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
-	guard, err := newLoginGuard(ctx, cfg, s, log)
+	guard, err := newLoginGuard(ctx, cfg, s, log, tel.registry)
 	if err != nil {
 		log.Error("startup failed", "err", err)
 		_ = closeStore()

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nats-io/nats.go"
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/audit"
@@ -432,7 +434,7 @@ func maxKeepalive(d time.Duration) time.Duration {
 // provider, never the bind password. It does not contact the directory:
 // warden starts while the directory is down, and directory logins answer
 // "unavailable" until it is back.
-func startDirectory(ctx context.Context, cfg Config, s store.Store, log *slog.Logger) (*directory.Service, error) {
+func startDirectory(ctx context.Context, cfg Config, s store.Store, log *slog.Logger, reg prometheus.Registerer) (*directory.Service, error) {
 	if cfg.LDAPURL == "" {
 		return nil, nil
 	}
@@ -445,6 +447,9 @@ func startDirectory(ctx context.Context, cfg Config, s store.Store, log *slog.Lo
 	})
 	if err != nil {
 		return nil, fmt.Errorf("--ldap-*: %w", err)
+	}
+	if err := p.Register(reg); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	bind := "service account " + cfg.LDAPBindDN
 	if cfg.LDAPBindDN == "" {
