@@ -3,8 +3,12 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -493,5 +497,80 @@ userPassword: `+evePassword+`
 		if !errors.Is(err, directory.ErrInvalidCredentials) {
 			t.Errorf("Authenticate(%q) with eve's password: %+v, %v; want ErrInvalidCredentials", name, id, err)
 		}
+	}
+}
+
+// TestConcurrentCallsBounded: any client can make warden ask the
+// directory (a CONNECT with an unknown name); a burst of such attempts
+// against a hung directory holds at most MaxConcurrentCalls connections
+// to it, and every attempt ends unavailable within its bound. A TCP relay
+// in front of slapd counts the connections opened before the first calls
+// time out (none can have ended by then).
+func TestConcurrentCallsBounded(t *testing.T) {
+	d := ldaptest.Start(t)
+	target := strings.TrimPrefix(d.URL, "ldap://")
+	relay, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	var mu sync.Mutex
+	var accepted []time.Time
+	go func() {
+		for {
+			c, err := relay.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, time.Now())
+			mu.Unlock()
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(c, up) }()
+				_, _ = io.Copy(up, c)
+			}()
+		}
+	}()
+	c := searchConfig(d)
+	c.URL, c.Timeout = "ldap://"+relay.Addr().String(), 500*time.Millisecond
+	p := newProvider(t, c)
+	d.Freeze(t)
+	const burst = 3 * directory.MaxConcurrentCalls
+	var wg sync.WaitGroup
+	errs := make(chan error, burst)
+	begin := time.Now()
+	for i := range burst {
+		wg.Go(func() {
+			_, err := p.Authenticate(context.Background(), fmt.Sprintf("guess%d", i), "Guess-password-1")
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, directory.ErrUnavailable) {
+			t.Fatalf("against a hung directory: %v, want ErrUnavailable", err)
+		}
+	}
+	mu.Lock()
+	early := 0
+	for _, at := range accepted {
+		if at.Sub(begin) < 400*time.Millisecond { // the calls' bound is 500 ms
+			early++
+		}
+	}
+	total := len(accepted)
+	mu.Unlock()
+	if early > directory.MaxConcurrentCalls || early == 0 {
+		t.Errorf("%d connections to the directory before any call could end (%d in all), want 1 to %d", early, total, directory.MaxConcurrentCalls)
+	}
+	if took := time.Since(begin); took > 3*time.Second {
+		t.Errorf("the burst took %v with a 500 ms bound per call", took)
 	}
 }

@@ -79,7 +79,13 @@ type Provider struct {
 	binds, failures, hits, unavailable atomic.Uint64
 	// latency is set by Register, before the provider serves.
 	latency prometheus.Histogram
+	// slots bounds the directory calls under way (withConn).
+	slots chan struct{}
 }
+
+// MaxConcurrentCalls is how many directory calls (each its own
+// connection) a Provider makes at once.
+const MaxConcurrentCalls = 16
 
 // New validates c and returns a Provider. It does not contact the directory.
 func New(c Config) (*Provider, error) {
@@ -96,7 +102,7 @@ func New(c Config) (*Provider, error) {
 		}
 		tc.RootCAs = pool
 	}
-	return &Provider{c: c, tls: tc, cache: newCache(c.CacheTTL), now: time.Now}, nil
+	return &Provider{c: c, tls: tc, cache: newCache(c.CacheTTL), now: time.Now, slots: make(chan struct{}, MaxConcurrentCalls)}, nil
 }
 
 // Stats returns the counters.
@@ -207,6 +213,16 @@ func (p *Provider) lookup(ctx context.Context, username string) (Identity, error
 func (p *Provider) withConn(ctx context.Context, username string, find func(context.Context, *ldap.Conn) (*ldap.Entry, error)) (Identity, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.c.Timeout)
 	defer cancel()
+	// Any client can make warden ask the directory (a CONNECT with a name
+	// the store does not know): at most MaxConcurrentCalls connections
+	// are open at once, and a call that cannot get one in time is
+	// unavailable, like a directory that does not answer.
+	select {
+	case p.slots <- struct{}{}:
+		defer func() { <-p.slots }()
+	case <-ctx.Done():
+		return Identity{}, fmt.Errorf("%w: %d directory calls under way", ErrUnavailable, cap(p.slots))
+	}
 	conn, err := p.connect(ctx)
 	if err != nil {
 		return Identity{}, err
