@@ -133,98 +133,128 @@ func (c Config) searchThenBind() bool { return c.BindDN != "" }
 // *ConfigError, joined), after filling in defaults.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	var p problems
+	c.validateConnection(&p)
+	c.validateBind(&p)
+	c.validateSearch(&p)
+	c.validateMode(&p)
+	if c.Timeout < 0 {
+		p.add("Timeout", "negative (%v)", c.Timeout)
 	}
+	if c.CacheTTL < 0 {
+		p.add("CacheTTL", "negative (%v)", c.CacheTTL)
+	}
+	return errors.Join(p...)
+}
 
+// problems collects the *ConfigErrors of a Validate.
+type problems []error
+
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+// dn checks that value, when set, is a DN.
+func (p *problems) dn(field, value string) {
+	if value == "" {
+		return
+	}
+	if _, err := ldap.ParseDN(value); err != nil {
+		p.add(field, "%q is not a DN: %v", value, err)
+	}
+}
+
+// filter checks that filter holds placeholder and compiles.
+func (p *problems) filter(field, filter, placeholder string) {
+	if !strings.Contains(filter, placeholder) {
+		p.add(field, "%q lacks %s", filter, placeholder)
+		return
+	}
+	if _, err := ldap.CompileFilter(strings.ReplaceAll(filter, placeholder, "x")); err != nil {
+		p.add(field, "%q is not an LDAP filter: %v", filter, err)
+	}
+}
+
+// validateConnection checks the URL, TLS and the CA file: passwords never
+// travel in clear text unless Insecure says so.
+func (c Config) validateConnection(p *problems) {
 	u, err := url.Parse(c.URL)
 	switch {
 	case c.URL == "":
-		bad("URL", "empty; want ldaps://host:port or ldap://host:port")
+		p.add("URL", "empty; want ldaps://host:port or ldap://host:port")
 	case err != nil:
-		bad("URL", "%v", err)
+		p.add("URL", "%v", err)
 	case u.Scheme != "ldap" && u.Scheme != "ldaps":
-		bad("URL", "scheme %q; want ldaps:// or ldap://", u.Scheme)
+		p.add("URL", "scheme %q; want ldaps:// or ldap://", u.Scheme)
 	case u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil:
-		bad("URL", "%q: want only a scheme and host:port", c.URL)
+		p.add("URL", "%q: want only a scheme and host:port", c.URL)
 	case u.Scheme == "ldaps" && c.StartTLS:
-		bad("StartTLS", "applies to ldap:// only; ldaps:// is TLS already")
+		p.add("StartTLS", "applies to ldap:// only; ldaps:// is TLS already")
 	case u.Scheme == "ldap" && !c.StartTLS && !c.Insecure:
-		bad("URL", "plain ldap:// would send passwords in clear text: set StartTLS, use ldaps://, or set Insecure for a test directory")
+		p.add("URL", "plain ldap:// would send passwords in clear text: set StartTLS, use ldaps://, or set Insecure for a test directory")
 	}
 	if c.CAFile != "" {
 		if _, err := loadCAs(c.CAFile); err != nil {
-			bad("CAFile", "%v", err)
+			p.add("CAFile", "%v", err)
 		}
 	}
+}
 
+// validateBind checks the one way of binding: a service account
+// (search-then-bind) or a DN template (direct bind).
+func (c Config) validateBind(p *problems) {
 	switch {
 	case c.BindDN != "" && c.BindDNTemplate != "":
-		bad("BindDNTemplate", "set together with BindDN; choose search-then-bind (BindDN, BindPassword) or a direct bind (BindDNTemplate)")
+		p.add("BindDNTemplate", "set together with BindDN; choose search-then-bind (BindDN, BindPassword) or a direct bind (BindDNTemplate)")
 	case c.BindDN == "" && c.BindDNTemplate == "":
-		bad("BindDN", "neither BindDN (search-then-bind) nor BindDNTemplate (direct bind) is set")
+		p.add("BindDN", "neither BindDN (search-then-bind) nor BindDNTemplate (direct bind) is set")
 	case c.searchThenBind():
 		if c.BindPassword == "" {
-			bad("BindPassword", "empty: a bind without a password is an unauthenticated bind")
+			p.add("BindPassword", "empty: a bind without a password is an unauthenticated bind")
 		}
-		if _, err := ldap.ParseDN(c.BindDN); err != nil {
-			bad("BindDN", "%q is not a DN: %v", c.BindDN, err)
-		}
+		p.dn("BindDN", c.BindDN)
 		if c.BaseDN == "" {
-			bad("BaseDN", "empty; search-then-bind searches users under it")
+			p.add("BaseDN", "empty; search-then-bind searches users under it")
 		}
 	default:
 		if c.BindPassword != "" {
-			bad("BindPassword", "set without BindDN")
+			p.add("BindPassword", "set without BindDN")
 		}
 		if !strings.Contains(c.BindDNTemplate, UsernamePlaceholder) {
-			bad("BindDNTemplate", "%q lacks %s", c.BindDNTemplate, UsernamePlaceholder)
+			p.add("BindDNTemplate", "%q lacks %s", c.BindDNTemplate, UsernamePlaceholder)
 		} else if _, err := ldap.ParseDN(strings.ReplaceAll(c.BindDNTemplate, UsernamePlaceholder, "x")); err != nil {
-			bad("BindDNTemplate", "%q is not a DN: %v", c.BindDNTemplate, err)
+			p.add("BindDNTemplate", "%q is not a DN: %v", c.BindDNTemplate, err)
 		}
 	}
-	if c.BaseDN != "" {
-		if _, err := ldap.ParseDN(c.BaseDN); err != nil {
-			bad("BaseDN", "%q is not a DN: %v", c.BaseDN, err)
-		}
-	}
-	if !attributeName.MatchString(c.UsernameAttribute) {
-		bad("UsernameAttribute", "%q is not an attribute name", c.UsernameAttribute)
-	}
-	checkFilter := func(field, filter, placeholder string) {
-		if !strings.Contains(filter, placeholder) {
-			bad(field, "%q lacks %s", filter, placeholder)
-			return
-		}
-		if _, err := ldap.CompileFilter(strings.ReplaceAll(filter, placeholder, "x")); err != nil {
-			bad(field, "%q is not an LDAP filter: %v", filter, err)
-		}
-	}
-	checkFilter("Filter", c.Filter, UsernamePlaceholder)
+}
 
+// validateSearch checks where and how users are found.
+func (c Config) validateSearch(p *problems) {
+	p.dn("BaseDN", c.BaseDN)
+	if !attributeName.MatchString(c.UsernameAttribute) {
+		p.add("UsernameAttribute", "%q is not an attribute name", c.UsernameAttribute)
+	}
+	p.filter("Filter", c.Filter, UsernamePlaceholder)
+}
+
+// validateMode checks what the mode needs: a group search (GROUP) or the
+// attribute holding role names (ATTRIBUTE).
+func (c Config) validateMode(p *problems) {
 	switch c.Mode {
 	case ModeGroup:
 		if c.GroupBaseDN == "" {
-			bad("GroupBaseDN", "empty (and BaseDN too); GROUP mode searches groups under it")
-		} else if _, err := ldap.ParseDN(c.GroupBaseDN); err != nil {
-			bad("GroupBaseDN", "%q is not a DN: %v", c.GroupBaseDN, err)
+			p.add("GroupBaseDN", "empty (and BaseDN too); GROUP mode searches groups under it")
+		} else {
+			p.dn("GroupBaseDN", c.GroupBaseDN)
 		}
-		checkFilter("GroupFilter", c.GroupFilter, DNPlaceholder)
+		p.filter("GroupFilter", c.GroupFilter, DNPlaceholder)
 	case ModeAttribute:
 		if !attributeName.MatchString(c.RoleAttribute) {
-			bad("RoleAttribute", "%q is not an attribute name; ATTRIBUTE mode reads role names from it", c.RoleAttribute)
+			p.add("RoleAttribute", "%q is not an attribute name; ATTRIBUTE mode reads role names from it", c.RoleAttribute)
 		}
 	default:
-		bad("Mode", "%q; want %s or %s", c.Mode, ModeGroup, ModeAttribute)
+		p.add("Mode", "%q; want %s or %s", c.Mode, ModeGroup, ModeAttribute)
 	}
-	if c.Timeout < 0 {
-		bad("Timeout", "negative (%v)", c.Timeout)
-	}
-	if c.CacheTTL < 0 {
-		bad("CacheTTL", "negative (%v)", c.CacheTTL)
-	}
-	return errors.Join(errs...)
 }
 
 // loadCAs reads a PEM file of CA certificates.
