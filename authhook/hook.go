@@ -320,18 +320,25 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if s == nil {
 		return pk, h.denyPublish(cl, pk)
 	}
-	topic := pk.TopicName
-	if s.prefix != "" {
-		topic = s.prefix + topic
-		if acl.ValidateTopicName(topic) != nil || !h.topicWithinLimits(topic) {
-			return pk, h.denyPublish(cl, pk)
-		}
-	}
-	if !s.bound.Allows(topic, acl.OpWrite) {
+	topic, ok := h.publishTopic(s.prefix, s.bound, pk.TopicName)
+	if !ok {
 		return pk, h.denyPublish(cl, pk)
 	}
 	pk.TopicName = topic
 	return pk, nil
+}
+
+// publishTopic is the PUBLISH decision of every surface: topic with the
+// publish prefix applied (within the topic limits), and whether bound may
+// write there.
+func (h *Hook) publishTopic(prefix string, bound *acl.Bound, topic string) (string, bool) {
+	if prefix != "" {
+		topic = prefix + topic
+		if acl.ValidateTopicName(topic) != nil || !h.topicWithinLimits(topic) {
+			return topic, false
+		}
+	}
+	return topic, bound.Allows(topic, acl.OpWrite)
 }
 
 func (h *Hook) denyPublish(cl *mqtt.Client, pk packets.Packet) error {

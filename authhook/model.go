@@ -111,6 +111,20 @@ func (m *model) load(ctx context.Context, username string, epoch uint64) (*entry
 	return m.put(e), nil
 }
 
+// loadID reads a user by ID from the store and caches it, as load does by
+// username.
+func (m *model) loadID(ctx context.Context, id string, epoch uint64) (*entry, error) {
+	u, err := m.st.User(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e, err := m.build(ctx, u, epoch)
+	if err != nil {
+		return nil, err
+	}
+	return m.put(e), nil
+}
+
 // put caches e unless a newer entry is already there, and returns the
 // entry that is cached afterwards.
 func (m *model) put(e *entry) *entry {

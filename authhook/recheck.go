@@ -25,20 +25,16 @@ func (h *Hook) Recheck(ctx context.Context, g Grant) (Decision, error) {
 	if e == nil {
 		// Decided by another node, or evicted: load it and cache it, so the
 		// change feed keeps it current from now on.
-		epoch := h.epoch.Load()
-		u, err := h.st.User(ctx, g.UserID)
-		if errors.Is(err, store.ErrNotFound) {
+		var err error
+		e, err = h.model.loadID(ctx, g.UserID, h.epoch.Load())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
 			return Decision{}, &Refusal{Code: RefusedNotAuthorized, Reason: "user deleted"}
-		}
-		if err != nil {
-			return Decision{}, err
-		}
-		if e, err = h.model.build(ctx, u, epoch); errors.Is(err, errBrokenModel) {
+		case errors.Is(err, errBrokenModel):
 			return Decision{}, &Refusal{Code: RefusedNotAuthorized, Reason: "broken permissions"}
-		} else if err != nil {
+		case err != nil:
 			return Decision{}, err
 		}
-		e = h.model.put(e)
 	}
 	p := proof{byPassword: g.ByPassword, pwVersion: g.PasswordVersion, directory: g.ByDirectory, tokenID: g.TokenID, certFP: g.CertFingerprint}
 	if reason := h.stillHolds(g.UserID, g.Username, p, e.user, time.Now()); reason != "" {

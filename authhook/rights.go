@@ -59,18 +59,11 @@ func (h *Hook) Rights(ctx context.Context, username, clientID string) (*Rights, 
 // applied) and whether the client may publish there, as the embedded
 // broker's OnPublish decides.
 func (r *Rights) Publish(topic string) (string, bool) {
-	if r.Prefix != "" {
-		topic = r.Prefix + topic
-		if acl.ValidateTopicName(topic) != nil || !r.h.topicWithinLimits(topic) {
-			r.h.opts.Metrics.publishDenied()
-			return topic, false
-		}
-	}
-	if !r.bound.Allows(topic, acl.OpWrite) {
+	topic, ok := r.h.publishTopic(r.Prefix, r.bound, topic)
+	if !ok {
 		r.h.opts.Metrics.publishDenied()
-		return topic, false
 	}
-	return topic, true
+	return topic, ok
 }
 
 // Subscribe reports whether the client may subscribe to filter: its

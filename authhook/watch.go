@@ -85,32 +85,25 @@ func (h *Hook) refreshUser(id string) {
 	if old == nil {
 		return // nothing on this node depends on it
 	}
-	u, err := h.st.User(h.ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+	e, err := h.model.loadID(h.ctx, id, h.epoch.Load())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		h.model.drop(id)
 		for _, c := range h.connsOf(old.user.Username) {
 			h.revoke(c, "user deleted")
 		}
 		return
-	}
-	if err != nil {
-		h.dirty.Store(true)
-		return
-	}
-	e, err := h.model.build(h.ctx, u, h.epoch.Load())
-	if errors.Is(err, errBrokenModel) {
-		h.log.Error("user's permissions do not compile; revoking its clients", "user", u.Username, "error", err)
+	case errors.Is(err, errBrokenModel):
+		h.log.Error("user's permissions do not compile; revoking its clients", "user", old.user.Username, "error", err)
 		h.model.drop(id)
 		for _, c := range h.connsOf(old.user.Username) {
 			h.revoke(c, "broken permissions")
 		}
 		return
-	}
-	if err != nil {
+	case err != nil:
 		h.dirty.Store(true)
 		return
 	}
-	e = h.model.put(e)
 	for _, c := range h.connsOf(old.user.Username) {
 		h.reevaluate(c, e)
 	}
