@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -387,7 +388,7 @@ func (e *emqx) kick(ctx context.Context, clientID string) error {
 type emqxSessions struct {
 	t   *tracker
 	max int
-	log logger
+	log *slog.Logger
 
 	mu    sync.Mutex
 	order *list.List // of client IDs, oldest first

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -39,7 +40,7 @@ type tracker struct {
 	name    string // the broker, for logs
 	decider Decider
 	kick    kickFunc
-	log     logger
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[string]tracked
@@ -49,15 +50,9 @@ type tracker struct {
 	done chan struct{}
 }
 
-// logger is the part of *slog.Logger the tracker uses.
-type logger interface {
-	Info(msg string, args ...any)
-	Warn(msg string, args ...any)
-}
-
 // newTracker starts following the model's changes for sessions kicked
 // with kick, until ctx ends.
-func newTracker(ctx context.Context, name string, d Decider, kick kickFunc, log logger) *tracker {
+func newTracker(ctx context.Context, name string, d Decider, kick kickFunc, log *slog.Logger) *tracker {
 	t := &tracker{name: name, decider: d, kick: kick, log: log, sessions: map[string]tracked{},
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	t.stop = d.OnChange(func(store.Event) {
