@@ -60,7 +60,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	}
 	registry, err := telemetry.RegisterCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_registry_requests_total",
-		Help: "Client registry calls over HTTP, by action (register, open, lock, confirm) and result (granted, pending, ok, locked, refused, error).",
+		Help: "Client registry calls over HTTP, by action (register, open, lock, confirm, reject) and result (granted, pending, ok, locked, refused, error).",
 	}, []string{"action", "result"}))
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -19,6 +20,7 @@ func (s *Server) registerRegistry() {
 	s.handle("POST /api/client-registry/open", permitted, s.countRegistry("open", s.registryOpen))
 	s.handle("POST /api/client-registry/lock", permitted, s.countRegistry("lock", s.registryLock))
 	s.handle("POST /api/client-registry/confirm", permitted, s.countRegistry("confirm", s.registryConfirm))
+	s.handle("POST /api/client-registry/reject", permitted, s.countRegistry("reject", s.registryReject))
 }
 
 // registryRequestView is a row of GET /api/client-registry. Credentials
@@ -163,6 +165,32 @@ func (s *Server) registryConfirm(w http.ResponseWriter, r *http.Request, c *call
 		return err
 	}
 	s.log.Info("client registry request confirmed", "user", req.Username, "by", c.user.Username)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type rejectRequest struct {
+	Username string `json:"username"`
+}
+
+// registryReject discards a pending request (registry.Reject): 204, 404
+// when there is none, 409 when it was granted already.
+func (s *Server) registryReject(w http.ResponseWriter, r *http.Request, c *caller) error {
+	var req rejectRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Username == "" {
+		return errorf(http.StatusBadRequest, "username is required")
+	}
+	noteTarget(r, "username", req.Username)
+	if err := s.registry.Reject(r.Context(), req.Username); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errorf(http.StatusNotFound, "no request for this username")
+		}
+		return err
+	}
+	s.log.Info("client registry request rejected", "user", req.Username, "by", c.user.Username)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

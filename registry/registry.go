@@ -226,6 +226,27 @@ func (r *Registry) Lock(ctx context.Context) error {
 	return nil
 }
 
+// Reject discards the pending request of username: the device is told
+// nothing more than "pending" until its next poll creates a new request
+// (while the registry is open) or is refused (locked). A granted request
+// cannot be rejected (ErrConflict): its user exists already, and is
+// deleted or suspended through the user API. store.ErrNotFound when there
+// is no request for username.
+func (r *Registry) Reject(ctx context.Context, username string) error {
+	q, err := r.st.RegistryRequest(ctx, username)
+	if err != nil {
+		return err
+	}
+	if q.Granted {
+		return fmt.Errorf("%w: the request of %q was granted already; delete or suspend the user instead", ErrConflict, username)
+	}
+	if err := r.st.DeleteRegistryRequest(ctx, username); err != nil {
+		return err
+	}
+	r.log.Info("client registry request rejected", "user", username)
+	return nil
+}
+
 // Requests lists the stored requests, oldest first, after dropping
 // granted ones past their retention.
 func (r *Registry) Requests(ctx context.Context) ([]store.RegistryRequest, error) {
