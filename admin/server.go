@@ -132,6 +132,10 @@ type Options struct {
 	// upload; 0: store.DefaultRestoreMaxBytes, at most
 	// store.MaxArchiveContentBytes.
 	RestoreMaxBytes int64
+	// UI, when set, serves the admin web UI: GET / and GET /assets/...
+	// (webui.Handler). It answers without a token (the pages hold none);
+	// everything it shows comes from /api with the caller's token.
+	UI http.Handler
 	// BrokerHooks are the external brokers' auth webhooks by net/http
 	// pattern ("POST /api/broker/auth/publish", from webhook.Handler.Routes),
 	// each under /api/broker/. They are mounted behind the broker's
@@ -329,6 +333,10 @@ func (s *Server) registerRoutes() {
 	s.registerOpenAPI()
 	s.registerHealth()
 	s.registerMetrics()
+	if s.opts.UI != nil {
+		s.mux.Handle("GET /{$}", s.opts.UI)
+		s.mux.Handle("GET /assets/", s.opts.UI)
+	}
 	s.mux.HandleFunc("/", s.noRoute)
 }
 

@@ -36,6 +36,9 @@ type Config struct {
 	WSAddr string
 	// HTTPAddr is the admin HTTP API listen address; empty: off.
 	HTTPAddr string
+	// WebUI serves the admin web UI at "/" on HTTPAddr (the API stays
+	// under /api either way).
+	WebUI bool
 	// DataDir holds the embedded store file and ca.pem, the internal CA's
 	// certificate for devices. The CA's key and the token signing keys
 	// live in the store (in Redis with RedisURL), not here.
@@ -275,6 +278,9 @@ var options = []option{
 	{flag: "http-addr", env: "WARDEN_HTTP_ADDR", def: ":8080", arg: "addr",
 		usage: "admin HTTP API listen address (empty: off)",
 		bind:  stringOpt(func(c *Config) *string { return &c.HTTPAddr })},
+	{flag: "web-ui", env: "WARDEN_WEB_UI", def: "true", arg: "bool", readme: ": the admin web UI at `/` on `--http-addr`",
+		usage: "serve the admin web UI at / on the admin listener (false: only the API, the probes and /metrics)",
+		bind:  boolOpt(func(c *Config) *bool { return &c.WebUI })},
 	{flag: "data-dir", env: "WARDEN_DATA_DIR", def: "./data", arg: "dir",
 		usage: "directory of the embedded store file (warden.db) and of ca.pem, the internal CA's certificate for devices, written when a TLS listener uses the internal CA; the CA's key and the token signing keys are kept in the store (in Redis with --redis-url)",
 		bind:  stringOpt(func(c *Config) *string { return &c.DataDir })},

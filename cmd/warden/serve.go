@@ -29,6 +29,7 @@ import (
 	"github.com/warden-mqtt/warden/registry"
 	"github.com/warden-mqtt/warden/store"
 	"github.com/warden-mqtt/warden/webhook"
+	"github.com/warden-mqtt/warden/webui"
 )
 
 // tokenIssuer is the JWT "iss" of every token warden issues; all nodes
@@ -164,6 +165,9 @@ func startHTTP(ctx context.Context, cfg Config, ln net.Listener, s store.Store, 
 		Rehasher: guard.rehasher, WebhookClientCAs: webhookCAs, LDAPEnabled: cfg.LDAPURL != "", LDAPMode: cfg.LDAPMode}
 	if guard.directory != nil {
 		opts.Directory = guard.directory
+	}
+	if cfg.WebUI {
+		opts.UI = webui.Handler()
 	}
 	if hook != nil {
 		hooks, err := webhook.New(ctx, webhook.Options{
