@@ -65,13 +65,17 @@ command -v jq >/dev/null 2>&1 || need+=(jq)
 # slapd lives in /usr/sbin, often not on a non-root PATH.
 { command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ]; } || need+=(slapd)
 { command -v ldapadd >/dev/null 2>&1 && command -v ldapmodify >/dev/null 2>&1; } || need+=(ldap-utils)
+# The web UI's browser tests drive Debian's chromium headless; a font, so
+# that its pages (and the screenshots in docs/ui) render text.
+{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || need+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-	echo "make test needs: ${need[*]} (redis-server, the mosquitto_pub/mosquitto_sub clients, openssl, oathtool, curl, jq, slapd, ldap-utils)." >&2
+	echo "make test needs: ${need[*]} (redis-server, the mosquitto_pub/mosquitto_sub clients, openssl, oathtool, curl, jq, slapd, ldap-utils, chromium, fonts-dejavu-core)." >&2
 	echo "apt-get is not available here: install them with your package manager, then run make test again." >&2
 	exit 1
 fi

