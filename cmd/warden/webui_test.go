@@ -23,6 +23,7 @@ type uiEnv struct {
 	b     *browsertest.Browser
 	p     *process
 	base  string // http://127.0.0.1:port
+	addr  string // 127.0.0.1:port of the admin listener (apiCall's base)
 	mqtt  string // 127.0.0.1:port
 	pw    string // the admin's password
 	token string // an admin API token
@@ -38,8 +39,9 @@ func startUI(t *testing.T, args ...string) *uiEnv {
 	p.waitFor("warden ready")
 	out := p.out.String()
 	e := &uiEnv{t: t, b: b, p: p, pw: pw,
-		base: "http://" + strings.Replace(listenAddr(t, out, "http"), "[::]", "127.0.0.1", 1),
+		addr: strings.Replace(listenAddr(t, out, "http"), "[::]", "127.0.0.1", 1),
 		mqtt: strings.Replace(listenAddr(t, out, "mqtt"), "[::]", "127.0.0.1", 1)}
+	e.base = "http://" + e.addr
 	_, login := postJSON(t, e.base, "/api/login", "", map[string]string{"username": "admin", "password": pw})
 	e.token, _ = login["token"].(string)
 	if e.token == "" {
@@ -175,9 +177,84 @@ func TestUIOnboardsADevice(t *testing.T) {
 	t.Parallel()
 	e := startUI(t)
 	secret := e.enrollAdminMFA()
+	var role struct{ ID string }
+	apiCall(t, e.addr, "POST", "/api/roles", e.token, map[string]any{"name": "line1-devices", "isShared": true,
+		"permissions": []map[string]string{{"resource": "plant1/line1/#", "operation": "readWrite", "context": "mqtt"}}}, &role, 201)
+
 	e.signIn("admin", e.pw, nextCode(t, secret))
 	e.b.Screenshot(filepath.Join("..", "..", "docs", "ui", "overview.png"))
+
+	// Open the registry for 5 minutes: the countdown runs.
+	e.page("registry", "Client registry")
+	e.b.Run("open the registry", 10*time.Second,
+		chromedp.SetValue(`select[name=duration]`, "300000"),
+		clickButton("//main", "Open registry"),
+		chromedp.WaitVisible(`.countdown`))
+	if left := e.b.Text(`.countdown`); !strings.HasPrefix(left, "4 min") && left != "5 min 00 s" {
+		t.Errorf("countdown shows %q, want about 4 min 59 s", left)
+	}
+	var st map[string]any
+	apiCall(t, e.addr, "GET", "/api/client-registry/status", "", nil, &st, 200)
+	if st["status"] != "open" {
+		t.Fatalf("registry status after the click: %v", st)
+	}
+
+	// A device registers over HTTP; its request appears without a reload.
+	devPW := validPassword(t)
+	reg := map[string]any{"username": "cam-0001", "password": devPW, "context": "serial 0001", "roles": []string{"line1-devices"}}
+	apiCall(t, e.addr, "POST", "/api/client-registry/register", "", reg, nil, 202)
+	apiCall(t, e.addr, "POST", "/api/client-registry/register", "", map[string]any{"username": "rogue-7", "password": validPassword(t), "context": "?"}, nil, 202)
+	e.b.Run("requests appear", 10*time.Second, chromedp.WaitVisible(`//td[normalize-space()="serial 0001"]`, chromedp.BySearch))
+	e.b.Screenshot(filepath.Join("..", "..", "docs", "ui", "registry.png"))
+
+	// Reject the rogue one, confirm the camera with its role and a prefix.
+	e.b.Run("reject rogue-7", 10*time.Second,
+		chromedp.Click(`button[aria-label="Reject rogue-7"]`, chromedp.ByQuery, chromedp.NodeVisible),
+		clickButton("//dialog", "Reject"),
+		chromedp.WaitNotPresent(`button[aria-label="Reject rogue-7"]`, chromedp.ByQuery))
+	e.b.Run("confirm cam-0001", 10*time.Second,
+		chromedp.Click(`button[aria-label="Confirm cam-0001"]`, chromedp.ByQuery, chromedp.NodeVisible),
+		chromedp.WaitVisible(`//dialog//label[normalize-space()="line1-devices"]`, chromedp.BySearch))
+	var checked bool
+	e.b.Run("asked-for role preselected", 5*time.Second, chromedp.Evaluate(
+		`[...document.querySelectorAll('dialog input[type=checkbox]')].some(b => b.checked && b.nextSibling.textContent === 'line1-devices')`, &checked))
+	if !checked {
+		t.Error("the role the device asked for is not preselected")
+	}
+	e.b.Run("grant", 10*time.Second,
+		chromedp.SendKeys(`dialog input[name=prefix]`, "plant1/"),
+		clickButton("//dialog", "Confirm"),
+		chromedp.WaitVisible(`//td[.//span[normalize-space()="Granted"]]`, chromedp.BySearch))
+	var reqs []map[string]any
+	apiCall(t, e.addr, "GET", "/api/client-registry", e.token, nil, &reqs, 200)
+	if len(reqs) != 1 || reqs[0]["username"] != "cam-0001" || reqs[0]["granted"] != true {
+		t.Fatalf("registry after reject and confirm: %v", reqs)
+	}
+	var users struct {
+		Users []struct {
+			Username, MqttPublishPrefix string
+			Roles                       []struct{ Name string }
+		}
+	}
+	apiCall(t, e.addr, "GET", "/api/listUsers?username[eq]=cam-0001", e.token, nil, &users, 200)
+	if len(users.Users) != 1 || users.Users[0].MqttPublishPrefix != "plant1/" || !hasRole(users.Users[0].Roles, "line1-devices") {
+		t.Fatalf("cam-0001 after the confirmation: %+v", users.Users)
+	}
+
+	// The device connects with what it registered.
+	if code := mqttConnectCode(t, e.mqtt, "cam-0001", devPW); code != 0 {
+		t.Fatalf("cam-0001 CONNECT: reason code %#x, want success", code)
+	}
 	if errs := e.b.Errors(); len(errs) > 0 {
 		t.Errorf("page errors: %v", errs)
 	}
+}
+
+func hasRole(roles []struct{ Name string }, name string) bool {
+	for _, r := range roles {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -25,6 +25,11 @@ const (
 	Height = 800
 )
 
+// Selectors: CSS selectors go with chromedp.ByQuery. chromedp's default,
+// BySearch (DOM.performSearch), also matches plain text, and a CSS
+// attribute selector given to it may find no node to click; XPath
+// expressions work with BySearch.
+
 // Path returns the chromium executable: $CHROMIUM if set, else chromium or
 // chromium-browser on PATH; it fails the test when there is none.
 func Path(t testing.TB) string {
@@ -97,7 +102,7 @@ func New(t testing.TB) *Browser {
 	})
 	// The first Run starts the browser and ties it to the context it is
 	// given: a context with a deadline would stop the browser with it.
-	if err := chromedp.Run(ctx); err != nil {
+	if err := chromedp.Run(ctx, chromedp.EmulateViewport(Width, Height)); err != nil {
 		cancelTab()
 		cancelAlloc()
 		t.Fatalf("start chromium: %v", err)
@@ -142,15 +147,18 @@ func (b *Browser) Run(step string, d time.Duration, actions ...chromedp.Action) 
 	ctx, cancel := context.WithTimeout(b.Ctx, d)
 	defer cancel()
 	if err := chromedp.Run(ctx, actions...); err != nil {
-		b.t.Fatalf("%s: %v (page errors: %v)", step, err, b.Errors())
+		b.t.Fatalf("%s: %v (page errors: %v; the page then: %s)", step, err, b.Errors(), b.failShot())
 	}
 }
 
-// Screenshot saves the whole page as a PNG at path (directories made).
+// Screenshot saves the window (Width×Height) as a PNG at path
+// (directories made). Not chromedp's FullScreenshot: it resizes the
+// emulated viewport to the page and leaves later clicks aimed at the old
+// coordinates.
 func (b *Browser) Screenshot(path string) {
 	b.t.Helper()
 	var png []byte
-	b.Run("screenshot "+path, 20*time.Second, chromedp.FullScreenshot(&png, 100))
+	b.Run("screenshot "+path, 20*time.Second, chromedp.CaptureScreenshot(&png))
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		b.t.Fatal(err)
 	}
@@ -174,4 +182,24 @@ func (b *Browser) Nodes(sel string) int {
 	var nodes []*cdp.Node
 	b.Run("count "+sel, 10*time.Second, chromedp.Nodes(sel, &nodes, chromedp.AtLeast(0)))
 	return len(nodes)
+}
+
+// failShot saves what the page shows when a step failed, for the
+// failure message; it never fails the test itself.
+func (b *Browser) failShot() string {
+	ctx, cancel := context.WithTimeout(b.Ctx, 5*time.Second)
+	defer cancel()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err != nil {
+		return "no screenshot: " + err.Error()
+	}
+	f, err := os.CreateTemp("", "warden-ui-failed-*.png")
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	if _, err := f.Write(png); err != nil {
+		return err.Error()
+	}
+	return f.Name()
 }

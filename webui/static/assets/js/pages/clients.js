@@ -24,11 +24,16 @@ export async function render(ctx) {
     list, fresh);
   scope.addEventListener('change', () => load());
   let timer = 0;
+  let seen = '';
   const load = async () => {
     clearTimeout(timer);
     try {
       const answer = await api.get(`/api/clients${api.q({scope: scope.value, username: user.value.trim()})}`);
-      draw(ctx, list, answer.clients || [], load);
+      // Redraw only on a change: replacing the rows under a pointer that
+      // is pressing one of their buttons would swallow the click.
+      const now = JSON.stringify(answer.clients || []);
+      if (now !== seen || !list.childElementCount) draw(ctx, list, answer.clients || [], load);
+      seen = now;
       fresh.textContent = nodesLine(answer.nodes || []);
     } catch (e) {
       replace(list, h('p', {class: 'error', role: 'alert'}, e.message));

@@ -19,13 +19,19 @@ export async function render(ctx) {
     status,
     h('h2', {id: 'h-requests'}, 'Requests'),
     list);
-  const state = {until: 0, roles: null, requests: []};
+  const state = {until: 0, roles: null, requests: [], seen: ''};
   const draw = () => drawStatus(ctx, status, state, refresh);
   const refresh = async () => {
     const st = await api.get('/api/client-registry/status');
     state.until = st.status === 'open' ? st.unlockedUntil : 0;
     draw();
-    state.requests = await api.get('/api/client-registry');
+    const requests = await api.get('/api/client-registry');
+    // Redraw only on a change: replacing the rows under a pointer that is
+    // pressing one of their buttons would swallow the click.
+    const seen = JSON.stringify(requests);
+    if (seen === state.seen && list.childElementCount) return;
+    state.seen = seen;
+    state.requests = requests;
     drawRequests(ctx, list, state, refresh);
   };
   await refresh();
