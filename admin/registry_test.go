@@ -194,6 +194,7 @@ func TestRegistryAuthorization(t *testing.T) {
 			{"POST", "/api/client-registry/open", map[string]any{"duration": 1000}},
 			{"POST", "/api/client-registry/lock", nil},
 			{"POST", "/api/client-registry/confirm", map[string]any{"username": "dev-1"}},
+			{"POST", "/api/client-registry/reject", map[string]any{"username": "dev-1"}},
 		} {
 			for _, c := range []struct {
 				who, token string
@@ -514,6 +515,31 @@ func TestRegistryOpenDuration(t *testing.T) {
 		}
 		if s := gGetStatus(t, a); s.Status != "locked" {
 			t.Fatalf("refused opens opened the registry: %+v", s)
+		}
+	})
+}
+
+// TestRegistryReject: a rejected request is gone (the device's next poll
+// while the registry is open is a new pending request, never a grant); a
+// granted request cannot be rejected; an unknown username is a 404.
+func TestRegistryReject(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, a *api) {
+		gOpen(t, a, nil)
+		gWant(t, a, map[string]any{"username": "dev-r1", "password": gDevicePW}, http.StatusAccepted)
+		gWant(t, a, map[string]any{"username": "dev-r2", "password": gDevicePW}, http.StatusAccepted)
+		a.must("POST", "/api/client-registry/reject", map[string]any{"username": "dev-r1"}, http.StatusNoContent, nil)
+		if l, raw := gList(t, a); len(l) != 1 || l[0]["username"] != "dev-r2" {
+			t.Fatalf("after rejecting dev-r1: %s", raw)
+		}
+		a.must("POST", "/api/client-registry/reject", map[string]any{"username": "dev-r1"}, http.StatusNotFound, nil)
+		a.must("POST", "/api/client-registry/reject", map[string]any{}, http.StatusBadRequest, nil)
+		// The device asks again: pending once more, not granted.
+		gWant(t, a, map[string]any{"username": "dev-r1", "password": gDevicePW}, http.StatusAccepted)
+		a.must("POST", "/api/client-registry/confirm", map[string]any{"username": "dev-r2"}, http.StatusNoContent, nil)
+		code, b := a.do("POST", "/api/client-registry/reject", a.admin, map[string]any{"username": "dev-r2"})
+		if code != http.StatusConflict || !bytes.Contains(b, []byte("granted already")) {
+			t.Fatalf("rejecting a granted request: %d %s, want 409", code, b)
 		}
 	})
 }
