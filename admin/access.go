@@ -267,6 +267,9 @@ func explainAccess(ctx acl.Context, perms []acl.Permission, from []store.Role, q
 	return d, nil
 }
 
+// maxReasonNames bounds the permissions a reason names.
+const maxReasonNames = 5
+
 // deniedReason says why nothing allows op: no permission does, or those
 // that could use a placeholder without a value, which never matches.
 func deniedReason(perms []acl.Permission, unresolved []int, q acl.Question, op acl.Operation) string {
@@ -277,6 +280,9 @@ func deniedReason(perms []acl.Permission, unresolved []int, q acl.Question, op a
 	var names []string
 	for _, i := range unresolved {
 		names = append(names, perms[i].Resource)
+	}
+	if len(names) > maxReasonNames {
+		names = append(names[:maxReasonNames], "...")
 	}
 	var missing []string
 	for _, ph := range []struct{ text, value, none string }{

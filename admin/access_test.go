@@ -30,11 +30,16 @@ type acEnv struct {
 	hook *authhook.Hook
 }
 
-// acNew starts the API with the hook of an embedded broker (topic levels
-// limited to acMaxLevels) as its Broker.
+// acNew starts the API on a bolt store with the hook of an embedded
+// broker (topic levels limited to acMaxLevels) as its Broker.
 func acNew(t *testing.T) *acEnv {
 	t.Helper()
-	st := storetest.OpenBolt(t)
+	return acNewOn(t, storetest.OpenBolt(t))
+}
+
+// acNewOn is acNew on st.
+func acNewOn(t *testing.T, st store.Store) *acEnv {
+	t.Helper()
 	hook, err := authhook.New(context.Background(), authhook.Options{Store: st, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -165,10 +170,15 @@ func (w acWant) check(t *testing.T, op string, d acDecision) {
 
 // TestAccessCheckExplainsDecisions: the "try a topic" table over users
 // with placeholders, a publish prefix, read-only and write-only
-// permissions, filters, a suspended user, a directory role and a role.
+// permissions, filters, a suspended user, a directory role and a role, on
+// both stores.
 func TestAccessCheckExplainsDecisions(t *testing.T) {
 	t.Parallel()
-	e := acNew(t)
+	t.Run("bolt", func(t *testing.T) { testAccessCheckExplainsDecisions(t, acNewOn(t, storetest.OpenBolt(t))) })
+	t.Run("redis", func(t *testing.T) { testAccessCheckExplainsDecisions(t, acNewOn(t, storetest.OpenRedis(t))) })
+}
+
+func testAccessCheckExplainsDecisions(t *testing.T, e *acEnv) {
 	sensors := acRole(t, e.st, "sensors",
 		acPerm("plant/{username}/#", acl.OpReadWrite),
 		acPerm("plant/+/status", acl.OpRead),
