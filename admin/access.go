@@ -135,6 +135,16 @@ func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
+	ans, err := s.explainSubject(q, sub)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
+
+// explainSubject answers q for sub.
+func (s *Server) explainSubject(q accessQuery, sub accessSubjectOf) (accessAnswer, error) {
 	var perms []acl.Permission
 	var from []store.Role // from[i] holds perms[i]
 	for _, ro := range sub.roles {
@@ -153,29 +163,27 @@ func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, c *caller) 
 	if sub.user != nil {
 		ans.Subject = accessSubject{Kind: "user", Name: sub.user.Username}
 		binding.Username = q.username
+		if sub.user.Suspended {
+			ans.Read = accessDecision{Reason: "user is suspended"}
+			ans.Write = ans.Read
+			return ans, nil
+		}
 		if q.ctx == acl.ContextMQTT && !q.filter {
 			// Subscriptions and HTTP paths are not prefixed.
 			prefix = sub.user.MQTTPublishPrefix
 			ans.EffectiveTopic = prefix + q.topic
 		}
 	}
+	var err error
 	if ans.Read, err = explainAccess(q.ctx, perms, from, binding, acl.OpRead); err != nil {
-		return err
+		return ans, err
 	}
-	switch {
-	case q.filter:
+	if q.filter {
 		ans.Write = accessDecision{Reason: "a filter cannot be published to"}
-	default:
-		if ans.Write, err = s.explainWrite(q.ctx, perms, from, binding, prefix); err != nil {
-			return err
-		}
+		return ans, nil
 	}
-	if sub.user != nil && sub.user.Suspended {
-		ans.Read = accessDecision{Reason: "user is suspended"}
-		ans.Write = accessDecision{Reason: "user is suspended"}
-	}
-	writeJSON(w, http.StatusOK, ans)
-	return nil
+	ans.Write, err = s.explainWrite(q.ctx, perms, from, binding, prefix)
+	return ans, err
 }
 
 // accessSubject loads the user or role q names, for a caller who may read
@@ -226,6 +234,9 @@ func (s *Server) explainWrite(ctx acl.Context, perms []acl.Permission, from []st
 		return explainAccess(ctx, perms, from, q, acl.OpWrite)
 	}
 	m, err := acl.Compile(ctx, perms)
+	if errors.Is(err, acl.ErrInvalidPermission) {
+		return brokenPermissions, nil
+	}
 	if err != nil {
 		return accessDecision{}, err
 	}
@@ -243,11 +254,19 @@ func (s *Server) explainWrite(ctx acl.Context, perms []acl.Permission, from []st
 	return d, err
 }
 
+// brokenPermissions is the decision for a subject with a stored
+// permission that does not compile (data edited behind warden's back):
+// the broker denies such a user everything.
+var brokenPermissions = accessDecision{Reason: "a stored permission does not compile: nothing is allowed"}
+
 // explainAccess explains op on q.Topic over perms (from[i] is the role of
 // perms[i]).
 func explainAccess(ctx acl.Context, perms []acl.Permission, from []store.Role, q acl.Question, op acl.Operation) (accessDecision, error) {
 	q.Op = op
 	v, err := acl.Explain(ctx, perms, q)
+	if errors.Is(err, acl.ErrInvalidPermission) {
+		return brokenPermissions, nil
+	}
 	if err != nil {
 		return accessDecision{}, err
 	}
