@@ -108,6 +108,13 @@ func (s *Service) Permissions(ctx context.Context, u store.User) ([]acl.Permissi
 	return permissionsOf(storeRoles{ctx, s.st}, u)
 }
 
+// HeldRoles returns the roles u holds, in the order of its effective
+// roles (store.User.EffectiveRoles), those that no longer exist skipped:
+// the roles Permissions unites.
+func (s *Service) HeldRoles(ctx context.Context, u store.User) ([]store.Role, error) {
+	return heldRoles(storeRoles{ctx, s.st}, u)
+}
+
 // permissionsOf is Permissions with the roles read by roles: from the
 // store, or from a transaction, so that a check sees what the change it
 // guards sees.

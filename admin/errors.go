@@ -89,7 +89,8 @@ func status(err error) (int, string) {
 		return http.StatusNotFound, "not found"
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, clientText(err, "conflict")
-	case errors.Is(err, store.ErrInvalid), errors.Is(err, acl.ErrInvalidPermission), errors.Is(err, acl.ErrInvalidFilter):
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, acl.ErrInvalidPermission), errors.Is(err, acl.ErrInvalidFilter),
+		errors.Is(err, acl.ErrInvalidTopic):
 		return http.StatusBadRequest, clientText(err, "invalid request")
 	case errors.Is(err, store.ErrModelLost):
 		return http.StatusServiceUnavailable, "store unavailable: " + lostModelMessage

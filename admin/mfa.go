@@ -1,10 +1,15 @@
 package admin
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
+	"image/png"
 	"net/http"
 	"time"
+
+	"github.com/pquerna/otp"
 
 	"github.com/warden-mqtt/warden/audit"
 	"github.com/warden-mqtt/warden/credential"
@@ -81,6 +86,36 @@ func (s *Server) auditMFA(ctx context.Context, err error) error {
 
 type mfaURIResponse struct {
 	URI string `json:"uri"`
+	// QRCode is URI as a QR code (qrCode).
+	QRCode string `json:"qrCode"`
+}
+
+// qrSize is the width and height of an enrollment QR code in pixels:
+// enough for an authenticator app to read it off a screen.
+const qrSize = 200
+
+// qrCode renders key's otpauth URI as a PNG QR code in a data: URL, made
+// here so that a page shows it without asking any QR service (factory
+// networks have no internet). It holds the secret, as the URI does.
+func qrCode(key *otp.Key) (string, error) {
+	img, err := key.Image(qrSize, qrSize)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return "", err
+	}
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
+
+// enrollmentQR is qrCode of an otpauth URI.
+func enrollmentQR(uri string) (string, error) {
+	key, err := otp.NewKeyFromURL(uri)
+	if err != nil {
+		return "", err
+	}
+	return qrCode(key)
 }
 
 // mfaEnable starts an enrollment: a new pending key replaces any pending
@@ -90,8 +125,12 @@ func (s *Server) mfaEnable(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
+	qr, err := enrollmentQR(uri)
+	if err != nil {
+		return err
+	}
 	s.log.Info("mfa enrollment started", "user", c.user.Username)
-	writeJSON(w, http.StatusOK, mfaURIResponse{URI: uri})
+	writeJSON(w, http.StatusOK, mfaURIResponse{URI: uri, QRCode: qr})
 	return nil
 }
 

@@ -82,6 +82,7 @@ type createdMFAKey struct {
 	mfaKeyView
 	SecretKey string `json:"secret_key"`
 	OTPAuth   string `json:"otpauth"`
+	QRCode    string `json:"qrCode"` // otpauth as a QR code (qrCode)
 }
 
 // lookupRef names a lookup entry in a request. The id is a float because
@@ -139,8 +140,12 @@ func (s *Server) createMFAKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
+	qr, err := qrCode(parsed)
+	if err != nil {
+		return err
+	}
 	s.log.Info("mfa key created", "user", c.user.Username, "key_id", key.ID)
-	writeJSON(w, http.StatusCreated, createdMFAKey{mfaKeyView: viewMFAKey(key), SecretKey: parsed.Secret(), OTPAuth: uri})
+	writeJSON(w, http.StatusCreated, createdMFAKey{mfaKeyView: viewMFAKey(key), SecretKey: parsed.Secret(), OTPAuth: uri, QRCode: qr})
 	return nil
 }
 

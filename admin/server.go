@@ -143,6 +143,11 @@ type Options struct {
 	// WebhookClientCAs, or a bearer token whose user holds the http
 	// permission for the method and path.
 	BrokerHooks map[string]http.HandlerFunc
+	// Broker is the embedded broker's PUBLISH decision (the
+	// *authhook.Hook), which GET /api/access/check applies so that its
+	// answer is the broker's; nil (a broker without authentication): that
+	// endpoint answers 503.
+	Broker PublishDecider
 	// WebhookClientCAs are the CAs whose client certificates authenticate
 	// a broker on BrokerHooks without a token; nil: only tokens do. The
 	// listener must be TLS and ask for client certificates (cmd/warden's
@@ -324,6 +329,7 @@ func (s *Server) registerRoutes() {
 	s.registerUsers()
 	s.registerRoles()
 	s.registerPermissions()
+	s.registerAccess()
 	s.registerCertificates()
 	s.registerRegistry()
 	s.registerTokens()

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -290,17 +289,12 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		}
 		return s.bound.Allows(topic, acl.OpWrite) || h.deny(c, topic, aclPublish)
 	}
-	if isFilter(topic) {
+	// Mochi asks about a SUBSCRIBE filter and a delivery topic both with
+	// write=false.
+	if acl.IsFilter(topic) {
 		return s.bound.Covers(topic) || h.deny(c, topic, aclSubscribe)
 	}
 	return s.bound.Allows(topic, acl.OpRead) || h.deny(c, topic, aclDelivery)
-}
-
-// isFilter tells a SUBSCRIBE filter from a delivery topic: Mochi asks
-// both with write=false.
-func isFilter(s string) bool {
-	return strings.IndexByte(s, '+') >= 0 || strings.IndexByte(s, '#') >= 0 ||
-		(len(s) > 7 && s[0] == '$' && strings.EqualFold(s[:7], "$share/"))
 }
 
 // OnPublish applies the publish prefix to the real (alias-resolved) topic
@@ -320,7 +314,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if s == nil {
 		return pk, h.denyPublish(cl, pk)
 	}
-	topic, ok := h.publishTopic(s.prefix, s.bound, pk.TopicName)
+	topic, ok := h.PublishTopic(s.prefix, s.bound, pk.TopicName)
 	if !ok {
 		return pk, h.denyPublish(cl, pk)
 	}
@@ -328,10 +322,11 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, nil
 }
 
-// publishTopic is the PUBLISH decision of every surface: topic with the
+// PublishTopic is the PUBLISH decision of every surface: topic with the
 // publish prefix applied (within the topic limits), and whether bound may
-// write there.
-func (h *Hook) publishTopic(prefix string, bound *acl.Bound, topic string) (string, bool) {
+// write there. The admin API's access check asks it too, so that its
+// answer is the broker's.
+func (h *Hook) PublishTopic(prefix string, bound *acl.Bound, topic string) (string, bool) {
 	if prefix != "" {
 		topic = prefix + topic
 		if acl.ValidateTopicName(topic) != nil || !h.topicWithinLimits(topic) {

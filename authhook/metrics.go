@@ -5,6 +5,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/warden-mqtt/warden/acl"
 	"github.com/warden-mqtt/warden/telemetry"
 )
 
@@ -176,7 +177,7 @@ func aclKind(topic string, write bool) int {
 	switch {
 	case write:
 		return aclPublish
-	case isFilter(topic):
+	case acl.IsFilter(topic):
 		return aclSubscribe
 	}
 	return aclDelivery

@@ -59,7 +59,7 @@ func (h *Hook) Rights(ctx context.Context, username, clientID string) (*Rights, 
 // applied) and whether the client may publish there, as the embedded
 // broker's OnPublish decides.
 func (r *Rights) Publish(topic string) (string, bool) {
-	topic, ok := r.h.publishTopic(r.Prefix, r.bound, topic)
+	topic, ok := r.h.PublishTopic(r.Prefix, r.bound, topic)
 	if !ok {
 		r.h.opts.Metrics.publishDenied()
 	}

@@ -71,6 +71,28 @@ func TestAdminFlowEndToEnd(t *testing.T) {
 	apiCall(t, httpAddr, "POST", "/api/users", login.Token, map[string]any{"username": "device-1", "password": devPW,
 		"roles": []string{role.ID}, "mqttPublishPrefix": "plant1/"}, nil, 201)
 
+	// "Try a topic" says what the broker will decide below, on the
+	// prefixed topic.
+	checkWrite := func(topic string) (allowed bool, effective, by string) {
+		var a struct {
+			EffectiveTopic string
+			Write          struct {
+				Allowed    bool
+				Permission *struct{ Resource string }
+			}
+		}
+		apiCall(t, httpAddr, "GET", "/api/access/check?username=device-1&topic="+topic, login.Token, nil, &a, 200)
+		if a.Write.Permission != nil {
+			by = a.Write.Permission.Resource
+		}
+		return a.Write.Allowed, a.EffectiveTopic, by
+	}
+	if ok, eff, by := checkWrite("line1/temp"); !ok || eff != "plant1/line1/temp" || by != "plant1/line1/#" {
+		t.Fatalf("access check of line1/temp: allowed %v on %q by %q", ok, eff, by)
+	}
+	if ok, _, _ := checkWrite("line2/temp"); ok {
+		t.Fatal("access check allows line2/temp")
+	}
 	// The admin watches everything under plant1/.
 	watch := exec.Command(sub, "-h", "127.0.0.1", "-p", port, "-u", "admin", "-P", pw, "-t", "plant1/#", "-v", "-V", "mqttv5")
 	var seen logBuffer
@@ -115,6 +137,9 @@ func TestAdminFlowEndToEnd(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("publish still accepted a second after the permission was removed")
 		}
+	}
+	if ok, _, _ := checkWrite("line1/temp"); ok {
+		t.Fatal("access check still allows line1/temp after the permission was removed")
 	}
 	// A marker from the admin shows the subscriber has caught up; no refused
 	// publish reached it.

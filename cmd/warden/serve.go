@@ -185,6 +185,7 @@ func startHTTP(ctx context.Context, cfg Config, ln net.Listener, s store.Store, 
 		}
 		closeHooks = hooks.Close
 		opts.BrokerHooks = hooks.Routes()
+		opts.Broker = hook
 	}
 	api, err := admin.New(opts)
 	if err != nil {
