@@ -41,7 +41,8 @@ function passwordStep(box, ctx) {
     }
     submit.disabled = true;
     try {
-      const body = {username: user.value, password: pass.value};
+      // The label names the token in the user's token list (revocable there).
+      const body = {username: user.value, password: pass.value, label: 'warden web UI'};
       const device = localStorage.getItem(deviceKey(user.value));
       if (device) body.deviceToken = device;
       const answer = await api.post('/api/login', body);
