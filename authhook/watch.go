@@ -29,6 +29,7 @@ func (h *Hook) watch(events <-chan store.Event) {
 			}
 			h.apply(ev)
 			h.settled.Store(h.epoch.Load())
+			h.noticeRoster(ev)
 			if ev.Kind == store.KindUser || ev.Kind == store.KindRole || ev.Kind == store.KindReset ||
 				ev.Kind == store.KindToken && ev.Op == store.OpDelete {
 				h.changed(ev)
