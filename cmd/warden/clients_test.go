@@ -5,12 +5,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/internal/mqtttest"
 	"github.com/warden-mqtt/warden/store/storetest"
 )
@@ -300,5 +302,27 @@ func TestBinaryConnectedClientsAcrossNodes(t *testing.T) {
 	apiCall(t, a.httpAddr, "DELETE", "/api/clients/no-such-client", a.admin, nil, nil, http.StatusNotFound)
 	if !strings.Contains(b.p.out.String(), "mqtt client disconnected by an administrator") {
 		t.Errorf("node b did not log the kick:\n%s", b.p.out)
+	}
+}
+
+// TestDefaultNodeID: without --node-id a node is named after its host,
+// with a suffix that differs at every start, in characters a node ID
+// takes.
+func TestDefaultNodeID(t *testing.T) {
+	t.Parallel()
+	a, b := nodeID(""), nodeID("")
+	for _, id := range []string{a, b} {
+		if err := authhook.ValidNodeID(id); err != nil {
+			t.Errorf("default node ID %q: %v", id, err)
+		}
+	}
+	if a == b {
+		t.Errorf("two starts got the same node ID %q", a)
+	}
+	if host, _ := os.Hostname(); host != "" && !strings.HasPrefix(a, host[:min(len(host), 8)]) {
+		t.Errorf("default node ID %q does not begin with the host name %q", a, host)
+	}
+	if got := nodeID("edge-1"); got != "edge-1" {
+		t.Errorf("--node-id edge-1 gave %q", got)
 	}
 }
