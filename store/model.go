@@ -1208,13 +1208,9 @@ func (m *model) DeleteSetting(ctx context.Context, key string) error {
 func (m *model) SettingKeys(ctx context.Context, prefix string) ([]string, error) {
 	var keys []string
 	err := m.be.view(ctx, func(tx txn) error {
-		keys = keys[:0]
-		return tx.forEach(bucketSettings, func(k string, _ []byte) error {
-			if strings.HasPrefix(k, prefix) {
-				keys = append(keys, k)
-			}
-			return nil
-		})
+		var err error
+		keys, err = tx.keys(bucketSettings, prefix)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting keys %q: %w", prefix, err)

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -505,6 +506,67 @@ func (t *redisTxn) forEach(bucket string, fn func(string, []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// keys reads only the bucket's keys (HKEYS), so listing the node
+// lists among the settings does not fetch every setting's value.
+func (t *redisTxn) keys(bucket, prefix string) ([]string, error) {
+	set := map[string]bool{}
+	if !t.dropped[bucket] {
+		stored, err := t.storedKeys(bucket)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range stored {
+			set[k] = true
+		}
+	}
+	for k, v := range t.overlay[bucket] {
+		set[k] = v != nil
+	}
+	var out []string
+	for k, present := range set {
+		if present && strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// storedKeys returns the keys of a bucket as committed: from the whole
+// bucket if this transaction read it, else with HKEYS, the model's
+// identity checked in the same round trip.
+func (t *redisTxn) storedKeys(bucket string) ([]string, error) {
+	if all, ok := t.buckets[bucket]; ok {
+		out := make([]string, 0, len(all))
+		for k := range all {
+			out = append(out, k)
+		}
+		return out, nil
+	}
+	var keys *redis.StringSliceCmd
+	var model *redis.StringCmd
+	_, err := t.b.client.Pipelined(t.ctx, func(p redis.Pipeliner) error {
+		keys = p.HKeys(t.ctx, redisPrefix+"b:"+bucket)
+		model = p.Get(t.ctx, redisPrefix+"model")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrapRedis(err)
+	}
+	m, err := modelOf(model)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.b.checkModel(t.gen, m); err != nil {
+		return nil, err
+	}
+	out, err := keys.Result()
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	return out, nil
 }
 
 func (t *redisTxn) put(bucket, key string, val []byte) error {
