@@ -382,23 +382,8 @@ func (t *redisTxn) stored(bucket, key string) (*string, error) {
 			return v, nil
 		}
 	}
-	// The identity is read after the value, in the same round trip: if it
-	// is still there, the value was read from the model this node serves.
 	var get *redis.StringCmd
-	var model *redis.StringCmd
-	_, err := t.b.client.Pipelined(t.ctx, func(p redis.Pipeliner) error {
-		get = p.HGet(t.ctx, redisPrefix+"b:"+bucket, key)
-		model = p.Get(t.ctx, redisPrefix+"model")
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, wrapRedis(err)
-	}
-	m, err := modelOf(model)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.b.checkModel(t.gen, m); err != nil {
+	if err := t.readChecked(func(p redis.Pipeliner) { get = p.HGet(t.ctx, redisPrefix+"b:"+bucket, key) }); err != nil {
 		return nil, err
 	}
 	raw, err := get.Result()
@@ -417,6 +402,27 @@ func (t *redisTxn) stored(bucket, key string) (*string, error) {
 	}
 	t.fields[bucket][key] = v
 	return v, nil
+}
+
+// readChecked sends the reads queue adds and a GET of the model's
+// identity in one round trip, and checks the identity. It is read after
+// the values: if it is still there, they were read from the model this
+// node serves.
+func (t *redisTxn) readChecked(queue func(redis.Pipeliner)) error {
+	var model *redis.StringCmd
+	_, err := t.b.client.Pipelined(t.ctx, func(p redis.Pipeliner) error {
+		queue(p)
+		model = p.Get(t.ctx, redisPrefix+"model")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return wrapRedis(err)
+	}
+	m, err := modelOf(model)
+	if err != nil {
+		return err
+	}
+	return t.b.checkModel(t.gen, m)
 }
 
 func (t *redisTxn) get(bucket, key string) ([]byte, error) {
@@ -546,20 +552,7 @@ func (t *redisTxn) storedKeys(bucket string) ([]string, error) {
 		return out, nil
 	}
 	var keys *redis.StringSliceCmd
-	var model *redis.StringCmd
-	_, err := t.b.client.Pipelined(t.ctx, func(p redis.Pipeliner) error {
-		keys = p.HKeys(t.ctx, redisPrefix+"b:"+bucket)
-		model = p.Get(t.ctx, redisPrefix+"model")
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, wrapRedis(err)
-	}
-	m, err := modelOf(model)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.b.checkModel(t.gen, m); err != nil {
+	if err := t.readChecked(func(p redis.Pipeliner) { keys = p.HKeys(t.ctx, redisPrefix+"b:"+bucket) }); err != nil {
 		return nil, err
 	}
 	out, err := keys.Result()

@@ -83,6 +83,25 @@ func (n *clientsNode) list(t *testing.T, token, query string) clientListing {
 	return l
 }
 
+// waitListed polls GET /api/clients with query as the admin until it
+// lists the client IDs want (comma-separated, in order), for at most 10 s,
+// and returns that listing; it fails the test if it never does.
+func (n *clientsNode) waitListed(t *testing.T, query, want string) clientListing {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l := n.list(t, n.admin, query)
+		got := strings.Join(l.clientIDs(), ",")
+		if got == want {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s, %s: listed %q, want %q", n.nodeID, query, got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // clientIDs lists the client IDs of a listing, in its order.
 func (l clientListing) clientIDs() []string {
 	var ids []string
@@ -259,18 +278,7 @@ func TestBinaryConnectedClientsAcrossNodes(t *testing.T) {
 	onB := mustConnect(t, b.mqttAddr, "dev/b 1", "dev", devPW) // a client ID with a slash and a space
 
 	// Node b publishes its list about a second after the connect.
-	var l clientListing
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		l = a.list(t, a.admin, "?scope=cluster")
-		if strings.Join(l.clientIDs(), ",") == "dev-a,dev/b 1" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if got := strings.Join(l.clientIDs(), ","); got != "dev-a,dev/b 1" {
-		t.Fatalf("node a, scope=cluster: listed %q, want dev-a,dev/b 1", got)
-	}
+	l := a.waitListed(t, "?scope=cluster", "dev-a,dev/b 1")
 	if l.Clients[0].Node != "node-a" || l.Clients[1].Node != "node-b" || l.Clients[1].Credential != "password" || l.Clients[1].ProtocolVersion != 5 {
 		t.Errorf("scope=cluster clients %+v, want dev-a on node-a and dev/b 1 on node-b (password, MQTT 5)", l.Clients)
 	}
@@ -288,17 +296,7 @@ func TestBinaryConnectedClientsAcrossNodes(t *testing.T) {
 	apiCall(t, a.httpAddr, "DELETE", "/api/clients/"+url.PathEscape("dev/b 1"), a.admin, nil, nil, http.StatusNoContent)
 	wantKicked(t, onB)
 	wantConnected(t, onA, "dev/x", "the kick of a client on another node")
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		l = a.list(t, a.admin, "?scope=cluster")
-		if strings.Join(l.clientIDs(), ",") == "dev-a" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if got := strings.Join(l.clientIDs(), ","); got != "dev-a" {
-		t.Errorf("node a, scope=cluster after the kick: listed %q, want dev-a", got)
-	}
+	a.waitListed(t, "?scope=cluster", "dev-a")
 	apiCall(t, a.httpAddr, "DELETE", "/api/clients/no-such-client", a.admin, nil, nil, http.StatusNotFound)
 	if !strings.Contains(b.p.out.String(), "mqtt client disconnected by an administrator") {
 		t.Errorf("node b did not log the kick:\n%s", b.p.out)
