@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -300,6 +301,19 @@ func TestBinaryConnectedClientsAcrossNodes(t *testing.T) {
 	apiCall(t, a.httpAddr, "DELETE", "/api/clients/no-such-client", a.admin, nil, nil, http.StatusNotFound)
 	if !strings.Contains(b.p.out.String(), "mqtt client disconnected by an administrator") {
 		t.Errorf("node b did not log the kick:\n%s", b.p.out)
+	}
+
+	// A node that stops takes its list out of the store: node a's
+	// cluster view names only itself at once, not after the list ages.
+	mustConnect(t, b.mqttAddr, "dev-b2", "dev", devPW)
+	a.waitListed(t, "?scope=cluster", "dev-a,dev-b2")
+	b.p.signal(syscall.SIGTERM)
+	if code := b.p.exitCode(); code != 0 {
+		t.Fatalf("node b exited with %d", code)
+	}
+	l = a.list(t, a.admin, "?scope=cluster")
+	if got := strings.Join(l.clientIDs(), ","); got != "dev-a" || len(l.Nodes) != 1 || l.Nodes[0].ID != "node-a" {
+		t.Errorf("after node b stopped: listed %q on nodes %+v, want dev-a on node-a alone", got, l.Nodes)
 	}
 }
 
