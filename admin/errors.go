@@ -13,6 +13,7 @@ import (
 
 	"github.com/warden-mqtt/warden/account"
 	"github.com/warden-mqtt/warden/acl"
+	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/pki"
 	"github.com/warden-mqtt/warden/registry"
@@ -85,6 +86,8 @@ func status(err error) (int, string) {
 		return http.StatusBadRequest, ce.Error()
 	case errors.Is(err, pki.ErrNotRemovable):
 		return http.StatusConflict, pki.ErrNotRemovable.Error()
+	case errors.Is(err, authhook.ErrNoSuchClient):
+		return http.StatusNotFound, "no such connected client"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not found"
 	case errors.Is(err, store.ErrConflict):

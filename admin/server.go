@@ -153,6 +153,9 @@ type Options struct {
 	// listener must be TLS and ask for client certificates (cmd/warden's
 	// --webhook-client-ca). Not modified after New.
 	WebhookClientCAs *x509.CertPool
+	// Clients lists and disconnects the connected MQTT clients
+	// (/api/clients, clients.go); nil: those routes answer 503.
+	Clients ClientDirectory
 }
 
 // Server is the admin HTTP API.
@@ -331,6 +334,7 @@ func (s *Server) registerRoutes() {
 	s.registerPermissions()
 	s.registerAccess()
 	s.registerCertificates()
+	s.registerClients()
 	s.registerRegistry()
 	s.registerTokens()
 	s.registerMFA()

@@ -11,6 +11,9 @@
 // also caps the persistent sessions one user keeps offline (sessions.go).
 // With Options.Directory it lets the directory decide the password of
 // directory users and of names the store does not know (directory.go).
+// It lists the connected clients and kicks one for the admin API
+// (clients.go); with Options.NodeID it publishes this node's list to the
+// store and carries out kicks other nodes ask for (roster.go).
 //
 // A connection attempt is decided in three steps that take no Mochi packet
 // or client, so a NATS auth callout or a broker's auth webhook can reuse

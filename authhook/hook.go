@@ -93,6 +93,13 @@ type Options struct {
 	// Directory, when set, checks the passwords of directory users and
 	// of usernames unknown to the store (directory.go); nil: none.
 	Directory Directory
+	// NodeID names this node in listings of connected clients
+	// (ValidNodeID). Set, the hook publishes this node's clients to the
+	// store every ClientsInterval (default DefaultClientsInterval) and
+	// carries out kicks other nodes ask for (roster.go); empty, listings
+	// and kicks reach this node's clients only.
+	NodeID          string
+	ClientsInterval time.Duration
 }
 
 // Registrar is the client registry as the hook sees it (registry.Registry).
@@ -138,6 +145,13 @@ type Hook struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// The roster (roster.go), when Options.NodeID is set: nil channels
+	// otherwise. rosterFailing is the roster goroutine's own.
+	rosterSignal  chan struct{}
+	kicks         chan string
+	rosterDone    chan struct{}
+	rosterFailing bool
 }
 
 // New builds the hook and subscribes to the store's change feed, so no
@@ -172,6 +186,14 @@ func New(ctx context.Context, o Options) (*Hook, error) {
 	if o.MaxOfflineSessions <= 0 {
 		o.MaxOfflineSessions = DefaultMaxOfflineSessions
 	}
+	if o.ClientsInterval <= 0 {
+		o.ClientsInterval = DefaultClientsInterval
+	}
+	if o.NodeID != "" {
+		if err := ValidNodeID(o.NodeID); err != nil {
+			return nil, fmt.Errorf("authhook: %w", err)
+		}
+	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &Hook{
 		opts:     o,
@@ -192,6 +214,10 @@ func New(ctx context.Context, o Options) (*Hook, error) {
 		return nil, fmt.Errorf("authhook: watch store: %w", err)
 	}
 	go h.watch(events)
+	if o.NodeID != "" {
+		h.rosterSignal, h.kicks, h.rosterDone = make(chan struct{}, 1), make(chan string, 64), make(chan struct{})
+		go h.roster()
+	}
 	return h, nil
 }
 
@@ -219,6 +245,9 @@ func (h *Hook) Provides(b byte) bool {
 func (h *Hook) Stop() error {
 	h.cancel()
 	<-h.done
+	if h.rosterDone != nil {
+		<-h.rosterDone
+	}
 	return nil
 }
 
@@ -229,6 +258,11 @@ type conn struct {
 	userID   string
 	clientID string
 	v5       bool
+	// What a listing shows (clients.go), fixed at CONNECT.
+	protocol    byte
+	remote      string
+	listener    string
+	connectedAt time.Time
 
 	proof            // how it authenticated: re-checked when the user changes
 	willTopic string // final (prefixed) will topic; read here, never from Mochi's struct, to avoid racing it
@@ -367,6 +401,7 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if c.revoked.Load() {
 		h.disconnect(c)
 	}
+	h.clientsChanged()
 }
 
 // OnDisconnect forgets a clean session, unless it left a delayed will,
@@ -377,6 +412,7 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // forgets it.
 func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.opts.Metrics.disconnected()
+	h.clientsChanged()
 	c := h.lookup(cl)
 	switch {
 	case c == nil:
@@ -585,7 +621,8 @@ func (h *Hook) enter(ctx context.Context, cl *mqtt.Client, l *login, s *session)
 	if l.Will {
 		cl.Properties.Will.TopicName = l.willTopic
 	}
-	c := &conn{cl: cl, username: l.username, userID: l.entry.user.ID, clientID: cl.ID, v5: l.V5, proof: l.proof, willTopic: l.willTopic}
+	c := &conn{cl: cl, username: l.username, userID: l.entry.user.ID, clientID: cl.ID, v5: l.V5, proof: l.proof, willTopic: l.willTopic,
+		protocol: cl.Properties.ProtocolVersion, remote: l.Remote, listener: cl.Net.Listener, connectedAt: l.Now}
 	c.sess.Store(s)
 	h.register(c)
 

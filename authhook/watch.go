@@ -27,8 +27,16 @@ func (h *Hook) watch(events <-chan store.Event) {
 			if !ok {
 				return
 			}
+			if ev.Kind == store.KindSetting {
+				// No setting changes what a client may do, and the nodes'
+				// client lists are written every few seconds: a CONNECT
+				// racing one must not reload its user (enter's epoch check).
+				h.noticeRoster(ev)
+				continue
+			}
 			h.apply(ev)
 			h.settled.Store(h.epoch.Load())
+			h.noticeRoster(ev)
 			if ev.Kind == store.KindUser || ev.Kind == store.KindRole || ev.Kind == store.KindReset ||
 				ev.Kind == store.KindToken && ev.Op == store.OpDelete {
 				h.changed(ev)

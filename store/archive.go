@@ -138,6 +138,14 @@ func KeySettings() []string {
 	return []string{"pki/ca", "jwt/", "mfa/encryption-key", "nats/"}
 }
 
+// RuntimeSettings lists the settings that are the running nodes' state,
+// not the model: every setting under "clients/" (authhook: each node's
+// list of connected clients, and requests to disconnect one). A backup
+// leaves them out (WriteArchive) and a restore keeps the store's own
+// (RestoreBackup), so restoring never brings back clients that were
+// connected when the backup was made, nor replays old disconnect requests.
+func RuntimeSettings() []string { return []string{"clients/"} }
+
 // IsKeySetting reports whether the setting holds secret key material.
 func IsKeySetting(key string) bool { return keepsSetting(KeySettings(), key) }
 
@@ -149,7 +157,7 @@ func IsKeySetting(key string) bool { return keepsSetting(KeySettings(), key) }
 func WriteArchive(w io.Writer, snap Snapshot, opts ArchiveOptions) (ArchiveHeader, error) {
 	settings := make(map[string][]byte, len(snap.Settings))
 	for k, v := range snap.Settings {
-		if opts.IncludeKeys || !IsKeySetting(k) {
+		if (opts.IncludeKeys || !IsKeySetting(k)) && !keepsSetting(RuntimeSettings(), k) {
 			settings[k] = v
 		}
 	}
@@ -414,9 +422,10 @@ func streamProblem(err error) string {
 // current ones are kept, so an archive made without keys leaves the
 // cluster's CA, token signing keys, MFA encryption key and NATS callout
 // issuer as they are, and tokens, certificates, MFA secrets and the NATS
-// servers' trust in the issuer keep working.
+// servers' trust in the issuer keep working. The runtime settings
+// (RuntimeSettings) are always the store's own.
 func RestoreBackup(ctx context.Context, st Store, s Snapshot) error {
-	var keep []string
+	keep := RuntimeSettings()
 	for _, p := range KeySettings() {
 		held := false
 		for k := range maps.Keys(s.Settings) {

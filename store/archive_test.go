@@ -422,3 +422,49 @@ func FuzzReadArchive(f *testing.F) {
 		}
 	})
 }
+
+// TestArchiveLeavesRuntimeSettingsOut: the nodes' client lists and
+// disconnect requests (RuntimeSettings) are not in a backup, with or
+// without keys, and a restore keeps the target's own, whatever the
+// snapshot holds: restoring never shows or kicks clients of the past.
+func TestArchiveLeavesRuntimeSettingsOut(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	src := storetest.OpenBolt(t)
+	fillModel(t, ctx, src)
+	for _, k := range []string{"clients/node/n1", "clients/kick/n1/abc"} {
+		if err := src.PutSetting(ctx, k, []byte("old "+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := mustSnapshot(t, ctx, src)
+	for _, keys := range []bool{false, true} {
+		got, err := store.ReadArchive(bytes.NewReader(writeArchive(t, snap, store.ArchiveOptions{IncludeKeys: keys})))
+		if err != nil {
+			t.Fatalf("ReadArchive: %v", err)
+		}
+		for k := range got.Settings {
+			if strings.HasPrefix(k, "clients/") {
+				t.Errorf("archive (keys %v) holds runtime setting %q", keys, k)
+			}
+		}
+		if !bytes.Equal(got.Settings["registry"], snap.Settings["registry"]) {
+			t.Errorf("archive (keys %v) lost the model setting registry", keys)
+		}
+	}
+
+	dst := storetest.OpenBolt(t)
+	if err := dst.PutSetting(ctx, "clients/node/n2", []byte("live")); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RestoreBackup(ctx, dst, snap); err != nil { // the snapshot itself, runtime settings included
+		t.Fatalf("RestoreBackup: %v", err)
+	}
+	keys, err := dst.SettingKeys(ctx, "clients/")
+	if err != nil || !slices.Equal(keys, []string{"clients/node/n2"}) {
+		t.Errorf("runtime settings after restore = %q, %v; want only the target's clients/node/n2", keys, err)
+	}
+	if _, err := dst.UserByUsername(ctx, "alice"); err != nil {
+		t.Errorf("the model was not restored: %v", err)
+	}
+}

@@ -34,6 +34,9 @@ type txn interface {
 	get(bucket, key string) ([]byte, error)
 	// forEach calls fn for every key of the bucket, in key order.
 	forEach(bucket string, fn func(key string, val []byte) error) error
+	// keys returns the bucket's keys that begin with prefix, in key
+	// order, without reading their values.
+	keys(bucket, prefix string) ([]string, error)
 	put(bucket, key string, val []byte) error
 	del(bucket, key string) error
 	// drop removes a whole bucket.

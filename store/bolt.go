@@ -77,6 +77,19 @@ func (t *boltTxn) forEach(bucket string, fn func(string, []byte) error) error {
 	})
 }
 
+func (t *boltTxn) keys(bucket, prefix string) ([]string, error) {
+	b := t.tx.Bucket([]byte(bucket))
+	if b == nil {
+		return nil, nil
+	}
+	var out []string
+	c := b.Cursor()
+	for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, _ = c.Next() {
+		out = append(out, string(k))
+	}
+	return out, nil
+}
+
 func (t *boltTxn) put(bucket, key string, val []byte) error {
 	b, err := t.tx.CreateBucketIfNotExists([]byte(bucket))
 	if err != nil {

@@ -63,6 +63,8 @@ const (
 	opSetting
 	opPutSetting
 	opCreateSetting
+	opDeleteSetting
+	opSettingKeys
 	opVersion
 	opSnapshot
 	opRestore
@@ -100,6 +102,8 @@ var opNames = [opCount]string{
 	opSetting:               "setting",
 	opPutSetting:            "put_setting",
 	opCreateSetting:         "create_setting",
+	opDeleteSetting:         "delete_setting",
+	opSettingKeys:           "setting_keys",
 	opVersion:               "version",
 	opSnapshot:              "snapshot",
 	opRestore:               "restore",
@@ -439,6 +443,22 @@ func (s *Instrumented) CreateSetting(ctx context.Context, key string, value []by
 	err := s.Store.CreateSetting(ctx, key, value)
 	s.done(opCreateSetting, start, err)
 	return err
+}
+
+// DeleteSetting implements Store.
+func (s *Instrumented) DeleteSetting(ctx context.Context, key string) error {
+	start := time.Now()
+	err := s.Store.DeleteSetting(ctx, key)
+	s.done(opDeleteSetting, start, err)
+	return err
+}
+
+// SettingKeys implements Store.
+func (s *Instrumented) SettingKeys(ctx context.Context, prefix string) ([]string, error) {
+	start := time.Now()
+	keys, err := s.Store.SettingKeys(ctx, prefix)
+	s.done(opSettingKeys, start, err)
+	return keys, err
 }
 
 // Version implements Store.

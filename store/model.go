@@ -1186,6 +1186,38 @@ func (m *model) putSetting(ctx context.Context, key string, value []byte, create
 	return nil
 }
 
+func (m *model) DeleteSetting(ctx context.Context, key string) error {
+	err := m.be.update(ctx, func(tx txn) error {
+		if raw, err := tx.get(bucketSettings, key); err != nil {
+			return err
+		} else if raw == nil {
+			return ErrNotFound
+		}
+		if err := tx.del(bucketSettings, key); err != nil {
+			return err
+		}
+		tx.emit(Event{Kind: KindSetting, Op: OpDelete, ID: key})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete setting %q: %w", key, err)
+	}
+	return nil
+}
+
+func (m *model) SettingKeys(ctx context.Context, prefix string) ([]string, error) {
+	var keys []string
+	err := m.be.view(ctx, func(tx txn) error {
+		var err error
+		keys, err = tx.keys(bucketSettings, prefix)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting keys %q: %w", prefix, err)
+	}
+	return keys, nil
+}
+
 // ---- feed, snapshot ----
 
 func (m *model) Watch(ctx context.Context) (<-chan Event, error) { return m.feed.subscribe(ctx) }

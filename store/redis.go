@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -381,23 +382,8 @@ func (t *redisTxn) stored(bucket, key string) (*string, error) {
 			return v, nil
 		}
 	}
-	// The identity is read after the value, in the same round trip: if it
-	// is still there, the value was read from the model this node serves.
 	var get *redis.StringCmd
-	var model *redis.StringCmd
-	_, err := t.b.client.Pipelined(t.ctx, func(p redis.Pipeliner) error {
-		get = p.HGet(t.ctx, redisPrefix+"b:"+bucket, key)
-		model = p.Get(t.ctx, redisPrefix+"model")
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, wrapRedis(err)
-	}
-	m, err := modelOf(model)
-	if err != nil {
-		return nil, err
-	}
-	if err := t.b.checkModel(t.gen, m); err != nil {
+	if err := t.readChecked(func(p redis.Pipeliner) { get = p.HGet(t.ctx, redisPrefix+"b:"+bucket, key) }); err != nil {
 		return nil, err
 	}
 	raw, err := get.Result()
@@ -416,6 +402,27 @@ func (t *redisTxn) stored(bucket, key string) (*string, error) {
 	}
 	t.fields[bucket][key] = v
 	return v, nil
+}
+
+// readChecked sends the reads queue adds and a GET of the model's
+// identity in one round trip, and checks the identity. It is read after
+// the values: if it is still there, they were read from the model this
+// node serves.
+func (t *redisTxn) readChecked(queue func(redis.Pipeliner)) error {
+	var model *redis.StringCmd
+	_, err := t.b.client.Pipelined(t.ctx, func(p redis.Pipeliner) error {
+		queue(p)
+		model = p.Get(t.ctx, redisPrefix+"model")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return wrapRedis(err)
+	}
+	m, err := modelOf(model)
+	if err != nil {
+		return err
+	}
+	return t.b.checkModel(t.gen, m)
 }
 
 func (t *redisTxn) get(bucket, key string) ([]byte, error) {
@@ -505,6 +512,54 @@ func (t *redisTxn) forEach(bucket string, fn func(string, []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// keys reads only the bucket's keys (HKEYS), so listing the node
+// lists among the settings does not fetch every setting's value.
+func (t *redisTxn) keys(bucket, prefix string) ([]string, error) {
+	set := map[string]bool{}
+	if !t.dropped[bucket] {
+		stored, err := t.storedKeys(bucket)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range stored {
+			set[k] = true
+		}
+	}
+	for k, v := range t.overlay[bucket] {
+		set[k] = v != nil
+	}
+	var out []string
+	for k, present := range set {
+		if present && strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// storedKeys returns the keys of a bucket as committed: from the whole
+// bucket if this transaction read it, else with HKEYS, the model's
+// identity checked in the same round trip.
+func (t *redisTxn) storedKeys(bucket string) ([]string, error) {
+	if all, ok := t.buckets[bucket]; ok {
+		out := make([]string, 0, len(all))
+		for k := range all {
+			out = append(out, k)
+		}
+		return out, nil
+	}
+	var keys *redis.StringSliceCmd
+	if err := t.readChecked(func(p redis.Pipeliner) { keys = p.HKeys(t.ctx, redisPrefix+"b:"+bucket) }); err != nil {
+		return nil, err
+	}
+	out, err := keys.Result()
+	if err != nil {
+		return nil, wrapRedis(err)
+	}
+	return out, nil
 }
 
 func (t *redisTxn) put(bucket, key string, val []byte) error {

@@ -397,6 +397,13 @@ type Store interface {
 	// (ErrConflict otherwise), so two nodes racing to create a CA or a
 	// signing key agree on one.
 	CreateSetting(ctx context.Context, key string, value []byte) error
+	// DeleteSetting removes the setting under key (ErrNotFound if there is
+	// none), emitting a KindSetting OpDelete event.
+	DeleteSetting(ctx context.Context, key string) error
+	// SettingKeys returns the keys of the settings that begin with prefix,
+	// in byte order; "" lists every key. Values are not read: a caller
+	// reads the few it needs with Setting.
+	SettingKeys(ctx context.Context, prefix string) ([]string, error)
 
 	// Watch returns the change feed: every committed change, in commit
 	// order, until ctx is done or the store closes (then the channel is

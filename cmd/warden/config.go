@@ -17,6 +17,7 @@ import (
 
 	"github.com/warden-mqtt/warden/admin"
 	"github.com/warden-mqtt/warden/audit"
+	"github.com/warden-mqtt/warden/authhook"
 	"github.com/warden-mqtt/warden/broker"
 	"github.com/warden-mqtt/warden/credential"
 	"github.com/warden-mqtt/warden/natscallout"
@@ -46,6 +47,9 @@ type Config struct {
 	// RedisURL selects the Redis store (redis:// or rediss://); empty
 	// selects the embedded store in DataDir.
 	RedisURL string
+	// NodeID names this node in the cluster's list of connected clients
+	// (authhook.Options.NodeID); empty: the host name and a random suffix.
+	NodeID string
 	// AdminPassword is the initial password of the admin user, used only
 	// when the admin is created; empty: a random one is generated and
 	// logged once. It is a secret: never print it.
@@ -287,6 +291,9 @@ var options = []option{
 	{flag: "redis-url", env: "WARDEN_REDIS_URL", def: "", arg: "url", readme: ": embedded store in `--data-dir`",
 		usage: "Redis store shared by several nodes, redis://[user:pass@]host:port/db or rediss://... (empty: embedded store in --data-dir)",
 		bind:  stringOpt(func(c *Config) *string { return &c.RedisURL })},
+	{flag: "node-id", env: "WARDEN_NODE_ID", def: "", arg: "id", readme: ": the host name and a random suffix, new at every start",
+		usage: "this node's name in the list of connected clients (GET /api/clients?scope=cluster) and in the store key of its part of it: 1 to 64 ASCII letters, digits, '.', '_' or '-' (empty: the host name and a random suffix, new at every start)",
+		bind:  stringOpt(func(c *Config) *string { return &c.NodeID })},
 	{flag: "admin-password", env: "WARDEN_ADMIN_PASSWORD", def: "", arg: "password", secret: true, readme: ": generated on first start and logged once",
 		usage: "password of the admin user, used only when the admin is first created (empty: a random one is generated and logged once)",
 		bind:  stringOpt(func(c *Config) *string { return &c.AdminPassword })},
@@ -615,6 +622,11 @@ func (c Config) Validate() error {
 		add("tls-cert", "missing: --tls-key is set, so its certificate is needed too")
 	}
 
+	if c.NodeID != "" {
+		if err := authhook.ValidNodeID(c.NodeID); err != nil {
+			add("node-id", "%v", err)
+		}
+	}
 	if c.RedisURL != "" {
 		if err := checkRedisURL(c.RedisURL); err != nil {
 			add("redis-url", "%v", err)

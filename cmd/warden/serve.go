@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -79,6 +80,7 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 		MFAAllowPassword:   cfg.MFAMQTTPassword,
 		Registry:           reg,
 		MaxOfflineSessions: cfg.MQTTMaxOfflineSessions,
+		NodeID:             nodeID(cfg.NodeID),
 	}
 	if guard.directory != nil { // a nil *Service in the interface would not be nil
 		hookOpts.Directory = guard.directory
@@ -88,6 +90,7 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	log.Info("node", "node_id", hookOpts.NodeID)
 	b, err = broker.New(brokerConfig(cfg, socks, tlsCfg, brokerLog), hook)
 	if err != nil {
 		_ = hook.Stop()
@@ -110,6 +113,29 @@ func startBroker(ctx context.Context, cfg Config, socks *sockets, s store.Store,
 		}
 	}
 	return b, callout, hook, nil
+}
+
+// nodeID is --node-id, or the host name (cut to what a node ID takes)
+// and a random suffix: unique across restarts, so a node never mistakes
+// an earlier run's kick requests or client list for its own.
+func nodeID(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r < 0x80 && authhook.ValidNodeID(string(r)) == nil {
+			return r
+		}
+		return '-'
+	}, host)
+	if len(host) > 48 {
+		host = host[:48]
+	}
+	if host == "" {
+		host = "warden"
+	}
+	return host + "-" + strings.ToLower(rand.Text()[:8])
 }
 
 // webhooksConfigured reports whether a broker webhook setting is given.
@@ -170,6 +196,7 @@ func startHTTP(ctx context.Context, cfg Config, ln net.Listener, s store.Store, 
 		opts.UI = webui.Handler()
 	}
 	if hook != nil {
+		opts.Clients = hook
 		hooks, err := webhook.New(ctx, webhook.Options{
 			Decider: hook,
 			// Certificates the broker forwards chain to warden's trusted

@@ -77,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TokenFamiliesSnapshot", testTokenFamiliesSnapshot},
 		{"RegistryRequests", testRegistryRequests},
 		{"Settings", testSettings},
+		{"SettingKeysAndDelete", testSettingKeysAndDelete},
 		{"Watch", testWatch},
 		{"WatchCancel", testWatchCancel},
 		{"SnapshotRestore", testSnapshotRestore},
@@ -1116,6 +1117,62 @@ func testSettings(t *testing.T, s store.Store) {
 	}
 }
 
+// testSettingKeysAndDelete: SettingKeys lists exactly the keys under a
+// prefix, in byte order (a key equal to the prefix included, a key that
+// only shares its first bytes with a shorter prefix's sibling not);
+// DeleteSetting removes one key, tells a missing key apart, and reports
+// the removal on the change feed.
+func testSettingKeysAndDelete(t *testing.T, s store.Store) {
+	ctx := testCtx(t)
+	if keys, err := s.SettingKeys(ctx, "clients/"); err != nil || len(keys) != 0 {
+		t.Errorf("SettingKeys on an empty store = %q, %v; want none", keys, err)
+	}
+	for _, k := range []string{"clients/node/b", "clients/node/a", "clients/nodeX", "clients/kick/a/1", "client", "jwt/keys"} {
+		if err := s.PutSetting(ctx, k, []byte("v "+k)); err != nil {
+			t.Fatalf("PutSetting(%q): %v", k, err)
+		}
+	}
+	for prefix, want := range map[string][]string{
+		"clients/node/": {"clients/node/a", "clients/node/b"},
+		"clients/node":  {"clients/node/a", "clients/node/b", "clients/nodeX"},
+		"clients/":      {"clients/kick/a/1", "clients/node/a", "clients/node/b", "clients/nodeX"},
+		"client":        {"client", "clients/kick/a/1", "clients/node/a", "clients/node/b", "clients/nodeX"},
+		"":              {"client", "clients/kick/a/1", "clients/node/a", "clients/node/b", "clients/nodeX", "jwt/keys"},
+		"nothing/":      nil,
+	} {
+		keys, err := s.SettingKeys(ctx, prefix)
+		if err != nil || !slices.Equal(keys, want) {
+			t.Errorf("SettingKeys(%q) = %q, %v; want %q", prefix, keys, err, want)
+		}
+	}
+
+	ch, err := s.Watch(ctx)
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	if err := s.DeleteSetting(ctx, "clients/node/a"); err != nil {
+		t.Fatalf("DeleteSetting: %v", err)
+	}
+	if e := nextEvent(t, ch); e.Kind != store.KindSetting || e.Op != store.OpDelete || e.ID != "clients/node/a" {
+		t.Errorf("event after DeleteSetting = %+v, want a setting delete of clients/node/a", e)
+	}
+	wantErr(t, "DeleteSetting of a deleted key", s.DeleteSetting(ctx, "clients/node/a"), store.ErrNotFound)
+	if _, err := s.Setting(ctx, "clients/node/a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Setting after DeleteSetting: err = %v, want ErrNotFound", err)
+	}
+	if keys, err := s.SettingKeys(ctx, "clients/node/"); err != nil || !slices.Equal(keys, []string{"clients/node/b"}) {
+		t.Errorf("SettingKeys after DeleteSetting = %q, %v; want [clients/node/b]", keys, err)
+	}
+	if v, err := s.Setting(ctx, "clients/node/b"); err != nil || string(v) != "v clients/node/b" {
+		t.Errorf("the other setting after DeleteSetting = %q, %v", v, err)
+	}
+	select {
+	case e := <-ch:
+		t.Errorf("unexpected event %+v after a refused DeleteSetting", e)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
 // ---- change feed ----
 
 func testWatch(t *testing.T, s store.Store) {
@@ -1614,6 +1671,8 @@ func testClose(t *testing.T, s store.Store) {
 		"Setting":               func() error { _, err := s.Setting(ctx, "k"); return err },
 		"PutSetting":            func() error { return s.PutSetting(ctx, "k", []byte("v")) },
 		"CreateSetting":         func() error { return s.CreateSetting(ctx, "k", []byte("v")) },
+		"DeleteSetting":         func() error { return s.DeleteSetting(ctx, "k") },
+		"SettingKeys":           func() error { _, err := s.SettingKeys(ctx, "k"); return err },
 		"Watch":                 func() error { _, err := s.Watch(ctx); return err },
 		"Version":               func() error { _, err := s.Version(ctx); return err },
 		"Snapshot":              func() error { _, err := s.Snapshot(ctx); return err },
