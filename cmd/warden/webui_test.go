@@ -181,7 +181,10 @@ func TestUIOnboardsADevice(t *testing.T) {
 	apiCall(t, e.addr, "POST", "/api/roles", e.token, map[string]any{"name": "line1-devices", "isShared": true,
 		"permissions": []map[string]string{{"resource": "plant1/line1/#", "operation": "readWrite", "context": "mqtt"}}}, &role, 201)
 
+	e.b.Run("sign-in page", 20*time.Second, chromedp.Navigate(e.base+"/"), chromedp.WaitVisible(`input[name=username]`, chromedp.ByQuery))
+	e.b.Screenshot(filepath.Join("..", "..", "docs", "ui", "login.png"))
 	e.signIn("admin", e.pw, nextCode(t, secret))
+	e.b.Run("overview filled", 10*time.Second, chromedp.WaitVisible(`//h2[normalize-space()="Node health"]`, chromedp.BySearch))
 	e.b.Screenshot(filepath.Join("..", "..", "docs", "ui", "overview.png"))
 
 	// Open the registry for 5 minutes: the countdown runs.
@@ -241,13 +244,63 @@ func TestUIOnboardsADevice(t *testing.T) {
 		t.Fatalf("cam-0001 after the confirmation: %+v", users.Users)
 	}
 
-	// The device connects with what it registered.
-	if code := mqttConnectCode(t, e.mqtt, "cam-0001", devPW); code != 0 {
-		t.Fatalf("cam-0001 CONNECT: reason code %#x, want success", code)
+	// The device connects with what it registered, and shows under
+	// connected clients with its user and credential.
+	dev := mustConnect(t, e.mqtt, "cam-0001-main", "cam-0001", devPW)
+	e.page("clients", "Connected clients")
+	e.b.Run("the device is listed", 10*time.Second, chromedp.WaitVisible(`//td//code[normalize-space()="cam-0001-main"]`, chromedp.BySearch))
+	row := e.b.Text(`//tr[.//code[normalize-space()="cam-0001-main"]]`)
+	for _, want := range []string{"cam-0001", "password", "MQTT 5", "127.0.0.1"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("connected-clients row %q lacks %q", row, want)
+		}
+	}
+	e.b.Screenshot(filepath.Join("..", "..", "docs", "ui", "clients.png"))
+
+	// Kick it: DISCONNECT 0x98 over MQTT, and the list empties.
+	e.b.Run("disconnect the device", 10*time.Second,
+		chromedp.Click(`button[aria-label="Disconnect cam-0001-main"]`, chromedp.ByQuery, chromedp.NodeVisible),
+		clickButton("//dialog", "Disconnect"),
+		chromedp.WaitNotPresent(`//td//code[normalize-space()="cam-0001-main"]`, chromedp.BySearch))
+	wantKicked(t, dev)
+
+	// Log out: the UI's token is revoked and the sign-in page is back.
+	id := adminID(t, e)
+	if n := uiTokens(t, e, id); n != 1 {
+		t.Fatalf("admin holds %d tokens labelled 'warden web UI' while signed in, want 1", n)
+	}
+	e.b.Run("log out", 10*time.Second,
+		clickButton("//header", "Log out"),
+		chromedp.WaitVisible(`input[name=username]`, chromedp.ByQuery))
+	if n := uiTokens(t, e, id); n != 0 {
+		t.Errorf("after logging out the admin still holds %d UI tokens", n)
 	}
 	if errs := e.b.Errors(); len(errs) > 0 {
 		t.Errorf("page errors: %v", errs)
 	}
+}
+
+// adminID is the admin user's ID.
+func adminID(t *testing.T, e *uiEnv) string {
+	var users struct{ Users []struct{ ID string } }
+	apiCall(t, e.addr, "GET", "/api/listUsers?username[eq]=admin", e.token, nil, &users, 200)
+	if len(users.Users) != 1 {
+		t.Fatalf("admin not found: %+v", users)
+	}
+	return users.Users[0].ID
+}
+
+// uiTokens counts the user's tokens the web UI's sign-in made.
+func uiTokens(t *testing.T, e *uiEnv, userID string) int {
+	var toks []struct{ Label string }
+	apiCall(t, e.addr, "GET", "/api/users/"+userID+"/tokens", e.token, nil, &toks, 200)
+	n := 0
+	for _, tk := range toks {
+		if tk.Label == "warden web UI" {
+			n++
+		}
+	}
+	return n
 }
 
 func hasRole(roles []struct{ Name string }, name string) bool {

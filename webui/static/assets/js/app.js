@@ -128,6 +128,8 @@ function runCleanups() {
 
 async function render() {
   runCleanups();
+  // A toast belongs to the page that raised it.
+  document.getElementById('toasts').replaceChildren();
   if (!api.signedIn()) {
     replace(root, login.render({onSignedIn: signedIn, notice: takeNotice()}));
     document.title = 'Sign in · warden';
