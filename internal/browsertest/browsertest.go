@@ -213,3 +213,68 @@ func (b *Browser) failShot() string {
 	}
 	return f.Name()
 }
+
+// auditJS checks the page as a screen-reader and keyboard user meets it:
+// every form control has a label, every button and link a name, every
+// image an alt, ids are unique, the page has one h1, and text contrasts
+// with its background at WCAG AA (4.5:1, 3:1 for large text). It returns
+// the problems found.
+const auditJS = `(() => {
+  const problems = [];
+  const name = (el) => (el.getAttribute('aria-label') || el.textContent || el.getAttribute('title') || '').trim();
+  const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length) && getComputedStyle(el).visibility !== 'hidden';
+  const desc = (el) => el.outerHTML.slice(0, 120);
+  for (const el of document.querySelectorAll('input, select, textarea')) {
+    if (el.type === 'hidden' || !visible(el)) continue;
+    if (!(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby')) problems.push('control without a label: ' + desc(el));
+  }
+  for (const el of document.querySelectorAll('button, a[href]')) {
+    if (visible(el) && !name(el) && !(el.querySelector('img[alt]:not([alt=""])'))) problems.push('button or link without a name: ' + desc(el));
+  }
+  for (const el of document.querySelectorAll('img')) {
+    if (!el.hasAttribute('alt')) problems.push('image without alt: ' + desc(el));
+  }
+  const ids = {};
+  for (const el of document.querySelectorAll('[id]')) {
+    if (ids[el.id]) problems.push('duplicate id: ' + el.id);
+    ids[el.id] = true;
+  }
+  const h1 = [...document.querySelectorAll('h1')].filter(visible);
+  if (h1.length !== 1) problems.push('page has ' + h1.length + ' visible h1');
+  const rgb = (s) => { const m = s.match(/[\d.]+/g); return m ? m.map(Number) : [0, 0, 0, 0]; };
+  const lum = ([r, g, b]) => { const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; }; return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const bg = (el) => { for (let e = el; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor); if (c.length < 4 || c[3] > 0) return c; } return [255, 255, 255]; };
+  const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!n.textContent.trim() || !el || seen.has(el) || !visible(el)) continue;
+    seen.add(el);
+    const cs = getComputedStyle(el);
+    if (el.closest('button:disabled, .sr-only')) continue;
+    const fg = rgb(cs.color), back = bg(el);
+    const l1 = lum(fg), l2 = lum(back);
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    const size = parseFloat(cs.fontSize), bold = Number(cs.fontWeight) >= 700;
+    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < need) problems.push('contrast ' + ratio.toFixed(2) + ' < ' + need + ': "' + n.textContent.trim().slice(0, 40) + '" in ' + desc(el));
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) problems.push('page scrolls sideways: ' + document.documentElement.scrollWidth + ' px wide in a ' + window.innerWidth + ' px window');
+  return problems;
+})()`
+
+// Audit returns the accessibility problems of the page as it is now
+// (auditJS); a test requires none.
+func (b *Browser) Audit() []string {
+	b.t.Helper()
+	var problems []string
+	b.Run("accessibility audit", 10*time.Second, chromedp.Evaluate(auditJS, &problems))
+	return problems
+}
+
+// Viewport resizes the window, as a tablet (820×1180) or the default
+// Width×Height.
+func (b *Browser) Viewport(w, h int64) {
+	b.t.Helper()
+	b.Run("viewport", 5*time.Second, chromedp.EmulateViewport(w, h))
+}

@@ -64,7 +64,8 @@ function passwordStep(box, ctx) {
   msg,
   submit);
   replace(box, header('Sign in to warden'), form);
-  user.focus();
+  // On the first render the box is not in the document yet: focus once it is.
+  requestAnimationFrame(() => user.focus());
 }
 
 function mfaStep(box, ctx, username, secret) {
