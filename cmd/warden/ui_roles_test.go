@@ -253,6 +253,30 @@ func TestUIRoles(t *testing.T) {
 	e.page("roles", "Roles & permissions")
 	e.b.Run("list", 5*time.Second, chromedp.WaitVisible(`//main//td[normalize-space()="sensor-7"]`, chromedp.BySearch))
 	e.shoot("roles")
+	// Users' own roles show only when asked for.
+	var all struct {
+		Roles []struct {
+			Name     string `json:"name"`
+			IsShared bool   `json:"isshared"`
+		} `json:"roles"`
+	}
+	e.mustAPI("GET", "/api/roles/page?pageNumber=1&rowsPerPage=50", nil, &all, 200)
+	own := ""
+	for _, ro := range all.Roles {
+		if !ro.IsShared {
+			own = ro.Name
+		}
+	}
+	if own == "" {
+		t.Fatal("the API lists no user's own role")
+	}
+	ownLink := fmt.Sprintf(`//main//a[normalize-space()=%q]`, own)
+	if e.b.Nodes(ownLink) != 0 {
+		t.Errorf("the user's own role %s is listed before Include users' own roles is checked", own)
+	}
+	e.b.Run("include own roles", 5*time.Second,
+		chromedp.Click(`//main//label[normalize-space()="Include users' own roles"]`, chromedp.BySearch),
+		chromedp.WaitVisible(ownLink, chromedp.BySearch))
 
 	// Delete: refused while sensor-7 holds the role, done once nobody does.
 	e.b.Run("open the role", 10*time.Second,
