@@ -11,15 +11,23 @@ import {badge} from './overview.js';
 export async function render(ctx) {
   const state = h('section', {class: 'panel', 'aria-labelledby': 'h-db-state'});
   const result = h('div', {'aria-live': 'polite'});
-  const page = {status: null, timer: 0, restoring: false};
+  const page = {status: null, timer: 0, restoring: false, seq: 0};
   const refresh = async () => {
     clearTimeout(page.timer);
+    // Only the latest read draws: an earlier one answering late (the
+    // first load, when Start backup is pressed at once) would show the
+    // state before the operation and stop the polling.
+    page.seq += 1;
+    const mine = page.seq;
+    let st;
     try {
-      page.status = await api.get('/api/maintenance/db');
+      st = await api.get('/api/maintenance/db');
     } catch (e) {
-      replace(state, h('p', {class: 'error', role: 'alert'}, e.message));
+      if (mine === page.seq) replace(state, h('p', {class: 'error', role: 'alert'}, e.message));
       return;
     }
+    if (mine !== page.seq) return;
+    page.status = st;
     drawState(ctx, state, page.status);
     if (page.status.running) {
       page.timer = setTimeout(refresh, 1000);

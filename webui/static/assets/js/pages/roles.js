@@ -35,12 +35,15 @@ async function list(ctx) {
       ctx.can('POST', '/api/roles') && h('button', {type: 'button', class: 'primary', onclick: () => ctx.go('roles/new')}, 'New role')),
     h('h2', {id: 'h-roles', class: 'sr-only'}, 'Roles'),
     body);
+  let seq = 0;
   const load = async () => {
+    seq += 1;
+    const mine = seq; // a quicker later answer is not overwritten by a slower earlier one
     try {
       const {roles, pages} = await fetchRoles(ctx, own.input.checked, state.page);
-      drawList(body, roles, state, pages, load);
+      if (mine === seq) drawList(body, roles, state, pages, load);
     } catch (e) {
-      replace(body, h('p', {class: 'error', role: 'alert'}, e.message));
+      if (mine === seq) replace(body, h('p', {class: 'error', role: 'alert'}, e.message));
     }
   };
   await load();
