@@ -32,10 +32,17 @@ func TestUIBackup(t *testing.T) {
 		browser.SetDownloadBehavior(browser.SetDownloadBehaviorBehaviorAllow).WithDownloadPath(downloads))
 	e.page("backup", "Backup & restore")
 	lastBackup := `//main//div[contains(@class,'op')][h3[starts-with(normalize-space(),'Last backup')]]`
+	keys := `//main//label[starts-with(normalize-space(),"Include the secret keys")]`
+	warning := `//main//p[contains(@class,'note')][contains(.,'sign a login token for any user')]`
+	e.b.Run("the keys warning", 10*time.Second,
+		chromedp.Click(keys, chromedp.BySearch),
+		chromedp.WaitVisible(warning, chromedp.BySearch),
+		chromedp.Click(keys, chromedp.BySearch),
+		chromedp.WaitNotVisible(warning, chromedp.BySearch))
 	e.b.Run("back up", 15*time.Second,
 		clickButton("//main", "Start backup"),
 		chromedp.WaitVisible(lastBackup+`//span[normalize-space()="Succeeded"]`, chromedp.BySearch))
-	if msg := e.b.Text(lastBackup + `//dd[contains(@class,'status-message')]`); !strings.HasPrefix(msg, "backup finished") {
+	if msg := e.b.Text(lastBackup + `//dd[contains(@class,'status-message')]`); !strings.HasPrefix(msg, "backup finished") || !strings.Contains(msg, "without keys") {
 		t.Errorf("status message %q", msg)
 	}
 	var st struct {

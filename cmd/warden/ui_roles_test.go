@@ -235,6 +235,9 @@ func TestUIRoles(t *testing.T) {
 			}
 		}
 	}
+	if n := e.b.Nodes(`main textarea[name=ldapGroups]`); n != 0 {
+		t.Error("LDAP group links offered without a directory")
+	}
 	e.shoot("role")
 
 	// A user holding the role, with a publish prefix, on #/access.
@@ -326,6 +329,39 @@ func TestUIRoles(t *testing.T) {
 	if n := e.b.Nodes(`//main//button[normalize-space()="New role"]`); n != 0 {
 		t.Error("a caller who may only read roles is offered New role")
 	}
+	if errs := e.b.Errors(); len(errs) > 0 {
+		t.Errorf("page errors: %v", errs)
+	}
+}
+
+// TestUIRoleLDAPGroups: with a directory configured, a role's page offers
+// its LDAP group links, and what is typed there is what the API then
+// holds; emptying the box removes the links. (Without a directory the
+// box is not shown: TestUIRoles finds no textarea on the role's page.)
+func TestUIRoleLDAPGroups(t *testing.T) {
+	t.Parallel()
+	// The directory is never asked: only the admin, a local user, signs in.
+	e := startUI(t, "--ldap-url", "ldap://127.0.0.1:1", "--ldap-insecure", "--ldap-base-dn", "dc=example,dc=org",
+		"--ldap-bind-dn-template", "uid={username},ou=people,dc=example,dc=org")
+	const dn = "cn=line3-operators,ou=groups,dc=example,dc=org"
+	e.signIn("admin", e.pw, "")
+	e.page("roles/new", "New role")
+	e.b.Run("create with a group", 10*time.Second,
+		chromedp.SendKeys(`main input[name=name]`, "line3-operators"),
+		clickButton("//main", "Add permission"),
+		chromedp.SendKeys(permRow(1)+`//input[@name='resource']`, "plant1/line3/#", chromedp.BySearch),
+		chromedp.SendKeys(`main textarea[name=ldapGroups]`, dn),
+		clickButton("//main", "Create role"),
+		chromedp.WaitVisible(`//main//h1[normalize-space()="Role line3-operators"]`, chromedp.BySearch))
+	r := e.roleByName("line3-operators")
+	if r == nil || !slices.Equal(r.LdapGroups, []string{dn}) {
+		t.Fatalf("the API holds %+v, want the group %s linked", r, dn)
+	}
+	e.b.Run("unlink", 10*time.Second,
+		chromedp.WaitVisible(`main textarea[name=ldapGroups]`),
+		chromedp.SetValue(`main textarea[name=ldapGroups]`, "\n"),
+		clickButton("//main", "Save"))
+	eventually(t, "the link removed", func() bool { r = e.roleByName("line3-operators"); return len(r.LdapGroups) == 0 })
 	if errs := e.b.Errors(); len(errs) > 0 {
 		t.Errorf("page errors: %v", errs)
 	}
