@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -16,48 +12,11 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// apiAs sends a request with token (a JSON body unless body is nil) and
-// decodes a JSON answer into out when it is not nil; it returns the
-// status and the raw answer.
-func (e *uiEnv) apiAs(token, method, path string, body, out any) (int, []byte) {
-	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, e.base+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if out != nil && res.StatusCode/100 == 2 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			e.t.Fatalf("%s %s: %v: %s", method, path, err, raw)
-		}
-	}
-	return res.StatusCode, raw
-}
-
-// mustAPI is apiAs with the admin's token, failing the test unless the
-// answer has status want.
+// mustAPI calls the API with the admin's token (apiCall), failing the
+// test unless the answer has status want.
 func (e *uiEnv) mustAPI(method, path string, body, out any, want int) {
 	e.t.Helper()
-	if code, raw := e.apiAs(e.token, method, path, body, out); code != want {
-		e.t.Fatalf("%s %s: %d, want %d: %s", method, path, code, want, raw)
-	}
+	apiCall(e.t, strings.TrimPrefix(e.base, "http://"), method, path, e.token, body, out, want)
 }
 
 // eventually polls cond for up to 5 s (the UI saves asynchronously).
