@@ -203,6 +203,16 @@ func TestUIRoles(t *testing.T) {
 	e.mustAPI("POST", "/api/users", map[string]any{"username": "sensor-7", "password": validPassword(t), "roles": []string{r.ID},
 		"mqttPublishPrefix": "plant1/line1/"}, nil, 201)
 	e.page("access", "Try a topic")
+	// The name box suggests usernames, or role names once A role is picked.
+	e.b.Run("suggestions", 10*time.Second,
+		chromedp.WaitReady(`//main//datalist/option[@value="sensor-7"]`, chromedp.BySearch),
+		chromedp.Click(`//main//label[normalize-space()="A role"]`, chromedp.BySearch),
+		chromedp.WaitReady(`//main//datalist/option[@value="line1-devices"]`, chromedp.BySearch),
+		chromedp.Click(`//main//label[normalize-space()="A user"]`, chromedp.BySearch),
+		chromedp.WaitReady(`//main//datalist/option[@value="sensor-7"]`, chromedp.BySearch))
+	if n := e.b.Nodes(`//main//datalist/option[@value="line1-devices"]`); n != 0 {
+		t.Error("role names suggested for a username")
+	}
 	e.b.Run("subject", 5*time.Second, chromedp.SendKeys(`main input[name=subject]`, "sensor-7"))
 	if text := e.tryTopic("//main", "cmd/start"); text != "" {
 		for _, s := range []string{"Read: ✗ Denied", "Write: ✓ Allowed", "plant1/line1/cmd/+", "line1-devices", "plant1/line1/cmd/start"} {
