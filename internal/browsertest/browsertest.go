@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -90,6 +91,11 @@ func New(t testing.TB) *Browser {
 		switch e := ev.(type) {
 		case *runtime.EventExceptionThrown:
 			b.report("exception: " + e.ExceptionDetails.Error())
+		case *cdplog.EventEntryAdded:
+			// CSP violations arrive here ("Refused to execute ...").
+			if e.Entry.Level == cdplog.LevelError {
+				b.report("log: " + e.Entry.Text)
+			}
 		case *runtime.EventConsoleAPICalled:
 			if e.Type == runtime.APITypeError {
 				msg := "console.error:"
@@ -102,7 +108,7 @@ func New(t testing.TB) *Browser {
 	})
 	// The first Run starts the browser and ties it to the context it is
 	// given: a context with a deadline would stop the browser with it.
-	if err := chromedp.Run(ctx, chromedp.EmulateViewport(Width, Height)); err != nil {
+	if err := chromedp.Run(ctx, cdplog.Enable(), chromedp.EmulateViewport(Width, Height)); err != nil {
 		cancelTab()
 		cancelAlloc()
 		t.Fatalf("start chromium: %v", err)
