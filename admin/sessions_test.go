@@ -60,8 +60,8 @@ func TestSessionsLoginAndSession(t *testing.T) {
 			Username         string    `json:"username"`
 			IdentityProvider string    `json:"identityProvider"`
 			ExpiresAt        time.Time `json:"expiresAt"`
-			Permissions []any     `json:"permissions"`
-			MFA         *struct {
+			Permissions      []any     `json:"permissions"`
+			MFA              *struct {
 				Enabled  bool `json:"enabled"`
 				Enforced bool `json:"enforced"`
 			} `json:"mfa"`
