@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,20 @@ func TestUIAccount(t *testing.T) {
 		t.Fatalf("MFA login with a backup code: %d %v", code, mfaLogin)
 	}
 	e.page("account", "My account")
+	b.Run("new backup codes, with a backup code", 10*time.Second,
+		chromedp.SendKeys(`input[name="mfa-code"]`, codes[1]),
+		clickButton("//main", "New backup codes"),
+		chromedp.WaitVisible(`ol.codes`))
+	var fresh []string
+	b.Run("the new codes", 5*time.Second, chromedp.Evaluate(`[...document.querySelectorAll('ol.codes li')].map((li) => li.textContent)`, &fresh))
+	if len(fresh) != 10 || slices.Contains(fresh, codes[2]) {
+		t.Fatalf("new backup codes %v (old ones %v)", fresh, codes)
+	}
+	b.Run("put them away", 5*time.Second, clickButton("//main", "I have saved them"), chromedp.WaitNotPresent(`ol.codes`))
+	_, login = postJSON(t, e.base, "/api/login", "", map[string]string{"username": "maria.keller", "password": pw})
+	if code, _ := postJSON(t, e.base, "/api/mfa/login", "", map[string]any{"username": "maria.keller", "secret": login["secret"], "backupCode": codes[2]}); code == 200 {
+		t.Errorf("an old backup code still works after new ones were made")
+	}
 	b.Run("the trusted device", 10*time.Second,
 		chromedp.WaitVisible(`//main//td[normalize-space()="Line 1 tablet"]`, chromedp.BySearch),
 		chromedp.WaitVisible(`//main//h2[normalize-space()="Two-step verification"]/following-sibling::p/span[normalize-space()="On"]`, chromedp.BySearch))
