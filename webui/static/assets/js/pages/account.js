@@ -106,12 +106,14 @@ function enrollStep(ctx, box, me, due, answer) {
   const codeField = field('Code shown by the app', code, 'The 6-digit code the app shows for warden now.');
   const verify = h('button', {type: 'submit', class: 'primary'}, 'Verify and turn on');
   const secret = otpauthSecret(answer.uri);
+  // Only an image warden drew: a PNG data: URI (the CSP refuses others anyway).
+  const qr = typeof answer.qrCode === 'string' && answer.qrCode.startsWith('data:image/png;base64,') ? answer.qrCode : '';
   replace(box, heading('Set up two-step verification'),
     h('ol', {class: 'steps'},
       h('li', {},
-        h('p', {}, answer.qrCode ? 'Scan this QR code with your authenticator app:' : 'Add warden to your authenticator app with this key:'),
-        answer.qrCode && h('img', {class: 'qr', src: answer.qrCode, alt: 'QR code for your authenticator app', width: 200, height: 200}),
-        h('p', {}, answer.qrCode ? 'Or type this key by hand (time-based, 6 digits, every 30 seconds): ' : 'Key (time-based, 6 digits, every 30 seconds): ',
+        h('p', {}, qr ? 'Scan this QR code with your authenticator app:' : 'Add warden to your authenticator app with this key:'),
+        qr && h('img', {class: 'qr', src: qr, alt: 'QR code for your authenticator app', width: 200, height: 200}),
+        h('p', {}, qr ? 'Or type this key by hand (time-based, 6 digits, every 30 seconds): ' : 'Key (time-based, 6 digits, every 30 seconds): ',
           h('code', {class: 'secret'}, grouped(secret))),
         h('details', {}, h('summary', {}, 'Show the otpauth:// link'), h('p', {}, h('code', {class: 'otpauth-uri'}, answer.uri)))),
       h('li', {}, h('form', {class: 'stack', novalidate: true, onsubmit: (e) => {
