@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/warden-mqtt/warden/internal/ldaptest"
 )
 
 // uiUser is a user as GET /api/users/{id} shows it, the fields the users
@@ -221,6 +223,51 @@ func TestUIUsers(t *testing.T) {
 	for _, label := range []string{"Delete user", "Suspend", "Save settings", "Save roles", "Pin certificate", "Set password"} {
 		if n := b.Nodes(fmt.Sprintf(`//main//button[normalize-space()=%q]`, label)); n != 0 {
 			t.Errorf("a reader is offered %q", label)
+		}
+	}
+	if errs := b.Errors(); len(errs) > 0 {
+		t.Errorf("page errors: %v", errs)
+	}
+}
+
+// TestUIDirectoryUser: a directory (LDAP) user has no password of
+// warden's: its account page offers no password change, and its page in
+// the users list shows the roles its groups gave it, read-only, and no
+// password fields.
+func TestUIDirectoryUser(t *testing.T) {
+	t.Parallel()
+	d := ldaptest.Start(t)
+	e := startUI(t, "--ldap-url", d.URL, "--ldap-start-tls", "--ldap-ca-file", d.CAFile, "--ldap-base-dn", d.BaseDN,
+		"--ldap-filter", ldaptest.UserFilter, "--ldap-bind-dn", d.BindDN, "--ldap-bind-password", d.BindPassword,
+		"--ldap-group-base-dn", ldaptest.GroupsDN, "--ldap-group-filter", ldaptest.GroupFilter)
+	e.api("POST", "/api/roles", map[string]any{"name": "line-operators", "isShared": true, "ldapGroups": []string{ldaptest.Operators},
+		"permissions": []map[string]string{{"resource": "plant1/#", "operation": "read", "context": "mqtt"}}}, nil, 201)
+
+	e.signIn("alice", ldaptest.Alice.Password, "")
+	e.page("account", "My account")
+	b := e.b
+	b.Run("alice's account", 10*time.Second,
+		waitText(`//main//p`, "a directory account"),
+		chromedp.WaitVisible(`//main//h2[normalize-space()="My trusted devices"]`, chromedp.BySearch))
+	if n := b.Nodes(`//main//h2[normalize-space()="Change my password"]`); n != 0 {
+		t.Errorf("a directory user is offered a password change")
+	}
+
+	var found struct {
+		Users []uiUser `json:"users"`
+	}
+	e.api("GET", "/api/listUsers?"+url.Values{"username[eq]": {"alice"}}.Encode(), nil, &found, 200)
+	if len(found.Users) != 1 {
+		t.Fatalf("alice after her login: %+v", found.Users)
+	}
+	e.signIn("admin", e.pw, "")
+	e.page("users/"+found.Users[0].ID, "alice")
+	b.Run("alice's page", 10*time.Second,
+		chromedp.WaitVisible(`//main//h3[normalize-space()="From the directory (read-only)"]/following-sibling::ul/li[normalize-space()="line-operators"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//main//span[normalize-space()="Directory (LDAP)"]`, chromedp.BySearch))
+	for _, sel := range []string{`//main//h2[normalize-space()="Password"]`, `//main//input[@type="password"]`} {
+		if n := b.Nodes(sel); n != 0 {
+			t.Errorf("a directory user's page shows %s", sel)
 		}
 	}
 	if errs := b.Errors(); len(errs) > 0 {
