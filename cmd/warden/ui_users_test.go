@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/warden-mqtt/warden/internal/ldaptest"
 )
@@ -154,13 +156,49 @@ func TestUIUsers(t *testing.T) {
 		t.Errorf("search for ROBOT-07 shows %d rows, want 1", n)
 	}
 
-	// Its page: a token to revoke, a certificate to pin, then suspend.
+	// Its page: tokens to revoke, MFA to reset, certificates to pin, then
+	// suspend. The user signs in twice and enrolls in MFA over HTTP.
 	apiCall(t, e.host(), "POST", "/api/login", "", map[string]string{"username": "line1-robot-07", "password": pw, "label": "plc-gateway"}, nil, 200)
+	var laptop struct{ Token string }
+	apiCall(t, e.host(), "POST", "/api/login", "", map[string]string{"username": "line1-robot-07", "password": pw, "label": "commissioning-laptop"}, &laptop, 200)
+	_, en := postJSON(t, e.base, "/api/mfa/enable", laptop.Token, map[string]string{})
+	key, err := otp.NewKeyFromURL(fmt.Sprint(en["uri"]))
+	if err != nil {
+		t.Fatalf("mfa enable: %v %v", en, err)
+	}
+	now, _ := totp.GenerateCode(key.Secret(), time.Now())
+	if code, v := postJSON(t, e.base, "/api/mfa/validate", laptop.Token, map[string]string{"otp": now}); code != 200 {
+		t.Fatalf("mfa validate: %d %v", code, v)
+	}
 	fp := fmt.Sprintf("%x", sha256.Sum256([]byte("line1-robot-07's certificate")))
 	b.Run("open the user", 10*time.Second,
 		chromedp.Click(`//main//table//a[normalize-space()="line1-robot-07"]`, chromedp.BySearch),
 		chromedp.WaitVisible(`//main//h1[normalize-space()="line1-robot-07"]`, chromedp.BySearch),
 		chromedp.WaitVisible(`//main//table//td[normalize-space()="plc-gateway"]`, chromedp.BySearch),
+		chromedp.Click(`//main//button[@aria-label="Revoke token commissioning-laptop"]`, chromedp.BySearch),
+		chromedp.WaitNotPresent(`//main//table//td[normalize-space()="commissioning-laptop"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`//main//table//td[normalize-space()="plc-gateway"]`, chromedp.BySearch))
+	var toks []struct{ Label string }
+	e.api("GET", "/api/users/"+u.ID+"/tokens", nil, &toks, 200)
+	if len(toks) != 1 || toks[0].Label != "plc-gateway" {
+		t.Errorf("tokens after revoking commissioning-laptop: %+v", toks)
+	}
+	var mfa struct {
+		Enrolled bool `json:"mfa_is_enrolled"`
+	}
+	e.api("GET", "/api/users/"+u.ID, nil, &mfa, 200)
+	if !mfa.Enrolled {
+		t.Fatalf("the user did not enroll")
+	}
+	b.Run("reset its MFA", 10*time.Second,
+		clickButton("//main", "Reset MFA"),
+		clickButton("//dialog", "Reset MFA"),
+		chromedp.WaitVisible(`//main//p[contains(@class,"badges")]/span[normalize-space()="Not enrolled"]`, chromedp.BySearch))
+	e.api("GET", "/api/users/"+u.ID, nil, &mfa, 200)
+	if mfa.Enrolled {
+		t.Errorf("the API still says enrolled after the reset")
+	}
+	b.Run("pin a fingerprint", 10*time.Second,
 		chromedp.SendKeys(`textarea[name=certificate]`, strings.ToUpper(fp[:4])+":"+fp[4:]),
 		clickButton("//main", "Pin certificate"),
 		chromedp.WaitVisible(fmt.Sprintf(`//main//table//code[normalize-space()=%q]`, fp), chromedp.BySearch))
@@ -194,7 +232,6 @@ func TestUIUsers(t *testing.T) {
 		clickButton("//main", "Revoke all tokens"),
 		clickButton("//dialog", "Revoke all"),
 		chromedp.WaitVisible(`//main//p[normalize-space()="No tokens: the user is signed in nowhere."]`, chromedp.BySearch))
-	var toks []any
 	e.api("GET", "/api/users/"+u.ID+"/tokens", nil, &toks, 200)
 	if len(toks) != 0 {
 		t.Errorf("tokens after revoking all: %v", toks)
