@@ -45,10 +45,11 @@ func TestDirectoryHTTPLogin(t *testing.T) {
 	}
 	tok := m.login("alice", ldaptest.Alice.Password)
 	var sess struct {
-		Username string `json:"username"`
+		Username         string `json:"username"`
+		IdentityProvider string `json:"identityProvider"`
 	}
 	m.mustAs(tok, "GET", "/api/session", nil, http.StatusOK, &sess)
-	if sess.Username != "alice" {
+	if sess.Username != "alice" || sess.IdentityProvider != "ldap" {
 		t.Errorf("session of alice's token: %+v", sess)
 	}
 	if u, err := m.st.UserByUsername(context.Background(), "alice"); err != nil || u.IdentityProvider != "ldap" {

@@ -260,10 +260,13 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ *caller) error
 }
 
 type sessionView struct {
-	Username    string           `json:"username"`
-	ExpiresAt   time.Time        `json:"expiresAt"`
-	Permissions []acl.Permission `json:"permissions"`
-	MFA         mfaState         `json:"mfa"`
+	Username string `json:"username"`
+	// IdentityProvider tells the UI whether the caller has a password of
+	// warden's to change ("local") or the directory's ("ldap").
+	IdentityProvider string           `json:"identityProvider"`
+	ExpiresAt        time.Time        `json:"expiresAt"`
+	Permissions      []acl.Permission `json:"permissions"`
+	MFA              mfaState         `json:"mfa"`
 }
 
 type mfaState struct {
@@ -273,7 +276,7 @@ type mfaState struct {
 
 func (s *Server) session(w http.ResponseWriter, r *http.Request, c *caller) error {
 	writeJSON(w, http.StatusOK, sessionView{
-		Username: c.user.Username, ExpiresAt: c.claims.ExpiresAt, Permissions: c.perms,
+		Username: c.user.Username, IdentityProvider: cmp.Or(c.user.IdentityProvider, "local"), ExpiresAt: c.claims.ExpiresAt, Permissions: c.perms,
 		MFA: mfaState{Enabled: s.mfaEnrolled(r.Context(), c.user), Enforced: c.user.EnforceMFAEnrollment},
 	})
 	return nil

@@ -57,16 +57,17 @@ func TestSessionsLoginAndSession(t *testing.T) {
 			t.Fatalf("default token lifetime %v, want 24h", d)
 		}
 		var sess struct {
-			Username    string    `json:"username"`
-			ExpiresAt   time.Time `json:"expiresAt"`
-			Permissions []any     `json:"permissions"`
-			MFA         *struct {
+			Username         string    `json:"username"`
+			IdentityProvider string    `json:"identityProvider"`
+			ExpiresAt        time.Time `json:"expiresAt"`
+			Permissions      []any     `json:"permissions"`
+			MFA              *struct {
 				Enabled  bool `json:"enabled"`
 				Enforced bool `json:"enforced"`
 			} `json:"mfa"`
 		}
 		a.mustAs(login.Token, "GET", "/api/session", nil, 200, &sess)
-		if sess.Username != "admin" || !sess.ExpiresAt.Equal(login.ExpiresAt) || len(sess.Permissions) != 2 || sess.MFA == nil {
+		if sess.Username != "admin" || sess.IdentityProvider != "local" || !sess.ExpiresAt.Equal(login.ExpiresAt) || len(sess.Permissions) != 2 || sess.MFA == nil {
 			t.Fatalf("session: %+v", sess)
 		}
 		var perms []map[string]string
