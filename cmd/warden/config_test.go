@@ -21,6 +21,7 @@ func defaultConfig() Config {
 	return Config{
 		MQTTAddr:        ":1883",
 		HTTPAddr:        ":8080",
+		WebUI:           true,
 		DataDir:         "./data",
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
@@ -107,7 +108,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 		{
 			name: "every setting has a variable",
 			env: map[string]string{
-				"WARDEN_MQTT_ADDR": ":1", "WARDEN_MQTTS_ADDR": ":2", "WARDEN_WS_ADDR": ":3", "WARDEN_HTTP_ADDR": ":4",
+				"WARDEN_MQTT_ADDR": ":1", "WARDEN_MQTTS_ADDR": ":2", "WARDEN_WS_ADDR": ":3", "WARDEN_HTTP_ADDR": ":4", "WARDEN_WEB_UI": "false",
 				"WARDEN_DATA_DIR": "/d", "WARDEN_REDIS_URL": "redis://r:6379/1",
 				"WARDEN_TLS_CERT": "c.pem", "WARDEN_TLS_KEY": "k.pem", "WARDEN_CLIENT_CA": "ca.pem",
 				"WARDEN_LOG_LEVEL": "error", "WARDEN_SHUTDOWN_TIMEOUT": "2s", "WARDEN_INSECURE_NO_AUTH": "true",
@@ -448,6 +449,7 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--mqtts-addr", "WARDEN_MQTTS_ADDR", "empty"},
 		{"--ws-addr", "WARDEN_WS_ADDR", "empty"},
 		{"--http-addr", "WARDEN_HTTP_ADDR", `":8080"`},
+		{"--web-ui", "WARDEN_WEB_UI", `"true"`},
 		{"--data-dir", "WARDEN_DATA_DIR", `"./data"`},
 		{"--redis-url", "WARDEN_REDIS_URL", "empty"},
 		{"--node-id", "WARDEN_NODE_ID", "empty"},
