@@ -79,10 +79,10 @@ func New(t testing.TB) *Browser {
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	// chromedp's protocol types lag behind Debian's chromium; events it
-	// cannot decode (new enum values) are logged by default, and are none
-	// the test looks at.
+	// cannot decode (new enum values) or does not know are logged by
+	// default, and are none the test looks at.
 	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithErrorf(func(format string, args ...any) {
-		if !strings.HasPrefix(format, "could not unmarshal event") {
+		if !strings.HasPrefix(format, "could not unmarshal event") && !strings.HasPrefix(format, "unhandled node event") {
 			t.Logf("chromedp: "+format, args...)
 		}
 	}))
@@ -92,8 +92,10 @@ func New(t testing.TB) *Browser {
 		case *runtime.EventExceptionThrown:
 			b.report("exception: " + e.ExceptionDetails.Error())
 		case *cdplog.EventEntryAdded:
-			// CSP violations arrive here ("Refused to execute ...").
-			if e.Entry.Level == cdplog.LevelError {
+			// CSP violations arrive here ("Refused to execute ...");
+			// an API's 4xx answer does too, as a network entry, and is
+			// what the page shows the user, not a fault.
+			if e.Entry.Level == cdplog.LevelError && e.Entry.Source != cdplog.SourceNetwork {
 				b.report("log: " + e.Entry.Text)
 			}
 		case *runtime.EventConsoleAPICalled:

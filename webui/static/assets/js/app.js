@@ -21,7 +21,7 @@ import * as account from './pages/account.js';
 // offered (null: every signed-in user).
 const routes = [
   {path: 'overview', title: 'Overview', page: overview, needs: null},
-  {path: 'users', title: 'Users', page: users, needs: '/api/users'},
+  {path: 'users', title: 'Users', page: users, needs: '/api/listUsers'},
   {path: 'roles', title: 'Roles & permissions', page: roles, needs: '/api/roles'},
   {path: 'access', title: 'Try a topic', page: access, needs: '/api/access/check'},
   {path: 'registry', title: 'Client registry', page: registry, needs: '/api/client-registry'},
@@ -128,8 +128,10 @@ function runCleanups() {
 
 async function render() {
   runCleanups();
-  // A toast belongs to the page that raised it.
+  // A toast or a dialog belongs to the page that raised it (Back while a
+  // dialog is open leaves that page).
   document.getElementById('toasts').replaceChildren();
+  for (const d of document.querySelectorAll('dialog[open]')) d.close();
   if (!api.signedIn()) {
     replace(root, login.render({onSignedIn: signedIn, notice: takeNotice()}));
     document.title = 'Sign in · warden';
