@@ -75,11 +75,7 @@ func TestUIAccount(t *testing.T) {
 		t.Errorf("download link %q, want a blob: URL", href)
 	}
 	b.Run("the warning that they are shown once", 5*time.Second, waitText(`//main//p[@role="alert"]`, "they are not shown again"))
-	var u struct {
-		MFAIsEnrolled bool `json:"mfa_is_enrolled"`
-	}
-	e.api("GET", "/api/users/"+created.ID, nil, &u, 200)
-	if !u.MFAIsEnrolled {
+	if !e.mfaEnrolled(created.ID) {
 		t.Fatalf("the API does not hold the enrollment")
 	}
 	b.Run("codes put away: the other pages are offered", 10*time.Second,
@@ -125,12 +121,12 @@ func TestUIAccount(t *testing.T) {
 	b.Run("the trusted device", 10*time.Second,
 		chromedp.WaitVisible(`//main//td[normalize-space()="Line 1 tablet"]`, chromedp.BySearch),
 		chromedp.WaitVisible(`//main//h2[normalize-space()="Two-step verification"]/following-sibling::p/span[normalize-space()="On"]`, chromedp.BySearch))
-	e.screenshot("account")
+	e.shoot("account")
 	b.Run("remove it", 10*time.Second,
 		chromedp.Click(`//main//button[@aria-label="Remove trusted device Line 1 tablet"]`, chromedp.BySearch),
 		chromedp.WaitNotPresent(`//main//td[normalize-space()="Line 1 tablet"]`, chromedp.BySearch))
 	var devices []any
-	apiCall(t, e.host(), "GET", "/api/v1/user/my/mfa/trusted_device", token, nil, &devices, 200)
+	apiCall(t, e.addr, "GET", "/api/v1/user/my/mfa/trusted_device", token, nil, &devices, 200)
 	if len(devices) != 0 {
 		t.Errorf("trusted devices after removing: %v", devices)
 	}

@@ -49,7 +49,7 @@ func TestUIBackup(t *testing.T) {
 		Running         bool
 		Backup, Restore *maintenanceOp
 	}
-	e.mustAPI("GET", "/api/maintenance/db", nil, &st, 200)
+	e.api("GET", "/api/maintenance/db", nil, &st, 200)
 	if st.Backup == nil || !st.Backup.Succeeded {
 		t.Fatalf("the API's last backup: %+v", st.Backup)
 	}
@@ -72,7 +72,7 @@ func TestUIBackup(t *testing.T) {
 	}
 
 	// A change after the backup, which the restore undoes.
-	e.mustAPI("POST", "/api/roles", map[string]any{"name": "after-backup", "isShared": true}, nil, 201)
+	e.api("POST", "/api/roles", map[string]any{"name": "after-backup", "isShared": true}, nil, 201)
 	e.b.Run("restore", 20*time.Second,
 		chromedp.SetUploadFiles(`main input[name=archive]`, []string{archive}),
 		clickButton("//main", "Restore…"),
@@ -81,7 +81,7 @@ func TestUIBackup(t *testing.T) {
 	if got := e.b.Text(`//main//*[@role='status']`); !strings.Contains(got, "restore finished") || !strings.Contains(got, "sign in again") {
 		t.Errorf("restore result %q", got)
 	}
-	e.mustAPI("GET", "/api/maintenance/db", nil, &st, 200)
+	e.api("GET", "/api/maintenance/db", nil, &st, 200)
 	if st.Restore == nil || !st.Restore.Succeeded || st.Restore.ID != st.Backup.ID {
 		t.Errorf("the API's last restore: %+v (backup %s)", st.Restore, st.Backup.ID)
 	}

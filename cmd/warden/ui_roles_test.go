@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,13 +10,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 )
-
-// mustAPI calls the API with the admin's token (apiCall), failing the
-// test unless the answer has status want.
-func (e *uiEnv) mustAPI(method, path string, body, out any, want int) {
-	e.t.Helper()
-	apiCall(e.t, strings.TrimPrefix(e.base, "http://"), method, path, e.token, body, out, want)
-}
 
 // eventually polls cond for up to 5 s (the UI saves asynchronously).
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -47,7 +39,7 @@ type uiRole struct {
 func (e *uiEnv) roleByName(name string) *uiRole {
 	e.t.Helper()
 	var roles []uiRole
-	e.mustAPI("GET", "/api/roles?"+url.Values{"name[eq]": {name}}.Encode(), nil, &roles, 200)
+	e.api("GET", "/api/roles?"+url.Values{"name[eq]": {name}}.Encode(), nil, &roles, 200)
 	if len(roles) == 0 {
 		return nil
 	}
@@ -86,14 +78,6 @@ func (e *uiEnv) tryTopic(scope, topic string) string {
 	return text
 }
 
-// shoot saves a screenshot of the page as docs/ui/<name>.png, without
-// the toasts earlier steps left.
-func (e *uiEnv) shoot(name string) {
-	e.t.Helper()
-	e.b.Run("hide toasts", 5*time.Second, chromedp.Evaluate(`document.querySelectorAll('.toast').forEach((t) => t.remove())`, nil))
-	e.b.Screenshot(filepath.Join("..", "..", "docs", "ui", name+".png"))
-}
-
 // TestUIRoles walks the roles pages as an admin: a new role with an
 // invalid pattern is refused in the form until it is fixed, the API then
 // holds exactly the permissions typed; one permission is changed and one
@@ -105,13 +89,13 @@ func TestUIRoles(t *testing.T) {
 	t.Parallel()
 	e := startUI(t)
 	// Realistic neighbours for the list's screenshot.
-	e.mustAPI("POST", "/api/roles", map[string]any{"name": "dashboards", "isShared": true, "permissions": []map[string]string{
+	e.api("POST", "/api/roles", map[string]any{"name": "dashboards", "isShared": true, "permissions": []map[string]string{
 		{"resource": "plant1/+/status", "operation": "read", "context": "mqtt"},
 		{"resource": "/api/clients", "operation": "read", "context": "http"}}}, nil, 201)
 	var line2 uiRole
-	e.mustAPI("POST", "/api/roles", map[string]any{"name": "line2-devices", "isShared": true, "permissions": []map[string]string{
+	e.api("POST", "/api/roles", map[string]any{"name": "line2-devices", "isShared": true, "permissions": []map[string]string{
 		{"resource": "plant1/line2/{username}/#", "operation": "readWrite", "context": "mqtt"}}}, &line2, 201)
-	e.mustAPI("POST", "/api/users", map[string]any{"username": "press-4", "password": validPassword(t), "roles": []string{line2.ID}}, nil, 201)
+	e.api("POST", "/api/users", map[string]any{"username": "press-4", "password": validPassword(t), "roles": []string{line2.ID}}, nil, 201)
 
 	e.signIn("admin", e.pw, "")
 	e.page("roles", "Roles & permissions")
@@ -181,7 +165,7 @@ func TestUIRoles(t *testing.T) {
 	e.shoot("role")
 
 	// A user holding the role, with a publish prefix, on #/access.
-	e.mustAPI("POST", "/api/users", map[string]any{"username": "sensor-7", "password": validPassword(t), "roles": []string{r.ID},
+	e.api("POST", "/api/users", map[string]any{"username": "sensor-7", "password": validPassword(t), "roles": []string{r.ID},
 		"mqttPublishPrefix": "plant1/line1/"}, nil, 201)
 	e.page("access", "Try a topic")
 	// The name box suggests usernames, or role names once A role is picked.
@@ -212,7 +196,7 @@ func TestUIRoles(t *testing.T) {
 			IsShared bool   `json:"isshared"`
 		} `json:"roles"`
 	}
-	e.mustAPI("GET", "/api/roles/page?pageNumber=1&rowsPerPage=50", nil, &all, 200)
+	e.api("GET", "/api/roles/page?pageNumber=1&rowsPerPage=50", nil, &all, 200)
 	own := ""
 	for _, ro := range all.Roles {
 		if !ro.IsShared {
@@ -244,10 +228,10 @@ func TestUIRoles(t *testing.T) {
 		t.Fatal("the held role was deleted")
 	}
 	var users []struct{ ID, Username string }
-	e.mustAPI("GET", "/api/users/usernames", nil, &users, 200)
+	e.api("GET", "/api/users/usernames", nil, &users, 200)
 	for _, u := range users {
 		if u.Username == "sensor-7" {
-			e.mustAPI("DELETE", "/api/users/"+u.ID, nil, nil, 200)
+			e.api("DELETE", "/api/users/"+u.ID, nil, nil, 200)
 		}
 	}
 	e.b.Run("delete", 10*time.Second,
@@ -261,7 +245,7 @@ func TestUIRoles(t *testing.T) {
 
 	// A caller with read on the roles only: no control to change them.
 	pw := validPassword(t)
-	e.mustAPI("POST", "/api/users", map[string]any{"username": "auditor", "password": pw,
+	e.api("POST", "/api/users", map[string]any{"username": "auditor", "password": pw,
 		"initialPermissions": []map[string]string{{"resource": "/api/roles/#", "operation": "read", "context": "http"}}}, nil, 201)
 	e.b.Run("log out", 10*time.Second, clickButton("//header", "Log out"), chromedp.WaitVisible(`input[name=username]`))
 	e.signIn("auditor", pw, "")

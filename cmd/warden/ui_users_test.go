@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -37,15 +36,6 @@ type uiUser struct {
 	} `json:"certificates"`
 }
 
-// host is e.base without its scheme, as apiCall takes it.
-func (e *uiEnv) host() string { return strings.TrimPrefix(e.base, "http://") }
-
-// api calls the API as the admin (want: the status required).
-func (e *uiEnv) api(method, path string, body, out any, want int) {
-	e.t.Helper()
-	apiCall(e.t, e.host(), method, path, e.token, body, out, want)
-}
-
 // role creates a shared role over HTTP and returns its ID.
 func (e *uiEnv) role(name string, perms ...map[string]string) string {
 	e.t.Helper()
@@ -56,14 +46,6 @@ func (e *uiEnv) role(name string, perms ...map[string]string) string {
 
 func httpRead(resource string) map[string]string {
 	return map[string]string{"resource": resource, "operation": "read", "context": "http"}
-}
-
-// screenshot saves the page at 1280×800 to docs/ui/<name>.png, without
-// the toasts of the steps before.
-func (e *uiEnv) screenshot(name string) {
-	e.t.Helper()
-	e.b.Run("clear toasts", 5*time.Second, chromedp.Evaluate(`document.getElementById('toasts').replaceChildren()`, nil))
-	e.b.Screenshot(filepath.Join("..", "..", "docs", "ui", name+".png"))
 }
 
 // waitText waits until the element sel (XPath) holds text.
@@ -145,7 +127,7 @@ func TestUIUsers(t *testing.T) {
 	if !slices.Equal(names, []string{"line1-devices", "line1-operators"}) || u.MQTTPublishPrefix != "plant1/line1/" {
 		t.Fatalf("created user %+v: shared roles %v, want line1-devices and line1-operators with prefix plant1/line1/", u, names)
 	}
-	e.screenshot("users")
+	e.shoot("users")
 
 	// The search finds it by part of its name, and only it.
 	b.Run("search", 10*time.Second,
@@ -158,9 +140,9 @@ func TestUIUsers(t *testing.T) {
 
 	// Its page: tokens to revoke, MFA to reset, certificates to pin, then
 	// suspend. The user signs in twice and enrolls in MFA over HTTP.
-	apiCall(t, e.host(), "POST", "/api/login", "", map[string]string{"username": "line1-robot-07", "password": pw, "label": "plc-gateway"}, nil, 200)
+	apiCall(t, e.addr, "POST", "/api/login", "", map[string]string{"username": "line1-robot-07", "password": pw, "label": "plc-gateway"}, nil, 200)
 	var laptop struct{ Token string }
-	apiCall(t, e.host(), "POST", "/api/login", "", map[string]string{"username": "line1-robot-07", "password": pw, "label": "commissioning-laptop"}, &laptop, 200)
+	apiCall(t, e.addr, "POST", "/api/login", "", map[string]string{"username": "line1-robot-07", "password": pw, "label": "commissioning-laptop"}, &laptop, 200)
 	_, en := postJSON(t, e.base, "/api/mfa/enable", laptop.Token, map[string]string{})
 	key, err := otp.NewKeyFromURL(fmt.Sprint(en["uri"]))
 	if err != nil {
@@ -183,19 +165,14 @@ func TestUIUsers(t *testing.T) {
 	if len(toks) != 1 || toks[0].Label != "plc-gateway" {
 		t.Errorf("tokens after revoking commissioning-laptop: %+v", toks)
 	}
-	var mfa struct {
-		Enrolled bool `json:"mfa_is_enrolled"`
-	}
-	e.api("GET", "/api/users/"+u.ID, nil, &mfa, 200)
-	if !mfa.Enrolled {
+	if !e.mfaEnrolled(u.ID) {
 		t.Fatalf("the user did not enroll")
 	}
 	b.Run("reset its MFA", 10*time.Second,
 		clickButton("//main", "Reset MFA"),
 		clickButton("//dialog", "Reset MFA"),
 		chromedp.WaitVisible(`//main//p[contains(@class,"badges")]/span[normalize-space()="Not enrolled"]`, chromedp.BySearch))
-	e.api("GET", "/api/users/"+u.ID, nil, &mfa, 200)
-	if mfa.Enrolled {
+	if e.mfaEnrolled(u.ID) {
 		t.Errorf("the API still says enrolled after the reset")
 	}
 	b.Run("pin a fingerprint", 10*time.Second,
@@ -229,7 +206,7 @@ func TestUIUsers(t *testing.T) {
 	if !got.Suspended {
 		t.Errorf("the API does not say suspended: %+v", got)
 	}
-	e.screenshot("user")
+	e.shoot("user")
 	b.Run("revoke all tokens", 10*time.Second,
 		clickButton("//main", "Revoke all tokens"),
 		clickButton("//dialog", "Revoke all"),

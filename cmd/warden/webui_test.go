@@ -50,6 +50,31 @@ func startUI(t *testing.T, args ...string) *uiEnv {
 	return e
 }
 
+// api calls the API with the admin's token (apiCall), failing the test
+// unless the answer has status want.
+func (e *uiEnv) api(method, path string, body, out any, want int) {
+	e.t.Helper()
+	apiCall(e.t, e.addr, method, path, e.token, body, out, want)
+}
+
+// mfaEnrolled asks the API whether the user is enrolled in MFA.
+func (e *uiEnv) mfaEnrolled(userID string) bool {
+	e.t.Helper()
+	var u struct {
+		Enrolled bool `json:"mfa_is_enrolled"`
+	}
+	e.api("GET", "/api/users/"+userID, nil, &u, 200)
+	return u.Enrolled
+}
+
+// shoot captures the page for docs/ui/<name>.png (browsertest.Screenshot)
+// without the toasts earlier steps left.
+func (e *uiEnv) shoot(name string) {
+	e.t.Helper()
+	e.b.Run("hide toasts", 5*time.Second, chromedp.Evaluate(`document.getElementById('toasts').replaceChildren()`, nil))
+	e.b.Screenshot(filepath.Join("..", "..", "docs", "ui", name+".png"))
+}
+
 // enrollAdminMFA enrolls the admin in TOTP over the API and returns the
 // secret the test's authenticator computes codes from.
 func (e *uiEnv) enrollAdminMFA() string {
