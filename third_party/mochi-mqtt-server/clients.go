@@ -644,7 +644,13 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
 
 	var err error
-	buf := new(bytes.Buffer)
+	// warden patch: the encoding buffer comes from a pool instead of a
+	// new bytes.Buffer grown from empty for every packet (two or more
+	// allocations for each packet written). Its bytes are written or copied
+	// to outbuf before WritePacket returns, and OnPacketSent's b is valid
+	// only during that call (hooks.go).
+	buf := getEncodeBuffer()
+	defer putEncodeBuffer(buf)
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectEncode(buf)
@@ -730,6 +736,28 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
 
 	return err
+}
+
+// maxPooledEncodeBuffer bounds the buffers kept for reuse: one packet of
+// up to the maximum packet size (256 MiB) must not stay allocated.
+const maxPooledEncodeBuffer = 64 << 10
+
+// encodeBuffers holds WritePacket's encoding buffers for reuse.
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// getEncodeBuffer returns an empty buffer from the pool.
+func getEncodeBuffer() *bytes.Buffer {
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	return buf
+}
+
+// putEncodeBuffer returns buf to the pool unless it grew past
+// maxPooledEncodeBuffer.
+func putEncodeBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledEncodeBuffer {
+		encodeBuffers.Put(buf)
+	}
 }
 
 func (cl *Client) flushOutbuf() (err error) {
