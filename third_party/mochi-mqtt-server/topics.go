@@ -277,6 +277,16 @@ func (s *Subscriptions) GetAll() map[string]packets.Subscription {
 	return m
 }
 
+// each calls fn for every subscription under the read lock, without
+// copying them (warden patch); fn must not change s.
+func (s *Subscriptions) each(fn func(id string, sub packets.Subscription)) {
+	s.RLock()
+	defer s.RUnlock()
+	for k, v := range s.internal {
+		fn(k, v)
+	}
+}
+
 // Get returns a subscriptions for a specific client or filter id.
 func (s *Subscriptions) Get(id string) (val packets.Subscription, ok bool) {
 	s.RLock()
@@ -633,18 +643,29 @@ func (x *TopicsIndex) gatherSubscriptions(topic string, particle *particle, subs
 		subs.Subscriptions = map[string]packets.Subscription{}
 	}
 
-	for client, sub := range particle.subscriptions.GetAll() {
+	// warden patch: the particle's subscriptions are read in place under
+	// its read lock (each publish copied them into a new map), and a
+	// client's first matching subscription is stored as it is: Merge made
+	// an Identifiers map for every delivery. Merge runs only when a
+	// second subscription of the client matches, and a first one with a
+	// subscription identifier gets its map here, so publishToClient sends
+	// the same identifiers as before (an identifier 0 is never encoded).
+	particle.subscriptions.each(func(client string, sub packets.Subscription) {
 		if len(sub.Filter) > 0 && topic[0] == '$' && (sub.Filter[0] == '+' || sub.Filter[0] == '#') { // don't match $ topics with top level wildcards [MQTT-4.7.1-1] [MQTT-4.7.1-2]
-			continue
+			return
 		}
 
 		cls, ok := subs.Subscriptions[client]
 		if !ok {
-			cls = sub
+			if sub.Identifier > 0 {
+				sub.Identifiers = map[string]int{sub.Filter: sub.Identifier}
+			}
+			subs.Subscriptions[client] = sub
+			return
 		}
 
 		subs.Subscriptions[client] = cls.Merge(sub)
-	}
+	})
 }
 
 // gatherSharedSubscriptions gathers all shared subscriptions for a particle.
