@@ -202,6 +202,7 @@ func (cl *Client) WriteLoop() {
 				// TODO : Figure out what to do with error
 				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 			}
+			putOutboundPacket(pk) // warden patch: see publishToClient
 			atomic.AddInt32(&cl.State.outboundQty, -1)
 		case <-cl.State.open.Done():
 			return
@@ -736,6 +737,24 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
 
 	return err
+}
+
+// outboundPackets holds the packets queued on clients' outbound channels
+// for reuse (warden patch): publishToClient takes one per delivery,
+// WriteLoop returns it once written. The channel is their only holder
+// (WritePacket and the hooks get a copy), so a returned one is unshared.
+var outboundPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
+
+// getOutboundPacket returns a packet from the pool, to be overwritten.
+func getOutboundPacket() *packets.Packet {
+	return outboundPackets.Get().(*packets.Packet)
+}
+
+// putOutboundPacket clears pk (so the pool keeps no payload or
+// properties alive) and returns it to the pool.
+func putOutboundPacket(pk *packets.Packet) {
+	*pk = packets.Packet{}
+	outboundPackets.Put(pk)
 }
 
 // maxPooledEncodeBuffer bounds the buffers kept for reuse: one packet of

@@ -1122,10 +1122,16 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		}
 	}
 
+	// warden patch: the queued copy comes from a pool (WriteLoop returns
+	// it once written) instead of out escaping to the heap: 800 bytes per
+	// delivery.
+	queued := getOutboundPacket()
+	*queued = out
 	select {
-	case cl.State.outbound <- &out:
+	case cl.State.outbound <- queued:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 	default:
+		putOutboundPacket(queued)
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
