@@ -1017,6 +1017,10 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 
 	subscribers := s.Topics.Subscribers(pk.TopicName)
 	if len(subscribers.Shared) > 0 {
+		if subscribers.SharedSelected == nil {
+			// warden patch: Subscribers leaves it nil; a hook may fill it.
+			subscribers.SharedSelected = map[string]packets.Subscription{}
+		}
 		subscribers = s.hooks.OnSelectSubscribers(subscribers, pk)
 		if len(subscribers.SharedSelected) == 0 {
 			subscribers.SelectShared()

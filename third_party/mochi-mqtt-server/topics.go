@@ -169,6 +169,18 @@ func (s *SharedSubscriptions) Len() int {
 	return n
 }
 
+// each calls fn for every subscription of every group under the read
+// lock, without copying them (warden patch); fn must not change s.
+func (s *SharedSubscriptions) each(fn func(client string, sub packets.Subscription)) {
+	s.RLock()
+	defer s.RUnlock()
+	for _, subs := range s.internal {
+		for id, sub := range subs {
+			fn(id, sub)
+		}
+	}
+}
+
 // GetAll returns all shared subscription groups and their subscriptions.
 func (s *SharedSubscriptions) GetAll() map[string]map[string]packets.Subscription {
 	s.RLock()
@@ -209,6 +221,16 @@ func (s *InlineSubscriptions) Add(val InlineSubscription) {
 	s.Lock()
 	defer s.Unlock()
 	s.internal[val.Identifier] = val
+}
+
+// each calls fn for every inline subscription under the read lock,
+// without copying them (warden patch); fn must not change s.
+func (s *InlineSubscriptions) each(fn func(id int, sub InlineSubscription)) {
+	s.RLock()
+	defer s.RUnlock()
+	for k, v := range s.internal {
+		fn(k, v)
+	}
 }
 
 // GetAll returns all internal subscriptions.
@@ -346,6 +368,9 @@ func (s *Subscribers) SelectShared() {
 // and the non-shared subscribers, to ensure that no subscriber gets multiple messages
 // due to have both types of subscription matching the same filter.
 func (s *Subscribers) MergeSharedSelected() {
+	if s.Subscriptions == nil && len(s.SharedSelected) > 0 {
+		s.Subscriptions = map[string]packets.Subscription{} // warden patch: a Subscribers may have nil maps
+	}
 	for client, sub := range s.SharedSelected {
 		cls, ok := s.Subscriptions[client]
 		if !ok {
@@ -590,12 +615,14 @@ func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, pks []pack
 
 // Subscribers returns a map of clients who are subscribed to matching filters,
 // their subscription ids and highest qos.
+//
+// warden patch: Shared, SharedSelected and InlineSubscriptions are nil
+// until something is put in them (reading a nil map is reading an empty
+// one); only Subscriptions is always made. Three maps a publish made for
+// shared and inline subscriptions that most topics never have.
 func (x *TopicsIndex) Subscribers(topic string) *Subscribers {
 	return x.scanSubscribers(topic, 0, nil, &Subscribers{
-		Shared:              map[string]map[string]packets.Subscription{},
-		SharedSelected:      map[string]packets.Subscription{},
-		Subscriptions:       map[string]packets.Subscription{},
-		InlineSubscriptions: map[int]InlineSubscription{},
+		Subscriptions: map[string]packets.Subscription{},
 	})
 }
 
@@ -670,30 +697,29 @@ func (x *TopicsIndex) gatherSubscriptions(topic string, particle *particle, subs
 
 // gatherSharedSubscriptions gathers all shared subscriptions for a particle.
 func (x *TopicsIndex) gatherSharedSubscriptions(particle *particle, subs *Subscribers) {
-	if subs.Shared == nil {
-		subs.Shared = map[string]map[string]packets.Subscription{}
-	}
-
-	for _, shares := range particle.shared.GetAll() {
-		for client, sub := range shares {
-			if _, ok := subs.Shared[sub.Filter]; !ok {
-				subs.Shared[sub.Filter] = map[string]packets.Subscription{}
-			}
-
-			subs.Shared[sub.Filter][client] = sub
+	// warden patch: read in place (GetAll copied every group per
+	// publish), and the map made only when there is something to gather.
+	particle.shared.each(func(client string, sub packets.Subscription) {
+		if subs.Shared == nil {
+			subs.Shared = map[string]map[string]packets.Subscription{}
 		}
-	}
+		if _, ok := subs.Shared[sub.Filter]; !ok {
+			subs.Shared[sub.Filter] = map[string]packets.Subscription{}
+		}
+
+		subs.Shared[sub.Filter][client] = sub
+	})
 }
 
 // gatherSharedSubscriptions gathers all inline subscriptions for a particle.
 func (x *TopicsIndex) gatherInlineSubscriptions(particle *particle, subs *Subscribers) {
-	if subs.InlineSubscriptions == nil {
-		subs.InlineSubscriptions = map[int]InlineSubscription{}
-	}
-
-	for id, inline := range particle.inlineSubscriptions.GetAll() {
+	// warden patch: as gatherSharedSubscriptions.
+	particle.inlineSubscriptions.each(func(id int, inline InlineSubscription) {
+		if subs.InlineSubscriptions == nil {
+			subs.InlineSubscriptions = map[int]InlineSubscription{}
+		}
 		subs.InlineSubscriptions[id] = inline
-	}
+	})
 }
 
 // isolateParticle extracts a particle between d / and d+1 / without allocations.
