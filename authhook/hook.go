@@ -149,6 +149,7 @@ type Hook struct {
 	// The roster (roster.go), when Options.NodeID is set: nil channels
 	// otherwise. rosterFailing is the roster goroutine's own.
 	rosterSignal  chan struct{}
+	rosterDue     atomic.Bool // a publish is due: rosterSignal was sent (clientsChanged)
 	kicks         chan string
 	rosterDone    chan struct{}
 	rosterFailing bool
