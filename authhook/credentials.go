@@ -120,7 +120,7 @@ func (h *Hook) checkPassword(ctx context.Context, l *login, u store.User, certSu
 	// a wrong password does, and never comes from the cache of verified
 	// passwords, whose quick answer would tell a guesser the password was
 	// right (and the lockout's count, which guess).
-	if why := h.mfaRefusal(u, l.proof.certFP, time.Now()); why != "" {
+	if why := h.mfaRefusal(u, l.proof.certFP, l.Now); why != "" {
 		if certSuffices {
 			return refusal{}
 		}

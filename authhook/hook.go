@@ -149,6 +149,7 @@ type Hook struct {
 	// The roster (roster.go), when Options.NodeID is set: nil channels
 	// otherwise. rosterFailing is the roster goroutine's own.
 	rosterSignal  chan struct{}
+	rosterDue     atomic.Bool // a publish is due: rosterSignal was sent (clientsChanged)
 	kicks         chan string
 	rosterDone    chan struct{}
 	rosterFailing bool
@@ -417,7 +418,7 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	switch {
 	case c == nil:
 	case expire || cl.IsTakenOver():
-		if !c.willPending(time.Now()) {
+		if !c.willPending() {
 			h.forget(cl)
 		}
 	default:
@@ -432,7 +433,7 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 // (sweep forgets it once the will has gone). It leaves its user's offline
 // sessions at once.
 func (h *Hook) OnClientExpired(cl *mqtt.Client) {
-	if c := h.lookup(cl); c != nil && c.willPending(time.Now()) {
+	if c := h.lookup(cl); c != nil && c.willPending() {
 		h.mu.Lock()
 		h.unlistOffline(c)
 		h.mu.Unlock()

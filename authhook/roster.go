@@ -100,9 +100,14 @@ func kickKey(node, clientID string) string {
 	return kickPrefix + node + "/" + hex.EncodeToString(sum[:])
 }
 
-// clientsChanged tells the roster to publish this node's list soon.
+// clientsChanged tells the roster to publish this node's list soon. It
+// runs on every CONNECT and disconnect, so it signals the roster only
+// once per debounce period (rosterDue): a send to a goroutine parked in
+// select wakes it, and a wake-up per connect and per disconnect, each
+// finding a debounce already pending, was a quarter of the auth hook's
+// CPU per connect cycle (issue 21, BenchmarkConnectLoopback).
 func (h *Hook) clientsChanged() {
-	if h.rosterSignal == nil {
+	if h.rosterSignal == nil || h.rosterDue.Load() || !h.rosterDue.CompareAndSwap(false, true) {
 		return
 	}
 	select {
@@ -154,6 +159,7 @@ func (h *Hook) roster() {
 			}
 		case <-debounce:
 			debounce = nil
+			h.rosterPublishing()
 			h.publish()
 		case key := <-h.kicks:
 			if key == "" {
@@ -170,6 +176,11 @@ func (h *Hook) roster() {
 		}
 	}
 }
+
+// rosterPublishing ends the debounce period: a change from now on
+// signals again. It is cleared before publish reads the list, so a
+// change is either in the published list or signals a new period.
+func (h *Hook) rosterPublishing() { h.rosterDue.Store(false) }
 
 // publish writes this node's list to the store. A failure (store down)
 // is logged once per outage; the next interval tries again.

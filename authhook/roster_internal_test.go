@@ -90,3 +90,28 @@ func TestValidNodeID(t *testing.T) {
 		}
 	}
 }
+
+// TestClientsChangedSignalsOncePerPeriod: a burst of connects and
+// disconnects wakes the roster once, not once each (issue 21: the
+// wake-ups cost CONNECT CPU); once the debounce period ends
+// (rosterPublishing), the next change signals again, so none is missed.
+func TestClientsChangedSignalsOncePerPeriod(t *testing.T) {
+	h := &Hook{rosterSignal: make(chan struct{}, 1)}
+	for range 100 {
+		h.clientsChanged()
+	}
+	if len(h.rosterSignal) != 1 {
+		t.Fatalf("signals after a burst = %d, want 1", len(h.rosterSignal))
+	}
+	<-h.rosterSignal // the roster starts its debounce
+	h.clientsChanged()
+	if len(h.rosterSignal) != 0 {
+		t.Fatal("a change within the period woke the roster again")
+	}
+	h.rosterPublishing()
+	h.clientsChanged()
+	if len(h.rosterSignal) != 1 {
+		t.Fatal("a change after the period's publish did not signal")
+	}
+	(&Hook{}).clientsChanged() // no node ID: no roster, nothing to signal
+}

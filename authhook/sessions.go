@@ -64,9 +64,11 @@ func (h *Hook) mayPublishWill(c *conn, topic string) bool {
 	return h.topicWithinLimits(topic)
 }
 
-// willPending reports whether c's delayed will may still be sent.
-func (c *conn) willPending(now time.Time) bool {
-	return c.willDue.Load() > now.UnixNano()
+// willPending reports whether c's delayed will may still be sent. It
+// reads the clock only when c left one: it runs on every disconnect.
+func (c *conn) willPending() bool {
+	due := c.willDue.Load()
+	return due != 0 && due > time.Now().UnixNano()
 }
 
 // willWaiting reports whether c must still be known for its delayed
@@ -153,7 +155,7 @@ func (h *Hook) purge(srv *mqtt.Server, cl *mqtt.Client) {
 		srv.Clients.Delete(cl.ID)
 	}
 	c := h.lookup(cl)
-	if c == nil || !c.willPending(time.Now()) {
+	if c == nil || !c.willPending() {
 		h.forget(cl)
 		return
 	}

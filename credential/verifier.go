@@ -87,8 +87,8 @@ type Verifier struct {
 	dummy string
 	runs  atomic.Uint64
 
-	key  [32]byte // per-process HMAC key: cache keys never hold raw secrets
-	macs sync.Pool
+	key  [32]byte  // per-process HMAC key: cache keys never hold raw secrets
+	macs sync.Pool // *keyer
 
 	mu    sync.Mutex
 	max   int
@@ -119,7 +119,7 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if _, err := rand.Read(v.key[:]); err != nil {
 		return nil, fmt.Errorf("credential: cache key: %w", err)
 	}
-	v.macs.New = func() any { return hmac.New(sha256.New, v.key[:]) }
+	v.macs.New = func() any { return &keyer{mac: hmac.New(sha256.New, v.key[:])} }
 	return v, nil
 }
 
@@ -130,6 +130,21 @@ func (v *Verifier) Workers() int { return cap(v.slots) }
 // (verifications real and dummy, and hashes; cache hits are not counted).
 func (v *Verifier) Verifications() uint64 { return v.runs.Load() }
 
+// keyer computes cache keys: an HMAC and the buffer its input is framed
+// in, reused through Verifier.macs, so a cached CONNECT computes its key
+// without allocating (a []byte conversion per field, the length prefix
+// and the sum escaped through the hash.Hash interface: five allocations
+// per key, the most of any step of a warm CONNECT, issue 21).
+type keyer struct {
+	mac hash.Hash
+	buf []byte
+}
+
+// maxKeyerBuf bounds the buffer a pooled keyer keeps: a key input is a
+// user ID, an encoded hash and a password of at most MaxPasswordLen, so
+// a larger one came from an odd caller and is not kept.
+const maxKeyerBuf = 4 << 10
+
 // cacheKey is HMAC(key, userID, encoded, password), each field
 // length-prefixed so ("ab","c") and ("a","bc") never collide. The stored
 // hash is part of the key (its salt is new with every password), so a
@@ -137,16 +152,25 @@ func (v *Verifier) Verifications() uint64 { return v.runs.Load() }
 // password version can repeat (a restore rewinds it, a later change
 // reaches the same number), a hash does not.
 func (v *Verifier) cacheKey(userID, encoded, password string) [32]byte {
-	m := v.macs.Get().(hash.Hash)
-	m.Reset()
-	var n [binary.MaxVarintLen64]byte
+	k := v.macs.Get().(*keyer)
+	b := k.buf[:0]
 	for _, f := range [...]string{userID, encoded, password} {
-		m.Write(n[:binary.PutUvarint(n[:], uint64(len(f)))])
-		m.Write([]byte(f))
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
 	}
+	k.mac.Reset()
+	k.mac.Write(b)
+	clear(b)                // the password must not linger in a pooled buffer
+	sum := k.mac.Sum(b[:0]) // in b's array, unless it is too small
 	var out [32]byte
-	m.Sum(out[:0])
-	v.macs.Put(m)
+	copy(out[:], sum)
+	clear(sum)
+	if cap(sum) <= maxKeyerBuf {
+		k.buf = sum[:0]
+	} else {
+		k.buf = nil
+	}
+	v.macs.Put(k)
 	return out
 }
 

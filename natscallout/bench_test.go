@@ -5,9 +5,6 @@ package natscallout_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -311,35 +308,8 @@ func percentile(ds []time.Duration, q float64) float64 {
 	return float64(ds[min(len(ds)-1, int(q*float64(len(ds))))]) / float64(time.Microsecond)
 }
 
-// connectOnce dials addr, sends CONNECT (MQTT 3.1.1, clean session) as
-// the benchmark user and reads an accepting CONNACK: the time that takes
-// is the connect latency. It then sends DISCONNECT and waits for the
-// server to close the connection (the close time), so the server's
-// cleanup of the session is part of the throughput.
+// connectOnce is one connect cycle of the benchmark user (MQTT 3.1.1,
+// clean session): mqtttest.Cycle.
 func connectOnce(addr, clientID string) (latency, closeWait time.Duration, err error) {
-	start := time.Now()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(start.Add(10 * time.Second))
-	if _, err := c.Write(mqtttest.Connect{Version: 4, ClientID: clientID, Username: benchUser, Password: benchPassword, Keepalive: 30}.Bytes()); err != nil {
-		return 0, 0, err
-	}
-	first, body, err := mqtttest.ReadPacket(c)
-	if err != nil {
-		return 0, 0, fmt.Errorf("%s: reading CONNACK: %w", clientID, err)
-	}
-	if first != 0x20 || len(body) != 2 || body[1] != 0 {
-		return 0, 0, fmt.Errorf("%s: CONNACK %#x %v, want accepted", clientID, first, body)
-	}
-	connected := time.Now()
-	if _, err := c.Write([]byte{0xe0, 0}); err != nil {
-		return 0, 0, err
-	}
-	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, net.ErrClosed) {
-		return 0, 0, fmt.Errorf("%s: waiting for the server to close: %w", clientID, err)
-	}
-	return connected.Sub(start), time.Since(connected), nil
+	return mqtttest.Cycle(addr, mqtttest.Connect{Version: 4, ClientID: clientID, Username: benchUser, Password: benchPassword, Keepalive: 30})
 }
