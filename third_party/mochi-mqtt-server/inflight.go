@@ -15,28 +15,40 @@ import (
 // Inflight is a map of InflightMessage keyed on packet id.
 type Inflight struct {
 	sync.RWMutex
-	internal            map[uint16]packets.Packet // internal contains the inflight packets
-	receiveQuota        int32                     // remaining inbound qos quota for flow control
-	sendQuota           int32                     // remaining outbound qos quota for flow control
-	maximumReceiveQuota int32                     // maximum allowed receive quota
-	maximumSendQuota    int32                     // maximum allowed send quota
+	internal            map[uint16]*packets.Packet // internal contains the inflight packets (warden patch: pointers from inflightPackets)
+	receiveQuota        int32                      // remaining inbound qos quota for flow control
+	sendQuota           int32                      // remaining outbound qos quota for flow control
+	maximumReceiveQuota int32                      // maximum allowed receive quota
+	maximumSendQuota    int32                      // maximum allowed send quota
 }
 
 // NewInflights returns a new instance of an Inflight packets map.
 func NewInflights() *Inflight {
 	return &Inflight{
-		internal: map[uint16]packets.Packet{},
+		internal: map[uint16]*packets.Packet{},
 	}
 }
+
+// inflightPackets holds the storage of inflight packets for reuse (warden
+// patch). A map value over 128 bytes is stored out of line, so a map of
+// 800-byte Packets allocated one for every message set inflight; the
+// map now holds pointers to packets from this pool, returned by Delete.
+// No pointer leaves the Inflight: Get and GetAll return copies.
+var inflightPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
 
 // Set adds or updates an inflight packet by packet id.
 func (i *Inflight) Set(m packets.Packet) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[m.PacketID]
-	i.internal[m.PacketID] = m
-	return !ok
+	if p, ok := i.internal[m.PacketID]; ok {
+		*p = m
+		return false
+	}
+	p := inflightPackets.Get().(*packets.Packet)
+	*p = m
+	i.internal[m.PacketID] = p
+	return true
 }
 
 // Get returns an inflight packet by packet id.
@@ -45,7 +57,7 @@ func (i *Inflight) Get(id uint16) (packets.Packet, bool) {
 	defer i.RUnlock()
 
 	if m, ok := i.internal[id]; ok {
-		return m, true
+		return *m, true
 	}
 
 	return packets.Packet{}, false
@@ -65,7 +77,9 @@ func (i *Inflight) Clone() *Inflight {
 	i.RLock()
 	defer i.RUnlock()
 	for k, v := range i.internal {
-		c.internal[k] = v
+		p := inflightPackets.Get().(*packets.Packet)
+		*p = *v
+		c.internal[k] = p
 	}
 	return c
 }
@@ -78,7 +92,7 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 	m := []packets.Packet{}
 	for _, v := range i.internal {
 		if !immediate || (immediate && v.Expiry < 0) {
-			m = append(m, v)
+			m = append(m, *v)
 		}
 	}
 
@@ -110,8 +124,12 @@ func (i *Inflight) Delete(id uint16) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[id]
-	delete(i.internal, id)
+	p, ok := i.internal[id]
+	if ok {
+		delete(i.internal, id)
+		*p = packets.Packet{} // the pool keeps no payload alive
+		inflightPackets.Put(p)
+	}
 
 	return ok
 }
