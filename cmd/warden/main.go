@@ -130,6 +130,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
+	// The soft memory limit: an explicit GOMEMLIMIT, else 90% of the
+	// cgroup's limit, checked against what the verifications hold
+	// (memlimit.go).
+	applyMemoryLimit(chooseMemoryLimit(getenv, osRoot()), guard.verifier.WorkingSet(), log)
 	reg, err := startRegistry(ctx, cfg, s, log, guard.verifier)
 	if err != nil {
 		log.Error("startup failed", "err", err)
