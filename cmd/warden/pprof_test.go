@@ -95,3 +95,24 @@ func TestPprofRefusesNonLoopbackAddresses(t *testing.T) {
 		})
 	}
 }
+
+// TestBindSocketsChecksWhatPprofBoundTo: Validate lets the name localhost
+// through; bindSockets checks the address the listener really got, so a
+// hosts file mapping localhost elsewhere cannot expose the profiler.
+// (Validate is bypassed here to hand it a non-loopback address.)
+func TestBindSocketsChecksWhatPprofBoundTo(t *testing.T) {
+	t.Parallel()
+	s, err := bindSockets(Config{PprofAddr: "0.0.0.0:0"})
+	if err == nil {
+		s.close()
+		t.Fatal("bound pprof on 0.0.0.0")
+	}
+	if !strings.Contains(err.Error(), "--pprof-addr (WARDEN_PPROF_ADDR)") || !strings.Contains(err.Error(), "not a loopback address") {
+		t.Errorf("error %q does not name the flag and the reason", err)
+	}
+	s, err = bindSockets(Config{PprofAddr: "localhost:0"})
+	if err != nil {
+		t.Fatalf("localhost: %v", err)
+	}
+	s.close()
+}
