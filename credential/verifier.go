@@ -85,7 +85,9 @@ type VerifierOptions struct {
 type Verifier struct {
 	slots chan struct{}
 	dummy string
-	runs  atomic.Uint64
+	// memKiB is the argon2id memory of Params, for WorkingSet.
+	memKiB uint32
+	runs   atomic.Uint64
 
 	key  [32]byte  // per-process HMAC key: cache keys never hold raw secrets
 	macs sync.Pool // *keyer
@@ -115,7 +117,7 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Verifier{slots: make(chan struct{}, o.Workers), dummy: dummy, max: o.CacheSize, cache: map[[32]byte]uint64{}}
+	v := &Verifier{slots: make(chan struct{}, o.Workers), dummy: dummy, memKiB: o.Params.Memory, max: o.CacheSize, cache: map[[32]byte]uint64{}}
 	if _, err := rand.Read(v.key[:]); err != nil {
 		return nil, fmt.Errorf("credential: cache key: %w", err)
 	}
@@ -125,6 +127,15 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 
 // Workers is the number of concurrent verifications the pool allows.
 func (v *Verifier) Workers() int { return cap(v.slots) }
+
+// WorkingSet is the memory, in bytes, the pool's verifications hold
+// while all its workers run: each allocates its Params' argon2id memory
+// (19 MiB with DefaultParams). The process needs at least twice this
+// beside its other memory, since a finished verification's memory stays
+// in the heap until the next collection; cmd/warden checks its memory
+// limit against it. A stored hash made with larger parameters (a restored
+// backup) takes more until it is rehashed.
+func (v *Verifier) WorkingSet() int64 { return int64(cap(v.slots)) * int64(v.memKiB) << 10 }
 
 // Verifications counts the argon2id computations run so far on the pool
 // (verifications real and dummy, and hashes; cache hits are not counted).

@@ -187,3 +187,21 @@ func TestVerifierBoundsConcurrency(t *testing.T) {
 		t.Fatalf("Verifications = %d, want 1", v.Verifications())
 	}
 }
+
+// TestVerifierWorkingSet: the pool's working set is its workers times its
+// parameters' argon2id memory (19 MiB each with DefaultParams), what
+// cmd/warden checks its memory limit against.
+func TestVerifierWorkingSet(t *testing.T) {
+	t.Parallel()
+	v := newTestVerifier(t, 3)
+	if got, want := v.WorkingSet(), int64(3)*int64(testParams.Memory)*1024; got != want {
+		t.Errorf("test params, 3 workers: %d, want %d", got, want)
+	}
+	d, err := NewVerifier(VerifierOptions{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.WorkingSet(); got != 2*19<<20 {
+		t.Errorf("default params, 2 workers: %d, want 38 MiB", got)
+	}
+}

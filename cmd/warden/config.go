@@ -215,6 +215,10 @@ type Config struct {
 	LDAPTimeout  time.Duration
 	LDAPCacheTTL time.Duration
 	LDAPRecheck  time.Duration
+	// PprofAddr serves net/http/pprof on its own loopback listener;
+	// empty: off. Profiles show memory contents, so only loopback
+	// addresses are accepted.
+	PprofAddr string
 	// InsecureNoAuth replaces warden's auth hook with Mochi's allow-all
 	// hook: every CONNECT, publish and subscribe is allowed. It exists
 	// only to measure what the auth layer costs (scripts/bench-compare.sh);
@@ -486,6 +490,9 @@ var options = []option{
 	{flag: "ldap-recheck", env: "WARDEN_LDAP_RECHECK", def: "15m", arg: "duration",
 		usage: "how often directory users with tokens or MQTT sessions are checked in the directory; one removed or disabled there loses its tokens and is disconnected",
 		bind:  durationOpt(func(c *Config) *time.Duration { return &c.LDAPRecheck })},
+	{flag: "pprof-addr", env: "WARDEN_PPROF_ADDR", def: "", arg: "addr", readme: ": off; loopback addresses only",
+		usage: "serve Go's profiler (net/http/pprof, /debug/pprof/) on this address, apart from the admin API; loopback only (127.0.0.0/8, [::1] or localhost), since profiles show memory contents (empty: off)",
+		bind:  stringOpt(func(c *Config) *string { return &c.PprofAddr })},
 	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool", readme: "; `true` for benchmarks only",
 		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
@@ -607,6 +614,11 @@ func (c Config) Validate() error {
 		}
 		if err := checkAddr(l.addr); err != nil {
 			add(l.flag, "%v", err)
+		}
+	}
+	if c.PprofAddr != "" {
+		if err := checkLoopbackAddr(c.PprofAddr); err != nil {
+			add("pprof-addr", "%v", err)
 		}
 	}
 	if c.MQTTAddr == "" && c.MQTTSAddr == "" && c.WSAddr == "" {
@@ -876,6 +888,27 @@ func checkAddr(addr string) error {
 		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
 	}
 	return nil
+}
+
+// checkLoopbackAddr accepts what checkAddr accepts, but only on a
+// loopback host: an IP in 127.0.0.0/8, ::1, or the name localhost. Other
+// names are refused without resolving them: what a name resolves to can
+// change after the check.
+func checkLoopbackAddr(addr string) error {
+	if err := checkAddr(addr); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(addr) // checked just above
+	if strings.EqualFold(host, "localhost") {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if host == "" {
+		return fmt.Errorf("%q listens on every interface: give a loopback address (127.0.0.1:6060, [::1]:6060 or localhost:6060); profiles show memory contents", addr)
+	}
+	return fmt.Errorf("%q is not a loopback address: give 127.0.0.1, [::1] or localhost with a port; profiles show memory contents", addr)
 }
 
 // checkRedisURL checks what can be checked without connecting. The URL

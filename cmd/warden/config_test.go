@@ -112,7 +112,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_DATA_DIR": "/d", "WARDEN_REDIS_URL": "redis://r:6379/1",
 				"WARDEN_TLS_CERT": "c.pem", "WARDEN_TLS_KEY": "k.pem", "WARDEN_CLIENT_CA": "ca.pem",
 				"WARDEN_LOG_LEVEL": "error", "WARDEN_SHUTDOWN_TIMEOUT": "2s", "WARDEN_INSECURE_NO_AUTH": "true",
-				"WARDEN_AUDIT_LOG": "/var/log/warden-audit.jsonl",
+				"WARDEN_PPROF_ADDR": "127.0.0.1:6060", "WARDEN_AUDIT_LOG": "/var/log/warden-audit.jsonl",
 				"WARDEN_TLS_HOSTS": "mqtt.example.com", "WARDEN_WS_TLS": "true", "WARDEN_CONNECT_TIMEOUT": "3s",
 				"WARDEN_AUTH_MAX_FAILURES_USER": "5", "WARDEN_AUTH_MAX_FAILURES_IP": "-1",
 				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
@@ -134,7 +134,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
 					RedisURL: "redis://r:6379/1", TLSCert: "c.pem", TLSKey: "k.pem", ClientCA: "ca.pem",
 					LogLevel: "error", ShutdownTimeout: 2 * time.Second, InsecureNoAuth: true,
-					AuditLog: "/var/log/warden-audit.jsonl",
+					PprofAddr: "127.0.0.1:6060", AuditLog: "/var/log/warden-audit.jsonl",
 					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
 					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second,
 					AuthMaxFailuresUserTotal: 50, AuthVerifyWorkers: 3, MFAMQTTPassword: true,
@@ -336,6 +336,17 @@ func TestValidate(t *testing.T) {
 		{"only a WebSocket listener", func(c *Config) { c.MQTTAddr = ""; c.WSAddr = ":8083" }, ""},
 		{"log levels ignore case", func(c *Config) { c.LogLevel = "DEBUG" }, ""},
 		{"a restore limit of 0", func(c *Config) { c.RestoreMaxSize = 0 }, "--restore-max-size (WARDEN_RESTORE_MAX_SIZE): must be from 1"},
+		{"pprof on 127.0.0.1", func(c *Config) { c.PprofAddr = "127.0.0.1:6060" }, ""},
+		{"pprof anywhere in 127.0.0.0/8", func(c *Config) { c.PprofAddr = "127.1.2.3:0" }, ""},
+		{"pprof on ::1", func(c *Config) { c.PprofAddr = "[::1]:6060" }, ""},
+		{"pprof on localhost, any case", func(c *Config) { c.PprofAddr = "LocalHost:6060" }, ""},
+		{"pprof on every interface", func(c *Config) { c.PprofAddr = ":6060" }, "--pprof-addr (WARDEN_PPROF_ADDR): \":6060\" listens on every interface"},
+		{"pprof on 0.0.0.0", func(c *Config) { c.PprofAddr = "0.0.0.0:6060" }, "--pprof-addr (WARDEN_PPROF_ADDR): \"0.0.0.0:6060\" is not a loopback address"},
+		{"pprof on [::]", func(c *Config) { c.PprofAddr = "[::]:6060" }, "is not a loopback address"},
+		{"pprof on a LAN address", func(c *Config) { c.PprofAddr = "192.168.1.10:6060" }, "is not a loopback address"},
+		{"pprof on a host name other than localhost", func(c *Config) { c.PprofAddr = "warden.example.com:6060" }, "is not a loopback address"},
+		{"pprof on localhost's look-alike", func(c *Config) { c.PprofAddr = "localhost.example.com:6060" }, "is not a loopback address"},
+		{"pprof without a port", func(c *Config) { c.PprofAddr = "127.0.0.1" }, "--pprof-addr (WARDEN_PPROF_ADDR): \"127.0.0.1\" is not host:port"},
 		{"a restore limit over the format's ceiling", func(c *Config) { c.RestoreMaxSize = 1<<30 + 1 }, "--restore-max-size"},
 	}
 	for _, tt := range tests {
@@ -517,6 +528,7 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--ldap-timeout", "WARDEN_LDAP_TIMEOUT", `"5s"`},
 		{"--ldap-cache-ttl", "WARDEN_LDAP_CACHE_TTL", `"5m"`},
 		{"--ldap-recheck", "WARDEN_LDAP_RECHECK", `"15m"`},
+		{"--pprof-addr", "WARDEN_PPROF_ADDR", "empty"},
 		{"--insecure-no-auth", "WARDEN_INSECURE_NO_AUTH", `"false"`},
 	}
 	for _, w := range want {

@@ -11,6 +11,8 @@ import (
 // its one-time generated password, exist.
 type sockets struct {
 	mqtt, mqtts, ws, http net.Listener
+	// pprof serves the profiler (--pprof-addr); loopback only.
+	pprof net.Listener
 }
 
 // bindSockets binds every configured listener address. On error the ones
@@ -25,6 +27,7 @@ func bindSockets(cfg Config) (*sockets, error) {
 		{"--mqtts-addr", "WARDEN_MQTTS_ADDR", cfg.MQTTSAddr, &s.mqtts},
 		{"--ws-addr", "WARDEN_WS_ADDR", cfg.WSAddr, &s.ws},
 		{"--http-addr", "WARDEN_HTTP_ADDR", cfg.HTTPAddr, &s.http},
+		{"--pprof-addr", "WARDEN_PPROF_ADDR", cfg.PprofAddr, &s.pprof},
 	} {
 		if l.addr == "" {
 			continue
@@ -36,6 +39,15 @@ func bindSockets(cfg Config) (*sockets, error) {
 		}
 		*l.ln = ln
 	}
+	// Validate accepted only loopback hosts, localhost among them by
+	// name: check what that name bound to as well (a hosts file may map
+	// it elsewhere).
+	if s.pprof != nil {
+		if tcp, ok := s.pprof.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+			s.close()
+			return nil, fmt.Errorf("--pprof-addr (WARDEN_PPROF_ADDR): %q bound to %s, which is not a loopback address; profiles show memory contents", cfg.PprofAddr, s.pprof.Addr())
+		}
+	}
 	return &s, nil
 }
 
@@ -43,7 +55,7 @@ func bindSockets(cfg Config) (*sockets, error) {
 // when they stop; closing a listener again is harmless, so run defers
 // close for the sockets no server has taken over on a failed start.
 func (s *sockets) close() {
-	for _, ln := range []net.Listener{s.mqtt, s.mqtts, s.ws, s.http} {
+	for _, ln := range []net.Listener{s.mqtt, s.mqtts, s.ws, s.http, s.pprof} {
 		if ln != nil {
 			_ = ln.Close()
 		}

@@ -84,6 +84,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return exitFail
 	}
 	defer socks.close()
+	if socks.pprof != nil {
+		// Served from the start, so a slow startup can be profiled too;
+		// closed on every return (pprof.go).
+		defer startPprof(socks.pprof, log).Close()
+	}
 	auditLog, closeAudit, err := audit.Open(cfg.AuditLog, os.Stdout, stderr)
 	if err != nil {
 		log.Error("startup failed", "err", err)
@@ -125,6 +130,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		_ = closeStore()
 		return exitFail
 	}
+	// The soft memory limit: an explicit GOMEMLIMIT, else 90% of the
+	// cgroup's limit, checked against what the verifications hold
+	// (memlimit.go).
+	applyMemoryLimit(chooseMemoryLimit(getenv, osRoot()), guard.verifier.WorkingSet(), log)
 	reg, err := startRegistry(ctx, cfg, s, log, guard.verifier)
 	if err != nil {
 		log.Error("startup failed", "err", err)
