@@ -298,11 +298,14 @@ func TestScenariosAgainstWarden(t *testing.T) {
 	t.Run("summarize prints medians and ratios", func(t *testing.T) {
 		var out, errOut bytes.Buffer
 		sum := filepath.Join(t.TempDir(), "summary.json")
-		code := summarize(append([]string{"--ratio", "warden/warden", "--json", sum}, files...), &out, &errOut)
+		code := summarize(append([]string{"--ratio", "warden/warden", "--json", sum,
+			"--target", "idle.broker_rss_per_client_kib<=1000000", "--target", "retained.received>=1000000"}, files...), &out, &errOut)
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, &errOut)
 		}
-		for _, want := range []string{"== connect (connect)", "== pubsub-qos1 (pubsub)", "== denied (denied)", "warden/warden", "connects_per_s", "1.00"} {
+		for _, want := range []string{"== connect (connect)", "== pubsub-qos1 (pubsub)", "== denied (denied)", "warden/warden", "connects_per_s", "1.00",
+			"== idle (idle)", "== retained (retained)", "broker_rss_per_client_kib", "broker_cpu_us_per_retained",
+			"target: broker_rss_per_client_kib ≤ 1000000: warden", ", met)", "target: received ≥ 1000000: warden 500 (0.00× the target, NOT met)"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("summary lacks %q:\n%s", want, &out)
 			}
