@@ -215,7 +215,7 @@ func TestScenariosAgainstWarden(t *testing.T) {
 	})
 
 	t.Run("retained stores, delivers and clears every message", func(t *testing.T) {
-		code, r, out := runBench(t, addr, "retained", "--messages", "500", "--payload", "32", "--drain", "2s",
+		code, r, out := runBench(t, addr, "retained", "--messages", "500", "--payload", "32", "--drain", "2s", "--first-wait", "10s",
 			"--broker-pid", strconv.Itoa(os.Getpid()))
 		if code != exitOK || !r.Complete {
 			t.Fatalf("exit %d:\n%s", code, out)
@@ -238,9 +238,9 @@ func TestScenariosAgainstWarden(t *testing.T) {
 			t.Fatalf("connect: %+v", a)
 		}
 		defer c.close()
-		s := &retainedScenario{messages: 1, drain: 500 * time.Millisecond, topicRoot: "bench"}
+		s := &retainedScenario{messages: 1, firstWait: 500 * time.Millisecond, drain: 500 * time.Millisecond, topicRoot: "bench"}
 		var n atomic.Int64
-		if got, _, _, err := s.receiveAll(c, "bench/r/", &n); err != nil || got != 0 {
+		if got, _, _, _, err := s.receiveAll(c, "bench/r/", &n); err != nil || got != 0 {
 			t.Errorf("after clearing: %d retained messages left under bench/r/ (err %v)", got, err)
 		}
 	})
@@ -332,6 +332,7 @@ func TestUsageAndBadFlags(t *testing.T) {
 		{"idle", "--keepalive", "500ms"},
 		{"retained", "--messages", "0"},
 		{"retained", "--payload", "0"},
+		{"retained", "--first-wait", "0s"},
 	} {
 		out.Reset()
 		if code := run(t.Context(), args, &out, &out); code != exitUsage {

@@ -29,11 +29,13 @@ import (
 // before it has been stored. The subscription is QoS 0, so what is
 // measured is the broker's own cost of walking its store and writing;
 // messages it drops on the way (a full per-client write queue) are
-// counted as lost, and the run waits --drain for stragglers before it
-// gives up on them.
+// counted as lost. The subscriber waits up to --first-wait for the first
+// message (a broker may gather every match before it sends one), then
+// gives up once none has come for --drain.
 type retainedScenario struct {
 	messages  int
 	payload   int
+	firstWait time.Duration
 	drain     time.Duration
 	topicRoot string
 	keep      bool
@@ -42,6 +44,7 @@ type retainedScenario struct {
 func (s *retainedScenario) flags(fs *flag.FlagSet) {
 	fs.IntVar(&s.messages, "messages", 100000, "number of retained messages stored, each on its own topic")
 	fs.IntVar(&s.payload, "payload", 100, "payload size in bytes")
+	fs.DurationVar(&s.firstWait, "first-wait", 60*time.Second, "how long the subscriber waits for the first retained message")
 	fs.DurationVar(&s.drain, "drain", 5*time.Second, "stop waiting for retained messages after none has come for this long")
 	fs.StringVar(&s.topicRoot, "topic-root", "bench", "first topic level: the users need read and write permission on ROOT/#")
 	fs.BoolVar(&s.keep, "keep", false, "leave the retained messages on the broker at the end (default: clear them)")
@@ -55,8 +58,8 @@ func (s *retainedScenario) check(*options) error {
 	if s.payload < 1 || s.payload > 1<<16 {
 		errs = append(errs, errors.New("--payload must be from 1 to 65536 bytes (an empty retained message deletes one)"))
 	}
-	if s.drain <= 0 {
-		errs = append(errs, errors.New("--drain must be positive"))
+	if s.drain <= 0 || s.firstWait <= 0 {
+		errs = append(errs, errors.New("--drain and --first-wait must be positive"))
 	}
 	if s.topicRoot == "" {
 		errs = append(errs, errors.New("--topic-root is empty"))
@@ -128,7 +131,7 @@ func (s *retainedScenario) run(ctx context.Context, b *bench, r *Result) error {
 	b.progress.set(func() string { return fmt.Sprintf("receiving: %d/%d retained messages", received.Load(), s.messages) })
 	broker = b.brokerMeter()
 	start = time.Now()
-	got, last, others, err := s.receiveAll(sub, prefix, &received)
+	got, first, last, others, err := s.receiveAll(sub, prefix, &received)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -139,6 +142,9 @@ func (s *retainedScenario) run(ctx context.Context, b *bench, r *Result) error {
 	r.add("received", "", float64(got))
 	r.add("lost", "", float64(max(s.messages-got, 0)))
 	r.add("receive_s", "s", receive.Seconds())
+	if got > 0 {
+		r.add("first_retained_ms", "ms", ms(first.Sub(start)))
+	}
 	r.add("retained_per_s", "1/s", float64(got)/receive.Seconds())
 	if broker != nil {
 		u := broker.stop()
@@ -149,8 +155,8 @@ func (s *retainedScenario) run(ctx context.Context, b *bench, r *Result) error {
 		}
 	}
 	if got < s.messages {
-		r.note("the subscriber received %d of %d retained messages; none came for --drain %s after the last (the broker dropped the rest: a full write queue for the client?)",
-			got, s.messages, s.drain)
+		r.note("the subscriber received %d of %d retained messages (none came for --first-wait %s, or for --drain %s after the last): the broker dropped the rest (a full write queue for the client?)",
+			got, s.messages, s.firstWait, s.drain)
 	}
 	if got > s.messages {
 		r.note("the subscriber received %d retained messages for %d topics", got, s.messages)
@@ -213,50 +219,58 @@ func (s *retainedScenario) publishAll(c *rawConn, prefix string, payload []byte,
 }
 
 // receiveAll subscribes to PREFIX# and counts the retained messages under
-// the prefix until it has s.messages of them or none comes for s.drain.
-// It returns how many it counted, when the last came, and how many other
+// the prefix until it has s.messages of them, or none comes for
+// s.firstWait (the first) or s.drain (the others). It returns how many
+// it counted, when the first and the last came, and how many other
 // messages it saw.
-func (s *retainedScenario) receiveAll(c *rawConn, prefix string, received *atomic.Int64) (got int, last time.Time, others int, err error) {
+func (s *retainedScenario) receiveAll(c *rawConn, prefix string, received *atomic.Int64) (got int, first, last time.Time, others int, err error) {
 	filter := prefix + "#"
 	if _, err := c.Write(subscribePacket(1, filter, 0)); err != nil {
-		return 0, time.Time{}, 0, err
+		return 0, first, last, 0, err
 	}
 	last = time.Now()
 	pfx := []byte(prefix)
 	var buf []byte
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	for got < s.messages {
-		_ = c.SetReadDeadline(time.Now().Add(s.drain))
-		first, body, err := readPacket(c.r, buf)
+		wait := s.drain
+		if got == 0 {
+			wait = s.firstWait
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		b0, body, err := readPacket(c.r, buf)
 		if err != nil {
 			if isTimeout(err) {
-				return got, last, others, nil
+				return got, first, last, others, nil
 			}
-			return got, last, others, err
+			return got, first, last, others, err
 		}
 		buf = body
-		switch first >> 4 {
+		switch b0 >> 4 {
 		case pktSuback:
 			code, err := ackReason(pktSuback, body)
 			if err != nil {
-				return got, last, others, err
+				return got, first, last, others, err
 			}
 			if code >= 0x80 {
-				return got, last, others, fmt.Errorf("subscription to %s refused (SUBACK 0x%02x): the users need read permission on %s/#", filter, code, s.topicRoot)
+				return got, first, last, others, fmt.Errorf("subscription to %s refused (SUBACK 0x%02x): the users need read permission on %s/#", filter, code, s.topicRoot)
 			}
 		case pktPublish:
 			topic, err := publishTopic(body)
 			if err != nil {
-				return got, last, others, err
+				return got, first, last, others, err
 			}
-			if first&0x01 == 0 || !bytes.HasPrefix(topic, pfx) {
+			if b0&0x01 == 0 || !bytes.HasPrefix(topic, pfx) {
 				others++
 				continue
 			}
 			got++
 			received.Store(int64(got))
 			last = time.Now()
+			if got == 1 {
+				first = last
+			}
 		}
 	}
-	_ = c.SetReadDeadline(time.Time{})
-	return got, last, others, nil
+	return got, first, last, others, nil
 }
