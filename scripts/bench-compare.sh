@@ -23,7 +23,7 @@
 #
 # Settings (environment):
 #   BENCH_QUICK=1      tiny counts and 1-second phases: proves the script
-#                      works end to end in about three minutes; not for figures
+#                      works end to end in about four minutes; not for figures
 #   BENCH_ROUNDS=3     rounds (at least 3 for figures worth reading)
 #   BENCH_USERS=200    users created on each broker (at least 60). warden
 #                      hashes each password with argon2id (about 30 ms per
