@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,6 +188,70 @@ func TestScenariosAgainstWarden(t *testing.T) {
 		keep(t, r)
 	})
 
+	t.Run("idle holds every client and reads the broker's memory", func(t *testing.T) {
+		code, r, out := runBench(t, addr, "idle", "--clients", "50", "--concurrency", "8", "--idle", "300ms",
+			"--keepalive", "1s", "--broker-pid", strconv.Itoa(os.Getpid()))
+		if code != exitOK || !r.Complete {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		// With a 1 s keep alive and no ping for 1.5 s the broker would
+		// have dropped them: the pinger ran (at 500 ms).
+		if metric(t, r, "connected") != 50 || metric(t, r, "still_connected") != 50 || metric(t, r, "refused")+metric(t, r, "failed") != 0 {
+			t.Errorf("not every client connected and stayed:\n%s", out)
+		}
+		if metric(t, r, "connect_s") <= 0 || metric(t, r, "connects_per_s") <= 0 || metric(t, r, "broker_rss_idle_mib") <= 0 {
+			t.Errorf("no connect time or memory:\n%s", out)
+		}
+		metric(t, r, "broker_rss_per_client_kib")
+		metric(t, r, "broker_idle_cpu_pct")
+		keep(t, r)
+	})
+
+	t.Run("idle outlasting the keep alive keeps every client connected", func(t *testing.T) {
+		code, r, out := runBench(t, addr, "idle", "--clients", "5", "--idle", "2500ms", "--keepalive", "1s")
+		if code != exitOK || metric(t, r, "still_connected") != 5 {
+			t.Fatalf("exit %d, want all 5 still connected after 2.5 keep-alive periods:\n%s", code, out)
+		}
+	})
+
+	t.Run("retained stores, delivers and clears every message", func(t *testing.T) {
+		code, r, out := runBench(t, addr, "retained", "--messages", "500", "--payload", "32", "--drain", "2s", "--first-wait", "10s",
+			"--broker-pid", strconv.Itoa(os.Getpid()))
+		if code != exitOK || !r.Complete {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		if metric(t, r, "received") != 500 || metric(t, r, "lost") != 0 {
+			t.Errorf("not every retained message received:\n%s", out)
+		}
+		if metric(t, r, "store_s") <= 0 || metric(t, r, "receive_s") <= 0 || metric(t, r, "clear_s") <= 0 {
+			t.Errorf("missing times:\n%s", out)
+		}
+		metric(t, r, "broker_cpu_us_per_retained")
+		metric(t, r, "broker_rss_retained_mib")
+		keep(t, r)
+
+		// Cleared: a second run under the same prefix would see only its
+		// own; check the broker directly with a fresh subscriber.
+		b := &bench{opts: options{addr: addr, userPrefix: "bench-", password: testPassword, users: testUsers, connectTimeout: 5 * time.Second}}
+		c, a := b.rawConnect(t.Context(), b.legit("check", 2), 60, 4096)
+		if c == nil {
+			t.Fatalf("connect: %+v", a)
+		}
+		defer c.close()
+		s := &retainedScenario{messages: 1, firstWait: 500 * time.Millisecond, drain: 500 * time.Millisecond, topicRoot: "bench"}
+		var n atomic.Int64
+		if got, _, _, _, err := s.receiveAll(c, "bench/r/", &n); err != nil || got != 0 {
+			t.Errorf("after clearing: %d retained messages left under bench/r/ (err %v)", got, err)
+		}
+	})
+
+	t.Run("retained with a topic the users may not write fails the run", func(t *testing.T) {
+		code, r, out := runBench(t, addr, "retained", "--messages", "10", "--topic-root", "elsewhere", "--drain", "500ms")
+		if code != exitFail || r.Complete || !strings.Contains(r.Error, "permission") {
+			t.Fatalf("exit %d, error %q:\n%s", code, r.Error, out)
+		}
+	})
+
 	t.Run("denied refuses every wrong password and lets the legitimate clients in", func(t *testing.T) {
 		code, r, out := runBench(t, addr, "denied", "--legit", "2", "--flood", "4", "--users", "6",
 			"--flood-offset", "6", "--flood-users", "2", "--duration", "500ms")
@@ -233,11 +298,14 @@ func TestScenariosAgainstWarden(t *testing.T) {
 	t.Run("summarize prints medians and ratios", func(t *testing.T) {
 		var out, errOut bytes.Buffer
 		sum := filepath.Join(t.TempDir(), "summary.json")
-		code := summarize(append([]string{"--ratio", "warden/warden", "--json", sum}, files...), &out, &errOut)
+		code := summarize(append([]string{"--ratio", "warden/warden", "--json", sum,
+			"--target", "idle.broker_rss_per_client_kib<=1000000", "--target", "retained.received>=1000000"}, files...), &out, &errOut)
 		if code != exitOK {
 			t.Fatalf("exit %d: %s", code, &errOut)
 		}
-		for _, want := range []string{"== connect (connect)", "== pubsub-qos1 (pubsub)", "== denied (denied)", "warden/warden", "connects_per_s", "1.00"} {
+		for _, want := range []string{"== connect (connect)", "== pubsub-qos1 (pubsub)", "== denied (denied)", "warden/warden", "connects_per_s", "1.00",
+			"== idle (idle)", "== retained (retained)", "broker_rss_per_client_kib", "broker_cpu_us_per_retained",
+			"target: broker_rss_per_client_kib ≤ 1000000: warden", ", met)", "target: received ≥ 1000000: warden 500 (0.00× the target, NOT met)"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("summary lacks %q:\n%s", want, &out)
 			}
@@ -259,6 +327,12 @@ func TestUsageAndBadFlags(t *testing.T) {
 		{"pubsub", "--payload", "10"},
 		{"connect", "--users", "0"},
 		{"denied", "--password", "x", "--wrong-password", "x"},
+		{"idle", "--clients", "0"},
+		{"idle", "--clients", "100000000"}, // beyond any open-file limit
+		{"idle", "--keepalive", "500ms"},
+		{"retained", "--messages", "0"},
+		{"retained", "--payload", "0"},
+		{"retained", "--first-wait", "0s"},
 	} {
 		out.Reset()
 		if code := run(t.Context(), args, &out, &out); code != exitUsage {

@@ -1,17 +1,19 @@
 // Command warden-bench is a load generator for MQTT brokers: it drives
 // any broker at the address it is given (warden, Mosquitto, ...) with
-// Eclipse Paho MQTT 5 clients and reports connect rates, end-to-end
-// latencies, lost messages and, given the broker's process ID, the
-// broker's CPU time per unit of work and its resident memory.
+// Eclipse Paho MQTT 5 clients, or bare sockets where thousands of clients
+// or messages would make paho cost more than the broker, and reports
+// connect rates, end-to-end latencies, lost messages and, given the
+// broker's process ID, the broker's CPU time per unit of work and its
+// resident memory.
 //
 //	warden-bench SCENARIO [flags]
 //	warden-bench summarize [flags] RESULT.json...
 //
-// Scenarios: connect, reconnect-storm, pubsub, fanout, denied (see
-// usage()). Every run is bounded: counts and durations are flags, and
-// --timeout ends a run that takes too long. It prints a table to stdout,
-// writes the same figures as JSON with --json, and prints one progress
-// line per second to stderr. It connects only to --addr.
+// Scenarios: connect, reconnect-storm, pubsub, fanout, idle, retained,
+// denied (see usage()). Every run is bounded: counts and durations are
+// flags, and --timeout ends a run that takes too long. It prints a table
+// to stdout, writes the same figures as JSON with --json, and prints one
+// progress line per second to stderr. It connects only to --addr.
 //
 // Client i authenticates as user --user-prefix + (i mod --users) with
 // --password, so a script creates the users first (as
@@ -70,6 +72,8 @@ var scenarios = []struct {
 	{"reconnect-storm", "N clients connected, all dropped at once, all reconnect at once: time until all are back", func() scenario { return &stormScenario{} }},
 	{"pubsub", "P publishers -> S subscribers for D seconds at QoS 0 or 1: deliveries/s, end-to-end latency, lost messages", func() scenario { return &flowScenario{fanout: false} }},
 	{"fanout", "1 publisher -> S subscribers, each on a wildcard subscription: deliveries/s, latency, lost messages", func() scenario { return &flowScenario{fanout: true} }},
+	{"idle", "N bare clients connect and stay idle: broker resident memory per connected client, connect time", func() scenario { return &idleScenario{} }},
+	{"retained", "one publisher stores R retained messages, one subscriber receives them all: times, memory, CPU per message", func() scenario { return &retainedScenario{} }},
 	{"denied", "legitimate clients connect while a flood of wrong passwords runs: their CONNECT latency with and without the flood", func() scenario { return &deniedScenario{} }},
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -33,6 +34,53 @@ func (f *ratioFlag) Set(v string) error {
 	return nil
 }
 
+// target is a --target CASE.METRIC<=VALUE (or >=): a figure a summary
+// shows next to each broker's median, met or not.
+type target struct {
+	Case   string  `json:"case"`
+	Metric string  `json:"metric"`
+	Op     string  `json:"op"` // "<=" or ">="
+	Value  float64 `json:"value"`
+}
+
+// targetFlag collects repeated --target flags.
+type targetFlag []target
+
+func (f *targetFlag) String() string {
+	var s []string
+	for _, t := range *f {
+		s = append(s, fmt.Sprintf("%s.%s%s%g", t.Case, t.Metric, t.Op, t.Value))
+	}
+	return strings.Join(s, ",")
+}
+
+func (f *targetFlag) Set(v string) error {
+	bad := errors.New("want CASE.METRIC<=VALUE or CASE.METRIC>=VALUE, e.g. idle.broker_rss_per_client_kib<=16")
+	op := "<="
+	name, val, ok := strings.Cut(v, op)
+	if !ok {
+		op = ">="
+		if name, val, ok = strings.Cut(v, op); !ok {
+			return bad
+		}
+	}
+	c, m, ok := strings.Cut(name, ".")
+	x, err := strconv.ParseFloat(val, 64)
+	if !ok || c == "" || m == "" || err != nil {
+		return bad
+	}
+	*f = append(*f, target{Case: c, Metric: m, Op: op, Value: x})
+	return nil
+}
+
+// met reports whether v meets the target.
+func (t target) met(v float64) bool {
+	if t.Op == "<=" {
+		return v <= t.Value
+	}
+	return v >= t.Value
+}
+
 // summaryCase is one case (--name) of a summary: the median of each
 // figure per broker label, and the ratios asked for.
 type summaryCase struct {
@@ -43,6 +91,15 @@ type summaryCase struct {
 	Metrics  []string                      `json:"metrics"`
 	Medians  map[string]map[string]float64 `json:"medians"`
 	Ratios   map[string]map[string]float64 `json:"ratios,omitempty"`
+	// Targets are the --target figures of this case, each with whether
+	// every label's median meets it.
+	Targets []targetResult `json:"targets,omitempty"`
+}
+
+// targetResult is a target and, per label, whether its median meets it.
+type targetResult struct {
+	target
+	Met map[string]bool `json:"met"`
 }
 
 // summarize reads result files written with --json and prints, for each
@@ -54,6 +111,8 @@ func summarize(args []string, stdout, stderr io.Writer) int {
 	labelsFlag := fs.String("labels", "", "comma-separated broker labels, in column order (default: in the order first seen)")
 	var ratios ratioFlag
 	fs.Var(&ratios, "ratio", "add a column with the ratio of two labels' medians, e.g. warden/mosquitto (repeatable)")
+	var targets targetFlag
+	fs.Var(&targets, "target", "show a figure's target under its case, met or not, e.g. idle.broker_rss_per_client_kib<=16 (repeatable)")
 	jsonOut := fs.String("json", "", "also write the medians and ratios as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -128,6 +187,18 @@ func summarize(args []string, stdout, stderr io.Writer) int {
 				}
 			}
 		}
+		for _, tg := range targets {
+			if tg.Case != c.Name || !slices.Contains(c.Metrics, tg.Metric) {
+				continue
+			}
+			tr := targetResult{target: tg, Met: map[string]bool{}}
+			for label, m := range c.Medians {
+				if v, ok := m[tg.Metric]; ok {
+					tr.Met[label] = tg.met(v)
+				}
+			}
+			c.Targets = append(c.Targets, tr)
+		}
 		printCase(stdout, c, labels, ratios)
 	}
 
@@ -199,6 +270,26 @@ func printCase(w io.Writer, c *summaryCase, labels []string, ratios ratioFlag) {
 		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
+	for _, tr := range c.Targets {
+		op := map[string]string{"<=": "≤", ">=": "≥"}[tr.Op]
+		var parts []string
+		for _, l := range cols {
+			v, ok := c.Medians[l][tr.Metric]
+			if !ok {
+				continue
+			}
+			verdict := "met"
+			if !tr.Met[l] {
+				verdict = "NOT met"
+			}
+			if tr.Value != 0 {
+				verdict = fmt.Sprintf("%.2f× the target, %s", v/tr.Value, verdict)
+			}
+			parts = append(parts, fmt.Sprintf("%s %s (%s)", l, formatValue(v), verdict))
+		}
+		fmt.Fprintf(w, "target: %s %s %s: %s", tr.Metric, op, formatValue(tr.Value), strings.Join(parts, "; "))
+		fmt.Fprintln(w)
+	}
 }
 
 // median of vs (not empty); the mean of the middle two for an even count.
