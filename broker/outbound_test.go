@@ -41,8 +41,9 @@ func TestDeliveriesKeepPublishOrder(t *testing.T) {
 	addr := b.Addr(ListenerTCP)
 
 	sub, subR := rawV5(t, addr, "order-sub")
-	subscribe := append([]byte{0, 1, 0}, mqtttest.String("order/t")...) // packet ID 1, no properties
-	if _, err := sub.Write(mqtttest.Packet(0x82, append(subscribe, 1))); err != nil { // QoS 1
+	// Packet ID 1, no properties, the filter at QoS 1.
+	subscribe := append(append([]byte{0, 1, 0}, mqtttest.String("order/t")...), 1)
+	if _, err := sub.Write(mqtttest.Packet(0x82, subscribe)); err != nil {
 		t.Fatal(err)
 	}
 	if first, body := mqtttest.MustReadPacket(t, subR); first != 0x90 || len(body) < 4 || body[3] != 1 {
