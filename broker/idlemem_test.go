@@ -12,8 +12,9 @@ import (
 // TestIdleClientCost: an idle connected client costs the broker one
 // goroutine whose stack shrinks to 4 KiB (Mochi's CONNECT handling and
 // its read loop's packet values are off the stack while it waits: warden
-// patch 15), and no write queue (patch 14); upstream it was two
-// goroutines, 20 KiB of stacks and an 8 KiB queue. The test's clients are
+// patch 15), no write queue (patch 14) and no read buffer (patch 16);
+// upstream it was two goroutines, 20 KiB of stacks, an 8 KiB queue and a
+// 2 KiB read buffer. The test's clients are
 // bare sockets with no goroutine of their own, so the goroutines and
 // stacks counted are the broker's. Not parallel: it reads process-wide
 // runtime metrics. BenchmarkIdleClients measures the same at scale.
@@ -50,7 +51,7 @@ func TestIdleClientCost(t *testing.T) {
 	if stacks > 4096*1.1 {
 		t.Errorf("%.0f bytes of goroutine stack per idle client; want 4 KiB (a frame grew on the idle read path?)", stacks)
 	}
-	if heap > 6*1024 {
-		t.Errorf("%.0f bytes of heap per idle client; want under 6 KiB (about 4.5 KiB today)", heap)
+	if heap > 4*1024 {
+		t.Errorf("%.0f bytes of heap per idle client; want under 4 KiB (about 2.8 KiB today)", heap)
 	}
 }

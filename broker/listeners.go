@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -38,6 +39,8 @@ var (
 	_ TLSStater = (*tls.Conn)(nil)
 	_ TLSStater = (*wsConn)(nil)
 	_ net.Conn  = (*wsConn)(nil)
+
+	_ mqtt.PlainSocket = (*trackedConn)(nil)
 
 	_ listeners.Listener = (*wsListener)(nil)
 )
@@ -275,6 +278,11 @@ type trackedConn struct {
 	l    *trackingListener
 	once sync.Once
 }
+
+// PlainSocket is the accepted connection, which this one reads unchanged:
+// Mochi reads a plain TCP client's packets straight from the socket and
+// holds no read buffer while the client is idle (mqtt.PlainSocket).
+func (c *trackedConn) PlainSocket() net.Conn { return c.Conn }
 
 // Close closes the connection and forgets it.
 func (c *trackedConn) Close() error {
