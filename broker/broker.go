@@ -77,8 +77,10 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxPendingWrites is how many packets may wait to be written to one
 	// client before Mochi drops further deliveries to it; zero means
-	// DefaultMaxPendingWrites. Mochi allocates the queue at connect (8
-	// bytes a slot), so it is most of a connected client's memory.
+	// DefaultMaxPendingWrites. The queue grows as packets wait and is
+	// released once written (warden patch 20 to Mochi), so an idle client
+	// pays nothing for a high limit; a slow one holds up to 8 bytes a slot
+	// plus the packets.
 	MaxPendingWrites int
 
 	// MaxPacketSize is the largest MQTT packet a client may send, fixed
@@ -165,8 +167,9 @@ const (
 )
 
 // DefaultMaxPendingWrites is Config.MaxPendingWrites' default: 1,024
-// packets (8 KiB a client), Mosquitto's default queue length, instead of
-// Mochi's 8,192 (64 KiB a client: 640 MiB for 10,000 idle devices).
+// packets, Mosquitto's default queue length, instead of Mochi's 8,192.
+// (Upstream Mochi allocated the whole queue at connect, 64 KiB a client
+// at 8,192; the queue now grows only while packets wait.)
 const DefaultMaxPendingWrites = 1024
 
 // Broker is the embedded MQTT server with its listeners. Create it with New,

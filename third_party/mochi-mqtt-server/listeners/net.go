@@ -65,12 +65,22 @@ func (l *Net) Serve(establish EstablishFn) {
 
 		if atomic.LoadUint32(&l.end) == 0 {
 			go func() {
-				err = establish(l.id, conn)
-				if err != nil {
-					l.log.Warn("", "error", err)
-				}
+				// warden patch: the error is the goroutine's own (upstream
+				// assigned the accept loop's err, a data race) and is
+				// logged by a function of its own, so this frame, below
+				// every frame of the connection's goroutine, stays small.
+				l.ended(establish(l.id, conn))
 			}()
 		}
+	}
+}
+
+// ended logs the error that ended a connection, if any (warden patch).
+//
+//go:noinline
+func (l *Net) ended(err error) {
+	if err != nil {
+		l.log.Warn("", "error", err)
 	}
 }
 

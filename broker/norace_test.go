@@ -2,5 +2,4 @@
 
 package broker
 
-// raceEnabled: see race_on_test.go.
 const raceEnabled = false

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+
+//go:build unix
+
+package mqtt
+
+import (
+	"io"
+	"os"
+	"syscall"
+)
+
+// rawReads: sockets are read with their RawConn (connReader).
+const rawReads = true
+
+// rawRead reads from the socket into p, or when p is nil into the buffer,
+// taking one from the pool if the reader holds none. When the socket has
+// nothing to read, the buffer goes back to the pool before the goroutine
+// waits for it to become readable (warden patch, see connReader).
+func (cr *connReader) rawRead(p []byte) (int, error) {
+	var n int
+	var rerr error
+	err := cr.raw.Read(func(fd uintptr) bool {
+		for {
+			into := p
+			if into == nil {
+				if cr.buf == nil {
+					cr.take()
+				}
+				into = cr.buf
+			}
+			n, rerr = syscall.Read(int(fd), into)
+			switch rerr {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				cr.release() // nothing to read: wait without a buffer
+				return false
+			}
+			return true
+		}
+	})
+	switch {
+	case err != nil: // closed, deadline exceeded
+		cr.release()
+		return 0, err
+	case rerr != nil:
+		cr.release()
+		return 0, os.NewSyscallError("read", rerr)
+	case n <= 0:
+		cr.release()
+		return 0, io.EOF
+	}
+	return n, nil
+}

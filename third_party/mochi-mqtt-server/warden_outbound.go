@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+
+package mqtt
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// outboundKeep is the most slots an emptied outbound queue keeps for the
+// next burst (warden patch): 16 pointers, 128 bytes. A larger ring is
+// released once it drains, so a client that once had a backlog goes back
+// to holding nothing.
+const outboundKeep = 16
+
+// outboundQueue holds the packets waiting to be written to a client, in
+// order, and runs the goroutine that writes them (warden patch).
+//
+// Upstream gave every client a channel of MaximumClientWritesPending slots,
+// made at connect (8 bytes a slot: 64 KiB with the default 8,192), and a
+// WriteLoop goroutine waiting on it for the connection's life: an idle
+// client held both. The queue is a ring that starts empty and doubles as
+// packets arrive, up to the same limit, and a writer goroutine runs only
+// while there is something to write: it starts when a packet is queued
+// with none running and ends when the queue is empty.
+type outboundQueue struct {
+	mu      sync.Mutex
+	ring    []*packets.Packet // length a power of two, or nil
+	head    int               // index of the oldest packet
+	n       int               // packets queued
+	writing bool              // a writer goroutine is running
+}
+
+// enqueueOutbound queues pk to be written to cl by a writer goroutine,
+// starting one if none runs. It reports false, queueing nothing, when
+// MaximumClientWritesPending packets (at least one) are queued already.
+func (cl *Client) enqueueOutbound(pk *packets.Packet) bool {
+	q := &cl.State.outbound
+	limit := max(int(cl.ops.options.Capabilities.MaximumClientWritesPending), 1)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n >= limit {
+		return false
+	}
+	if q.n == len(q.ring) {
+		q.grow()
+	}
+	q.ring[(q.head+q.n)&(len(q.ring)-1)] = pk
+	q.n++
+	atomic.AddInt32(&cl.State.outboundQty, 1)
+	if !q.writing {
+		q.writing = true
+		go cl.writeOutbound()
+	}
+	return true
+}
+
+// grow doubles the ring (4 slots at first), keeping the packets in order.
+// It is called on a full ring only, with fewer packets than the limit, so
+// the ring never exceeds the power of two that holds the limit.
+func (q *outboundQueue) grow() {
+	ring := make([]*packets.Packet, max(4, 2*len(q.ring)))
+	for i := 0; i < q.n; i++ {
+		ring[i] = q.ring[(q.head+i)&(len(q.ring)-1)]
+	}
+	q.ring, q.head = ring, 0
+}
+
+// next takes the oldest packet from the queue. On an empty queue, or when
+// drop is set (the client is closed: the packets still queued are
+// discarded, uncounted in qty), it marks the writer stopped, releases a
+// large ring and returns nil: the caller, the writer, must then return.
+func (q *outboundQueue) next(drop bool, qty *int32) *packets.Packet {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 || drop {
+		q.writing = false
+		if q.n > 0 {
+			atomic.AddInt32(qty, -int32(q.n))
+		}
+		if drop || len(q.ring) > outboundKeep {
+			q.ring, q.n = nil, 0
+		}
+		q.head = 0
+		return nil
+	}
+	pk := q.ring[q.head]
+	q.ring[q.head] = nil
+	q.head = (q.head + 1) & (len(q.ring) - 1)
+	q.n--
+	return pk
+}
+
+// queued is the number of packets waiting behind the one being written.
+func (q *outboundQueue) queued() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
+
+// writeOutbound writes the queued packets to the client in order and
+// returns once the queue is empty. When the client is closed, the packets
+// still queued are dropped, as the upstream WriteLoop left them in the
+// channel when it stopped.
+func (cl *Client) writeOutbound() {
+	for {
+		pk := cl.State.outbound.next(cl.Closed(), &cl.State.outboundQty)
+		if pk == nil {
+			return
+		}
+		if err := cl.WritePacket(*pk); err != nil {
+			cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+		}
+		putOutboundPacket(pk) // from publishToClient's pool
+		atomic.AddInt32(&cl.State.outboundQty, -1)
+	}
+}
