@@ -7,9 +7,11 @@ GO ?= go
 ## then, alone on the machine, the attack tests whose bounds are latencies (-tags attack)
 test: deps vet
 	$(GO) test -race ./...
+	cd third_party/mochi-mqtt-server && $(GO) test -race -count=1 .
 	$(GO) test -tags attack -count=1 -run '^TestLoginFlood' ./cmd/warden
 
-## deps: install redis-server, mosquitto-clients, openssl, curl, jq, oathtool and docker-compose when missing (apt-get),
+## deps: install redis-server, mosquitto-clients, openssl, curl, jq, oathtool, slapd, ldap-utils, chromium and
+## docker-compose when missing (apt-get),
 ## and nats-server >= 2.10 (go install at go.mod's version)
 deps:
 	@bash scripts/install-test-deps.sh
