@@ -92,8 +92,13 @@ function sessionLost(message) {
 /** logout revokes the token, then reloads: nothing of the session survives in memory. */
 async function logout() {
   try {
-    await api.post('/api/logout', {});
-  } catch { /* revoked or unreachable: forget it anyway */ }
+    await api.post('/api/logout', {}, {quiet401: true});
+  } catch (e) {
+    // Forgotten here all the same; say that it may still be valid.
+    if (e.status !== 401) {
+      sessionStorage.setItem('warden.notice', `Signed out, but warden could not revoke the session (${e.message}); it stays valid until ${new Date(session.expiresAt).toLocaleString()}.`);
+    }
+  }
   api.setToken('');
   history.replaceState(null, '', '/');
   location.reload();
