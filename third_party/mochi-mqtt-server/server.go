@@ -1178,6 +1178,11 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	return out, nil
 }
 
+// retainedRoomWait bounds how long one retained message waits for room in
+// a subscriber's write queue (warden patch): a client that reads nothing
+// for that long gets the rest dropped, as before.
+const retainedRoomWait = 10 * time.Second
+
 func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, existed bool) {
 	if IsSharedFilter(sub.Filter) {
 		return // 4.8.2 Non-normative - Shared Subscriptions - No Retained Messages are sent to the Session when it first subscribes.
@@ -1189,6 +1194,9 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 
 	sub.FwdRetainedFlag = true
 	for _, pkv := range s.Topics.Messages(sub.Filter) { // [MQTT-3.8.4-4]
+		// warden patch: wait for room in the write queue rather than drop
+		// every retained message past its limit (warden_outbound.go).
+		cl.waitOutboundRoom(retainedRoomWait)
 		_, err := s.publishToClient(cl, sub, pkv)
 		if err != nil {
 			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)

@@ -5,6 +5,7 @@ package mqtt
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -91,6 +92,30 @@ func (q *outboundQueue) next(drop bool, qty *int32) *packets.Packet {
 	q.head = (q.head + 1) & (len(q.ring) - 1)
 	q.n--
 	return pk
+}
+
+// waitOutboundRoom waits until the client's write queue has room for one
+// more packet, and reports whether it has: false when the client closed
+// or wait passed first. Retained messages sent at SUBSCRIBE use it
+// (publishRetainedToClient): a subscription may match far more of them
+// than the queue holds, and they are sent from the subscriber's own read
+// loop, so waiting for its writer to drain slows only that client, where
+// a full queue dropped all but the first MaximumClientWritesPending.
+func (cl *Client) waitOutboundRoom(wait time.Duration) bool {
+	limit := max(int(cl.ops.options.Capabilities.MaximumClientWritesPending), 1)
+	var deadline time.Time
+	for cl.State.outbound.queued() >= limit {
+		if cl.Closed() {
+			return false
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(wait)
+		} else if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
 }
 
 // queued is the number of packets waiting behind the one being written.
