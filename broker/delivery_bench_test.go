@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"log/slog"
-	"net"
 	"runtime"
 	"strconv"
 	"sync"
@@ -80,15 +79,8 @@ func deliver(b testing.TB, subs, n int, qos byte, ready func()) deliveries {
 	reached := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	for i := range subs {
-		c := benchConnect(b, addr, "sub-"+strconv.Itoa(i))
-		sub := mqtttest.Packet(0x82, append([]byte{0, 1, 0}, append(mqtttest.String("bench/d"), qos)...))
-		if _, err := c.Write(sub); err != nil {
-			b.Fatal(err)
-		}
-		r := bufio.NewReaderSize(c, 64<<10)
-		if first, _ := mqtttest.MustReadPacket(b, r); first != 0x90 {
-			b.Fatalf("SUBACK expected, got %#x", first)
-		}
+		c, r := rawClient(b, addr, "sub-"+strconv.Itoa(i))
+		rawSubscribe(b, c, r, "bench/d", qos)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -120,10 +112,8 @@ func deliver(b testing.TB, subs, n int, qos byte, ready func()) deliveries {
 				}
 			}
 		}()
-		defer c.Close()
 	}
-	pub := benchConnect(b, addr, "pub")
-	defer pub.Close()
+	pub, _ := rawClient(b, addr, "pub")
 	go func() { _, _ = io.Copy(io.Discard, pub) }() // the publisher's PUBACKs
 	// v5: topic, packet ID at QoS 1, property length 0, 64-byte payload.
 	head := mqtttest.String("bench/d")
@@ -184,21 +174,6 @@ func TestFanoutAllocationsPerDelivery(t *testing.T) {
 	if a, by := d.allocs/d.count, d.bytes/d.count; a > 2 || by > 1024 {
 		t.Errorf("fanout 1 -> 50: %.2f allocations and %.0f bytes per delivery, want at most 2 and 1024", a, by)
 	}
-}
-
-// benchConnect opens an MQTT 5 connection and reads its CONNACK.
-func benchConnect(b testing.TB, addr, id string) net.Conn {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := c.Write(mqtttest.Connect{Version: 5, ClientID: id, Keepalive: 0}.Bytes()); err != nil {
-		b.Fatal(err)
-	}
-	if first, body := mqtttest.MustReadPacket(b, c); first != 0x20 || len(body) < 2 || body[1] != 0 {
-		b.Fatalf("CONNACK %#x %x", first, body)
-	}
-	return c
 }
 
 // readHeader reads a fixed header: the first byte and the remaining

@@ -1,9 +1,7 @@
 package broker
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -20,8 +18,7 @@ func TestRetainedMessagesBeyondTheWriteQueueAllArrive(t *testing.T) {
 	const n, queue = 600, 16
 	b := startBroker(t, Config{TCPAddr: "127.0.0.1:0", MaxPendingWrites: queue})
 	addr := b.Addr("tcp")
-	pub := benchConnect(t, addr, "retainer")
-	defer pub.Close()
+	pub, pr := rawClient(t, addr, "retainer")
 	var burst []byte
 	for i := range n {
 		burst = append(burst, mqtttest.Packet(0x31, append(append(mqtttest.String(fmt.Sprintf("r/%d", i)), 0), "v"...))...)
@@ -31,20 +28,11 @@ func TestRetainedMessagesBeyondTheWriteQueueAllArrive(t *testing.T) {
 	if _, err := pub.Write(burst); err != nil {
 		t.Fatal(err)
 	}
-	if first, _ := mqtttest.MustReadPacket(t, pub); first != 0x40 {
+	if first, _ := mqtttest.MustReadPacket(t, pr); first != 0x40 {
 		t.Fatalf("PUBACK expected, got %#x", first)
 	}
 
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r := bufio.NewReader(c)
-	_, _ = c.Write(mqtttest.Connect{Version: 5, ClientID: "late"}.Bytes())
-	if first, _ := mqtttest.MustReadPacket(t, r); first != 0x20 {
-		t.Fatalf("CONNACK expected, got %#x", first)
-	}
+	c, r := rawClient(t, addr, "late")
 	_, _ = c.Write(mqtttest.Packet(0x82, append(append([]byte{0, 1, 0}, mqtttest.String("r/#")...), 0)))
 	got := map[string]bool{}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))

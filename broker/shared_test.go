@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"bufio"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,20 +21,8 @@ func TestSharedSubscriptionDeliveredOncePerGroup(t *testing.T) {
 	addr := b.Addr("tcp")
 	var group, plain atomic.Int64
 	join := func(id, filter string, count *atomic.Int64) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		r := bufio.NewReader(c)
-		_, _ = c.Write(mqtttest.Connect{Version: 5, ClientID: id}.Bytes())
-		if first, _ := mqtttest.MustReadPacket(t, r); first != 0x20 {
-			t.Fatalf("%s: CONNACK expected, got %#x", id, first)
-		}
-		_, _ = c.Write(mqtttest.Packet(0x82, append(append([]byte{0, 1, 0}, mqtttest.String(filter)...), 0)))
-		if first, _ := mqtttest.MustReadPacket(t, r); first != 0x90 {
-			t.Fatalf("%s: SUBACK expected, got %#x", id, first)
-		}
+		c, r := rawClient(t, addr, id)
+		rawSubscribe(t, c, r, filter, 0)
 		go func() {
 			for {
 				first, _, err := mqtttest.ReadPacket(r)
@@ -53,8 +39,7 @@ func TestSharedSubscriptionDeliveredOncePerGroup(t *testing.T) {
 	join("member-2", "$share/g/plant/+/temp", &group)
 	join("watcher", "plant/#", &plain)
 
-	pc := benchConnect(t, addr, "publisher")
-	defer pc.Close()
+	pc, _ := rawClient(t, addr, "publisher")
 	const n = 20
 	for range n {
 		_, _ = pc.Write(mqtttest.Packet(0x30, append(append(mqtttest.String("plant/line1/temp"), 0), "21"...)))

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bufio"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -24,27 +23,13 @@ func TestSubscriptionIdentifiersDelivered(t *testing.T) {
 	b := startBroker(t, Config{TCPAddr: "127.0.0.1:0"})
 	addr := b.Addr("tcp")
 	subscribe := func(id string, subs ...[2]any) *bufio.Reader {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		r := bufio.NewReader(c)
-		_, _ = c.Write(mqtttest.Connect{Version: 5, ClientID: id}.Bytes())
-		if first, _ := mqtttest.MustReadPacket(t, r); first != 0x20 {
-			t.Fatalf("%s: CONNACK expected, got %#x", id, first)
-		}
-		for i, s := range subs {
+		c, r := rawClient(t, addr, id)
+		for _, s := range subs {
 			var props []byte
 			if sid := s[1].(int); sid > 0 {
 				props = []byte{0x0b, byte(sid)} // subscription identifier (< 128: one byte)
 			}
-			body := append([]byte{0, byte(i + 1), byte(len(props))}, props...)
-			body = append(append(body, mqtttest.String(s[0].(string))...), 0)
-			_, _ = c.Write(mqtttest.Packet(0x82, body))
-			if first, _ := mqtttest.MustReadPacket(t, r); first != 0x90 {
-				t.Fatalf("%s: SUBACK expected, got %#x", id, first)
-			}
+			rawSubscribe(t, c, r, s[0].(string), 0, props...)
 		}
 		return r
 	}
@@ -52,15 +37,7 @@ func TestSubscriptionIdentifiersDelivered(t *testing.T) {
 	one := subscribe("one", [2]any{"plant/line1/temp", 7})
 	none := subscribe("none", [2]any{"plant/line1/temp", 0})
 
-	pc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	_, _ = pc.Write(mqtttest.Connect{Version: 5, ClientID: "publisher"}.Bytes())
-	if first, _ := mqtttest.MustReadPacket(t, pc); first != 0x20 {
-		t.Fatalf("publisher: CONNACK expected, got %#x", first)
-	}
+	pc, _ := rawClient(t, addr, "publisher")
 	_, _ = pc.Write(mqtttest.Packet(0x30, append(append(mqtttest.String("plant/line1/temp"), 0), "21"...)))
 	for _, c := range []struct {
 		name string
