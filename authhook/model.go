@@ -101,20 +101,18 @@ var errBrokenModel = errors.New("authhook: stored permissions do not compile")
 // load reads a user by username from the store and caches it.
 func (m *model) load(ctx context.Context, username string, epoch uint64) (*entry, error) {
 	u, err := m.st.UserByUsername(ctx, username)
-	if err != nil {
-		return nil, err
-	}
-	e, err := m.build(ctx, u, epoch)
-	if err != nil {
-		return nil, err
-	}
-	return m.put(e), nil
+	return m.keep(ctx, u, err, epoch)
 }
 
 // loadID reads a user by ID from the store and caches it, as load does by
 // username.
 func (m *model) loadID(ctx context.Context, id string, epoch uint64) (*entry, error) {
 	u, err := m.st.User(ctx, id)
+	return m.keep(ctx, u, err, epoch)
+}
+
+// keep compiles a user just read (unless the read failed) and caches it.
+func (m *model) keep(ctx context.Context, u store.User, err error, epoch uint64) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
