@@ -38,7 +38,7 @@ var (
 )
 
 // Environment of the client process BenchmarkIdleClients starts (the test
-// binary again, running TestIdleClientsHelper).
+// binary again, running idleClientsProcess from TestMain).
 const (
 	idleEnvAddr    = "WARDEN_IDLE_ADDR"
 	idleEnvN       = "WARDEN_IDLE_N"
@@ -66,7 +66,7 @@ var idleMetrics = []string{
 // each read right after a forced GC.
 //
 // The clients run in a child process (this test binary again, running
-// TestIdleClientsHelper), so their sockets, buffers and goroutines are not
+// idleClientsProcess), so their sockets, buffers and goroutines are not
 // counted: every byte measured is the broker's, the process's own
 // socket-side state included. Kernel socket buffers are not in the Go
 // runtime's figures; vmrss-B/client (VmRSS growth) is the resident
@@ -96,7 +96,8 @@ func benchIdleClients(b *testing.B, n int, version byte) {
 	before := readIdleMetrics()
 	rssBefore := vmRSS(b)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClientsHelper$", "-test.count=1")
+	cmd := exec.Command(os.Args[0]) // TestMain: the client process
+
 	cmd.Env = append(os.Environ(), idleEnvAddr+"="+addr, idleEnvN+"="+strconv.Itoa(n), idleEnvVersion+"="+strconv.Itoa(int(version)))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -274,23 +275,33 @@ func awaitLine(r io.Reader, want string, timeout time.Duration) error {
 	}
 }
 
-// TestIdleClientsHelper is BenchmarkIdleClients' client process; it is
-// skipped unless the benchmark started it. It connects WARDEN_IDLE_N
-// clients to WARDEN_IDLE_ADDR (64 at a time), each sending one CONNECT and
-// reading its CONNACK, prints "ready", and holds the connections, sending
-// nothing, until its standard input closes.
-func TestIdleClientsHelper(t *testing.T) {
-	addr := os.Getenv(idleEnvAddr)
-	if addr == "" {
-		t.Skip("started by BenchmarkIdleClients only")
+// TestMain runs this test binary as BenchmarkIdleClients' client process
+// when the benchmark started it so (WARDEN_IDLE_ADDR set), and as the
+// package's tests otherwise.
+func TestMain(m *testing.M) {
+	if os.Getenv(idleEnvAddr) != "" {
+		if err := idleClientsProcess(); err != nil {
+			fmt.Fprintln(os.Stderr, "idle clients:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// idleClientsProcess is BenchmarkIdleClients' client process. It connects
+// WARDEN_IDLE_N clients to WARDEN_IDLE_ADDR (64 at a time), each sending
+// one CONNECT and reading its CONNACK, prints "ready", and holds the
+// connections, sending nothing, until its standard input closes.
+func idleClientsProcess() error {
+	addr := os.Getenv(idleEnvAddr)
 	n, err := strconv.Atoi(os.Getenv(idleEnvN))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	version, err := strconv.Atoi(os.Getenv(idleEnvVersion))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	conns := make([]net.Conn, n)
 	var (
@@ -318,13 +329,14 @@ func TestIdleClientsHelper(t *testing.T) {
 	}
 	wg.Wait()
 	if f := failures.Load(); f > 0 {
-		t.Fatalf("%d of %d clients failed to connect; first: %v", f, n, firstErr.Load())
+		return fmt.Errorf("%d of %d clients failed to connect; first: %v", f, n, firstErr.Load())
 	}
 	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	for _, c := range conns {
 		_ = c.Close()
 	}
+	return nil
 }
 
 // idleConnect dials addr, sends CONNECT (with the credentials of creds,
