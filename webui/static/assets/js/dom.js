@@ -38,6 +38,21 @@ export function replace(el, ...children) {
   return append(el, children);
 }
 
+/**
+ * redraw replaces el's children with those build() returns, and puts the
+ * focus back on the control that had it (matched by data-key), so a list
+ * refreshed while someone works in it keeps their place.
+ */
+export function redraw(el, build) {
+  const active = document.activeElement;
+  const key = active && el.contains(active) ? active.dataset.key : '';
+  replace(el, build());
+  if (key) {
+    const again = el.querySelector(`[data-key="${CSS.escape(key)}"]`);
+    if (again) again.focus();
+  }
+}
+
 let ids = 0;
 /** uid returns an id unique in the page, for label/input pairs. */
 export function uid(prefix = 'f') {

@@ -3,7 +3,7 @@
 // by user and kick a client (it may reconnect; suspend or change its user
 // to keep it out).
 
-import {h, replace, field, confirmAction, table, toast, fmtTime} from '../dom.js';
+import {h, replace, redraw, field, confirmAction, table, toast, fmtTime} from '../dom.js';
 import * as api from '../api.js';
 
 const protocol = {3: 'MQTT 3.1', 4: 'MQTT 3.1.1', 5: 'MQTT 5'};
@@ -51,8 +51,7 @@ function nodesLine(nodes) {
 
 function draw(ctx, list, clients, reload) {
   const mayKick = (c) => ctx.can('DELETE', `/api/clients/${c.clientId}`);
-  const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.key : '';
-  replace(list, table('Connected clients', [
+  redraw(list, () => table('Connected clients', [
     {label: 'Client ID', cell: (c) => h('code', {}, c.clientId)},
     {label: 'Username', cell: (c) => c.username || '—'},
     {label: 'Credential', cell: (c) => c.credential || '—'},
@@ -65,10 +64,6 @@ function draw(ctx, list, clients, reload) {
       onclick: () => kick(c, reload),
     }, 'Disconnect')},
   ], clients, 'No clients connected.'));
-  if (focused) {
-    const again = list.querySelector(`[data-key="${CSS.escape(focused)}"]`);
-    if (again) again.focus();
-  }
 }
 
 async function kick(c, reload) {

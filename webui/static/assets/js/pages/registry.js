@@ -2,7 +2,7 @@
 // grant or reject the devices that register while it is open. Requests
 // appear as they arrive (the list is read again every 2 seconds).
 
-import {h, replace, field, checkbox, modal, confirmAction, table, toast, busy, fmtTime, fmtDuration} from '../dom.js';
+import {h, replace, redraw, field, checkbox, modal, confirmAction, table, toast, busy, fmtTime, fmtDuration} from '../dom.js';
 import * as api from '../api.js';
 import {topicProblem} from '../perm.js';
 import {badge} from './overview.js';
@@ -79,9 +79,8 @@ function drawStatus(ctx, panel, state, refresh) {
 function drawRequests(ctx, list, state, refresh) {
   const mayConfirm = ctx.can('POST', '/api/client-registry/confirm');
   const mayReject = ctx.can('POST', '/api/client-registry/reject');
-  const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.key : '';
   const rows = [...state.requests].sort((a, b) => (a.granted - b.granted) || a.timestamp.localeCompare(b.timestamp));
-  replace(list, table('Registration requests', [
+  redraw(list, () => table('Registration requests', [
     {label: 'Device (username)', cell: (r) => h('strong', {}, r.username)},
     {label: 'Credential', cell: (r) => r.credentialType},
     {label: 'Flow', cell: (r) => r.flow},
@@ -96,10 +95,6 @@ function drawRequests(ctx, list, state, refresh) {
         onclick: () => reject(r, refresh)}, 'Reject'),
     ]},
   ], rows, 'No requests. Open the registry, then let the device register.'));
-  if (focused) {
-    const again = list.querySelector(`[data-key="${CSS.escape(focused)}"]`);
-    if (again) again.focus();
-  }
 }
 
 async function reject(r, refresh) {
