@@ -53,12 +53,21 @@ type connReader struct {
 	buf  []byte
 	bufp *[]byte // the pool's pointer to buf
 	r, w int     // buf[r:w] is read and not yet consumed
+
+	// One raw read's argument and results, and the function RawConn.Read
+	// calls, made once: a closure made per read escapes to the heap with
+	// what it captures (three allocations for every read).
+	rp     []byte
+	rn     int
+	rerr   error
+	readFD func(fd uintptr) bool
 }
 
 func newConnReader(c net.Conn, size int) *connReader {
 	cr := &connReader{conn: c, size: max(size, 16)}
 	if raw := rawSocket(c); raw != nil && rawReads {
 		cr.raw, cr.pool = raw, readBufPool(cr.size)
+		cr.readFD = cr.readRaw
 	}
 	return cr
 }

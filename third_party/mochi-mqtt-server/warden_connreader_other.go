@@ -12,3 +12,6 @@ const rawReads = false
 
 // rawRead is never called: newConnReader uses no RawConn here.
 func (cr *connReader) rawRead([]byte) (int, error) { return 0, io.ErrNoProgress }
+
+// readRaw is never called.
+func (cr *connReader) readRaw(uintptr) bool { return true }

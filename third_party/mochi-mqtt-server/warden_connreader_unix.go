@@ -18,28 +18,10 @@ const rawReads = true
 // nothing to read, the buffer goes back to the pool before the goroutine
 // waits for it to become readable (warden patch, see connReader).
 func (cr *connReader) rawRead(p []byte) (int, error) {
-	var n int
-	var rerr error
-	err := cr.raw.Read(func(fd uintptr) bool {
-		for {
-			into := p
-			if into == nil {
-				if cr.buf == nil {
-					cr.take()
-				}
-				into = cr.buf
-			}
-			n, rerr = syscall.Read(int(fd), into)
-			switch rerr {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				cr.release() // nothing to read: wait without a buffer
-				return false
-			}
-			return true
-		}
-	})
+	cr.rp, cr.rn, cr.rerr = p, 0, nil
+	err := cr.raw.Read(cr.readFD)
+	n, rerr := cr.rn, cr.rerr
+	cr.rp, cr.rerr = nil, nil
 	switch {
 	case err != nil: // closed, deadline exceeded
 		cr.release()
@@ -52,4 +34,27 @@ func (cr *connReader) rawRead(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// readRaw is rawRead's RawConn callback (cr.readFD).
+func (cr *connReader) readRaw(fd uintptr) bool {
+	for {
+		into := cr.rp
+		if into == nil {
+			if cr.buf == nil {
+				cr.take()
+			}
+			into = cr.buf
+		}
+		n, err := syscall.Read(int(fd), into)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			cr.release() // nothing to read: wait without a buffer
+			return false
+		}
+		cr.rn, cr.rerr = n, err
+		return true
+	}
 }
