@@ -40,10 +40,28 @@ func BenchmarkDeliveryQoS1(b *testing.B) {
 	b.Run("1-subscriber", func(b *testing.B) { benchDelivery(b, 1, 1) })
 }
 
+// BenchmarkDeliveryPaced is BenchmarkDeliveryQoS0 below saturation: one
+// message at a time to 4 subscribers, each published once all of them
+// have the one before, as in bench-compare.sh's fixed-rate case: every
+// message costs a read, and a write and a writer goroutine per
+// subscriber, with nothing to batch.
+//
+// go test -run '^$' -bench DeliveryPaced -benchmem ./broker
+func BenchmarkDeliveryPaced(b *testing.B) {
+	b.ResetTimer()
+	d := deliver(b, 4, b.N, 0, 1, b.ResetTimer)
+	b.StopTimer()
+	reportDeliveries(b, d)
+}
+
 func benchDelivery(b *testing.B, subs int, qos byte) {
 	b.ResetTimer()
-	d := deliver(b, subs, b.N, qos, b.ResetTimer)
+	d := deliver(b, subs, b.N, qos, 200, b.ResetTimer)
 	b.StopTimer()
+	reportDeliveries(b, d)
+}
+
+func reportDeliveries(b *testing.B, d deliveries) {
 	b.ReportMetric(float64(d.elapsed.Nanoseconds())/d.count, "ns/delivery")
 	b.ReportMetric(d.allocs/d.count, "allocs/delivery")
 	b.ReportMetric(d.bytes/d.count, "B/delivery")
@@ -57,11 +75,12 @@ type deliveries struct {
 }
 
 // deliver starts a broker, subscribes subs raw clients to one topic and
-// publishes n QoS 0 messages to them in batches (each batch once every
-// subscriber has the one before), returning the count of deliveries and
-// the allocations, bytes and time they took. ready is called once the
-// clients are set up, just before the first publish.
-func deliver(b testing.TB, subs, n int, qos byte, ready func()) deliveries {
+// publishes n messages at qos to them in batches of batch (each batch, in
+// one write, once every subscriber has the one before), returning the
+// count of deliveries and the allocations, bytes and time they took.
+// ready is called once the clients are set up, just before the first
+// publish.
+func deliver(b testing.TB, subs, n int, qos byte, batch int, ready func()) deliveries {
 	b.Helper()
 	br, err := New(Config{TCPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}, &allowHook{})
 	if err != nil {
@@ -122,7 +141,6 @@ func deliver(b testing.TB, subs, n int, qos byte, ready func()) deliveries {
 	}
 	msg := mqtttest.Packet(0x30|qos<<1, append(append(head, 0), make([]byte, 64)...))
 	idAt := len(msg) - 64 - 3 // the packet ID's offset in msg
-	const batch = 200
 	buf := make([]byte, 0, batch*len(msg))
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -167,7 +185,7 @@ func deliver(b testing.TB, subs, n int, qos byte, ready func()) deliveries {
 // packet, a copy of the subscriptions and an identifiers map per
 // subscriber per publish).
 func TestFanoutAllocationsPerDelivery(t *testing.T) {
-	d := deliver(t, 50, 1000, 0, func() {})
+	d := deliver(t, 50, 1000, 0, 200, func() {})
 	if raceEnabled {
 		return // sync.Pool drops items at random under the race detector
 	}
