@@ -3,6 +3,7 @@
 package mqtt
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,9 +54,51 @@ func (cl *Client) enqueueOutbound(pk *packets.Packet) bool {
 	atomic.AddInt32(&cl.State.outboundQty, 1)
 	if !q.writing {
 		q.writing = true
-		go cl.writeOutbound()
+		cl.startWriter()
 	}
 	return true
+}
+
+// Writer goroutines are reused (warden patch 25): one started per burst of
+// writes, as patch 20 made them, begins on a small stack and grows it
+// (twice, copying it each time) on its way through WritePacket; below
+// saturation, where every delivery finds its client's queue empty, that
+// growth was 9% of the broker's CPU and the goroutine's start 2% more. A
+// writer that has emptied a queue waits for the next client to write for,
+// unless maxIdleWriters already wait.
+var (
+	// writerJobs hands a client to a waiting writer. Unbuffered: a send
+	// succeeds only when a writer waits for it.
+	writerJobs = make(chan *Client)
+	// idleWriters counts the writers waiting on writerJobs, or about to.
+	idleWriters atomic.Int32
+	// maxIdleWriters bounds idleWriters: a burst to many clients starts
+	// many writers, and all but these end once it is written.
+	maxIdleWriters = int32(max(4, 4*runtime.GOMAXPROCS(0)))
+)
+
+// startWriter runs writeOutbound for cl on a waiting writer goroutine, or
+// on a new one when none waits.
+func (cl *Client) startWriter() {
+	select {
+	case writerJobs <- cl:
+	default:
+		go writer(cl)
+	}
+}
+
+// writer writes cl's queue, then waits for the next client to write for
+// (startWriter), or ends when enough writers wait already.
+func writer(cl *Client) {
+	for {
+		cl.writeOutbound()
+		if idleWriters.Add(1) > maxIdleWriters {
+			idleWriters.Add(-1)
+			return
+		}
+		cl = <-writerJobs
+		idleWriters.Add(-1)
+	}
 }
 
 // grow doubles the ring (4 slots at first), keeping the packets in order.

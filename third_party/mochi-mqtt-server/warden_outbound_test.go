@@ -162,3 +162,46 @@ func TestOutboundQueueDroppedOnClose(t *testing.T) {
 		t.Fatalf("stopped: ring %d slots, outboundQty %d; want both empty", slots, qty)
 	}
 }
+
+// TestWriterGoroutinesAreReused (patch 25): a packet written to an idle
+// client is written by a writer goroutine that waited for it, not by a new
+// one: after the first, a delivery to an idle client allocates nothing (a
+// new goroutine grew its stack on the way through WritePacket), and no
+// more writers wait than maxIdleWriters.
+func TestWriterGoroutinesAreReused(t *testing.T) {
+	cl, peer := queueTestClient(t, 1024)
+	template := *queuePublish(7)
+	got := make([]byte, 7) // fixed header (2), topic (3), sequence (2)
+	deliver := func() {
+		pk := getOutboundPacket()
+		*pk = template
+		if !cl.enqueueOutbound(pk) {
+			t.Fatal("refused")
+		}
+		if _, err := io.ReadFull(peer, got); err != nil {
+			t.Fatal(err)
+		}
+		waitNoWriter(t, cl)
+	}
+	deliver()
+	if allocs := testing.AllocsPerRun(100, deliver); allocs > 0 && !raceEnabled {
+		t.Errorf("%.2f allocations per delivery to an idle client; want 0", allocs)
+	}
+
+	// A burst to many clients starts many writers; afterwards at most
+	// maxIdleWriters of them wait.
+	clients := make([]net.Conn, 0, 100)
+	for i := 0; i < 100; i++ {
+		c, p := queueTestClient(t, 16)
+		clients = append(clients, p)
+		go func() { _, _ = io.Copy(io.Discard, p) }()
+		c.enqueueOutbound(queuePublish(i))
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if n := idleWriters.Load(); n <= maxIdleWriters {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d idle writers; want at most %d", n, maxIdleWriters)
+		}
+	}
+}
