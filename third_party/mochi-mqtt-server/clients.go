@@ -521,9 +521,12 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
 
-	// Decode the remaining packet values using a fresh copy of the bytes,
-	// otherwise the next packet will change the data of this one.
-	px := append([]byte{}, p[:]...)
+	// warden patch: p is this packet's own (made above, or by
+	// readGrowing), so it is decoded in place. Upstream copied it again,
+	// from a time when packets were read into a shared buffer: a second
+	// allocation and copy of every packet received, twice the memory of a
+	// large PUBLISH while it is delivered.
+	px := p
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectDecode(px)
