@@ -64,7 +64,9 @@ var (
 
 // Packets is a concurrency safe map of packets.
 type Packets struct {
-	internal map[string]Packet
+	internal  map[string]Packet
+	expiry    []expiryEntry // warden patch: a min-heap of when each packet may expire (warden_expiry.go)
+	expiryMax int64         // the maximum message expiry interval expiry is ordered with
 	sync.RWMutex
 }
 
@@ -80,6 +82,10 @@ func (p *Packets) Add(id string, val Packet) {
 	p.Lock()
 	defer p.Unlock()
 	p.internal[id] = val
+	if at, ok := expiryDeadline(&val, p.expiryMax); ok {
+		p.pushExpiry(at, id)
+		p.compactExpiry()
+	}
 }
 
 // GetAll returns all packets in the map.
@@ -114,6 +120,7 @@ func (p *Packets) Delete(id string) {
 	p.Lock()
 	defer p.Unlock()
 	delete(p.internal, id)
+	p.compactExpiry()
 }
 
 // Packet represents an MQTT packet. Instead of providing a packet interface
