@@ -489,6 +489,13 @@ func (x *TopicsIndex) RetainMessage(pk packets.Packet) int64 {
 	x.root.Lock()
 	defer x.root.Unlock()
 
+	if len(pk.Payload) > 0 {
+		// warden patch 26: a decoded topic shares the memory of the whole
+		// packet read (payload included, which the stored copy has again);
+		// the store, the index and the map key keep a topic of their own.
+		pk.TopicName = strings.Clone(pk.TopicName)
+	}
+
 	n := x.set(pk.TopicName, 0)
 	n.Lock()
 	defer n.Unlock()

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -335,5 +336,54 @@ func TestMaximumMessageExpiryIntervalRemovesRetained(t *testing.T) {
 	publish("m/2")
 	if got := readRetained(t, addr, "again", "m/#"); !slices.Equal(got, []string{"m/2"}) {
 		t.Fatalf("a subscriber after a new message got %v, want [m/2]", got)
+	}
+}
+
+// TestRetainedTopicHoldsNotTheReadBuffer (patch 26): a retained message
+// received from a client is held once: its topic, decoded without a copy
+// from the buffer the whole PUBLISH was read into, no longer keeps that
+// buffer (and so a second copy of the payload) alive.
+func TestRetainedTopicHoldsNotTheReadBuffer(t *testing.T) {
+	const n, size = 500, 10000
+	s := retainedTestServer(0)
+	cl := s.NewClient(nil, "t", "publisher", false)
+	cl.Properties.ProtocolVersion = 4
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	// What the client reads: one buffer per PUBLISH, as ReadPacket makes.
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		var b bytes.Buffer
+		pk := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},
+			TopicName:   fmt.Sprintf("r/%d", i),
+			Payload:     make([]byte, size),
+		}
+		if err := pk.PublishEncode(&b); err != nil {
+			t.Fatal(err)
+		}
+		// ReadPacket reads the fixed header (a type byte and, for 10 kB,
+		// two length bytes) apart from the rest.
+		bufs[i] = bytes.Clone(b.Bytes()[3:])
+	}
+	for i := range bufs {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, ProtocolVersion: 4}
+		if err := pk.PublishDecode(bufs[i]); err != nil {
+			t.Fatal(err)
+		}
+		bufs[i] = nil // only the decoded packet holds it now
+		s.retainMessage(cl, pk)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perMessage := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / n
+	t.Logf("%.0f bytes held per retained message of %d bytes", perMessage, size)
+	runtime.KeepAlive(bufs)
+	if perMessage > 1.5*size {
+		t.Errorf("%.0f bytes held per retained message of %d bytes: the payload is held twice", perMessage, size)
+	}
+	if got := s.Topics.Retained.Len(); got != n {
+		t.Fatalf("%d retained messages, want %d", got, n)
 	}
 }

@@ -64,16 +64,16 @@ var (
 
 // Packets is a concurrency safe map of packets.
 type Packets struct {
-	internal  map[string]Packet
-	expiry    []expiryEntry // warden patch: a min-heap of when each packet may expire (warden_expiry.go)
-	expiryMax int64         // the maximum message expiry interval expiry is ordered with
+	internal  map[string]storedPacket // warden patch 26: a small value per packet (warden_stored.go)
+	expiry    []expiryEntry           // warden patch: a min-heap of when each packet may expire (warden_expiry.go)
+	expiryMax int64                   // the maximum message expiry interval expiry is ordered with
 	sync.RWMutex
 }
 
 // NewPackets returns a new instance of Packets.
 func NewPackets() *Packets {
 	return &Packets{
-		internal: map[string]Packet{},
+		internal: map[string]storedPacket{},
 	}
 }
 
@@ -81,8 +81,9 @@ func NewPackets() *Packets {
 func (p *Packets) Add(id string, val Packet) {
 	p.Lock()
 	defer p.Unlock()
-	p.internal[id] = val
-	if at, ok := expiryDeadline(&val, p.expiryMax); ok {
+	sp := storePacket(&val)
+	p.internal[id] = sp
+	if at, ok := expiryDeadline(&sp, p.expiryMax); ok {
 		p.pushExpiry(at, id)
 		p.compactExpiry()
 	}
@@ -94,7 +95,7 @@ func (p *Packets) GetAll() map[string]Packet {
 	defer p.RUnlock()
 	m := map[string]Packet{}
 	for k, v := range p.internal {
-		m[k] = v
+		m[k] = v.packet()
 	}
 	return m
 }
@@ -103,8 +104,11 @@ func (p *Packets) GetAll() map[string]Packet {
 func (p *Packets) Get(id string) (val Packet, ok bool) {
 	p.RLock()
 	defer p.RUnlock()
-	val, ok = p.internal[id]
-	return val, ok
+	sp, ok := p.internal[id]
+	if !ok {
+		return val, false
+	}
+	return sp.packet(), true
 }
 
 // Len returns the number of packets in the map.

@@ -24,13 +24,13 @@ type expiryEntry struct {
 // of the packet's own MQTT 5 expiry and, when maxExpiry is greater than 0,
 // its creation time plus maxExpiry (the server's maximum message expiry
 // interval, enforced on every retained message).
-func expiryDeadline(pk *Packet, maxExpiry int64) (int64, bool) {
+func expiryDeadline(pk *storedPacket, maxExpiry int64) (int64, bool) {
 	at, ok := int64(0), false
-	if pk.ProtocolVersion == 5 && pk.Expiry > 0 { // [MQTT-3.3.2-5]
-		at, ok = pk.Expiry, true
+	if pk.version == 5 && pk.expiry > 0 { // [MQTT-3.3.2-5]
+		at, ok = pk.expiry, true
 	}
-	if maxExpiry > 0 && pk.Created <= math.MaxInt64-maxExpiry {
-		if c := pk.Created + maxExpiry; !ok || c < at {
+	if maxExpiry > 0 && pk.created <= math.MaxInt64-maxExpiry {
+		if c := pk.created + maxExpiry; !ok || c < at {
 			at, ok = c, true
 		}
 	}
