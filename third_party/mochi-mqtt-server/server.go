@@ -1193,10 +1193,16 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 	}
 
 	sub.FwdRetainedFlag = true
-	for _, pkv := range s.Topics.Messages(sub.Filter) { // [MQTT-3.8.4-4]
+	// warden patch 26: one retained message at a time, as it is sent; one
+	// cleared or expired since the scan is not sent.
+	for _, topic := range s.Topics.RetainedTopics(sub.Filter) { // [MQTT-3.8.4-4]
 		// warden patch: wait for room in the write queue rather than drop
 		// every retained message past its limit (warden_outbound.go).
 		cl.waitOutboundRoom(retainedRoomWait)
+		pkv, ok := s.Topics.Retained.Get(topic)
+		if !ok {
+			continue
+		}
 		_, err := s.publishToClient(cl, sub, pkv)
 		if err != nil {
 			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)

@@ -339,6 +339,64 @@ func TestMaximumMessageExpiryIntervalRemovesRetained(t *testing.T) {
 	}
 }
 
+// TestRetainedSubscriptionTakesOneMessageAtATime (patch 26): sending the
+// retained messages a new subscription matches allocates, per message,
+// about what sending each one on its own does, not also a copy of every
+// matching message made before the first is sent (upstream's Messages:
+// 800 bytes a message in a slice grown by doubling; 100,000 retained
+// messages held 160 MB at once).
+func TestRetainedSubscriptionTakesOneMessageAtATime(t *testing.T) {
+	const n = 20000
+	s := retainedTestServer(0)
+	if err := s.AddHook(new(allowAll), nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		s.Topics.RetainMessage(retainedPacket(fmt.Sprintf("r/%d", i), 4, time.Now().Unix(), 0))
+	}
+	// bytesPerMessage is what send allocates per retained message, with
+	// what the client's writer allocates to write them.
+	bytesPerMessage := func(send func(*Client)) float64 {
+		conn, peer := net.Pipe()
+		defer peer.Close()
+		cl := s.NewClient(conn, "t", "subscriber", false)
+		cl.Properties.ProtocolVersion = 4
+		done := make(chan int64)
+		go func() {
+			n, _ := io.Copy(io.Discard, peer)
+			done <- n
+		}()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		send(cl)
+		waitNoWriter(t, cl)
+		runtime.ReadMemStats(&after)
+		cl.Stop(nil)
+		_ = conn.Close()
+		if sent := <-done; sent < n*8 {
+			t.Fatalf("%d bytes sent for %d retained messages", sent, n)
+		}
+		return float64(after.TotalAlloc-before.TotalAlloc) / n
+	}
+	sub := packets.Subscription{Filter: "r/#"}
+	one := bytesPerMessage(func(cl *Client) {
+		retained := sub
+		retained.FwdRetainedFlag = true
+		for i := 0; i < n; i++ {
+			pk, _ := s.Topics.Retained.Get(fmt.Sprintf("r/%d", i))
+			if _, err := s.publishToClient(cl, retained, pk); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	all := bytesPerMessage(func(cl *Client) { s.publishRetainedToClient(cl, sub, false) })
+	t.Logf("bytes allocated per retained message: %.0f sent one by one, %.0f for a subscription to all", one, all)
+	if all > one+400 {
+		t.Errorf("a subscription to %d retained messages allocated %.0f bytes per message; sending each alone, %.0f", n, all, one)
+	}
+}
+
 // TestRetainedTopicHoldsNotTheReadBuffer (patch 26): a retained message
 // received from a client is held once: its topic, decoded without a copy
 // from the buffer the whole PUBLISH was read into, no longer keeps that

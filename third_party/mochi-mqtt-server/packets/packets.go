@@ -111,6 +111,15 @@ func (p *Packets) Get(id string) (val Packet, ok bool) {
 	return sp.packet(), true
 }
 
+// Has reports whether the map holds a packet with the id (warden patch 26:
+// without copying it).
+func (p *Packets) Has(id string) bool {
+	p.RLock()
+	defer p.RUnlock()
+	_, ok := p.internal[id]
+	return ok
+}
+
 // Len returns the number of packets in the map.
 func (p *Packets) Len() int {
 	p.RLock()
