@@ -1819,6 +1819,7 @@ func (s *Server) clearExpiredClients(dt int64) {
 // whole store every second.
 func (s *Server) clearExpiredRetainedMessages(now int64) {
 	for _, filter := range s.Topics.Retained.DeleteExpired(now, s.Options.Capabilities.MaximumMessageExpiryInterval) {
+		s.Topics.ForgetRetained(filter) // warden patch 26
 		s.hooks.OnRetainedExpired(filter)
 	}
 }

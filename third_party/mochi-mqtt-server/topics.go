@@ -525,6 +525,29 @@ func (x *TopicsIndex) RetainMessage(pk packets.Packet) int64 {
 	return out
 }
 
+// ForgetRetained clears the topic's retained message from the index once
+// it has been deleted from Retained (by the expiry sweep), and removes the
+// topic's particles if nothing else needs them.
+//
+// warden patch 26: upstream's sweep deleted only the message, so the index
+// kept a particle for every expired retained topic, with the topic as its
+// retainPath, for ever.
+func (x *TopicsIndex) ForgetRetained(topic string) {
+	x.root.Lock()
+	defer x.root.Unlock()
+
+	n := x.seek(topic, 0)
+	if n == nil {
+		return
+	}
+	n.Lock()
+	if n.retainPath != "" && !x.Retained.Has(topic) {
+		n.retainPath = ""
+	}
+	n.Unlock()
+	x.trim(n)
+}
+
 // set creates a topic address in the index and returns the final particle.
 func (x *TopicsIndex) set(topic string, d int) *particle {
 	var key string
@@ -619,7 +642,11 @@ func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, topics []s
 			}
 
 			if !hasNext {
-				if adjacent.retainPath != "" && x.Retained.Has(adjacent.retainPath) {
+				// warden patch 26: a particle's retainPath is cleared with its
+				// message (ForgetRetained for expired ones), so it is not
+				// looked up here; a message removed since is skipped by the
+				// caller's Get.
+				if adjacent.retainPath != "" {
 					topics = append(topics, adjacent.retainPath)
 				}
 			}
@@ -636,7 +663,7 @@ func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, topics []s
 			return x.scanMessages(filter, d+1, particle, topics)
 		}
 
-		if x.Retained.Has(particle.retainPath) {
+		if particle.retainPath != "" {
 			topics = append(topics, particle.retainPath)
 		}
 	}
@@ -868,14 +895,21 @@ func (p *particles) add(val *particle) {
 }
 
 // getAll returns all particles.
-func (p *particles) getAll() map[string]*particle {
+//
+// warden patch 26: as a slice, nil when there are none. A copy of the map
+// for every particle walked made a subscription to "#" over 100,000
+// retained messages allocate 100,000 maps before its first message.
+func (p *particles) getAll() []*particle {
 	p.RLock()
 	defer p.RUnlock()
-	m := map[string]*particle{}
-	for k, v := range p.internal {
-		m[k] = v
+	if len(p.internal) == 0 {
+		return nil
 	}
-	return m
+	all := make([]*particle, 0, len(p.internal))
+	for _, v := range p.internal {
+		all = append(all, v)
+	}
+	return all
 }
 
 // get returns a particle by id (key).
