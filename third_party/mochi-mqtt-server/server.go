@@ -1193,10 +1193,16 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 	}
 
 	sub.FwdRetainedFlag = true
-	for _, pkv := range s.Topics.Messages(sub.Filter) { // [MQTT-3.8.4-4]
+	// warden patch 26: one retained message at a time, as it is sent; one
+	// cleared or expired since the scan is not sent.
+	for _, topic := range s.Topics.RetainedTopics(sub.Filter) { // [MQTT-3.8.4-4]
 		// warden patch: wait for room in the write queue rather than drop
 		// every retained message past its limit (warden_outbound.go).
 		cl.waitOutboundRoom(retainedRoomWait)
+		pkv, ok := s.Topics.Retained.Get(topic)
+		if !ok {
+			continue
+		}
 		_, err := s.publishToClient(cl, sub, pkv)
 		if err != nil {
 			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
@@ -1804,19 +1810,17 @@ func (s *Server) clearExpiredClients(dt int64) {
 }
 
 // clearExpiredRetainedMessage deletes retained messages from topics if they have expired.
+//
+// warden patch 24: a message expires when it is an MQTT 5 message past its
+// expiry [MQTT-3.3.2-5], or, if the maximum message expiry interval is set
+// (greater than 0), when it was retained longer than that; as upstream. The
+// store keeps its messages ordered by that time, so a sweep that finds
+// nothing expired costs a lock and a comparison, instead of a copy of the
+// whole store every second.
 func (s *Server) clearExpiredRetainedMessages(now int64) {
-	for filter, pk := range s.Topics.Retained.GetAll() {
-		expired := pk.ProtocolVersion == 5 && pk.Expiry > 0 && pk.Expiry < now // [MQTT-3.3.2-5]
-
-		// If the maximum message expiry interval is set (greater than 0), and the message
-		// retention period exceeds the maximum expiry, the message will be forcibly removed.
-		enforced := s.Options.Capabilities.MaximumMessageExpiryInterval > 0 &&
-			now-pk.Created > s.Options.Capabilities.MaximumMessageExpiryInterval
-
-		if expired || enforced {
-			s.Topics.Retained.Delete(filter)
-			s.hooks.OnRetainedExpired(filter)
-		}
+	for _, filter := range s.Topics.Retained.DeleteExpired(now, s.Options.Capabilities.MaximumMessageExpiryInterval) {
+		s.Topics.ForgetRetained(filter) // warden patch 26
+		s.hooks.OnRetainedExpired(filter)
 	}
 }
 

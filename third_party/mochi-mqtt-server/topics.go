@@ -112,16 +112,22 @@ type SharedSubscriptions struct {
 }
 
 // NewSharedSubscriptions returns a new instance of Subscriptions.
+//
+// warden patch 26: the map is made by the first Add (reading a nil map is
+// reading an empty one): most particles of the topic index only hold a
+// retained message, and their four empty maps were a quarter of a retained
+// message's memory. The same for the other three.
 func NewSharedSubscriptions() *SharedSubscriptions {
-	return &SharedSubscriptions{
-		internal: map[string]map[string]packets.Subscription{},
-	}
+	return &SharedSubscriptions{}
 }
 
 // Add creates a new shared subscription for a group and client id pair.
 func (s *SharedSubscriptions) Add(group, id string, val packets.Subscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil {
+		s.internal = map[string]map[string]packets.Subscription{}
+	}
 	if _, ok := s.internal[group]; !ok {
 		s.internal[group] = map[string]packets.Subscription{}
 	}
@@ -211,15 +217,16 @@ type InlineSubscriptions struct {
 
 // NewInlineSubscriptions returns a new instance of InlineSubscriptions.
 func NewInlineSubscriptions() *InlineSubscriptions {
-	return &InlineSubscriptions{
-		internal: map[int]InlineSubscription{},
-	}
+	return &InlineSubscriptions{} // warden patch 26: made by Add
 }
 
 // Add adds a new internal subscription for a client id.
 func (s *InlineSubscriptions) Add(val InlineSubscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil {
+		s.internal = map[int]InlineSubscription{}
+	}
 	s.internal[val.Identifier] = val
 }
 
@@ -275,9 +282,7 @@ type Subscriptions struct {
 
 // NewSubscriptions returns a new instance of Subscriptions.
 func NewSubscriptions() *Subscriptions {
-	return &Subscriptions{
-		internal: map[string]packets.Subscription{},
-	}
+	return &Subscriptions{} // warden patch 26: made by Add
 }
 
 // Add adds a new subscription for a client. ID can be a filter in the
@@ -285,6 +290,9 @@ func NewSubscriptions() *Subscriptions {
 func (s *Subscriptions) Add(id string, val packets.Subscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil {
+		s.internal = map[string]packets.Subscription{}
+	}
 	s.internal[id] = val
 }
 
@@ -489,6 +497,13 @@ func (x *TopicsIndex) RetainMessage(pk packets.Packet) int64 {
 	x.root.Lock()
 	defer x.root.Unlock()
 
+	if len(pk.Payload) > 0 {
+		// warden patch 26: a decoded topic shares the memory of the whole
+		// packet read (payload included, which the stored copy has again);
+		// the store, the index and the map key keep a topic of their own.
+		pk.TopicName = strings.Clone(pk.TopicName)
+	}
+
 	n := x.set(pk.TopicName, 0)
 	n.Lock()
 	defer n.Unlock()
@@ -508,6 +523,29 @@ func (x *TopicsIndex) RetainMessage(pk packets.Packet) int64 {
 	x.trim(n)
 
 	return out
+}
+
+// ForgetRetained clears the topic's retained message from the index once
+// it has been deleted from Retained (by the expiry sweep), and removes the
+// topic's particles if nothing else needs them.
+//
+// warden patch 26: upstream's sweep deleted only the message, so the index
+// kept a particle for every expired retained topic, with the topic as its
+// retainPath, for ever.
+func (x *TopicsIndex) ForgetRetained(topic string) {
+	x.root.Lock()
+	defer x.root.Unlock()
+
+	n := x.seek(topic, 0)
+	if n == nil {
+		return
+	}
+	n.Lock()
+	if n.retainPath != "" && !x.Retained.Has(topic) {
+		n.retainPath = ""
+	}
+	n.Unlock()
+	x.trim(n)
 }
 
 // set creates a topic address in the index and returns the final particle.
@@ -558,24 +596,42 @@ func (x *TopicsIndex) trim(n *particle) {
 
 // Messages returns a slice of any retained messages which match a filter.
 func (x *TopicsIndex) Messages(filter string) []packets.Packet {
-	return x.scanMessages(filter, 0, nil, []packets.Packet{})
+	topics := x.RetainedTopics(filter)
+	pks := make([]packets.Packet, 0, len(topics))
+	for _, topic := range topics {
+		if pk, ok := x.Retained.Get(topic); ok {
+			pks = append(pks, pk)
+		}
+	}
+	return pks
 }
 
-// scanMessages returns all retained messages on topics matching a given filter.
-func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, pks []packets.Packet) []packets.Packet {
+// RetainedTopics returns the topics of the retained messages which match a
+// filter, in the order Messages returns the messages.
+//
+// warden patch 26: a subscription to many retained messages takes them one
+// at a time (Retained.Get) as it sends them, instead of a copy of every
+// one (800 bytes each) before the first is sent.
+func (x *TopicsIndex) RetainedTopics(filter string) []string {
+	return x.scanMessages(filter, 0, nil, nil)
+}
+
+// scanMessages returns the topics of all retained messages on topics
+// matching a given filter.
+func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, topics []string) []string {
 	if n == nil {
 		n = x.root
 	}
 
 	if len(filter) == 0 || x.Retained.Len() == 0 {
-		return pks
+		return topics
 	}
 
 	if !strings.ContainsRune(filter, '#') && !strings.ContainsRune(filter, '+') {
-		if pk, ok := x.Retained.Get(filter); ok {
-			pks = append(pks, pk)
+		if x.Retained.Has(filter) {
+			topics = append(topics, filter)
 		}
-		return pks
+		return topics
 	}
 
 	key, hasNext := isolateParticle(filter, d)
@@ -586,31 +642,33 @@ func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, pks []pack
 			}
 
 			if !hasNext {
+				// warden patch 26: a particle's retainPath is cleared with its
+				// message (ForgetRetained for expired ones), so it is not
+				// looked up here; a message removed since is skipped by the
+				// caller's Get.
 				if adjacent.retainPath != "" {
-					if pk, ok := x.Retained.Get(adjacent.retainPath); ok {
-						pks = append(pks, pk)
-					}
+					topics = append(topics, adjacent.retainPath)
 				}
 			}
 
 			if hasNext || (d >= 0 && key == "#") {
-				pks = x.scanMessages(filter, d+1, adjacent, pks)
+				topics = x.scanMessages(filter, d+1, adjacent, topics)
 			}
 		}
-		return pks
+		return topics
 	}
 
 	if particle := n.particles.get(key); particle != nil {
 		if hasNext {
-			return x.scanMessages(filter, d+1, particle, pks)
+			return x.scanMessages(filter, d+1, particle, topics)
 		}
 
-		if pk, ok := x.Retained.Get(particle.retainPath); ok {
-			pks = append(pks, pk)
+		if particle.retainPath != "" {
+			topics = append(topics, particle.retainPath)
 		}
 	}
 
-	return pks
+	return topics
 }
 
 // Subscribers returns a map of clients who are subscribed to matching filters,
@@ -823,27 +881,35 @@ type particles struct {
 
 // newParticles returns a map of particles.
 func newParticles() particles {
-	return particles{
-		internal: map[string]*particle{},
-	}
+	return particles{} // warden patch 26: made by add
 }
 
 // add adds a new particle.
 func (p *particles) add(val *particle) {
 	p.Lock()
+	if p.internal == nil {
+		p.internal = map[string]*particle{}
+	}
 	p.internal[val.key] = val
 	p.Unlock()
 }
 
 // getAll returns all particles.
-func (p *particles) getAll() map[string]*particle {
+//
+// warden patch 26: as a slice, nil when there are none. A copy of the map
+// for every particle walked made a subscription to "#" over 100,000
+// retained messages allocate 100,000 maps before its first message.
+func (p *particles) getAll() []*particle {
 	p.RLock()
 	defer p.RUnlock()
-	m := map[string]*particle{}
-	for k, v := range p.internal {
-		m[k] = v
+	if len(p.internal) == 0 {
+		return nil
 	}
-	return m
+	all := make([]*particle, 0, len(p.internal))
+	for _, v := range p.internal {
+		all = append(all, v)
+	}
+	return all
 }
 
 // get returns a particle by id (key).

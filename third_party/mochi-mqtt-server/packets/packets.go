@@ -64,14 +64,16 @@ var (
 
 // Packets is a concurrency safe map of packets.
 type Packets struct {
-	internal map[string]Packet
+	internal  map[string]storedPacket // warden patch 26: a small value per packet (warden_stored.go)
+	expiry    []expiryEntry           // warden patch: a min-heap of when each packet may expire (warden_expiry.go)
+	expiryMax int64                   // the maximum message expiry interval expiry is ordered with
 	sync.RWMutex
 }
 
 // NewPackets returns a new instance of Packets.
 func NewPackets() *Packets {
 	return &Packets{
-		internal: map[string]Packet{},
+		internal: map[string]storedPacket{},
 	}
 }
 
@@ -79,7 +81,12 @@ func NewPackets() *Packets {
 func (p *Packets) Add(id string, val Packet) {
 	p.Lock()
 	defer p.Unlock()
-	p.internal[id] = val
+	sp := storePacket(&val)
+	p.internal[id] = sp
+	if at, ok := expiryDeadline(&sp, p.expiryMax); ok {
+		p.pushExpiry(at, id)
+		p.compactExpiry()
+	}
 }
 
 // GetAll returns all packets in the map.
@@ -88,7 +95,7 @@ func (p *Packets) GetAll() map[string]Packet {
 	defer p.RUnlock()
 	m := map[string]Packet{}
 	for k, v := range p.internal {
-		m[k] = v
+		m[k] = v.packet()
 	}
 	return m
 }
@@ -97,8 +104,20 @@ func (p *Packets) GetAll() map[string]Packet {
 func (p *Packets) Get(id string) (val Packet, ok bool) {
 	p.RLock()
 	defer p.RUnlock()
-	val, ok = p.internal[id]
-	return val, ok
+	sp, ok := p.internal[id]
+	if !ok {
+		return val, false
+	}
+	return sp.packet(), true
+}
+
+// Has reports whether the map holds a packet with the id (warden patch 26:
+// without copying it).
+func (p *Packets) Has(id string) bool {
+	p.RLock()
+	defer p.RUnlock()
+	_, ok := p.internal[id]
+	return ok
 }
 
 // Len returns the number of packets in the map.
@@ -114,6 +133,7 @@ func (p *Packets) Delete(id string) {
 	p.Lock()
 	defer p.Unlock()
 	delete(p.internal, id)
+	p.compactExpiry()
 }
 
 // Packet represents an MQTT packet. Instead of providing a packet interface
