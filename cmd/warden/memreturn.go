@@ -13,32 +13,31 @@ import (
 
 // Returning freed heap to the OS after a burst.
 //
-// Go frees the memory of a burst (argon2id's 19 MiB working sets, the
-// buffers and goroutine stacks of 10,000 clients that left) at its next
-// collection, and its scavenger then returns what the heap goal no
-// longer needs. But a collection only runs when allocation reaches the
-// goal set by the last one, or every two minutes: an idle warden after a
-// burst keeps the burst's pages for those two minutes, and the goal of a
-// collection that ran during the burst lets the scavenger keep twice the
-// burst's live heap after that. On a machine without a memory limit
-// (memlimit.go) nothing else returns them; a process that held 600 MiB a
-// minute after its clients left looks like a leak to anyone watching RSS.
+// Go frees the memory of a burst (the buffers and goroutine stacks of
+// 10,000 clients that left, argon2id's 19 MiB working sets) at its next
+// collection, and its scavenger then returns what the new heap goal no
+// longer needs, gradually. But a collection only runs when allocation
+// reaches the goal the last one set, or every two minutes: an idle warden
+// after a burst keeps the burst's pages that long (10,000 clients gone:
+// 322 MiB resident a minute later, 29 MiB before they came). On a machine
+// without a memory limit (memlimit.go) nothing else returns them, and a
+// process that holds ten times its working size after its clients left
+// looks like a leak to anyone watching RSS.
 //
 // heapReturn reads runtime/metrics every period and, when the heap holds
-// far more than the live heap needs and the program has gone quiet, calls
-// debug.FreeOSMemory: one collection, then every free page back to the
-// OS.
+// far more than the last collection's goal and the program has gone
+// quiet, calls debug.FreeOSMemory: one collection, then every free page
+// back to the OS (75-90 ms for that case, once).
 
-// Thresholds of heapReturn, in bytes; see heapHoldsTooMuch.
 const (
-	// returnFloor: below this much to gain, a forced collection and the
-	// page faults of taking the memory back are not worth it (warden
-	// itself runs in about 30 MiB).
+	// returnFloor: with less than this to gain (held beyond the live
+	// heap), a forced collection and the page faults of taking the
+	// memory back are not worth it; warden itself runs in about 30 MiB.
 	returnFloor = 64 << 20
-	// A period with more allocation than excess/returnQuietShare is not
-	// quiet: the runtime is about to reuse the free pages itself.
+	// returnQuietShare: a period that allocated more than the gain over
+	// this is not quiet: the runtime is reusing the free pages itself.
+	returnQuietShare = 4
 )
-const returnQuietShare = 4
 
 // heapSample is what heapReturn reads from runtime/metrics.
 type heapSample struct {
@@ -97,8 +96,9 @@ func heapHoldsTooMuch(now heapSample, allocated uint64) (gain uint64, ok bool) {
 	return gain, gain >= returnFloor && now.held/3 > now.goal/2 && allocated < gain/returnQuietShare
 }
 
-// heapReturn is the loop; returned counts its calls of FreeOSMemory
-// (warden_memory_returns_total) and returnedBytes what they gave back.
+// heapReturn is the loop; returns counts its calls of FreeOSMemory
+// (warden_memory_returns_total) and returnedBytes what they gave back
+// (warden_memory_returned_bytes_total).
 type heapReturn struct {
 	period        time.Duration
 	log           *slog.Logger
@@ -117,7 +117,7 @@ func newHeapReturn(period time.Duration, log *slog.Logger, reg prometheus.Regist
 		}),
 		returnedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warden_memory_returned_bytes_total",
-			Help: "Bytes of heap returned to the OS after bursts (what the heap held beyond its live part before each return).",
+			Help: "Bytes of heap returned to the OS after bursts (what the heap held before each return less what it held after).",
 		}),
 	}
 	for _, c := range []prometheus.Collector{h.returns, h.returnedBytes} {
