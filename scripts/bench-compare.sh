@@ -16,7 +16,9 @@
 #                  limit: at its default of 1000 Mosquitto drops acknowledged
 #                  QoS 1 messages to slow subscribers)
 # then runs the same warden-bench cases against each in alternation, for
-# BENCH_ROUNDS rounds (the order of the brokers rotates each round), and
+# BENCH_ROUNDS rounds (the order of the brokers rotates each round; each
+# round starts with the four restarted, state kept, so no round inherits
+# the memory of the one before), and
 # prints each figure's median per broker with the ratios warden/mosquitto,
 # warden/mosquitto-q0 and warden/warden-noauth. Raw JSON, tables, broker logs
 # and the summary go to the results directory.
@@ -51,8 +53,9 @@
 # it inherits from this script, is the bound), so both take the idle
 # case's clients as configured; machine.txt records the limit.
 #
-# The full run takes about 9 minutes on a 2-core machine (about 160 s per
-# round, plus the build and the setup) and prints its total time; run it on
+# The full run takes about 11 minutes on a 2-core machine (about 200 s per
+# round, 60 of them waiting for memory to settle, plus the build and the
+# setup; 290 s per round on a loaded one) and prints its total time; run it on
 # an otherwise idle machine. Needs go, curl, and Mosquitto 2 (installed with
 # apt-get when missing).
 set -euo pipefail
@@ -180,11 +183,12 @@ declare -A ADDR BPID
 
 # ---- warden ----
 # start_warden NAME EXTRA-FLAGS...: starts warden on port 0 and reads the
-# bound addresses from its log.
+# bound addresses from its log ($WORK/NAME$RUN_TAG.log: one per start).
+RUN_TAG=
 start_warden() {
 	local name=$1
 	shift
-	local log=$WORK/$name.log
+	local log=$WORK/$name$RUN_TAG.log
 	"$WORK/warden" --mqtt-addr 127.0.0.1:0 --data-dir "$WORK/$name-data" "$@" >"$log" 2>&1 &
 	local pid=$!
 	PIDS+=("$pid")
@@ -204,8 +208,10 @@ api() { # METHOD PATH [BODY]: prints the response body, fails on an HTTP error
 }
 
 ADMIN_PW=$(randpw)
+WARDEN_ARGS=(--http-addr 127.0.0.1:0 --admin-password "$ADMIN_PW" --auth-max-failures-user -1 --auth-max-failures-user-total -1 --auth-max-failures-ip -1)
+NOAUTH_ARGS=(--http-addr "" --insecure-no-auth)
 say "starting warden (auth on) and creating $USERS users through the admin API"
-start_warden warden --http-addr 127.0.0.1:0 --admin-password "$ADMIN_PW" --auth-max-failures-user -1 --auth-max-failures-user-total -1 --auth-max-failures-ip -1
+start_warden warden "${WARDEN_ARGS[@]}"
 HTTP=$(grep -o 'msg=listening listener=http addr=[^ ]*' "$WORK/warden.log" | head -1 | sed 's/.*addr=//')
 TOKEN=
 TOKEN=$(api POST /api/login "{\"username\":\"admin\",\"password\":\"$ADMIN_PW\"}" | grep -o '"token":"[^"]*"' | head -1 | cut -d'"' -f4)
@@ -236,7 +242,7 @@ for p in "${jobs_pids[@]}"; do wait "$p" || die "creating warden users failed"; 
 unset TOKEN
 
 say "starting warden --insecure-no-auth"
-start_warden warden-noauth --http-addr "" --insecure-no-auth
+start_warden warden-noauth "${NOAUTH_ARGS[@]}"
 
 # ---- Mosquitto with dynamic security ----
 MOSQ_ADMIN_PW=$(randpw)
@@ -244,7 +250,7 @@ MOSQ_ADMIN_PW=$(randpw)
 start_mosquitto() {
 	local name=$1 extra=$2 port
 	port=$(free_port)
-	cat >"$WORK/$name.conf" <<-EOF
+	cat >"$WORK/$name$RUN_TAG.conf" <<-EOF
 		listener $port 127.0.0.1
 		allow_anonymous false
 		plugin $DYNSEC
@@ -253,7 +259,7 @@ start_mosquitto() {
 		user $(id -un)
 		$extra
 	EOF
-	mosquitto -c "$WORK/$name.conf" >"$WORK/$name.log" 2>&1 &
+	mosquitto -c "$WORK/$name$RUN_TAG.conf" >"$WORK/$name$RUN_TAG.log" 2>&1 &
 	local pid=$!
 	PIDS+=("$pid")
 	wait_port "$port" "$pid" || return 1
@@ -266,9 +272,9 @@ start_mosquitto() {
 start_mosquitto_retry() {
 	for _ in 1 2 3 4 5; do
 		start_mosquitto "$@" && return
-		say "  $1 did not start ($(tail -1 "$WORK/$1.log")); trying another port"
+		say "  $1 did not start ($(tail -1 "$WORK/$1$RUN_TAG.log")); trying another port"
 	done
-	die "$1 did not start; see $WORK/$1.log"
+	die "$1 did not start; see $WORK/$1$RUN_TAG.log"
 }
 
 say "starting Mosquitto $(mosquitto -h 2>&1 | head -1 | awk '{print $3}') with dynamic security and creating $USERS users"
@@ -312,43 +318,71 @@ mkdir -p "$WORK/mosquitto-q0"
 cp "$WORK/mosquitto/dynamic-security.json" "$WORK/mosquitto-q0/"
 start_mosquitto_retry mosquitto-q0 "max_queued_messages 0"
 
-for t in warden warden-noauth mosquitto mosquitto-q0; do
-	say "  $t: ${ADDR[$t]} (pid ${BPID[$t]})"
-done
+# restart_brokers TAG: stops the four brokers and starts them again with
+# the same settings and state (warden's data directory with its users,
+# Mosquitto's dynsec file), as fresh processes: each round starts from
+# the same memory, not from what the round before left (Go gives freed
+# heap back to the OS only when told or minutes later; the retained
+# case's store was the largest), and not from the setup's password hashing.
+restart_brokers() {
+	local t
+	for t in warden warden-noauth mosquitto mosquitto-q0; do
+		kill "${BPID[$t]}" 2>/dev/null || true
+		wait "${BPID[$t]}" 2>/dev/null || true
+	done
+	RUN_TAG=$1
+	start_warden warden "${WARDEN_ARGS[@]}"
+	start_warden warden-noauth "${NOAUTH_ARGS[@]}"
+	start_mosquitto_retry mosquitto ""
+	start_mosquitto_retry mosquitto-q0 "max_queued_messages 0"
+	for t in warden warden-noauth mosquitto mosquitto-q0; do
+		say "  $t: ${ADDR[$t]} (pid ${BPID[$t]})"
+	done
+}
 
 # ---- the cases ----
 # name|scenario and flags|brokers it runs on. Counts and durations are
-# chosen so the whole run fits in about 9 minutes on 2 cores (issue 21:
+# chosen so the whole run fits in about 11 minutes on 2 cores (issue 21:
 # under 15). Memory figures are differences of the broker's resident set,
-# and a broker reuses memory it freed but still holds (Go returns it to
-# the OS slowly), so the order matters: idle comes after connect, whose
-# warm-up leaves warden's verification cache warm (no argon2id
-# verification, and its heap growth, inside the measurement), and before
-# the message cases; retained, whose store is the largest, comes last and
-# clears its messages at the end, so no case or round after it carries
-# them.
+# and a broker reuses memory it freed but still holds, so:
+# - every round starts with freshly started brokers (restart_brokers);
+# - each case reports the broker's RSS when it began
+#   (broker_rss_before_mib) and its growth over that
+#   (broker_rss_growth_mib) beside the maximum;
+# - the cases whose per-client or per-message figures are RSS differences
+#   (reconnect-storm, idle, retained) first wait, up to $SETTLE, until the
+#   broker's RSS has stopped falling for 6 s (warden gives a burst's free
+#   heap back within its --memory-return-interval, 5 s, of going quiet),
+#   so they neither count nor reuse what the case before freed (connect,
+#   first in the round, starts on a fresh broker);
+# - idle comes after connect, whose warm-up leaves warden's verification
+#   cache warm (no argon2id verification, and its heap growth, inside the
+#   measurement), and before the message cases; retained, whose store is
+#   the largest, comes last and clears its messages at the end.
 if [ "$QUICK" = 1 ]; then
-	N_CONNECT=500 N_STORM=100 D=1s DRAIN=2s DENIED_D=1s IDLE=1s
+	N_CONNECT=500 N_STORM=100 D=1s DRAIN=2s DENIED_D=1s IDLE=1s SETTLE=20s
 else
-	N_CONNECT=10000 N_STORM=1000 D=3s DRAIN=4s DENIED_D=3s IDLE=5s
+	N_CONNECT=10000 N_STORM=1000 D=3s DRAIN=4s DENIED_D=3s IDLE=5s SETTLE=20s
 fi
 ALL="warden warden-noauth mosquitto"
 FLOW="warden warden-noauth mosquitto mosquitto-q0"
 CASES=(
 	"connect|connect --clients $N_CONNECT --concurrency 8 --users $USERS|$ALL"
-	"reconnect-storm|reconnect-storm --clients $N_STORM --concurrency 16 --users $USERS --storm-timeout 60s|$ALL"
-	"idle|idle --clients $IDLE_CLIENTS --concurrency 32 --keepalive 60s --idle $IDLE --users $USERS|$ALL"
+	"reconnect-storm|reconnect-storm --clients $N_STORM --concurrency 16 --users $USERS --storm-timeout 60s --settle $SETTLE|$ALL"
+	"idle|idle --clients $IDLE_CLIENTS --concurrency 32 --keepalive 60s --idle $IDLE --users $USERS --settle $SETTLE|$ALL"
 	"pubsub-qos0|pubsub --qos 0 --publishers 4 --subscribers 4 --payload 100 --duration $D --drain $DRAIN --users $USERS|$FLOW"
 	"pubsub-qos1|pubsub --qos 1 --publishers 4 --subscribers 4 --payload 100 --duration $D --drain $DRAIN --inflight 16 --connect-timeout 5s --users $USERS|$FLOW"
 	"pubsub-qos0-1k|pubsub --qos 0 --publishers 4 --subscribers 4 --payload 100 --duration $D --drain $DRAIN --rate 1000 --users $USERS|$FLOW"
 	"fanout|fanout --qos 0 --subscribers 50 --payload 100 --duration $D --drain $DRAIN --users $USERS|$FLOW"
 	"denied|denied --legit 4 --flood 50 --users 20 --flood-offset 20 --flood-users 10 --duration $DENIED_D|warden mosquitto"
-	"retained|retained --messages $RETAINED --payload 100 --first-wait 60s --drain 5s --timeout 180s --users $USERS|$ALL"
+	"retained|retained --messages $RETAINED --payload 100 --first-wait 60s --drain 5s --timeout 180s --users $USERS --settle $SETTLE|$ALL"
 )
 
 : >"$RESULTS/tables.txt"
 for round in $(seq "$ROUNDS"); do
 	round_start=$(date +%s)
+	say "round $round/$ROUNDS: restarting the brokers"
+	restart_brokers "-r$round"
 	for c in "${CASES[@]}"; do
 		IFS='|' read -r name args targets <<<"$c"
 		read -ra ts <<<"$targets"

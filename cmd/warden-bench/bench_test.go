@@ -119,7 +119,7 @@ func TestScenariosAgainstWarden(t *testing.T) {
 	}
 
 	t.Run("connect counts every CONNECT and reports the broker's CPU", func(t *testing.T) {
-		code, r, out := runBench(t, addr, "connect", "--clients", "40", "--concurrency", "4", "--broker-pid", strconv.Itoa(os.Getpid()))
+		code, r, out := runBench(t, addr, "connect", "--clients", "40", "--concurrency", "4", "--broker-pid", strconv.Itoa(os.Getpid()), "--settle", "300ms")
 		if code != exitOK || !r.Complete {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
@@ -135,6 +135,15 @@ func TestScenariosAgainstWarden(t *testing.T) {
 		metric(t, r, "broker_cpu_us_per_connect")
 		if metric(t, r, "broker_rss_max_mib") <= 0 {
 			t.Errorf("no resident memory read from /proc:\n%s", out)
+		}
+		// The case's own share: its maximum less what the broker held
+		// when it began (after waiting, at most --settle, for that to
+		// stop falling).
+		if before, growth := metric(t, r, "broker_rss_before_mib"), metric(t, r, "broker_rss_growth_mib"); before <= 0 || growth < 0 || before+growth != metric(t, r, "broker_rss_max_mib") {
+			t.Errorf("broker_rss_before_mib %v + broker_rss_growth_mib %v is not the maximum:\n%s", before, growth, out)
+		}
+		if w := metric(t, r, "broker_settle_s"); w < 0.3 || w >= settleQuiet.Seconds() {
+			t.Errorf("broker_settle_s %v, want --settle's 0.3 s (this process's memory does not fall for %s)", w, settleQuiet)
 		}
 		if r.Params["password"] != "" || strings.Contains(out, testPassword) {
 			t.Errorf("the password leaked into the result or the output")

@@ -155,7 +155,6 @@ wait:
 			r.add("broker_idle_cpu_pct", "%", 100*u.cpu.Seconds()/u.wall.Seconds())
 		}
 		if after, err := readProc(b.opts.brokerPID); err == nil {
-			r.add("broker_rss_before_mib", "MiB", float64(before.rssKiB)/1024)
 			r.add("broker_rss_idle_mib", "MiB", float64(after.rssKiB)/1024)
 			r.add("broker_rss_per_client_kib", "KiB", float64(after.rssKiB-before.rssKiB)/float64(connected))
 		}

@@ -90,6 +90,7 @@ type options struct {
 	label          string
 	name           string
 	brokerPID      int
+	settle         time.Duration
 	quiet          bool
 }
 
@@ -105,6 +106,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.label, "label", "", "name of the broker under test in the result (default: --addr)")
 	fs.StringVar(&o.name, "name", "", "name of this case in the result, to tell runs of one scenario with different settings apart (default: the scenario)")
 	fs.IntVar(&o.brokerPID, "broker-pid", 0, "process ID of the broker, on this machine: report its CPU time and resident memory from /proc")
+	fs.DurationVar(&o.settle, "settle", 0, "with --broker-pid: first wait, up to this long, until the broker's resident memory has stopped falling (what an earlier run freed is given back), so its memory figures start clean (0: no wait)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines on stderr")
 }
 
@@ -121,6 +123,9 @@ func (o *options) check() error {
 	}
 	if o.brokerPID < 0 {
 		errs = append(errs, errors.New("--broker-pid must be a process ID"))
+	}
+	if o.settle < 0 {
+		errs = append(errs, errors.New("--settle must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -221,7 +226,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	b := &bench{opts: o, runTag: randomTag(), progress: startProgress(stderr, o.name, o.quiet)}
-	err := sc.run(ctx, b, r)
+	var err error
+	if o.settle > 0 && o.brokerPID != 0 {
+		b.progress.set(func() string { return "waiting for the broker's resident memory to settle" })
+		var waited time.Duration
+		if waited, err = settle(ctx, o.brokerPID, o.settle); err == nil {
+			r.add("broker_settle_s", "s", waited.Seconds())
+		}
+	}
+	if err == nil {
+		err = sc.run(ctx, b, r)
+	}
 	b.progress.stop()
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -116,11 +117,12 @@ func (m *meter) sample() procSample {
 
 // procUsage is what a meter measured.
 type procUsage struct {
-	cpu    time.Duration // CPU time spent during the phase
-	wall   time.Duration // length of the phase
-	rssKiB int64         // resident memory at the end of the phase
-	maxKiB int64         // largest resident memory seen
-	err    error         // the first /proc read that failed, if any
+	cpu      time.Duration // CPU time spent during the phase
+	wall     time.Duration // length of the phase
+	rssKiB   int64         // resident memory at the end of the phase
+	maxKiB   int64         // largest resident memory seen
+	startKiB int64         // resident memory at the start of the phase
+	err      error         // the first /proc read that failed, if any
 }
 
 // stop ends the phase.
@@ -130,5 +132,41 @@ func (m *meter) stop() procUsage {
 	end := m.sample()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return procUsage{cpu: end.cpu - m.start.cpu, wall: time.Since(m.began), rssKiB: end.rssKiB, maxKiB: m.maxRSS, err: m.err}
+	return procUsage{cpu: end.cpu - m.start.cpu, wall: time.Since(m.began), rssKiB: end.rssKiB, maxKiB: m.maxRSS, startKiB: m.start.rssKiB, err: m.err}
+}
+
+// settleQuiet is how long a broker's resident memory must not fall for
+// settle to call it settled: longer than warden's --memory-return-interval
+// (5 s), so a broker that gives a burst's heap back once quiet has done
+// so by then.
+const settleQuiet = 6 * time.Second
+
+// settle waits until the resident memory of process pid has not fallen by
+// a MiB or more for settleQuiet, or limit has passed, and returns how long
+// it waited. A run that starts while the broker still holds what an
+// earlier run freed (Go returns it minutes later unless told otherwise)
+// would count that memory as its own, or reuse it and count too little.
+func settle(ctx context.Context, pid int, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	s, err := readProc(pid)
+	if err != nil {
+		return 0, err
+	}
+	low, lowAt := s.rssKiB, start
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for time.Since(lowAt) < settleQuiet && time.Since(start) < limit {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
+		case <-t.C:
+		}
+		if s, err = readProc(pid); err != nil {
+			return time.Since(start), err
+		}
+		if s.rssKiB <= low-1024 {
+			low, lowAt = s.rssKiB, time.Now()
+		}
+	}
+	return time.Since(start), nil
 }

@@ -98,7 +98,11 @@ func (r *Result) addUsage(prefix string, u procUsage, per string, work float64) 
 		r.add(prefix+"_cpu_us_per_"+per, "µs", float64(u.cpu.Microseconds())/work)
 	}
 	if prefix == "broker" {
+		// What the case itself took: a broker that starts a case holding
+		// memory from an earlier one shows a high maximum either way.
+		r.add("broker_rss_before_mib", "MiB", float64(u.startKiB)/1024)
 		r.add("broker_rss_max_mib", "MiB", float64(u.maxKiB)/1024)
+		r.add("broker_rss_growth_mib", "MiB", float64(u.maxKiB-u.startKiB)/1024)
 	}
 }
 

@@ -219,6 +219,10 @@ type Config struct {
 	// empty: off. Profiles show memory contents, so only loopback
 	// addresses are accepted.
 	PprofAddr string
+	// MemoryReturnInterval is how often warden checks whether its heap
+	// holds much more than it uses after a burst and returns the free part
+	// to the OS (memreturn.go); 0: never.
+	MemoryReturnInterval time.Duration
 	// InsecureNoAuth replaces warden's auth hook with Mochi's allow-all
 	// hook: every CONNECT, publish and subscribe is allowed. It exists
 	// only to measure what the auth layer costs (scripts/bench-compare.sh);
@@ -493,6 +497,9 @@ var options = []option{
 	{flag: "pprof-addr", env: "WARDEN_PPROF_ADDR", def: "", arg: "addr", readme: ": off; loopback addresses only",
 		usage: "serve Go's profiler (net/http/pprof, /debug/pprof/) on this address, apart from the admin API; loopback only (127.0.0.0/8, [::1] or localhost), since profiles show memory contents (empty: off)",
 		bind:  stringOpt(func(c *Config) *string { return &c.PprofAddr })},
+	{flag: "memory-return-interval", env: "WARDEN_MEMORY_RETURN_INTERVAL", def: "5s", arg: "duration", readme: "; `0` turns it off",
+		usage: "how often to check whether the heap holds far more than it uses after a burst (reconnect storm, clients gone) and, once quiet, return the free part to the OS instead of holding it for minutes (0: never)",
+		bind:  durationOpt(func(c *Config) *time.Duration { return &c.MemoryReturnInterval })},
 	{flag: "insecure-no-auth", env: "WARDEN_INSECURE_NO_AUTH", def: "false", arg: "bool", readme: "; `true` for benchmarks only",
 		usage: "BENCHMARKS ONLY: run the broker without authentication or authorization (Mochi's allow-all hook), to measure what warden's auth costs",
 		bind:  boolOpt(func(c *Config) *bool { return &c.InsecureNoAuth })},
@@ -620,6 +627,9 @@ func (c Config) Validate() error {
 		if err := checkLoopbackAddr(c.PprofAddr); err != nil {
 			add("pprof-addr", "%v", err)
 		}
+	}
+	if c.MemoryReturnInterval < 0 || (c.MemoryReturnInterval > 0 && c.MemoryReturnInterval < 100*time.Millisecond) {
+		add("memory-return-interval", "%s: want 0 (off) or at least 100ms", c.MemoryReturnInterval)
 	}
 	if c.MQTTAddr == "" && c.MQTTSAddr == "" && c.WSAddr == "" {
 		// A broker sidecar without any MQTT listener is a

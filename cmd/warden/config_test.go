@@ -58,6 +58,8 @@ func defaultConfig() Config {
 		LDAPTimeout:           5 * time.Second,
 		LDAPCacheTTL:          5 * time.Minute,
 		LDAPRecheck:           15 * time.Minute,
+
+		MemoryReturnInterval: 5 * time.Second,
 	}
 }
 
@@ -112,7 +114,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				"WARDEN_DATA_DIR": "/d", "WARDEN_REDIS_URL": "redis://r:6379/1",
 				"WARDEN_TLS_CERT": "c.pem", "WARDEN_TLS_KEY": "k.pem", "WARDEN_CLIENT_CA": "ca.pem",
 				"WARDEN_LOG_LEVEL": "error", "WARDEN_SHUTDOWN_TIMEOUT": "2s", "WARDEN_INSECURE_NO_AUTH": "true",
-				"WARDEN_PPROF_ADDR": "127.0.0.1:6060", "WARDEN_AUDIT_LOG": "/var/log/warden-audit.jsonl",
+				"WARDEN_PPROF_ADDR": "127.0.0.1:6060", "WARDEN_MEMORY_RETURN_INTERVAL": "30s", "WARDEN_AUDIT_LOG": "/var/log/warden-audit.jsonl",
 				"WARDEN_TLS_HOSTS": "mqtt.example.com", "WARDEN_WS_TLS": "true", "WARDEN_CONNECT_TIMEOUT": "3s",
 				"WARDEN_AUTH_MAX_FAILURES_USER": "5", "WARDEN_AUTH_MAX_FAILURES_IP": "-1",
 				"WARDEN_AUTH_FAILURE_WINDOW": "1m", "WARDEN_AUTH_BACKOFF": "30s",
@@ -134,7 +136,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				*c = Config{MQTTAddr: ":1", MQTTSAddr: ":2", WSAddr: ":3", HTTPAddr: ":4", DataDir: "/d",
 					RedisURL: "redis://r:6379/1", TLSCert: "c.pem", TLSKey: "k.pem", ClientCA: "ca.pem",
 					LogLevel: "error", ShutdownTimeout: 2 * time.Second, InsecureNoAuth: true,
-					PprofAddr: "127.0.0.1:6060", AuditLog: "/var/log/warden-audit.jsonl",
+					PprofAddr: "127.0.0.1:6060", MemoryReturnInterval: 30 * time.Second, AuditLog: "/var/log/warden-audit.jsonl",
 					TLSHosts: "mqtt.example.com", WSTLS: true, ConnectTimeout: 3 * time.Second,
 					AuthMaxFailuresUser: 5, AuthMaxFailuresIP: -1, AuthFailureWindow: time.Minute, AuthBackoff: 30 * time.Second,
 					AuthMaxFailuresUserTotal: 50, AuthVerifyWorkers: 3, MFAMQTTPassword: true,
@@ -346,6 +348,10 @@ func TestValidate(t *testing.T) {
 		{"pprof on a LAN address", func(c *Config) { c.PprofAddr = "192.168.1.10:6060" }, "is not a loopback address"},
 		{"pprof on a host name other than localhost", func(c *Config) { c.PprofAddr = "warden.example.com:6060" }, "is not a loopback address"},
 		{"pprof on localhost's look-alike", func(c *Config) { c.PprofAddr = "localhost.example.com:6060" }, "is not a loopback address"},
+		{"memory return off", func(c *Config) { c.MemoryReturnInterval = 0 }, ""},
+		{"memory return every second", func(c *Config) { c.MemoryReturnInterval = time.Second }, ""},
+		{"memory return negative", func(c *Config) { c.MemoryReturnInterval = -time.Second }, "--memory-return-interval (WARDEN_MEMORY_RETURN_INTERVAL): -1s: want 0 (off) or at least 100ms"},
+		{"memory return too often", func(c *Config) { c.MemoryReturnInterval = time.Millisecond }, "--memory-return-interval (WARDEN_MEMORY_RETURN_INTERVAL): 1ms"},
 		{"pprof without a port", func(c *Config) { c.PprofAddr = "127.0.0.1" }, "--pprof-addr (WARDEN_PPROF_ADDR): \"127.0.0.1\" is not host:port"},
 		{"a restore limit over the format's ceiling", func(c *Config) { c.RestoreMaxSize = 1<<30 + 1 }, "--restore-max-size"},
 	}
@@ -529,6 +535,7 @@ func TestHelpListsEveryFlagWithItsVariableAndDefault(t *testing.T) {
 		{"--ldap-cache-ttl", "WARDEN_LDAP_CACHE_TTL", `"5m"`},
 		{"--ldap-recheck", "WARDEN_LDAP_RECHECK", `"15m"`},
 		{"--pprof-addr", "WARDEN_PPROF_ADDR", "empty"},
+		{"--memory-return-interval", "WARDEN_MEMORY_RETURN_INTERVAL", `"5s"`},
 		{"--insecure-no-auth", "WARDEN_INSECURE_NO_AUTH", `"false"`},
 	}
 	for _, w := range want {

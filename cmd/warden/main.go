@@ -134,6 +134,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// cgroup's limit, checked against what the verifications hold
 	// (memlimit.go).
 	applyMemoryLimit(chooseMemoryLimit(getenv, osRoot()), guard.verifier.WorkingSet(), log)
+	// Without a limit, the free heap of a burst goes back to the OS once
+	// warden is quiet again, not minutes later (memreturn.go).
+	if err := startHeapReturn(ctx, cfg.MemoryReturnInterval, log, tel.registry); err != nil {
+		log.Error("startup failed", "err", err)
+		_ = closeStore()
+		return exitFail
+	}
 	reg, err := startRegistry(ctx, cfg, s, log, guard.verifier)
 	if err != nil {
 		log.Error("startup failed", "err", err)
