@@ -89,6 +89,7 @@ func TestLogEnded(t *testing.T) {
 		want    string
 	}{
 		{"a clean end", nil, false, ""},
+		{"a clean end while the broker stops", nil, true, "level=DEBUG"},
 		{"a socket the server closed", closed, false, "level=DEBUG"},
 		{"a socket the server closed, wrapped", fmt.Errorf("read connection: %w", closed), false, "level=DEBUG"},
 		{"EOF while the broker stops", io.EOF, true, "level=DEBUG"},

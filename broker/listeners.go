@@ -110,10 +110,13 @@ func (l *netListener) ended(c net.Conn, err error) {
 // reset end it as well. Those are debug lines, and a clean stop logs no
 // warning per client. Any other error (the client went away without
 // DISCONNECT, a timeout, a refused CONNECT, a protocol error) stays a
-// warning.
+// warning. A clean end is logged only while the broker stops, where
+// whether a client's read ends with an error or cleanly is a race.
 func logEnded(log *slog.Logger, msg, remote string, err error, closing bool) {
 	switch {
-	case err == nil:
+	case err == nil && !closing:
+	case err == nil: // a clean end while the broker stops: one line per connection, as for the others
+		log.Debug(msg, "remote", remote)
 	case closing || errors.Is(err, net.ErrClosed):
 		log.Debug(msg, "remote", remote, "error", err)
 	default:
