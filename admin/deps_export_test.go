@@ -41,3 +41,6 @@ func WithRegistryAndTrust(t testing.TB, o Options) Options {
 	}
 	return o
 }
+
+// EnrollmentQR is enrollmentQR, for the QR code tests.
+var EnrollmentQR = enrollmentQR

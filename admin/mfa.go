@@ -5,10 +5,15 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
 	"image/png"
 	"net/http"
 	"time"
 
+	"github.com/boombuler/barcode/qr"
 	"github.com/pquerna/otp"
 
 	"github.com/warden-mqtt/warden/audit"
@@ -98,7 +103,7 @@ const qrSize = 200
 // here so that a page shows it without asking any QR service (factory
 // networks have no internet). It holds the secret, as the URI does.
 func qrCode(key *otp.Key) (string, error) {
-	img, err := key.Image(qrSize, qrSize)
+	img, err := qrImage(key.String(), qrSize)
 	if err != nil {
 		return "", err
 	}
@@ -107,6 +112,38 @@ func qrCode(key *otp.Key) (string, error) {
 		return "", err
 	}
 	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
+
+// qrQuietZone is the white border a QR code needs around it, in modules
+// (ISO/IEC 18004: 4). otp.Key.Image scales the code to fill the image,
+// leaving only what rounding leaves: for some URI lengths 2 pixels, and
+// scanners then fail to find the code's corners.
+const qrQuietZone = 4
+
+// qrImage draws text as a QR code (error correction M, as otp.Key.Image)
+// on a white size×size square: whole pixels per module, with at least
+// qrQuietZone modules of white around it.
+func qrImage(text string, size int) (image.Image, error) {
+	code, err := qr.Encode(text, qr.M, qr.Auto)
+	if err != nil {
+		return nil, err
+	}
+	n := code.Bounds().Dx()
+	scale := size / (n + 2*qrQuietZone)
+	if scale < 1 {
+		return nil, fmt.Errorf("admin: a QR code of %d modules does not fit %d pixels", n, size)
+	}
+	img := image.NewGray(image.Rect(0, 0, size, size))
+	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
+	off := (size - n*scale) / 2
+	for y := range n {
+		for x := range n {
+			if code.At(x, y) == color.Black {
+				draw.Draw(img, image.Rect(off+x*scale, off+y*scale, off+(x+1)*scale, off+(y+1)*scale), image.Black, image.Point{}, draw.Src)
+			}
+		}
+	}
+	return img, nil
 }
 
 // enrollmentQR is qrCode of an otpauth URI.
