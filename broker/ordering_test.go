@@ -18,14 +18,7 @@ import (
 func TestOrderedTopicAcrossWriters(t *testing.T) {
 	for _, qos := range []byte{0, 1} {
 		t.Run(map[byte]string{0: "qos0", 1: "qos1"}[qos], func(t *testing.T) {
-			br, err := New(Config{TCPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}, &allowHook{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = br.Close() })
-			if err := br.Start(); err != nil {
-				t.Fatal(err)
-			}
+			br := startBroker(t, Config{TCPAddr: local, Logger: slog.New(slog.DiscardHandler)})
 			addr := br.Addr("tcp")
 			sub, sr := rawClient(t, addr, "sub")
 			rawSubscribe(t, sub, sr, "order/t", qos)

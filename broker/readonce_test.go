@@ -12,14 +12,7 @@ import (
 // broker receives costs one buffer of its size, not two: Mochi copied
 // every packet it had just read into a second buffer before decoding it.
 func TestPublishReadIntoOneBuffer(t *testing.T) {
-	br, err := New(Config{TCPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}, &allowHook{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = br.Close() })
-	if err := br.Start(); err != nil {
-		t.Fatal(err)
-	}
+	br := startBroker(t, Config{TCPAddr: local, Logger: slog.New(slog.DiscardHandler)})
 	pub, r := rawClient(t, br.Addr("tcp"), "pub")
 	const size, n = 256 << 10, 20
 	body := append(append(mqtttest.String("big/t"), 0), make([]byte, size)...) // v5: no properties

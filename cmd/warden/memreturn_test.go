@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -136,7 +135,7 @@ func TestFreeHeapReturnedAfterClientsLeave(t *testing.T) {
 		}
 	}
 	t.Logf("RSS %.0f MiB after they left (%.0f at the most); seen: %s", after, peak, strings.Join(seen, ", "))
-	if m := regexp.MustCompile(`(?m)^warden_memory_returns_total (\S+)$`).FindStringSubmatch(scrape(t, n.httpAddr)); m == nil || m[1] == "0" {
+	if m := regexp.MustCompile(`(?m)^warden_memory_returns_total (\S+)$`).FindStringSubmatch(metricsText(t, n.httpAddr)); m == nil || m[1] == "0" {
 		t.Errorf("warden_memory_returns_total %v, want at least 1", m)
 	}
 }
@@ -180,20 +179,12 @@ func connectV311(addr, clientID, user, password string) (net.Conn, error) {
 	return c, nil
 }
 
-// scrape returns GET /metrics.
-func scrape(t *testing.T, httpAddr string) string {
+// metricsText returns GET /metrics.
+func metricsText(t *testing.T, httpAddr string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+httpAddr+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	code, body := httpGet(t, httpAddr, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", code)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return body
 }
